@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Creates (once) the Python virtual environment that provides libtorch 2.13.0 and the
+# fixture tooling. It lives outside the clone, keyed by the torch version, so every clone
+# on this machine shares it and a second `make` downloads nothing.
+#
+#   TCH_ATTENTION_VENV   where the environment lives
+#                        (default: ${XDG_CACHE_HOME:-~/.cache}/tch-attention/torch-2.13.0)
+#   PIP_INDEX_URL        pip's own variable: e.g. https://download.pytorch.org/whl/cpu
+#                        for the much smaller CPU-only wheel
+#
+# Prints the environment's path on its last line.
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+# Everything the setup's Python needs, pinned, so the fixtures are reproducible.
+REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5")
+
+venv="${TCH_ATTENTION_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-attention/torch-${TORCH_VERSION}}"
+stamp="$venv/.tch-attention-ready"
+want="$(printf '%s\n' "${REQUIREMENTS[@]}")"
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "$venv"
+  exit 0
+fi
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || { echo "setup: python3 not found; install Python 3.10+ first" >&2; exit 2; }
+
+echo "setup: creating $venv (torch ${TORCH_VERSION}; this downloads a few GB once)" >&2
+mkdir -p "$(dirname "$venv")"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
+"$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
+"$venv/bin/python" -c "import torch, safetensors; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+printf '%s\n' "${REQUIREMENTS[@]}" > "$stamp"
+echo "$venv"

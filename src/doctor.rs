@@ -1,0 +1,125 @@
+//! What `attn doctor` reports about the libtorch this process actually loaded.
+
+use std::path::PathBuf;
+
+use tch::{Device, Kind, Tensor};
+
+/// The libtorch version this crate is built for (tch 0.26).
+pub const EXPECTED_LIBTORCH: &str = "2.13.0";
+
+/// The scaled-dot-product-attention kernels, numbered as libtorch's `SDPBackend`.
+pub fn sdp_backend_name(code: i64) -> &'static str {
+    match code {
+        0 => "math",
+        1 => "flash_attention",
+        2 => "efficient_attention",
+        3 => "cudnn_attention",
+        4 => "overrideable",
+        _ => "none",
+    }
+}
+
+/// A snapshot of the linked libtorch.
+#[derive(Debug, Clone)]
+pub struct Diagnosis {
+    /// The folder `libtorch_cpu` was loaded from (from `/proc/self/maps`).
+    pub lib_dir: Option<PathBuf>,
+    /// The version found beside it (`torch/version.py` of a wheel, or `build-version`).
+    pub version: Option<String>,
+    /// The folder the crate was built against.
+    pub built_against: String,
+    pub cuda_available: bool,
+    pub cudnn_available: bool,
+    pub cuda_devices: i64,
+    pub threads: i32,
+    /// `(device, dtype, kernel libtorch picks for a small causal call)`.
+    pub sdp_choices: Vec<(String, String, String)>,
+}
+
+impl Diagnosis {
+    pub fn collect() -> Self {
+        let lib_dir = loaded_lib_dir();
+        let version = lib_dir.as_ref().and_then(|d| version_beside(d));
+        let cuda_available = tch::Cuda::is_available();
+        let mut devices = vec![Device::Cpu];
+        if cuda_available {
+            devices.push(Device::Cuda(0));
+        }
+        let mut sdp_choices = Vec::new();
+        for device in devices {
+            for kind in [Kind::Float, Kind::Half, Kind::BFloat16, Kind::Double] {
+                let choice = fused_choice(device, kind)
+                    .map(sdp_backend_name)
+                    .unwrap_or("error");
+                sdp_choices.push((
+                    format!("{device:?}"),
+                    format!("{kind:?}"),
+                    choice.to_string(),
+                ));
+            }
+        }
+        Self {
+            lib_dir,
+            version,
+            built_against: env!("TCH_ATTENTION_LIBTORCH_LIB").to_string(),
+            cuda_available,
+            cudnn_available: tch::Cuda::cudnn_is_available(),
+            cuda_devices: tch::Cuda::device_count(),
+            threads: tch::get_num_threads(),
+            sdp_choices,
+        }
+    }
+
+    /// Healthy when the loaded libtorch is the version this crate was built for.
+    pub fn problem(&self) -> Option<String> {
+        match &self.version {
+            Some(v) if v.split('+').next() == Some(EXPECTED_LIBTORCH) => None,
+            Some(v) => Some(format!(
+                "libtorch {v} is loaded but this build needs {EXPECTED_LIBTORCH}: rebuild with `make` (or point LIBTORCH at a libtorch {EXPECTED_LIBTORCH})"
+            )),
+            None => Some(format!(
+                "cannot tell which libtorch is loaded (folder {:?}); run `make setup` and rebuild, or point LIBTORCH at a libtorch {EXPECTED_LIBTORCH}",
+                self.lib_dir
+            )),
+        }
+    }
+}
+
+/// The kernel libtorch's dispatcher picks for a small causal self-attention call.
+fn fused_choice(device: Device, kind: Kind) -> Option<i64> {
+    let q = Tensor::f_zeros([1, 2, 8, 16], (kind, device)).ok()?;
+    Tensor::f_internal_fused_sdp_choice(&q, &q, &q, None::<Tensor>, 0.0, true, None, false).ok()
+}
+
+fn loaded_lib_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("libtorch_cpu."))
+        })
+        .and_then(|path| PathBuf::from(path).parent().map(|p| p.to_path_buf()))
+}
+
+fn version_beside(lib_dir: &std::path::Path) -> Option<String> {
+    let parent = lib_dir.parent()?;
+    if let Ok(text) = std::fs::read_to_string(parent.join("version.py")) {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("__version__") {
+                let v = rest.trim_start_matches([' ', '=', ':']).trim();
+                let v = v
+                    .rsplit('=')
+                    .next()
+                    .unwrap_or(v)
+                    .trim()
+                    .trim_matches(['\'', '"']);
+                return Some(v.to_string());
+            }
+        }
+    }
+    std::fs::read_to_string(parent.join("build-version"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}

@@ -1,0 +1,90 @@
+//! The crate's one error type: every variant says which argument was wrong, what was
+//! expected and what came, so a caller (or the `attn` binary) can print one clear line.
+
+use tch::{Device, Kind, TchError};
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor argument has the wrong shape (or rank).
+    #[error("{arg}: expected shape {expected}, got {got:?}")]
+    Shape {
+        arg: String,
+        expected: String,
+        got: Vec<i64>,
+    },
+
+    /// A tensor argument has the wrong dtype.
+    #[error("{arg}: expected dtype {expected}, got {got:?}")]
+    Dtype {
+        arg: String,
+        expected: String,
+        got: Kind,
+    },
+
+    /// Tensor arguments live on different devices.
+    #[error("{arg}: expected device {expected:?}, got {got:?}")]
+    Device {
+        arg: String,
+        expected: Device,
+        got: Device,
+    },
+
+    /// Two arguments that are valid alone do not go together.
+    #[error("{arg}: {reason}")]
+    Invalid { arg: String, reason: String },
+
+    /// A constructor argument makes no sense.
+    #[error("config {field}: {reason}")]
+    Config { field: String, reason: String },
+
+    /// A checkpoint or case lacks a tensor the module needs, or has one it does not know.
+    #[error("{source_name}: {reason}")]
+    Load { source_name: String, reason: String },
+
+    /// libtorch itself refused the operation. Validation should catch bad input before
+    /// this point; reaching it means a case the checks do not cover.
+    #[error("libtorch: {0}")]
+    Torch(#[from] TchError),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(arg: impl Into<String>, expected: impl Into<String>, got: &[i64]) -> Self {
+        Error::Shape {
+            arg: arg.into(),
+            expected: expected.into(),
+            got: got.to_vec(),
+        }
+    }
+
+    pub(crate) fn invalid(arg: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            arg: arg.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn load(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Load {
+            source_name: source_name.into(),
+            reason: reason.into(),
+        }
+    }
+}

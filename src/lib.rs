@@ -1,0 +1,15 @@
+//! Transformer self-attention on tch-rs (libtorch), checked against PyTorch.
+pub mod case;
+pub mod causal_self_attention;
+mod check;
+pub mod checkpoint;
+pub mod doctor;
+pub mod error;
+pub mod functional;
+pub mod head;
+pub mod linear;
+pub mod mask;
+pub mod multi_head;
+pub mod notebook;
+pub mod pretty;
+pub use error::{Error, Result};
