@@ -17,12 +17,19 @@ use crate::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::head::{Head, HeadConfig};
 use crate::mask::Mask;
 use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
+use crate::multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};
 
 /// The `format` a case must declare.
 pub const FORMAT: &str = "tch-attention-case/1";
 
 /// The modules [`Case::run`] can replay.
-pub const MODULES: [&str; 4] = ["head", "multi_head", "causal_self_attention", "sdpa"];
+pub const MODULES: [&str; 5] = [
+    "head",
+    "multi_head",
+    "causal_self_attention",
+    "multihead_attention",
+    "sdpa",
+];
 
 /// Whether [`Case::run`] can replay `module`.
 pub fn supports(module: &str) -> bool {
@@ -270,6 +277,47 @@ impl Case {
                 let m = CausalSelfAttention::new(vs.root(), cfg)?;
                 let x = get("x")?;
                 Box::new(move || Ok((m.f_forward_t(x, train)?, None)))
+            }
+            "multihead_attention" => {
+                let (c, f) = (&self.config, &self.forward);
+                let opt_int = |key: &str| match c.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(_) => self.int(c, key, None).map(Some),
+                };
+                let cfg = MultiheadAttentionConfig {
+                    embed_dim: self.int(c, "embed_dim", None)?,
+                    num_heads: self.int(c, "num_heads", None)?,
+                    dropout: self.float(c, "dropout", 0.0)?,
+                    bias: self.flag(c, "bias", true)?,
+                    add_bias_kv: self.flag(c, "add_bias_kv", false)?,
+                    add_zero_attn: self.flag(c, "add_zero_attn", false)?,
+                    kdim: opt_int("kdim")?,
+                    vdim: opt_int("vdim")?,
+                    batch_first: self.flag(c, "batch_first", false)?,
+                };
+                let m = MultiheadAttention::new(vs.root(), cfg)?;
+                let (q, k, v) = (get("query")?, get("key")?, get("value")?);
+                let kpm = inputs.get("key_padding_mask").map(|m| m.shallow_clone());
+                let attn_mask = inputs.get("attn_mask").map(|m| m.shallow_clone());
+                let need_weights = self.flag(f, "need_weights", true)?;
+                let average_attn_weights = self.flag(f, "average_attn_weights", true)?;
+                let is_causal = self.flag(f, "is_causal", false)?;
+                Box::new(move || {
+                    // nn.MultiheadAttention's convention: bool true = masked out.
+                    let mha = |t: &Option<Tensor>| {
+                        t.as_ref()
+                            .map(|t| Mask::from_mha(t.shallow_clone()))
+                            .transpose()
+                    };
+                    let options = MhaOptions {
+                        key_padding_mask: mha(&kpm)?,
+                        attn_mask: mha(&attn_mask)?,
+                        need_weights,
+                        average_attn_weights,
+                        is_causal,
+                    };
+                    m.f_forward_t(q, k, v, &options, train)
+                })
             }
             "sdpa" => {
                 let f = &self.forward;

@@ -1,4 +1,4 @@
-//! Transformer self-attention on tch-rs (libtorch), checked against PyTorch.
+#![doc = include_str!("../README.md")]
 pub mod case;
 pub mod causal_self_attention;
 mod check;
@@ -10,6 +10,7 @@ pub mod head;
 pub mod linear;
 pub mod mask;
 pub mod multi_head;
+pub mod multihead_attention;
 pub mod notebook;
 pub mod pretty;
 pub use error::{Error, Result};

@@ -1,0 +1,539 @@
+//! A drop-in for `torch.nn.MultiheadAttention` (PyTorch 2.13,
+//! `torch/nn/modules/activation.py` and `F.multi_head_attention_forward`): the same
+//! constructor arguments and defaults, the same parameter names, the same results as
+//! PyTorch's Python path (its native fast path disabled).
+//!
+//! VarStore names = PyTorch state_dict keys: `in_proj_weight` `[3E, E]` when
+//! `kdim == vdim == E`, otherwise `q_proj_weight` `[E, E]`, `k_proj_weight` `[E, kdim]`,
+//! `v_proj_weight` `[E, vdim]`; `in_proj_bias` `[3E]` and `out_proj.bias` when `bias`;
+//! `out_proj.weight` `[E, E]`; `bias_k`, `bias_v` `[1, 1, E]` when `add_bias_kv`.
+//!
+//! Fully masked rows: PyTorch returns NaN there when it computes the weights
+//! (`need_weights`, plain softmax) and 0 otherwise (SDPA); `masked_rows` overrides it.
+
+use std::borrow::Borrow;
+
+use tch::nn::{Init, Path};
+use tch::{Kind, Tensor};
+
+use crate::check;
+use crate::error::{Error, Result};
+use crate::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
+use crate::linear::{linear, Linear};
+use crate::mask::Mask;
+
+/// `torch.nn.MultiheadAttention(embed_dim, num_heads, ...)`; device and dtype come from
+/// the VarStore.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultiheadAttentionConfig {
+    /// E: channels of the query and the output.
+    pub embed_dim: i64,
+    /// Heads; must divide `embed_dim`.
+    pub num_heads: i64,
+    /// Dropout on the attention weights in training. Default 0.0.
+    pub dropout: f64,
+    /// Biases in the in- and out-projections. Default true.
+    pub bias: bool,
+    /// Learned key and value appended to the sequence. Default false.
+    pub add_bias_kv: bool,
+    /// A zero key and value appended to the sequence. Default false.
+    pub add_zero_attn: bool,
+    /// Channels of the key; `None` = `embed_dim`.
+    pub kdim: Option<i64>,
+    /// Channels of the value; `None` = `embed_dim`.
+    pub vdim: Option<i64>,
+    /// Inputs and output are `(N, L, E)` instead of `(L, N, E)`. Default false.
+    pub batch_first: bool,
+}
+
+impl MultiheadAttentionConfig {
+    pub fn new(embed_dim: i64, num_heads: i64) -> Self {
+        Self {
+            embed_dim,
+            num_heads,
+            dropout: 0.0,
+            bias: true,
+            add_bias_kv: false,
+            add_zero_attn: false,
+            kdim: None,
+            vdim: None,
+            batch_first: false,
+        }
+    }
+    pub fn with_dropout(self, dropout: f64) -> Self {
+        Self { dropout, ..self }
+    }
+    pub fn with_bias(self, bias: bool) -> Self {
+        Self { bias, ..self }
+    }
+    pub fn with_add_bias_kv(self, add_bias_kv: bool) -> Self {
+        Self {
+            add_bias_kv,
+            ..self
+        }
+    }
+    pub fn with_add_zero_attn(self, add_zero_attn: bool) -> Self {
+        Self {
+            add_zero_attn,
+            ..self
+        }
+    }
+    pub fn with_kdim(self, kdim: i64) -> Self {
+        Self {
+            kdim: Some(kdim),
+            ..self
+        }
+    }
+    pub fn with_vdim(self, vdim: i64) -> Self {
+        Self {
+            vdim: Some(vdim),
+            ..self
+        }
+    }
+    pub fn with_batch_first(self, batch_first: bool) -> Self {
+        Self {
+            batch_first,
+            ..self
+        }
+    }
+    pub fn kdim(&self) -> i64 {
+        self.kdim.unwrap_or(self.embed_dim)
+    }
+    pub fn vdim(&self) -> i64 {
+        self.vdim.unwrap_or(self.embed_dim)
+    }
+    /// One packed `in_proj_weight` (PyTorch's `_qkv_same_embed_dim`).
+    pub fn packed(&self) -> bool {
+        self.kdim() == self.embed_dim && self.vdim() == self.embed_dim
+    }
+    pub fn head_dim(&self) -> i64 {
+        self.embed_dim / self.num_heads
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        check::positive("embed_dim", self.embed_dim)?;
+        check::positive("num_heads", self.num_heads)?;
+        check::positive("kdim", self.kdim())?;
+        check::positive("vdim", self.vdim())?;
+        check::dropout("dropout", self.dropout)?;
+        if self.embed_dim % self.num_heads != 0 {
+            return Err(Error::config(
+                "embed_dim",
+                format!(
+                    "must be divisible by num_heads = {}, got {}",
+                    self.num_heads, self.embed_dim
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The forward's non-tensor arguments and masks, with PyTorch's defaults.
+#[derive(Debug)]
+pub struct MhaOptions {
+    /// `key_padding_mask` `(N, S)` (`(S)` unbatched): a [`Mask::Block`] (true = ignore
+    /// that key, PyTorch's bool convention), a [`Mask::Keep`], or a [`Mask::Bias`].
+    pub key_padding_mask: Option<Mask>,
+    /// `attn_mask` `(L, S)` or `(N * num_heads, L, S)`, any [`Mask`] kind.
+    pub attn_mask: Option<Mask>,
+    /// Return the attention weights. Default true.
+    pub need_weights: bool,
+    /// Average the weights over heads. Default true.
+    pub average_attn_weights: bool,
+    /// A hint that `attn_mask` is causal; needs `attn_mask`. Default false.
+    pub is_causal: bool,
+}
+
+impl Default for MhaOptions {
+    fn default() -> Self {
+        Self {
+            key_padding_mask: None,
+            attn_mask: None,
+            need_weights: true,
+            average_attn_weights: true,
+            is_causal: false,
+        }
+    }
+}
+
+/// `torch.nn.MultiheadAttention`.
+#[derive(Debug)]
+pub struct MultiheadAttention {
+    /// `in_proj_weight` (packed) or `None`.
+    pub in_proj_weight: Option<Tensor>,
+    /// `q_proj_weight`, `k_proj_weight`, `v_proj_weight` (not packed).
+    pub qkv_proj_weight: Option<[Tensor; 3]>,
+    pub in_proj_bias: Option<Tensor>,
+    pub out_proj: Linear,
+    pub bias_k: Option<Tensor>,
+    pub bias_v: Option<Tensor>,
+    pub config: MultiheadAttentionConfig,
+    /// Fully masked rows; `None` = PyTorch's (NaN with weights, 0 without).
+    pub masked_rows: Option<MaskedRows>,
+}
+
+/// `xavier_uniform_` / `xavier_normal_` for a weight with these fans, in PyTorch's order
+/// of operations so the doubles match.
+fn xavier(fan_in: i64, fan_out: i64, uniform: bool) -> Init {
+    let std = (2.0 / (fan_in + fan_out) as f64).sqrt();
+    if uniform {
+        let a = 3f64.sqrt() * std;
+        Init::Uniform { lo: -a, up: a }
+    } else {
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        }
+    }
+}
+
+impl MultiheadAttention {
+    /// Builds the module, drawing in PyTorch's order: `out_proj` (a Linear), the
+    /// in-projection (xavier uniform), then `bias_k`, `bias_v` (xavier normal); the
+    /// biases start at zero.
+    pub fn new<'a>(path: impl Borrow<Path<'a>>, config: MultiheadAttentionConfig) -> Result<Self> {
+        config.validate()?;
+        let p = path.borrow();
+        let e = config.embed_dim;
+        let out_proj = linear(p / "out_proj", e, e, config.bias)?;
+        let (in_proj_weight, qkv_proj_weight) = if config.packed() {
+            (
+                Some(p.f_var("in_proj_weight", &[3 * e, e], xavier(e, 3 * e, true))?),
+                None,
+            )
+        } else {
+            let q = p.f_var("q_proj_weight", &[e, e], xavier(e, e, true))?;
+            let k = p.f_var(
+                "k_proj_weight",
+                &[e, config.kdim()],
+                xavier(config.kdim(), e, true),
+            )?;
+            let v = p.f_var(
+                "v_proj_weight",
+                &[e, config.vdim()],
+                xavier(config.vdim(), e, true),
+            )?;
+            (None, Some([q, k, v]))
+        };
+        let in_proj_bias = if config.bias {
+            if let Some(b) = &out_proj.bias {
+                let mut b = b.shallow_clone();
+                let _ = tch::no_grad(|| b.f_zero_())?;
+            }
+            Some(p.f_var("in_proj_bias", &[3 * e], Init::Const(0.0))?)
+        } else {
+            None
+        };
+        let (bias_k, bias_v) = if config.add_bias_kv {
+            // fan_in = fan_out = E for a [1, 1, E] tensor.
+            (
+                Some(p.f_var("bias_k", &[1, 1, e], xavier(e, e, false))?),
+                Some(p.f_var("bias_v", &[1, 1, e], xavier(e, e, false))?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            in_proj_weight,
+            qkv_proj_weight,
+            in_proj_bias,
+            out_proj,
+            bias_k,
+            bias_v,
+            config,
+            masked_rows: None,
+        })
+    }
+
+    /// The forward pass; returns the output and, when `need_weights`, the weights.
+    ///
+    /// # Shapes
+    /// - query `(L, N, E)` (`(N, L, E)` if `batch_first`, `(L, E)` unbatched);
+    /// - key `(S, N, kdim)`, value `(S, N, vdim)`, likewise;
+    /// - output like query; weights `(N, L, S')` averaged or `(N, num_heads, L, S')`,
+    ///   without `N` unbatched, where `S'` counts the added bias and zero keys.
+    pub fn f_forward_t(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        options: &MhaOptions,
+        train: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let cfg = &self.config;
+        let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
+        let kind = self.out_proj.weight.kind();
+        let batched = self.check(query, key, value, options)?;
+        // Work sequence-first and batched, as PyTorch does: (L, N, E).
+        let to_internal = |t: &Tensor| -> Result<Tensor> {
+            Ok(if !batched {
+                t.f_unsqueeze(1)?
+            } else if cfg.batch_first {
+                t.f_transpose(0, 1)?
+            } else {
+                t.shallow_clone()
+            })
+        };
+        let (q_in, k_in, v_in) = (to_internal(query)?, to_internal(key)?, to_internal(value)?);
+        let (l, n) = (q_in.size()[0], q_in.size()[1]);
+
+        // Masks become additive biases of the query's dtype (PyTorch's `_canonical_mask`).
+        let mut kpm = match &options.key_padding_mask {
+            Some(m) => Some(if batched {
+                m.to_bias(kind)?
+            } else {
+                m.to_bias(kind)?.f_unsqueeze(0)?
+            }),
+            None => None,
+        };
+        let mut is_causal = options.is_causal;
+        let mut attn_mask = if is_causal && kpm.is_none() && !options.need_weights {
+            None // SDPA's own causal masking takes over
+        } else {
+            if kpm.is_some() {
+                is_causal = false; // the merged mask is no longer causal
+            }
+            options
+                .attn_mask
+                .as_ref()
+                .map(|m| m.to_bias(kind))
+                .transpose()?
+        };
+        if let Some(m) = &attn_mask {
+            if m.dim() == 2 {
+                attn_mask = Some(m.f_unsqueeze(0)?); // (1, L, S)
+            }
+        }
+
+        let (mut q, mut k, mut v) = self.in_projection(&q_in, &k_in, &v_in)?; // (L, N, E), (S, N, E), (S, N, E)
+        let pad = |m: Option<Tensor>| -> Result<Option<Tensor>> {
+            m.map(|m| m.f_constant_pad_nd([0, 1]).map_err(Error::from))
+                .transpose()
+        };
+        if let (Some(bk), Some(bv)) = (&self.bias_k, &self.bias_v) {
+            k = Tensor::f_cat(&[k, bk.f_repeat([1, n, 1])?], 0)?; // (S + 1, N, E)
+            v = Tensor::f_cat(&[v, bv.f_repeat([1, n, 1])?], 0)?;
+            attn_mask = pad(attn_mask)?;
+            kpm = pad(kpm)?;
+        }
+        q = q.f_view([l, n * h, hd])?.f_transpose(0, 1)?; // (N * H, L, hd)
+        k = k.f_view([k.size()[0], n * h, hd])?.f_transpose(0, 1)?; // (N * H, S', hd)
+        v = v.f_view([v.size()[0], n * h, hd])?.f_transpose(0, 1)?;
+        if cfg.add_zero_attn {
+            let zeros = Tensor::f_zeros([n * h, 1, hd], (k.kind(), k.device()))?;
+            k = Tensor::f_cat(&[&k, &zeros], 1)?;
+            v = Tensor::f_cat(&[&v, &zeros], 1)?;
+            attn_mask = pad(attn_mask)?;
+            kpm = pad(kpm)?;
+        }
+        let s_all = k.size()[1];
+        if let Some(kp) = kpm {
+            let kp = kp
+                .f_view([n, 1, 1, s_all])?
+                .f_expand([-1, h, -1, -1], false)?
+                .f_reshape([n * h, 1, s_all])?;
+            attn_mask = Some(match attn_mask {
+                None => kp,
+                Some(m) => m.f_add(&kp)?,
+            });
+        }
+        let dropout_p = if train { cfg.dropout } else { 0.0 };
+
+        let (out, weights) = if options.need_weights {
+            let q_scaled = q.f_mul_scalar((1.0 / hd as f64).sqrt())?;
+            let scores = match &attn_mask {
+                Some(m) => m.f_baddbmm(&q_scaled, &k.f_transpose(-2, -1)?, 1.0, 1.0)?,
+                None => q_scaled.f_bmm(&k.f_transpose(-2, -1)?)?,
+            }; // (N * H, L, S')
+            let mut w = match self.masked_rows.unwrap_or(MaskedRows::Nan) {
+                MaskedRows::Nan => scores.f_softmax(-1, None::<Kind>)?,
+                MaskedRows::Zero => scores.f_internal_safe_softmax(-1, None::<Kind>)?,
+            };
+            if dropout_p > 0.0 {
+                w = w.f_dropout(dropout_p, true)?;
+            }
+            let out = w.f_bmm(&v)?.f_transpose(0, 1)?.f_reshape([l * n, e])?; // (L * N, E)
+            let mut w = w.f_view([n, h, l, s_all])?;
+            if options.average_attn_weights {
+                w = w.f_mean_dim(1, false, None::<Kind>)?; // (N, L, S')
+            }
+            (out, Some(w))
+        } else {
+            let mask = match attn_mask {
+                Some(m) if m.size()[0] == 1 && m.dim() == 3 => Some(m.f_unsqueeze(0)?), // (1, 1, L, S')
+                Some(m) => Some(m.f_view([n, h, -1, s_all])?),
+                None => None,
+            };
+            let options = SdpaOptions {
+                attn_mask: mask.map(Mask::Bias),
+                dropout_p,
+                is_causal,
+                masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
+                ..SdpaOptions::default()
+            };
+            let q = q.f_view([n, h, l, hd])?;
+            let k = k.f_view([n, h, s_all, hd])?;
+            let v = v.f_view([n, h, s_all, hd])?;
+            let out = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, hd)
+            (out.f_permute([2, 0, 1, 3])?.f_reshape([l * n, e])?, None)
+        };
+        let out = self.out_proj.f_forward(&out)?.f_view([l, n, e])?;
+        let out = if !batched {
+            out.f_squeeze_dim(1)?
+        } else if cfg.batch_first {
+            out.f_transpose(0, 1)?
+        } else {
+            out
+        };
+        let weights = match weights {
+            Some(w) if !batched => Some(w.f_squeeze_dim(0)?),
+            w => w,
+        };
+        Ok((out, weights))
+    }
+
+    fn in_projection(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let e = self.config.embed_dim;
+        let biases = match &self.in_proj_bias {
+            Some(b) => b.f_chunk(3, 0)?.into_iter().map(Some).collect(),
+            None => vec![None, None, None],
+        };
+        let weights = match (&self.in_proj_weight, &self.qkv_proj_weight) {
+            (Some(w), _) => w.f_split(e, 0)?,
+            (None, Some([wq, wk, wv])) => {
+                vec![wq.shallow_clone(), wk.shallow_clone(), wv.shallow_clone()]
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    "in_proj_weight",
+                    "the module has no in-projection weights",
+                ))
+            }
+        };
+        let proj = |x: &Tensor, i: usize| x.f_linear(&weights[i], biases[i].as_ref());
+        Ok((proj(q, 0)?, proj(k, 1)?, proj(v, 2)?))
+    }
+
+    /// PyTorch's shape checks (`_mha_shape_check` and the forward's asserts), before any
+    /// op runs. Returns whether the input is batched.
+    fn check(&self, query: &Tensor, key: &Tensor, value: &Tensor, o: &MhaOptions) -> Result<bool> {
+        let cfg = &self.config;
+        let like = &self.out_proj.weight;
+        let (kind, device) = (like.kind(), like.device());
+        for (arg, t) in [("query", query), ("key", key), ("value", value)] {
+            check::same_kind_device(arg, t, kind, device)?;
+        }
+        let (qs, ks, vs) = (query.size(), key.size(), value.size());
+        let batched = match qs.len() {
+            3 => true,
+            2 => false,
+            _ => return Err(Error::shape("query", "batched 3-D or unbatched 2-D", &qs)),
+        };
+        let layout = match (batched, cfg.batch_first) {
+            (false, _) => "(L, E)",
+            (true, false) => "(L, N, E)",
+            (true, true) => "(N, L, E)",
+        };
+        let dims = qs.len();
+        for (arg, s, width) in [
+            ("query", &qs, cfg.embed_dim),
+            ("key", &ks, cfg.kdim()),
+            ("value", &vs, cfg.vdim()),
+        ] {
+            if s.len() != dims || s[dims - 1] != width || s.contains(&0) {
+                return Err(Error::shape(
+                    arg,
+                    format!("{layout} with last dimension {width}, no zero sizes"),
+                    s,
+                ));
+            }
+        }
+        // Sequence and batch dims: (S, N) of key and value agree; N of query agrees.
+        if ks[..dims - 1] != vs[..dims - 1] {
+            return Err(Error::shape(
+                "value",
+                format!("the same sequence and batch dims as key {ks:?}"),
+                &vs,
+            ));
+        }
+        let (seq, batch) = if cfg.batch_first { (1, 0) } else { (0, 1) };
+        let (l, s) = if batched {
+            (qs[seq], ks[seq])
+        } else {
+            (qs[0], ks[0])
+        };
+        if batched && ks[batch] != qs[batch] {
+            return Err(Error::shape(
+                "key",
+                format!("batch size {} like query {qs:?}", qs[batch]),
+                &ks,
+            ));
+        }
+        let n = if batched { qs[batch] } else { 1 };
+        for (arg, m) in [
+            ("key_padding_mask", &o.key_padding_mask),
+            ("attn_mask", &o.attn_mask),
+        ] {
+            if let Some(m) = m {
+                let t = m.tensor();
+                if t.device() != device {
+                    return Err(Error::Device {
+                        arg: arg.into(),
+                        expected: device,
+                        got: t.device(),
+                    });
+                }
+                if let Mask::Bias(b) = m {
+                    if b.kind() != kind {
+                        return Err(Error::Dtype {
+                            arg: arg.into(),
+                            expected: format!("bool or the query's dtype {kind:?}"),
+                            got: b.kind(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(m) = &o.key_padding_mask {
+            let expected = if batched { vec![n, s] } else { vec![s] };
+            if m.tensor().size() != expected {
+                return Err(Error::shape(
+                    "key_padding_mask",
+                    format!("{expected:?} (N, S)"),
+                    &m.tensor().size(),
+                ));
+            }
+        }
+        if let Some(m) = &o.attn_mask {
+            let size = m.tensor().size();
+            let nh = if batched {
+                n * cfg.num_heads
+            } else {
+                cfg.num_heads
+            };
+            if size != [l, s] && size != [nh, l, s] {
+                return Err(Error::shape(
+                    "attn_mask",
+                    format!(
+                        "(L, S) = {:?} or (N * num_heads, L, S) = {:?}",
+                        [l, s],
+                        [nh, l, s]
+                    ),
+                    &size,
+                ));
+            }
+        } else if o.is_causal {
+            return Err(Error::invalid(
+                "is_causal",
+                "is a hint that needs attn_mask, as in PyTorch; pass the causal mask too",
+            ));
+        }
+        Ok(batched)
+    }
+}

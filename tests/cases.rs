@@ -1,0 +1,90 @@
+//! Every parity case under tests/fixtures/cases, made by PyTorch 2.13 with
+//! scripts/make_fixtures.py, runs through the library and matches at
+//! `torch.testing.assert_close`'s default tolerances.
+
+use std::path::PathBuf;
+
+use tch::Device;
+use tch_attention::case::{collect_case_files, Case};
+
+fn cases_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases")
+}
+
+#[test]
+fn every_fixture_case_matches_pytorch() {
+    let files = collect_case_files(&[cases_dir()]).expect("list cases");
+    assert!(
+        files.len() >= 20,
+        "expected the fixture cases, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    let mut unsupported = Vec::new();
+    for file in &files {
+        let case = Case::read(file).unwrap_or_else(|e| panic!("{e}"));
+        if !tch_attention::case::supports(&case.module) {
+            unsupported.push(file.display().to_string());
+            continue;
+        }
+        let outcome = case
+            .run(Device::Cpu)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let report = case.compare(&outcome).expect("compare");
+        for check in report.checks.iter().filter(|c| c.failure.is_some()) {
+            failures.push(format!(
+                "{}: {}: {}",
+                file.display(),
+                check.name,
+                check.failure.as_ref().unwrap()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        unsupported.is_empty(),
+        "modules without a runner: {unsupported:?}"
+    );
+}
+
+#[test]
+fn every_module_has_cases_in_every_mode() {
+    let files = collect_case_files(&[cases_dir()]).expect("list cases");
+    let cases: Vec<Case> = files.iter().map(|f| Case::read(f).expect("read")).collect();
+    for module in ["head", "multi_head", "causal_self_attention", "sdpa"] {
+        let of = |pred: &dyn Fn(&Case) -> bool| {
+            cases
+                .iter()
+                .filter(|c| c.module == module && pred(c))
+                .count()
+        };
+        assert!(
+            of(&|c| c.inputs.contains_key("grad_output")) > 0,
+            "{module}: no gradient case"
+        );
+        assert!(
+            of(
+                &|c| c.forward.get("train").and_then(|v| v.as_bool()) == Some(true)
+                    || c.forward
+                        .get("dropout_p")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(0.0)
+                        > 0.0
+            ) > 0,
+            "{module}: no dropout case"
+        );
+        for kind in [
+            tch::Kind::Double,
+            tch::Kind::Float,
+            tch::Kind::BFloat16,
+            tch::Kind::Half,
+        ] {
+            assert!(of(&|c| c.kind() == kind) > 0, "{module}: no {kind:?} case");
+        }
+    }
+}

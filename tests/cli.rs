@@ -1,0 +1,184 @@
+//! The `attn` binary as a user meets it: exit codes, one-line errors, no panic text.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn attn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_attn"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run attn")
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Exit code 2 and exactly one line on stderr, with no panic or C++ trace in it.
+fn assert_usage_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line expected, got: {stderr}"
+    );
+    assert!(stderr.starts_with("attn: "), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "Exception raised from",
+        "frame #",
+    ] {
+        assert!(!stderr.contains(bad), "{stderr}");
+    }
+}
+
+#[test]
+fn notebook_runs_without_ld_library_path() {
+    let out = attn(&["notebook"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout
+        .contains("        [0.1574, 0.8426, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000, 0.0000],"));
+    assert!(stdout.contains("tensor([[[ 1.8077e-01,"));
+}
+
+#[test]
+fn notebook_at_other_sizes() {
+    let out = attn(&[
+        "notebook",
+        "--seed",
+        "1",
+        "--batch",
+        "2",
+        "--time",
+        "3",
+        "--channels",
+        "5",
+        "--head-size",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("torch.Size([2, 3, 5])"));
+}
+
+#[test]
+fn bad_usage_is_one_line_and_exit_2() {
+    assert_usage_error(&attn(&["frobnicate"]), "frobnicate");
+    assert_usage_error(&attn(&["notebook", "--time", "0"]), "--time");
+    assert_usage_error(&attn(&["notebook", "--batch", "-3"]), "-3");
+    assert_usage_error(&attn(&["notebook", "--channels", "many"]), "many");
+    assert_usage_error(
+        &attn(&["verify", "/nonexistent/case.safetensors"]),
+        "/nonexistent/case.safetensors",
+    );
+}
+
+#[test]
+fn doctor_names_libtorch_2_13() {
+    let out = attn(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("libtorch version   2.13.0"), "{stdout}");
+}
+
+#[test]
+fn verify_passes_the_fixtures_and_run_writes_outputs() {
+    let out = attn(&["verify", fixtures().join("cases/head").to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dir = std::env::temp_dir().join(format!("attn-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = std::fs::read_dir(fixtures().join("cases/sdpa"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let dest = dir.join("out.safetensors");
+    let out = attn(&[
+        "run",
+        case.to_str().unwrap(),
+        "--output",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = tch_attention::checkpoint::read_safetensors(&dest).unwrap();
+    assert!(written.tensors.contains_key("output"));
+    // An existing file is not replaced without --force.
+    assert_usage_error(
+        &attn(&[
+            "run",
+            case.to_str().unwrap(),
+            "--output",
+            dest.to_str().unwrap(),
+        ]),
+        "--force",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verify_reports_a_mismatch_with_exit_1_and_garbage_with_exit_2() {
+    let dir = std::env::temp_dir().join(format!("attn-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A real case with its expected output perturbed must fail.
+    let case = fixtures().join("cases/head");
+    let src = std::fs::read_dir(&case)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut file = tch_attention::checkpoint::read_safetensors(&src).unwrap();
+    let out = file.tensors.get("expected.output").unwrap();
+    let bumped = out + 1e-2;
+    file.tensors.insert("expected.output".into(), bumped);
+    let bad = dir.join("bad.safetensors");
+    tch_attention::checkpoint::write_safetensors(
+        &bad,
+        file.tensors.iter().map(|(k, v)| (k.as_str(), v)),
+        &file.metadata,
+    )
+    .unwrap();
+    let out = attn(&["verify", bad.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+    // Truncated file: invalid, exit 2, names the file.
+    let bytes = std::fs::read(&src).unwrap();
+    let trunc = dir.join("trunc.safetensors");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    let out = attn(&["verify", "--json", trunc.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("trunc.safetensors"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
