@@ -46,19 +46,19 @@ and replaying the case from the file's own contents alone (module rebuilt from `
 import os
 import sys
 
-# The notebook fixture is written by a child process (`--notebook-only`) with libtorch's
-# native settings: it must hold what `attn notebook` computes on this machine, bit for
-# bit, and libtorch's vectorised randn/matmul kernels give other last bits than the
-# portable ones. Its bytes are therefore tied to the CPU's vector extensions, which are
-# the same for every machine this project runs on.
-NOTEBOOK_ONLY = "--notebook-only" in sys.argv
+# The notebook and init fixtures are written by a child process (`--native-only`) with
+# libtorch's native settings: they must hold what the crate computes on this machine, bit
+# for bit, and libtorch's vectorised randn/uniform_/matmul kernels give other last bits
+# than the portable ones (AVX2 and AVX512 agree with each other; only the portable
+# kernels differ). Their bytes are therefore tied to the CPU having AVX2.
+NATIVE_ONLY = "--native-only" in sys.argv
 PINS = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "MKL_CBWR": "COMPATIBLE",  # the same MKL code path on every x86 CPU
     "ATEN_CPU_CAPABILITY": "default",  # no AVX2/AVX512 variants of ATen kernels
 }
-if not NOTEBOOK_ONLY:
+if not NATIVE_ONLY:
     # Must precede `import torch`: these are read once, when the libraries load.
     os.environ.update(PINS)
 
@@ -1026,6 +1026,33 @@ def write_readme_mha(out):
                {"x": x, "output": out_.detach(), "attn_weights": weights.detach()}, meta)
 
 
+# Constructors right after manual_seed(seed): the crate must draw the same initial
+# parameters (tests/init.rs). Each is `(prefix, seed, constructor)`.
+INIT_MODULES = (
+    ("head", 11, lambda: Head(12, 4, 6)),
+    ("multi_head", 12, lambda: MultiHeadAttention(12, 3, 4, 6)),
+    ("causal_self_attention", 13, lambda: CausalSelfAttention(12, 3, 6)),
+    ("causal_self_attention_nobias", 14, lambda: CausalSelfAttention(12, 3, 6, bias=False)),
+    ("multihead_attention", 15, lambda: nn.MultiheadAttention(12, 3)),
+    ("multihead_attention_kv", 16,
+     lambda: nn.MultiheadAttention(12, 3, add_bias_kv=True, kdim=5, vdim=7)),
+)
+
+
+def write_init(out):
+    """Each module's state_dict as PyTorch initialises it after manual_seed(seed), under
+    `<prefix>.<key>`, so the crate's constructors can be checked draw for draw."""
+    tensors, seeds = {}, {}
+    for prefix, seed, make in INIT_MODULES:
+        torch.manual_seed(seed)
+        for k, v in make().state_dict().items():
+            tensors[f"{prefix}.{k}"] = v.detach().contiguous()
+        seeds[prefix] = seed
+    meta = {"seed": dumps(seeds), "torch_version": TORCH_VERSION,
+            "description": "state_dicts right after manual_seed(seed): the crate's init parity"}
+    write_file(out / "init.safetensors", tensors, meta)
+
+
 def write_pretty(out):
     """scripts/pretty_reference.py's fixtures, when that script exists (someone else's)."""
     path = ROOT / "scripts" / "pretty_reference.py"
@@ -1042,13 +1069,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures",
                     help="output folder (default: tests/fixtures)")
-    ap.add_argument("--notebook-only", action="store_true",
-                    help="write only notebook.safetensors, with libtorch's native kernels")
+    ap.add_argument("--native-only", action="store_true",
+                    help="write only the notebook and init fixtures, with libtorch's native kernels")
     args = ap.parse_args(argv)
     out = args.out
     check_torch()
-    if args.notebook_only:
+    if args.native_only:
         write_notebook(out)
+        write_init(out)
         return
     pin_torch()
 
@@ -1058,7 +1086,7 @@ def main(argv=None):
             old.unlink()
 
     native_env = {k: v for k, v in os.environ.items() if k not in PINS}
-    subprocess.run([sys.executable, __file__, "--notebook-only", "--out", str(out)],
+    subprocess.run([sys.executable, __file__, "--native-only", "--out", str(out)],
                    env=native_env, check=True)
     cases = Cases(out)
     lecture_cases(cases)

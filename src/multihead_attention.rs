@@ -173,19 +173,23 @@ pub struct MultiheadAttention {
     pub masked_rows: Option<MaskedRows>,
 }
 
-/// `xavier_uniform_` / `xavier_normal_` for a weight with these fans, in PyTorch's order
-/// of operations so the doubles match.
-fn xavier(fan_in: i64, fan_out: i64, uniform: bool) -> Init {
-    let std = (2.0 / (fan_in + fan_out) as f64).sqrt();
-    if uniform {
-        let a = 3f64.sqrt() * std;
-        Init::Uniform { lo: -a, up: a }
-    } else {
-        Init::Randn {
-            mean: 0.0,
-            stdev: std,
-        }
-    }
+/// `xavier_uniform_` for a weight with these fans, in PyTorch's order of operations so
+/// the doubles match.
+fn xavier_uniform(fan_in: i64, fan_out: i64) -> Init {
+    let a = 3f64.sqrt() * xavier_std(fan_in, fan_out);
+    Init::Uniform { lo: -a, up: a }
+}
+
+fn xavier_std(fan_in: i64, fan_out: i64) -> f64 {
+    (2.0 / (fan_in + fan_out) as f64).sqrt()
+}
+
+/// `xavier_normal_` on a `[1, 1, E]` tensor (fan_in = fan_out = E). PyTorch calls
+/// `normal_(0, std)`, which rounds differently from tch's `randn * std`.
+fn xavier_normal_var(p: &Path, name: &str, e: i64) -> Result<Tensor> {
+    let mut t = p.f_var(name, &[1, 1, e], Init::Const(0.0))?;
+    let _ = tch::no_grad(|| t.f_normal_(0.0, xavier_std(e, e)))?;
+    Ok(t)
 }
 
 impl MultiheadAttention {
@@ -199,20 +203,20 @@ impl MultiheadAttention {
         let out_proj = linear(p / "out_proj", e, e, config.bias)?;
         let (in_proj_weight, qkv_proj_weight) = if config.packed() {
             (
-                Some(p.f_var("in_proj_weight", &[3 * e, e], xavier(e, 3 * e, true))?),
+                Some(p.f_var("in_proj_weight", &[3 * e, e], xavier_uniform(e, 3 * e))?),
                 None,
             )
         } else {
-            let q = p.f_var("q_proj_weight", &[e, e], xavier(e, e, true))?;
+            let q = p.f_var("q_proj_weight", &[e, e], xavier_uniform(e, e))?;
             let k = p.f_var(
                 "k_proj_weight",
                 &[e, config.kdim()],
-                xavier(config.kdim(), e, true),
+                xavier_uniform(config.kdim(), e),
             )?;
             let v = p.f_var(
                 "v_proj_weight",
                 &[e, config.vdim()],
-                xavier(config.vdim(), e, true),
+                xavier_uniform(config.vdim(), e),
             )?;
             (None, Some([q, k, v]))
         };
@@ -226,10 +230,9 @@ impl MultiheadAttention {
             None
         };
         let (bias_k, bias_v) = if config.add_bias_kv {
-            // fan_in = fan_out = E for a [1, 1, E] tensor.
             (
-                Some(p.f_var("bias_k", &[1, 1, e], xavier(e, e, false))?),
-                Some(p.f_var("bias_v", &[1, 1, e], xavier(e, e, false))?),
+                Some(xavier_normal_var(p, "bias_k", e)?),
+                Some(xavier_normal_var(p, "bias_v", e)?),
             )
         } else {
             (None, None)
