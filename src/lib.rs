@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod error;
 pub mod functional;
 pub mod head;
+pub mod kv_cache;
 pub mod linear;
 pub mod mask;
 pub mod multi_head;

@@ -33,16 +33,16 @@ enum Command {
         #[arg(long, default_value_t = 1337)]
         seed: i64,
         /// B: sequences in the batch.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=4096))]
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..=4096), allow_negative_numbers = true)]
         batch: i64,
         /// T: tokens per sequence.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=4096))]
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i64).range(1..=4096), allow_negative_numbers = true)]
         time: i64,
         /// C: channels per token.
-        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(i64).range(1..=4096))]
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(i64).range(1..=4096), allow_negative_numbers = true)]
         channels: i64,
         /// Channels of the key, query and value projections.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..=4096))]
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..=4096), allow_negative_numbers = true)]
         head_size: i64,
     },
     /// Report the linked libtorch: version, folder, CUDA, threads, attention kernels.

@@ -396,7 +396,7 @@ impl MultiheadAttention {
         Ok((out, weights))
     }
 
-    fn in_projection(
+    pub(crate) fn in_projection(
         &self,
         q: &Tensor,
         k: &Tensor,
@@ -538,5 +538,19 @@ impl MultiheadAttention {
             ));
         }
         Ok(batched)
+    }
+}
+
+/// Self-attention (`query = key = value = xs`) with no masks; returns the output only.
+impl tch::nn::ModuleT for MultiheadAttention {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let options = MhaOptions {
+            need_weights: false,
+            ..MhaOptions::default()
+        };
+        match self.f_forward_t(xs, xs, xs, &options, train) {
+            Ok((out, _)) => out,
+            Err(e) => panic!("MultiheadAttention: {e}"),
+        }
     }
 }

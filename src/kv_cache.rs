@@ -1,0 +1,1 @@
+//! Incremental decoding with a KV cache (work in progress).
