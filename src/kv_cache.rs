@@ -1,1 +1,342 @@
-//! Incremental decoding with a KV cache (work in progress).
+//! Incremental decoding with a KV cache: each step projects only the new tokens, appends
+//! their keys and values to those of the earlier steps, and lets the new queries attend
+//! to all of them — what Hugging Face's `past_key_values` / `use_cache=True` does for a
+//! GPT-2 attention block, here for [`CausalSelfAttention`] and [`MultiheadAttention`].
+//!
+//! Feeding a prompt and then its continuation piece by piece gives the same outputs as
+//! one forward pass over the whole sequence (eval mode): `tests/kv_cache.rs` checks it.
+//!
+//! # The causal mask is aligned bottom-right
+//! With `past` cached positions and `T` new tokens the scores are `(T, S)`, `S = past + T`,
+//! and new query `i` sits at absolute position `past + i`: it sees keys `0..=past + i`.
+//! PyTorch's `is_causal` aligns the mask top-left (query `i` sees keys `0..=i`), which is
+//! the same thing only when `T == S`. So the cached forwards use `is_causal` only for the
+//! first call (`past == 0`), no mask for a single new token (it sees every key), and an
+//! explicit keep-mask `ones(T, S).tril(past)` otherwise.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::causal_self_attention::CausalSelfAttention;
+use crate::check;
+use crate::error::{Error, Result};
+use crate::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
+use crate::mask::Mask;
+use crate::multihead_attention::MultiheadAttention;
+
+/// The keys and values one attention layer has seen so far, head-split:
+/// `(N, H, S, hd)` each. Use one cache per layer (and per sequence batch); a model keeps
+/// a `Vec<KvCache>`.
+///
+/// The cache grows by concatenation, so a decode of `S` tokens copies `O(S^2)` elements
+/// in all; that is negligible next to the attention itself at the lengths
+/// `block_size` allows.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    keys: Option<Tensor>,
+    values: Option<Tensor>,
+}
+
+impl KvCache {
+    /// An empty cache; the first cached forward fixes its batch size, heads, dtype and
+    /// device.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of cached positions (S).
+    pub fn len(&self) -> i64 {
+        self.keys.as_ref().map_or(0, |k| k.size()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_none()
+    }
+
+    /// Forgets every cached position, to start a new sequence.
+    pub fn reset(&mut self) {
+        self.keys = None;
+        self.values = None;
+    }
+
+    /// The batch size (N) of the cached sequences; `None` while empty.
+    pub fn batch_size(&self) -> Option<i64> {
+        self.keys.as_ref().map(|k| k.size()[0])
+    }
+
+    /// The cached keys `(N, H, S, hd)`.
+    pub fn keys(&self) -> Option<&Tensor> {
+        self.keys.as_ref()
+    }
+
+    /// The cached values `(N, H, S, hd)`.
+    pub fn values(&self) -> Option<&Tensor> {
+        self.values.as_ref()
+    }
+
+    /// Checks that a step of batch `n` with `h` heads of size `hd`, dtype `kind` on
+    /// `device`, fits what the cache holds; `arg` names the input. Returns `past`.
+    fn check_step(
+        &self,
+        arg: &str,
+        x: &Tensor,
+        n: i64,
+        (h, hd): (i64, i64),
+        kind: Kind,
+        device: Device,
+    ) -> Result<i64> {
+        let Some(keys) = &self.keys else {
+            return Ok(0);
+        };
+        let size = keys.size();
+        if size[0] != n {
+            return Err(Error::shape(
+                arg,
+                format!("batch size {} like the cache {size:?}", size[0]),
+                &x.size(),
+            ));
+        }
+        if size[1] != h || size[3] != hd {
+            return Err(Error::invalid(
+                "cache",
+                format!(
+                    "holds {} heads of size {} ({size:?}), the module has {h} of size {hd}: \
+                     was it filled by another layer?",
+                    size[1], size[3]
+                ),
+            ));
+        }
+        if keys.kind() != kind {
+            return Err(Error::Dtype {
+                arg: "cache".into(),
+                expected: format!("{kind:?} (the module's parameters)"),
+                got: keys.kind(),
+            });
+        }
+        if keys.device() != device {
+            return Err(Error::Device {
+                arg: "cache".into(),
+                expected: device,
+                got: keys.device(),
+            });
+        }
+        Ok(size[2])
+    }
+
+    /// The cached keys and values followed by `k`, `v` `(N, H, T, hd)`, along S. The
+    /// cache itself is unchanged until [`KvCache::store`], so a failed step leaves it as
+    /// it was.
+    fn extended(&self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok(match (&self.keys, &self.values) {
+            (Some(ck), Some(cv)) => (Tensor::f_cat(&[ck, k], 2)?, Tensor::f_cat(&[cv, v], 2)?),
+            _ => (k.f_contiguous()?, v.f_contiguous()?),
+        })
+    }
+
+    fn store(&mut self, keys: Tensor, values: Tensor) {
+        self.keys = Some(keys);
+        self.values = Some(values);
+    }
+}
+
+/// The causal masking of `t` new queries after `past` cached positions, bottom-right
+/// aligned (see the module docs): `(attn_mask, is_causal)` for [`SdpaOptions`].
+fn causal_mask(past: i64, t: i64, device: Device) -> Result<(Option<Mask>, bool)> {
+    Ok(if t == 1 {
+        (None, false) // the one new query sees every key
+    } else if past == 0 {
+        (None, true) // T == S: top-left and bottom-right coincide
+    } else {
+        let keep = Tensor::f_ones([t, past + t], (Kind::Bool, device))?.f_tril(past)?; // (T, S)
+        (Some(Mask::Keep(keep)), false)
+    })
+}
+
+impl CausalSelfAttention {
+    /// One step of incremental decoding (eval mode: no dropout): attends the `T_new` new
+    /// tokens in `x` to every token cached so far and to themselves, causally, and
+    /// appends their keys and values to `cache`.
+    ///
+    /// The causal mask is aligned bottom-right: new token `i` is at absolute position
+    /// `past + i` and sees keys `0..=past + i`. (PyTorch's `is_causal` aligns top-left,
+    /// wrong whenever `T_new < S`; it is used only on the first call, where they agree.)
+    ///
+    /// Errors, leaving `cache` unchanged, when `x` is not `(B, T_new, C)` with the
+    /// module's dtype and device, when `B` differs from the cached batch, or when
+    /// `past + T_new` exceeds `block_size`.
+    ///
+    /// # Shapes
+    /// - x `(B, T_new, C)`; output `(B, T_new, C)`;
+    /// - cache `(B, nh, past, hs)` before, `(B, nh, past + T_new, hs)` after.
+    pub fn f_forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let cfg = &self.config;
+        let like = &self.c_attn.weight;
+        let (b, t, c) = check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), like)?;
+        let (nh, hs) = (cfg.n_head, c / cfg.n_head);
+        let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
+        if past + t > cfg.block_size {
+            return Err(Error::invalid(
+                "x",
+                format!(
+                    "{past} cached + {t} new tokens exceed block_size = {}",
+                    cfg.block_size
+                ),
+            ));
+        }
+        let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
+        let heads = |t_: &Tensor| -> Result<Tensor> {
+            Ok(t_.f_view([b, t, nh, hs])?.f_transpose(1, 2)?) // (B, nh, T, hs)
+        };
+        let q = heads(&qkv[0])?;
+        let (k, v) = cache.extended(&heads(&qkv[1])?, &heads(&qkv[2])?)?; // (B, nh, S, hs)
+        let (attn_mask, is_causal) = causal_mask(past, t, x.device())?;
+        let options = SdpaOptions {
+            attn_mask,
+            is_causal,
+            backend: self.backend,
+            ..SdpaOptions::default()
+        };
+        let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
+        let y = y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?; // re-assemble heads side by side
+        let y = self.c_proj.f_forward(&y)?;
+        cache.store(k, v);
+        Ok(y)
+    }
+}
+
+impl MultiheadAttention {
+    /// One step of incremental self-attention decoding: `f_forward_t` with
+    /// `need_weights: false`, no key padding, eval mode, and — when `causal` — the causal
+    /// mask, over the new tokens and every token cached before them. Appends the new
+    /// projected, head-split keys and values to `cache`.
+    ///
+    /// `query`, `key` and `value` are the new tokens (the same tensor in plain
+    /// self-attention; `key`/`value` may have `kdim`/`vdim` channels), so they must have
+    /// the same length `T_new`. When `causal`, the mask is aligned bottom-right: new
+    /// token `i` sees cached and new keys `0..=past + i` (see the module docs); otherwise
+    /// every new token sees every key.
+    ///
+    /// Errors, leaving `cache` unchanged, for unbatched inputs, for `add_bias_kv` and
+    /// `add_zero_attn` (their extra key sits after the sequence, which a growing cache
+    /// cannot keep), for inputs of the wrong shape, dtype or device, and for a batch
+    /// size different from the cached one.
+    ///
+    /// # Shapes
+    /// - query `(L, N, E)` (`(N, L, E)` if `batch_first`), `L = T_new`;
+    /// - key `(L, N, kdim)`, value `(L, N, vdim)`, likewise;
+    /// - output like query; cache `(N, H, past, hd)` before, `(N, H, past + L, hd)` after.
+    pub fn f_forward_cached(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        cache: &mut KvCache,
+        causal: bool,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
+        let like = &self.out_proj.weight;
+        let (kind, device) = (like.kind(), like.device());
+        for (flag, on) in [
+            ("add_bias_kv", cfg.add_bias_kv),
+            ("add_zero_attn", cfg.add_zero_attn),
+        ] {
+            if on {
+                return Err(Error::invalid(
+                    flag,
+                    "is not supported by f_forward_cached: the extra key follows the \
+                     whole sequence; use f_forward_t",
+                ));
+            }
+        }
+        let (n, l) = self.check_cached(query, key, value, kind, device)?;
+        let past = cache.check_step("query", query, n, (h, hd), kind, device)?;
+
+        // Work sequence-first, as `f_forward_t` does: (L, N, E).
+        let to_internal = |t: &Tensor| -> Result<Tensor> {
+            Ok(if cfg.batch_first {
+                t.f_transpose(0, 1)?
+            } else {
+                t.shallow_clone()
+            })
+        };
+        let (q, k, v) = self.in_projection(
+            &to_internal(query)?,
+            &to_internal(key)?,
+            &to_internal(value)?,
+        )?; // 3 x (L, N, E)
+        let heads = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.f_view([l, n, h, hd])?.f_permute([1, 2, 0, 3])?) // (N, H, L, hd)
+        };
+        let q = heads(&q)?;
+        let (k, v) = cache.extended(&heads(&k)?, &heads(&v)?)?; // (N, H, S, hd)
+        let (attn_mask, is_causal) = if causal {
+            causal_mask(past, l, device)?
+        } else {
+            (None, false)
+        };
+        let options = SdpaOptions {
+            attn_mask,
+            is_causal,
+            masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
+            ..SdpaOptions::default()
+        };
+        let out = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, hd)
+        let out = out.f_permute([2, 0, 1, 3])?.f_reshape([l * n, e])?; // heads side by side
+        let out = self.out_proj.f_forward(&out)?.f_view([l, n, e])?;
+        let out = if cfg.batch_first {
+            out.f_transpose(0, 1)?
+        } else {
+            out
+        };
+        cache.store(k, v);
+        Ok(out)
+    }
+
+    /// The checks of the cached forward: batched inputs of the module's layout, widths,
+    /// dtype and device, one length and one batch size. Returns `(N, L)`.
+    fn check_cached(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        kind: Kind,
+        device: Device,
+    ) -> Result<(i64, i64)> {
+        let cfg = &self.config;
+        let (layout, seq, batch) = if cfg.batch_first {
+            ("(N, L, E)", 1, 0)
+        } else {
+            ("(L, N, E)", 0, 1)
+        };
+        let qs = query.size();
+        let (l, n) = match qs.as_slice() {
+            [_, _, _] => (qs[seq], qs[batch]),
+            _ => {
+                return Err(Error::shape(
+                    "query",
+                    format!("batched 3-D {layout} (cached decoding keeps a batch dimension)"),
+                    &qs,
+                ))
+            }
+        };
+        for (arg, t, width) in [
+            ("query", query, cfg.embed_dim),
+            ("key", key, cfg.kdim()),
+            ("value", value, cfg.vdim()),
+        ] {
+            let s = t.size();
+            if s.len() != 3 || s[seq] != l || s[batch] != n || s[2] != width || s.contains(&0) {
+                return Err(Error::shape(
+                    arg,
+                    format!(
+                        "{layout} with L = {l} new tokens, N = {n} like query {qs:?}, \
+                         last dimension {width}, no zero sizes"
+                    ),
+                    &s,
+                ));
+            }
+            check::same_kind_device(arg, t, kind, device)?;
+        }
+        Ok((n, l))
+    }
+}

@@ -133,8 +133,8 @@ impl Mask {
         })
     }
 
-    /// Checks that the mask broadcasts to scores of shape `scores` (`[..., L, S]`) and,
-    /// for a bias, that its dtype is `kind` (as SDPA requires).
+    /// Checks that the mask broadcasts to scores of shape `scores` (`[..., L, S]`) and
+    /// that it suits a computation in `kind` on `device` (see [`Mask::check_like`]).
     pub(crate) fn check(
         &self,
         arg: &str,
@@ -142,6 +142,13 @@ impl Mask {
         kind: Kind,
         device: Device,
     ) -> Result<()> {
+        self.check_like(arg, kind, device)?;
+        check_broadcast(arg, &self.tensor().size(), scores)
+    }
+
+    /// The mask lives on `device` and, for a bias, has dtype `kind`: PyTorch adds a bias
+    /// to the scores without promoting it.
+    pub(crate) fn check_like(&self, arg: &str, kind: Kind, device: Device) -> Result<()> {
         let t = self.tensor();
         if t.device() != device {
             return Err(Error::Device {
@@ -159,7 +166,7 @@ impl Mask {
                 });
             }
         }
-        check_broadcast(arg, &t.size(), scores)
+        Ok(())
     }
 }
 

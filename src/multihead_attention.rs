@@ -484,23 +484,7 @@ impl MultiheadAttention {
             ("attn_mask", &o.attn_mask),
         ] {
             if let Some(m) = m {
-                let t = m.tensor();
-                if t.device() != device {
-                    return Err(Error::Device {
-                        arg: arg.into(),
-                        expected: device,
-                        got: t.device(),
-                    });
-                }
-                if let Mask::Bias(b) = m {
-                    if b.kind() != kind {
-                        return Err(Error::Dtype {
-                            arg: arg.into(),
-                            expected: format!("bool or the query's dtype {kind:?}"),
-                            got: b.kind(),
-                        });
-                    }
-                }
+                m.check_like(arg, kind, device)?;
             }
         }
         if let Some(m) = &o.key_padding_mask {
