@@ -211,6 +211,10 @@ impl Case {
     /// Runs the case's module on its inputs on `device`: `manual_seed(seed)` right before
     /// the forward pass, then, when `input.grad_output` is present, the backward pass of
     /// `sum(output * grad_output)`.
+    ///
+    /// Dropout draws from libtorch's process-wide default generator, as PyTorch's does:
+    /// cases with dropout reproduce PyTorch only when no other thread draws from it
+    /// between the seed and the forward pass.
     pub fn run(&self, device: Device) -> Result<Outcome> {
         let kind = self.kind();
         let train = self.flag(&self.forward, "train", false)?;

@@ -2,10 +2,20 @@
 //! notebook (tests/fixtures/notebook.safetensors, written by scripts/make_fixtures.py).
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use tch::Tensor;
 use tch_attention::checkpoint::read_safetensors;
 use tch_attention::notebook::{Notebook, NotebookConfig};
+
+/// libtorch's default generator is process-wide and the test harness runs tests on
+/// several threads: each replay holds this lock so no other test draws in between.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn replay(config: NotebookConfig) -> tch_attention::Result<Notebook> {
+    let _guard = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Notebook::replay(config)
+}
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/notebook.safetensors")
@@ -31,7 +41,7 @@ fn assert_bits_equal(name: &str, ours: &Tensor, theirs: &Tensor) {
 fn notebook_matches_pytorch_bit_for_bit() {
     let file = read_safetensors(&fixture()).expect("read the notebook fixture");
     assert_eq!(file.metadata.get("seed").map(String::as_str), Some("1337"));
-    let nb = Notebook::replay(NotebookConfig::default()).expect("replay");
+    let nb = replay(NotebookConfig::default()).expect("replay");
     let expected = |n: &str| {
         file.tensors
             .get(n)
@@ -50,7 +60,7 @@ fn notebook_matches_pytorch_bit_for_bit() {
 
 #[test]
 fn notebook_prints_the_notebooks_digits() {
-    let nb = Notebook::replay(NotebookConfig::default()).expect("replay");
+    let nb = replay(NotebookConfig::default()).expect("replay");
     let text = nb.render().expect("render");
     // Lines as they appear in shared/notebook.txt.
     for line in [
@@ -73,6 +83,6 @@ fn notebook_rejects_zero_sizes() {
         time: 0,
         ..NotebookConfig::default()
     };
-    let err = Notebook::replay(cfg).expect_err("zero time must be an error");
+    let err = replay(cfg).expect_err("zero time must be an error");
     assert!(err.to_string().contains("time"), "{err}");
 }
