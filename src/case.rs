@@ -474,8 +474,27 @@ pub fn compare_tensors(name: &str, actual: &Tensor, expected: &Tensor) -> Result
     Ok(check)
 }
 
-/// Every `*.safetensors` under `paths` (files as given, folders recursively), sorted.
-pub fn collect_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Whether a file found in a folder should be treated as a case: its header declares a
+/// `format` (any value, so a wrong one is reported), or it cannot be read as safetensors
+/// at all (so the damage is reported). Other safetensors files, such as a plain
+/// state_dict next to the cases, are not cases.
+fn looks_like_case(path: &Path) -> bool {
+    match std::fs::read(path) {
+        Err(_) => true,
+        Ok(bytes) => match ::safetensors::SafeTensors::read_metadata(&bytes) {
+            Err(_) => true,
+            Ok((_, header)) => header
+                .metadata()
+                .as_ref()
+                .is_some_and(|m| m.contains_key("format")),
+        },
+    }
+}
+
+/// The case files under `paths`: files given by name as they are; in folders, searched
+/// recursively, every `*.safetensors` that declares a `format` or cannot be read (see
+/// `looks_like_case`), sorted. Returns the cases and the other safetensors files skipped.
+pub fn collect_case_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let io = |source| Error::Io {
             path: dir.display().to_string(),
@@ -496,10 +515,15 @@ pub fn collect_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
         Ok(())
     }
-    let mut files = Vec::new();
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
     for p in paths {
         if p.is_dir() {
-            walk(p, &mut files)?;
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            let (cases, others): (Vec<_>, Vec<_>) =
+                found.into_iter().partition(|f| looks_like_case(f));
+            files.extend(cases);
+            skipped.extend(others);
         } else if p.exists() {
             files.push(p.clone());
         } else {
@@ -509,5 +533,5 @@ pub fn collect_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             });
         }
     }
-    Ok(files)
+    Ok((files, skipped))
 }

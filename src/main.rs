@@ -229,7 +229,13 @@ fn doctor() -> Result<ExitCode> {
 }
 
 fn verify(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCode> {
-    let files = collect_case_files(paths)?;
+    let (files, skipped) = collect_case_files(paths)?;
+    if !skipped.is_empty() {
+        eprintln!(
+            "attn: skipped {} safetensors file(s) without case metadata",
+            skipped.len()
+        );
+    }
     if files.is_empty() {
         bail!("no *.safetensors case files under {paths:?}");
     }
