@@ -26,7 +26,7 @@ endif
 # One thread count for every check, so results and timings do not depend on the machine.
 CARGO ?= cargo
 
-.PHONY: setup build release demo test check-fixtures fixtures bench clean-venv
+.PHONY: setup build release demo test check-fixtures check-random-cases fixtures clean-venv
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -44,7 +44,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures
+	$(MAKE) --no-print-directory check-fixtures check-random-cases
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -52,6 +52,14 @@ check-fixtures: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/make_fixtures.py --out "$$tmp"; \
 	scripts/compare_fixtures.sh tests/fixtures "$$tmp"
+
+# Cases written by scripts/random_cases.py, an independent generator made from
+# docs/parity-cases.md alone, must pass `attn verify` too (built by `cargo test`).
+check-random-cases: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) scripts/random_cases.py --out "$$tmp" --count 60 --seed 0 >/dev/null; \
+	$(CARGO) build --quiet --bin attn; \
+	target/debug/attn verify "$$tmp" >"$$tmp/verify.txt" || { cat "$$tmp/verify.txt"; exit 1; }
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup

@@ -32,8 +32,9 @@ ST_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
 def write_safetensors(path, tensors, metadata):
     header, blobs, off = {"__metadata__": metadata}, [], 0
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        t = tensors[name].detach().cpu()
+        flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.reshape(-1))  # stride 1
+        data = flat.view(torch.uint8).numpy().tobytes()
         header[name] = {"dtype": ST_DTYPE[t.dtype], "shape": list(t.shape),
                         "data_offsets": [off, off + len(data)]}
         blobs.append(data)

@@ -298,7 +298,7 @@ fn verify(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCode> {
         }
     }
     let passed = files.len() - failed - invalid;
-    eprintln!("{passed} passed, {failed} failed, {invalid} invalid");
+    eprintln!("verify: {passed} passed, {failed} failed");
     if invalid > 0 {
         eprintln!("attn: {invalid} case(s) could not be read or run");
         Ok(ExitCode::from(2))

@@ -100,13 +100,18 @@ fn doctor_names_libtorch_2_13() {
 
 #[test]
 fn verify_passes_the_fixtures_and_run_writes_outputs() {
-    let out = attn(&["verify", fixtures().join("cases/head").to_str().unwrap()]);
+    // The whole fixtures folder: every case passes; the notebook, init, README and
+    // pretty-printing files beside the cases are not cases and are skipped.
+    let out = attn(&["verify", fixtures().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.lines().filter(|l| l.ends_with(" pass")).count(),
+        109,
+        "{stdout}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("verify: 109 passed, 0 failed"), "{stderr}");
     let dir = std::env::temp_dir().join(format!("attn-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let case = std::fs::read_dir(fixtures().join("cases/sdpa"))
