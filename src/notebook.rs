@@ -114,9 +114,12 @@ impl Notebook {
         let scores = q.f_matmul(&k.f_transpose(-2, -1)?)?; // (B, T, hs) @ (B, hs, T) -> (B, T, T)
         let tril = Tensor::f_ones([t, t], (Kind::Float, Device::Cpu))?.f_tril(0)?;
         let future = tril.f_eq(0.0)?;
-        let wei = scores
-            .f_masked_fill(&future, f64::NEG_INFINITY)?
-            .f_softmax(-1, None::<Kind>)?;
+        // The notebook's two lines: hide the future, then normalise each row.
+        let masked_softmax = |scores: &Tensor| -> Result<Tensor> {
+            let masked = scores.f_masked_fill(&future, f64::NEG_INFINITY)?;
+            Ok(masked.f_softmax(-1, None::<Kind>)?)
+        };
+        let wei = masked_softmax(&scores)?;
         let out = wei.f_matmul(&x)?; // (B, T, T) @ (B, T, C) -> (B, T, C)
         let one = PartOne {
             x,
@@ -136,9 +139,7 @@ impl Notebook {
         let scaled = scores.f_mul_scalar(scale)?;
         let raw_var = scores.f_var(true)?.f_double_value(&[])?;
         let scaled_var = scaled.f_var(true)?.f_double_value(&[])?;
-        let wei2 = scaled
-            .f_masked_fill(&future, f64::NEG_INFINITY)?
-            .f_softmax(-1, None::<Kind>)?;
+        let wei2 = masked_softmax(&scaled)?;
         let out2 = wei2.f_matmul(&v)?; // (B, T, T) @ (B, T, hs) -> (B, T, hs)
         let two = PartTwo {
             value,
@@ -166,15 +167,7 @@ impl Notebook {
         s.push_str(&format!("{}\n", tensor_repr(&one.x.f_narrow(0, 0, 1)?)?));
         s.push_str(&format!("{}\n", size_repr(&one.out.size())));
         s.push_str("\nIn [10]:\n");
-        // wei comes from Linear weights that require grad, so PyTorch appends the
-        // grad_fn of the last op, `wei[0]`'s select; tch cannot name grad_fns itself.
-        let wei0 = one.wei.f_get(0)?;
-        let suffix: &[&str] = if wei0.requires_grad() {
-            &["grad_fn=<SelectBackward0>"]
-        } else {
-            &[]
-        };
-        s.push_str(&format!("{}\n", tensor_repr_with(&wei0, suffix)?));
+        s.push_str(&first_row_repr(&one.wei)?);
 
         let hs = self.config.head_size;
         s.push_str(&format!(
@@ -199,14 +192,21 @@ impl Notebook {
             two.scaled_var
         ));
         s.push_str("wei[0] with scaling:\n");
-        let wei0 = two.wei.f_get(0)?;
-        let suffix: &[&str] = if wei0.requires_grad() {
-            &["grad_fn=<SelectBackward0>"]
-        } else {
-            &[]
-        };
-        s.push_str(&format!("{}\n", tensor_repr_with(&wei0, suffix)?));
+        s.push_str(&first_row_repr(&two.wei)?);
         s.push_str(&format!("out = wei @ v: {}\n", size_repr(&two.out.size())));
         Ok(s)
     }
+}
+
+/// `wei[0]` as the notebook displays it. wei comes from Linear weights that require grad,
+/// so PyTorch appends the grad_fn of the last op, `wei[0]`'s select; tch cannot name
+/// grad_fns itself.
+fn first_row_repr(wei: &Tensor) -> Result<String> {
+    let wei0 = wei.f_get(0)?;
+    let suffix: &[&str] = if wei0.requires_grad() {
+        &["grad_fn=<SelectBackward0>"]
+    } else {
+        &[]
+    };
+    Ok(format!("{}\n", tensor_repr_with(&wei0, suffix)?))
 }
