@@ -57,18 +57,18 @@ fn forward_checks_mirror_pytorch() {
     assert!(e.starts_with("value:"), "{e}");
     // Batched query with unbatched key.
     assert!(error(&m, &x, &randn(&[5, 8]), &randn(&[5, 8]), none()).starts_with("key:"));
+    // Self-attention on x with the given key_padding_mask and attn_mask.
+    let self_attention_error = |key_padding_mask, attn_mask| {
+        let options = MhaOptions {
+            key_padding_mask,
+            attn_mask,
+            ..none()
+        };
+        error(&m, &x, &x, &x, options)
+    };
     // A 2-D attn_mask of the wrong size.
     let mask = Mask::from_mha(Tensor::zeros([5, 4], (Kind::Bool, Device::Cpu))).unwrap();
-    let e = error(
-        &m,
-        &x,
-        &x,
-        &x,
-        MhaOptions {
-            attn_mask: Some(mask),
-            ..none()
-        },
-    );
+    let e = self_attention_error(None, Some(mask));
     assert!(
         e.starts_with(
             "attn_mask: expected shape (L, S) = [5, 5] or (N * num_heads, L, S) = [4, 5, 5]"
@@ -77,31 +77,13 @@ fn forward_checks_mirror_pytorch() {
     );
     // key_padding_mask must be (N, S).
     let mask = Mask::from_mha(Tensor::zeros([5, 2], (Kind::Bool, Device::Cpu))).unwrap();
-    let e = error(
-        &m,
-        &x,
-        &x,
-        &x,
-        MhaOptions {
-            key_padding_mask: Some(mask),
-            ..none()
-        },
-    );
+    let e = self_attention_error(Some(mask), None);
     assert!(e.starts_with("key_padding_mask:"), "{e}");
     // Integer masks are refused, as PyTorch refuses them.
     assert!(Mask::from_mha(Tensor::zeros([5, 5], (Kind::Int64, Device::Cpu))).is_err());
     // A float mask of another dtype.
     let mask = Mask::from_mha(Tensor::zeros([5, 5], (Kind::Double, Device::Cpu))).unwrap();
-    let e = error(
-        &m,
-        &x,
-        &x,
-        &x,
-        MhaOptions {
-            attn_mask: Some(mask),
-            ..none()
-        },
-    );
+    let e = self_attention_error(None, Some(mask));
     assert!(e.starts_with("attn_mask: expected dtype"), "{e}");
     // is_causal is a hint that needs attn_mask.
     let e = error(
