@@ -22,7 +22,7 @@ use crate::multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttent
 /// The `format` a case must declare.
 pub const FORMAT: &str = "tch-attention-case/1";
 
-/// The modules [`Case::run`] can replay.
+/// The modules a case may name; [`Case::read`] rejects any other.
 pub const MODULES: [&str; 5] = [
     "head",
     "multi_head",
@@ -30,11 +30,6 @@ pub const MODULES: [&str; 5] = [
     "multihead_attention",
     "sdpa",
 ];
-
-/// Whether [`Case::run`] can replay `module`.
-pub fn supports(module: &str) -> bool {
-    MODULES.contains(&module)
-}
 
 /// A parity case read from disk.
 #[derive(Debug)]
@@ -118,6 +113,9 @@ impl Case {
             return Err(bad(format!("format {format:?} is not {FORMAT:?}")));
         }
         let module = meta("module")?;
+        if !MODULES.contains(&module.as_str()) {
+            return Err(bad(format!("module {module:?} is not one of {MODULES:?}")));
+        }
         let json = |key: &str| -> Result<Map<String, Value>> {
             match file.metadata.get(key) {
                 None => Ok(Map::new()),
@@ -475,19 +473,30 @@ pub fn compare_tensors(name: &str, actual: &Tensor, expected: &Tensor) -> Result
 }
 
 /// Whether a file found in a folder should be treated as a case: its header declares a
-/// `format` (any value, so a wrong one is reported), or it cannot be read as safetensors
-/// at all (so the damage is reported). Other safetensors files, such as a plain
-/// state_dict next to the cases, are not cases.
+/// `format` (any value, so a wrong one is reported), or its header cannot be read (so
+/// the damage is reported). Other safetensors files, such as a plain state_dict next to
+/// the cases, are not cases. Only the header is read: the case itself is read later.
 fn looks_like_case(path: &Path) -> bool {
-    match std::fs::read(path) {
-        Err(_) => true,
-        Ok(bytes) => match ::safetensors::SafeTensors::read_metadata(&bytes) {
-            Err(_) => true,
-            Ok((_, header)) => header
-                .metadata()
-                .as_ref()
-                .is_some_and(|m| m.contains_key("format")),
-        },
+    use std::io::Read;
+    let header = || -> Option<Value> {
+        let mut file = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).ok()?;
+        let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+        // The safetensors crate's own header limit: nothing larger is a valid file.
+        if len > 100_000_000 {
+            return None;
+        }
+        let mut json = vec![0u8; len];
+        file.read_exact(&mut json).ok()?;
+        serde_json::from_slice(&json).ok()
+    };
+    match header() {
+        None => true,
+        Some(h) => h
+            .get("__metadata__")
+            .and_then(|m| m.get("format"))
+            .is_some(),
     }
 }
 
