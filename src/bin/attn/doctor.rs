@@ -1,0 +1,44 @@
+//! `attn doctor`: what libtorch this binary loaded, and whether it is the one it expects.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use tch_attention::doctor::Diagnosis;
+
+pub fn run() -> Result<ExitCode> {
+    let d = Diagnosis::collect();
+    let dir = d
+        .lib_dir
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let version = d.version.clone().unwrap_or_else(|| "unknown".into());
+    let ok = d.problem().is_none();
+    println!(
+        "libtorch version   {version} ({})",
+        if ok {
+            "the 2.13.0 this build expects"
+        } else {
+            "NOT the 2.13.0 this build expects"
+        }
+    );
+    println!("loaded from        {dir}");
+    println!("built against      {}", d.built_against);
+    println!(
+        "CUDA available     {} ({} device(s))",
+        d.cuda_available, d.cuda_devices
+    );
+    println!("cuDNN available    {}", d.cudnn_available);
+    println!("threads            {}", d.threads);
+    println!("SDPA kernels       math is always available; the fused dispatcher picks, for a causal (1, 2, 8, 16) call:");
+    for (device, kind, choice) in &d.sdp_choices {
+        println!("  {device:<8} {kind:<9} {choice}");
+    }
+    match d.problem() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(p) => {
+            eprintln!("attn: {p}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `attn`: the command-line face of tch-attention. Only options and wiring live here,
+//! one file per subcommand; everything it does, a program can do through the library.
+//!
+//! Exit codes: 0 success; 1 a parity check failed; 2 bad usage, bad input or an
+//! unhealthy install (one line on stderr).
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tch::Device;
+
+mod cases;
+mod doctor;
+mod notebook;
+
+/// Transformer self-attention on libtorch, checked against PyTorch.
+#[derive(Parser, Debug)]
+#[command(name = "attn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay the notebook "Self attention from scratch using PyTorch" cell by cell.
+    Notebook(notebook::Args),
+    /// Report the linked libtorch: version, folder, CUDA, threads, attention kernels.
+    Doctor,
+    /// Run a parity case and write what this crate computes.
+    Run(cases::RunArgs),
+    /// Check parity cases against what PyTorch computed.
+    Verify(cases::VerifyArgs),
+}
+
+/// `--device`, shared by the subcommands that compute.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceArg::Cuda => bail!(
+                "--device cuda: no CUDA device is available to this libtorch (see `attn doctor`)"
+            ),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // A panic would be a bug; still, the user gets one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        let first = msg.lines().next().unwrap_or(msg);
+        eprintln!("attn: internal error: {first}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid usage")
+                .trim_start_matches("error: ");
+            eprintln!("attn: {first} (see 'attn --help')");
+            return ExitCode::from(2);
+        }
+    };
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("attn: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Notebook(args) => notebook::run(args),
+        Command::Doctor => doctor::run(),
+        Command::Run(args) => cases::run(args),
+        Command::Verify(args) => cases::verify(args),
+    }
+}
