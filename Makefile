@@ -26,7 +26,8 @@ endif
 # One thread count for every check, so results and timings do not depend on the machine.
 CARGO ?= cargo
 
-.PHONY: setup build release demo test check-fixtures check-random-cases fixtures clean-venv
+.PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints fixtures \
+	clean-venv
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -44,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -60,6 +61,13 @@ check-random-cases: setup
 	$(PYTHON) scripts/random_cases.py --out "$$tmp" --count 60 --seed 0 >/dev/null; \
 	$(CARGO) build --quiet --bin attn; \
 	target/debug/attn verify "$$tmp" >"$$tmp/verify.txt" || { cat "$$tmp/verify.txt"; exit 1; }
+
+# Every attention layout, saved by PyTorch as its users do, converted by `attn convert`
+# to every other, loaded back by PyTorch with strict=True: same outputs, and the way
+# back gives the original bits.
+check-checkpoints: setup
+	@$(CARGO) build --quiet --bin attn
+	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup

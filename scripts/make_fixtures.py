@@ -20,6 +20,9 @@ What it writes, under DIR:
   off) and `F.scaled_dot_product_attention`. Each case has its own seed; its parameters and
   inputs come from a generator seeded with it, and the global RNG is `manual_seed(seed)`
   right before the forward pass, so train-mode dropout is reproducible.
+- `checkpoints/`: written by scripts/checkpoint_reference.py's `write(DIR)`: one small
+  checkpoint per attention layout and file format (torch.save .pt/.pth/.bin, nanoGPT's
+  ckpt.pt dict, safetensors) and `reference.safetensors` with the outputs they give.
 - `pretty/`: written by scripts/pretty_reference.py's `write(DIR)` when that file exists
   (it belongs to the pretty-printing work, not to this script).
 
@@ -1053,6 +1056,14 @@ def write_init(out):
     write_file(out / "init.safetensors", tensors, meta)
 
 
+def write_checkpoints(out):
+    """scripts/checkpoint_reference.py's fixtures: a checkpoint per layout and format."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import checkpoint_reference  # imports this file as `make_fixtures`: same pins
+
+    checkpoint_reference.write(out)  # it writes out/checkpoints/...
+
+
 def write_pretty(out):
     """scripts/pretty_reference.py's fixtures, when that script exists (someone else's)."""
     path = ROOT / "scripts" / "pretty_reference.py"
@@ -1094,6 +1105,7 @@ def main(argv=None):
     sdpa_cases(cases)
     mha_cases(cases)
     write_readme_mha(out)
+    write_checkpoints(out)
     pretty = write_pretty(out)
 
     files = [f for f in out.rglob("*") if f.is_file()]

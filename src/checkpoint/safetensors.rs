@@ -29,10 +29,15 @@ pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
         path: name.clone(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::load(&name, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| Error::load(&name, format!("not a valid safetensors file: {e}")))?;
+    parse_safetensors(&name, &bytes)
+}
+
+/// [`read_safetensors`] on bytes already read; `name` is for errors.
+pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::load(name, format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::load(name, format!("not a valid safetensors file: {e}")))?;
     let metadata = header
         .metadata()
         .clone()
@@ -43,13 +48,13 @@ pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
     for (tname, view) in st.tensors() {
         let kind = kind_of(view.dtype()).ok_or_else(|| {
             Error::load(
-                &name,
+                name,
                 format!("tensor {tname}: dtype {:?} is not supported", view.dtype()),
             )
         })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)
-            .map_err(|e| Error::load(&name, format!("tensor {tname}: {e}")))?;
+            .map_err(|e| Error::load(name, format!("tensor {tname}: {e}")))?;
         tensors.insert(tname, t);
     }
     Ok(Safetensors { tensors, metadata })
@@ -62,6 +67,44 @@ pub fn write_safetensors<'a>(
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
+    write_atomic(path, &serialize(path, tensors, metadata)?)
+}
+
+/// [`write_safetensors`], but an existing `path` is an error unless `replace`; the check
+/// and the rename are one step, so a file that appears meanwhile is not clobbered.
+pub fn write_safetensors_new<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    metadata: &BTreeMap<String, String>,
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        return write_safetensors(path, tensors, metadata);
+    }
+    if path.exists() {
+        return Err(exists(path));
+    }
+    let bytes = serialize(path, tensors, metadata)?;
+    write_with(path, &bytes, |tmp, path| std::fs::hard_link(tmp, path)).map_err(|e| match e {
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            exists(path)
+        }
+        e => e,
+    })
+}
+
+fn exists(path: &Path) -> Error {
+    Error::load(
+        path.display().to_string(),
+        "exists; pass --force (or replace = true) to replace it",
+    )
+}
+
+fn serialize<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let name = path.display().to_string();
     let views = tensors
         .into_iter()
@@ -73,14 +116,23 @@ pub fn write_safetensors<'a>(
         })
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let bytes = ::safetensors::tensor::serialize(views, (!meta.is_empty()).then_some(meta))
-        .map_err(|e| Error::load(&name, format!("cannot serialize: {e}")))?;
-    write_atomic(path, &bytes)
+    ::safetensors::tensor::serialize(views, (!meta.is_empty()).then_some(meta))
+        .map_err(|e| Error::load(&name, format!("cannot serialize: {e}")))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over
 /// `path`, so a reader sees the old file or the whole new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with(path, bytes, |tmp, path| std::fs::rename(tmp, path))
+}
+
+/// Writes and syncs a temporary file beside `path`, then `publish`es it (rename, or
+/// hard link for no-clobber); the temporary file never outlives the call.
+fn write_with(
+    path: &Path,
+    bytes: &[u8],
+    publish: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+) -> Result<()> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
@@ -98,11 +150,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        publish(&tmp, path)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = std::fs::remove_file(&tmp); // after a rename, already gone
     result.map_err(io)
 }
 

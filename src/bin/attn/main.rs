@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tch::Device;
 
 mod cases;
+mod checkpoint;
 mod doctor;
 mod notebook;
 
@@ -32,6 +33,10 @@ enum Command {
     Run(cases::RunArgs),
     /// Check parity cases against what PyTorch computed.
     Verify(cases::VerifyArgs),
+    /// Convert a checkpoint's attention weights from one layout to another.
+    Convert(checkpoint::ConvertArgs),
+    /// List a checkpoint's tensors and the attention layouts it holds.
+    Inspect(checkpoint::InspectArgs),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -102,5 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => doctor::run(),
         Command::Run(args) => cases::run(args),
         Command::Verify(args) => cases::verify(args),
+        Command::Convert(args) => checkpoint::convert_file(args),
+        Command::Inspect(args) => checkpoint::inspect(args),
     }
 }

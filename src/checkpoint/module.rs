@@ -1,0 +1,277 @@
+//! The crate's modules as PyTorch state_dicts: strict loading (`load_state_dict(strict=
+//! True)`), loading from any layout in any checkpoint file, and saving in any layout.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tch::nn;
+use tch::Tensor;
+
+use super::file::read_checkpoint;
+use super::layout::{convert_block, BiasPolicy, ConvertOptions, Layout};
+use super::safetensors::write_safetensors_new;
+use crate::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+use crate::error::{Error, Result};
+use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
+use crate::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
+
+/// A module whose tensors are a PyTorch state_dict in one of the [`Layout`]s.
+pub trait StateDict {
+    /// The layout of [`StateDict::named_tensors`]' keys.
+    fn layout(&self) -> Layout;
+    /// Parameters and persistent buffers under PyTorch's keys, relative to the module;
+    /// the tensors share storage with the module's.
+    fn named_tensors(&self) -> Vec<(String, Tensor)>;
+    /// What converting to or from this module's layout needs: heads, block size, and
+    /// whether it has biases.
+    fn convert_options(&self) -> ConvertOptions;
+}
+
+/// Copies `tensors` into `module`, like `load_state_dict(strict=True)`: every key
+/// present, nothing else, every shape equal. Values are converted to each tensor's
+/// dtype and device. `source` names where they came from, for errors.
+pub fn load_state_dict(
+    module: &(impl StateDict + ?Sized),
+    tensors: &BTreeMap<String, Tensor>,
+    source: &str,
+) -> Result<()> {
+    let own = module.named_tensors();
+    if let Some(extra) = tensors.keys().find(|k| !own.iter().any(|(n, _)| n == *k)) {
+        let expected: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::load(
+            source,
+            format!("unexpected key {extra:?}; the module has {expected:?}"),
+        ));
+    }
+    for (name, _) in &own {
+        let src = tensors
+            .get(name)
+            .ok_or_else(|| Error::load(source, format!("missing key {name:?}")))?;
+        let dst = own.iter().find(|(n, _)| n == name).map(|(_, t)| t).unwrap();
+        if src.size() != dst.size() {
+            return Err(Error::load(
+                source,
+                format!(
+                    "{name}: expected shape {:?}, got {:?}",
+                    dst.size(),
+                    src.size()
+                ),
+            ));
+        }
+    }
+    for (name, dst) in own {
+        let mut dst = dst;
+        tch::no_grad(|| dst.f_copy_(&tensors[&name]))?;
+    }
+    Ok(())
+}
+
+/// Loads the block under `prefix` of a checkpoint file (safetensors or torch.save) in
+/// `layout` into `module`, converting to the module's own layout.
+pub fn load_checkpoint(
+    module: &(impl StateDict + ?Sized),
+    file: impl AsRef<Path>,
+    prefix: &str,
+    layout: Layout,
+) -> Result<()> {
+    let file = file.as_ref();
+    let source = file.display().to_string();
+    let ckpt = read_checkpoint(file)?;
+    let mut opts = module.convert_options();
+    opts.prefix = Some(prefix.to_string());
+    let tensors = if layout == module.layout() {
+        // Same layout: the keys under the prefix as they are (this also covers forms
+        // only that layout has, such as torch-mha with kdim != embed_dim).
+        let prefix = match prefix {
+            "" => String::new(),
+            p if p.ends_with('.') => p.to_string(),
+            p => format!("{p}."),
+        };
+        let own: Vec<String> = module.named_tensors().into_iter().map(|(k, _)| k).collect();
+        ckpt.tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                let rel = k.strip_prefix(&prefix)?;
+                // Keys of other blocks below this prefix are not this module's.
+                let ours = own.iter().any(|o| o == rel) || !rel.contains('.') || prefix.is_empty();
+                ours.then(|| (rel.to_string(), v.shallow_clone()))
+            })
+            .collect()
+    } else {
+        convert_block(&ckpt.tensors, layout, module.layout(), &opts, &source)?
+    };
+    load_state_dict(
+        module,
+        &tensors,
+        &format!("{source} ({layout} at {prefix:?})"),
+    )
+}
+
+/// Writes `module` as a safetensors state_dict in `layout`, atomically; an existing
+/// `file` is an error unless `replace`. PyTorch loads it with `load_state_dict(strict=
+/// True)` into the module of that layout.
+pub fn save_checkpoint(
+    module: &(impl StateDict + ?Sized),
+    file: impl AsRef<Path>,
+    layout: Layout,
+    replace: bool,
+) -> Result<()> {
+    let file = file.as_ref();
+    let source = file.display().to_string();
+    let own: BTreeMap<String, Tensor> = module.named_tensors().into_iter().collect();
+    let tensors = if layout == module.layout() {
+        own
+    } else {
+        convert_block(
+            &own,
+            module.layout(),
+            layout,
+            &module.convert_options(),
+            &source,
+        )?
+    };
+    let mut meta = BTreeMap::new();
+    meta.insert("layout".to_string(), layout.name().to_string());
+    write_safetensors_new(
+        file,
+        tensors.iter().map(|(k, v)| (k.as_str(), v)),
+        &meta,
+        replace,
+    )
+}
+
+/// Builds a module and loads it from a checkpoint file.
+pub trait FromCheckpoint: StateDict + Sized {
+    type Config;
+    /// The module under `path` with `config`, its weights read from the block under
+    /// `prefix` of `file`, which holds them in `layout`.
+    fn from_checkpoint<'a>(
+        path: impl Borrow<nn::Path<'a>>,
+        config: Self::Config,
+        file: impl AsRef<Path>,
+        prefix: &str,
+        layout: Layout,
+    ) -> Result<Self>;
+}
+
+fn bias_policy(bias: bool) -> BiasPolicy {
+    if bias {
+        BiasPolicy::Yes
+    } else {
+        BiasPolicy::No
+    }
+}
+
+fn linear_tensors(out: &mut Vec<(String, Tensor)>, name: &str, l: &crate::linear::Linear) {
+    out.push((format!("{name}.weight"), l.weight.shallow_clone()));
+    if let Some(b) = &l.bias {
+        out.push((format!("{name}.bias"), b.shallow_clone()));
+    }
+}
+
+impl StateDict for MultiHeadAttention {
+    fn layout(&self) -> Layout {
+        Layout::Lecture
+    }
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (h, head) in self.heads.iter().enumerate() {
+            linear_tensors(&mut out, &format!("heads.{h}.key"), &head.key);
+            linear_tensors(&mut out, &format!("heads.{h}.query"), &head.query);
+            linear_tensors(&mut out, &format!("heads.{h}.value"), &head.value);
+            out.push((format!("heads.{h}.tril"), head.tril.shallow_clone()));
+        }
+        linear_tensors(&mut out, "proj", &self.proj);
+        out
+    }
+    fn convert_options(&self) -> ConvertOptions {
+        ConvertOptions {
+            heads: Some(self.config.num_heads),
+            block_size: Some(self.config.block_size),
+            bias: BiasPolicy::Yes,
+            mask_buffer: Some(false),
+            ..Default::default()
+        }
+    }
+}
+
+impl StateDict for CausalSelfAttention {
+    fn layout(&self) -> Layout {
+        Layout::NanoGpt
+    }
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        linear_tensors(&mut out, "c_attn", &self.c_attn);
+        linear_tensors(&mut out, "c_proj", &self.c_proj);
+        out
+    }
+    fn convert_options(&self) -> ConvertOptions {
+        // nanoGPT's flash path: no `bias` mask buffer in the state_dict.
+        ConvertOptions {
+            heads: Some(self.config.n_head),
+            block_size: Some(self.config.block_size),
+            bias: bias_policy(self.config.bias),
+            mask_buffer: Some(false),
+            ..Default::default()
+        }
+    }
+}
+
+impl StateDict for MultiheadAttention {
+    fn layout(&self) -> Layout {
+        Layout::TorchMha
+    }
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        if let Some(w) = &self.in_proj_weight {
+            out.push(("in_proj_weight".to_string(), w.shallow_clone()));
+        }
+        if let Some([q, k, v]) = &self.qkv_proj_weight {
+            out.push(("q_proj_weight".to_string(), q.shallow_clone()));
+            out.push(("k_proj_weight".to_string(), k.shallow_clone()));
+            out.push(("v_proj_weight".to_string(), v.shallow_clone()));
+        }
+        if let Some(b) = &self.in_proj_bias {
+            out.push(("in_proj_bias".to_string(), b.shallow_clone()));
+        }
+        linear_tensors(&mut out, "out_proj", &self.out_proj);
+        for (name, t) in [("bias_k", &self.bias_k), ("bias_v", &self.bias_v)] {
+            if let Some(t) = t {
+                out.push((name.to_string(), t.shallow_clone()));
+            }
+        }
+        out
+    }
+    fn convert_options(&self) -> ConvertOptions {
+        ConvertOptions {
+            heads: Some(self.config.num_heads),
+            bias: bias_policy(self.config.bias),
+            mask_buffer: Some(false),
+            ..Default::default()
+        }
+    }
+}
+
+macro_rules! from_checkpoint {
+    ($module:ty, $config:ty) => {
+        impl FromCheckpoint for $module {
+            type Config = $config;
+            fn from_checkpoint<'a>(
+                path: impl Borrow<nn::Path<'a>>,
+                config: $config,
+                file: impl AsRef<Path>,
+                prefix: &str,
+                layout: Layout,
+            ) -> Result<Self> {
+                let module = <$module>::new(path, config)?;
+                load_checkpoint(&module, file, prefix, layout)?;
+                Ok(module)
+            }
+        }
+    };
+}
+
+from_checkpoint!(MultiHeadAttention, MultiHeadConfig);
+from_checkpoint!(CausalSelfAttention, CausalSelfAttentionConfig);
+from_checkpoint!(MultiheadAttention, MultiheadAttentionConfig);
