@@ -496,12 +496,15 @@ fn looks_like_case(path: &Path) -> bool {
         Some(h) => h
             .get("__metadata__")
             .and_then(|m| m.get("format"))
-            .is_some(),
+            .and_then(Value::as_str)
+            // Hugging Face writes format "pt" (or "np", "tf") into its safetensors files:
+            // those are checkpoints, not cases.
+            .is_some_and(|f| f.starts_with("tch-attention-case")),
     }
 }
 
 /// The case files under `paths`: files given by name as they are; in folders, searched
-/// recursively, every `*.safetensors` that declares a `format` or cannot be read (see
+/// recursively, every `*.safetensors` whose `format` is a case format or that cannot be read (see
 /// `looks_like_case`), sorted. Returns the cases and the other safetensors files skipped.
 pub fn collect_case_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -71,7 +71,7 @@ impl Layout {
 
 impl fmt::Display for Layout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -128,7 +128,10 @@ pub struct Found {
     pub embed_dim: i64,
     /// Heads, where the layout records them (only `lecture`).
     pub heads: Option<i64>,
-    pub bias: bool,
+    /// Whether the query, key and value projections have biases.
+    pub qkv_bias: bool,
+    /// Whether the output projection has a bias.
+    pub out_bias: bool,
     pub dtype: Kind,
 }
 
@@ -176,7 +179,8 @@ pub fn detect(tensors: &BTreeMap<String, Tensor>) -> Vec<Found> {
                     prefix,
                     embed_dim: attn.c(),
                     heads: attn.heads,
-                    bias: attn.has_bias(),
+                    qkv_bias: attn.q_b.is_some() || attn.k_b.is_some() || attn.v_b.is_some(),
+                    out_bias: attn.o_b.is_some(),
                     dtype: attn.q.kind(),
                 });
             }
@@ -445,9 +449,6 @@ fn extract_lecture(b: &mut Block) -> Result<Attn> {
         .contains_key(&format!("{}heads.{heads}.query.weight", b.prefix))
     {
         heads += 1;
-    }
-    if heads == 0 {
-        return Err(b.err("heads.0.query.weight", "missing"));
     }
     let first = b.need("heads.0.query.weight")?;
     let (hs, c) = match first.size()[..] {

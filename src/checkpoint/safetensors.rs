@@ -52,6 +52,8 @@ pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors>
                 format!("tensor {tname}: dtype {:?} is not supported", view.dtype()),
             )
         })?;
+        super::torch_file::check_bools(kind, view.data())
+            .map_err(|e| Error::load(name, format!("tensor {tname}: {e}")))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)
             .map_err(|e| Error::load(name, format!("tensor {tname}: {e}")))?;

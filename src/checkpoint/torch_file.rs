@@ -200,9 +200,24 @@ fn read_storage(zip: &mut Archive, root: &str, s: &StorageRef, tensor: &str) -> 
         .checked_mul(elem as u64)
         .ok_or_else(|| err(format!("storage {} declares {} elements", s.key, s.numel)))?;
     let record = format!("{root}data/{}", s.key);
-    let data = zip.read(&record, Some(nbytes))?;
+    let data = zip.read(&record, Some(nbytes)).map_err(|e| match e {
+        Error::Load { reason, .. } => err(reason),
+        e => e,
+    })?;
+    check_bools(kind, &data).map_err(err)?;
     let numel = i64::try_from(s.numel).map_err(|_| err("storage too large".into()))?;
     Ok(Tensor::f_from_data_size(&data, &[numel], kind)?)
+}
+
+/// A bool tensor's bytes must be 0 or 1: other values are undefined behaviour in
+/// libtorch's kernels.
+pub(crate) fn check_bools(kind: Kind, data: &[u8]) -> std::result::Result<(), String> {
+    match data.iter().position(|&b| b > 1) {
+        Some(i) if kind == Kind::Bool => {
+            Err(format!("bool element {i} is {}, not 0 or 1", data[i]))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The archive, with its length and the file's name for errors.

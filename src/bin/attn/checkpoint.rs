@@ -136,7 +136,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
             .iter()
             .map(|f| {
                 serde_json::json!({"layout": f.layout.name(), "prefix": f.prefix,
-                    "embed_dim": f.embed_dim, "heads": f.heads, "bias": f.bias,
+                    "embed_dim": f.embed_dim, "heads": f.heads, "qkv_bias": f.qkv_bias,
+                    "out_bias": f.out_bias,
                     "dtype": format!("{:?}", f.dtype)})
             })
             .collect();
@@ -175,11 +176,13 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
                 .heads
                 .map(|h| format!("{h} heads"))
                 .unwrap_or_else(|| "heads not recorded".into());
+            let yes_no = |b: bool| if b { "yes" } else { "no" };
             println!(
-                "  {layout:<10} {} block(s), C = {}, {heads}, {}",
+                "  {layout:<10} {} block(s), C = {}, {heads}, bias: q/k/v {}, out {}",
                 blocks.len(),
                 f.embed_dim,
-                if f.bias { "with biases" } else { "no biases" }
+                yes_no(f.qkv_bias),
+                yes_no(f.out_bias)
             );
             for b in blocks {
                 println!("    prefix {:?}", b.prefix);

@@ -1,0 +1,46 @@
+//! Helpers shared by the tests that run the `attn` binary.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn attn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_attn"))
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run attn")
+}
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Exit code 2 and exactly one line on stderr, with no panic or C++ trace in it.
+pub fn assert_usage_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line expected, got: {stderr}"
+    );
+    assert!(stderr.starts_with("attn: "), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    for bad in [
+        "panicked",
+        "RUST_BACKTRACE",
+        "Exception raised from",
+        "frame #",
+    ] {
+        assert!(!stderr.contains(bad), "{stderr}");
+    }
+}
+
+/// A fresh empty folder under the system's temporary folder.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tch-attention-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
