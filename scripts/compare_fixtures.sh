@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# compare_fixtures.sh COMMITTED FRESH: fails unless both folders hold the same
-# .safetensors files with the same bytes.
+# compare_fixtures.sh COMMITTED FRESH: fails unless both folders hold the same files
+# (safetensors cases, torch.save checkpoints, ...) with the same bytes.
 set -euo pipefail
 committed=$1 fresh=$2
+lists=$(mktemp -d)
+trap 'rm -rf "$lists"' EXIT
 status=0
-( cd "$committed" && find . -name '*.safetensors' | sort ) > "$fresh/.committed.list"
-( cd "$fresh" && find . -name '*.safetensors' | sort ) > "$fresh/.fresh.list"
-if ! diff -u "$fresh/.committed.list" "$fresh/.fresh.list" >&2; then
+( cd "$committed" && find . -type f | sort ) > "$lists/committed"
+( cd "$fresh" && find . -type f | sort ) > "$lists/fresh"
+if ! diff -u "$lists/committed" "$lists/fresh" >&2; then
   echo "fixtures: the set of files differs from what scripts/make_fixtures.py writes (run 'make fixtures')" >&2
   status=1
 fi
@@ -16,7 +18,7 @@ while read -r f; do
     echo "fixtures: $f differs from what scripts/make_fixtures.py writes now (run 'make fixtures')" >&2
     status=1
   fi
-done < "$fresh/.committed.list"
-n=$(wc -l < "$fresh/.committed.list")
+done < "$lists/committed"
+n=$(wc -l < "$lists/committed")
 [ $status -eq 0 ] && echo "fixtures: all $n committed fixtures reproduced byte for byte"
 exit $status
