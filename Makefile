@@ -66,8 +66,9 @@ check-random-cases: setup
 # to every other, loaded back by PyTorch with strict=True: same outputs, and the way
 # back gives the original bits.
 check-checkpoints: setup
-	@$(CARGO) build --quiet --bin attn
-	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn
+	@$(CARGO) build --quiet --bin attn --example save_layouts
+	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn \
+		--save-layouts target/debug/examples/save_layouts
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup

@@ -3,7 +3,8 @@
 
 Two uses:
 
-    python scripts/checkpoint_reference.py roundtrip --attn target/debug/attn
+    python scripts/checkpoint_reference.py roundtrip --attn target/debug/attn \
+        --save-layouts target/debug/examples/save_layouts
 
 builds every attention layout from PyTorch modules, saves each as PyTorch users do
 (torch.save state_dicts as .pt/.pth/.bin, nanoGPT's ckpt.pt dict from a torch.compile'd
@@ -43,6 +44,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 C, NH, BS, B, T = 8, 2, 6, 2, 5
+ROOT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "checkpoints"
 
 
 def causal_attention(q, k, v, nh):
@@ -340,6 +342,32 @@ def roundtrip(binary):
           f"outputs, and converted back bit for bit; lossy ones refused")
 
 
+def saved(example):
+    """Modules the crate loaded from the committed checkpoints and saved in every layout
+    (examples/save_layouts.rs) load into PyTorch strictly and give the reference outputs."""
+    d = ROOT_FIXTURES
+    ref, _ = mf.deserialize((d / "reference.safetensors").read_bytes())
+    loaded = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([example, tmp], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        refused = r.stdout.strip().splitlines()
+        # The lecture's heads have no bias: nanoGPT's and the MHA's biases are refused.
+        assert len(refused) == 2 and all("lecture" in line and "nonzero bias" in line
+                                          for line in refused), refused
+        for f in sorted(Path(tmp).glob("*-as-*.safetensors")):
+            source, layout = f.name[: -len(".safetensors")].split("-as-")
+            sd = load_converted(f)
+            dst = target_module(layout, sd, "")
+            dst.load_state_dict(sd, strict=True)
+            torch.testing.assert_close(forward(layout, dst, ref["x"]), ref[f"{source}.output"],
+                                       msg=lambda m: f"{f.name}: {m}")
+            loaded += 1
+    assert loaded == 13, loaded
+    print(f"checkpoints: {loaded} modules saved by the crate in every layout load into PyTorch "
+          f"(strict) and give PyTorch's outputs")
+
+
 # --------------------------------------------------------------------------------------
 # Fixtures for the Rust tests
 # --------------------------------------------------------------------------------------
@@ -385,12 +413,14 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("roundtrip")
     r.add_argument("--attn", required=True, help="the attn binary")
+    r.add_argument("--save-layouts", required=True, help="examples/save_layouts's binary")
     w = sub.add_parser("write")
     w.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     mf.pin_torch()
     if args.cmd == "roundtrip":
         roundtrip(args.attn)
+        saved(args.save_layouts)
     else:
         write(args.out)
 
