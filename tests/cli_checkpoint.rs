@@ -153,6 +153,18 @@ fn convert_errors_are_one_line_and_write_nothing() {
             "/nonexistent.pt",
         ),
         (vec!["inspect", &ckpt("../cases")], "cases"),
+        (
+            vec![
+                "convert",
+                "--from",
+                "lecture",
+                "--to",
+                "nanogpt",
+                &ckpt("lecture.pt"),
+                "/tmp/x.pt",
+            ],
+            "name it *.safetensors",
+        ),
     ] {
         assert_usage_error(&attn(&args), needle);
     }

@@ -47,10 +47,16 @@ pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
         path: name.clone(),
         source,
     })?;
+    read_checkpoint_bytes(&name, &bytes)
+}
+
+/// [`read_checkpoint`] on a file's bytes already in memory; `name` is used in errors.
+pub fn read_checkpoint_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
+    let name = name.to_string();
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return Ok(Checkpoint {
             format: Format::TorchZip,
-            tensors: strip_keys(&name, read_torch_zip(&name, &bytes)?)?,
+            tensors: strip_keys(&name, read_torch_zip(&name, bytes)?)?,
             metadata: BTreeMap::new(),
         });
     }
@@ -62,8 +68,8 @@ pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
              safetensors.torch.save_file(state_dict, new_path) writes safetensors",
         ));
     }
-    if looks_like_safetensors(&bytes) {
-        let st = parse_safetensors(&name, &bytes)?;
+    if looks_like_safetensors(bytes) {
+        let st = parse_safetensors(&name, bytes)?;
         return Ok(Checkpoint {
             format: Format::Safetensors,
             tensors: strip_keys(&name, st.tensors)?,

@@ -13,7 +13,7 @@ mod torch_file;
 pub use self::safetensors::{
     read_safetensors, write_atomic, write_safetensors, write_safetensors_new, Safetensors,
 };
-pub use file::{read_checkpoint, Checkpoint, Format};
+pub use file::{read_checkpoint, read_checkpoint_bytes, Checkpoint, Format};
 pub use layout::{convert, detect, BiasPolicy, ConvertOptions, Found, Layout};
 pub use module::{load_checkpoint, load_state_dict, save_checkpoint, FromCheckpoint, StateDict};
 pub use state_dict::{load_into, state_dict};

@@ -85,6 +85,12 @@ pub struct InspectArgs {
 }
 
 pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
+    if args.output.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!(
+            "{}: the output is written as safetensors; name it *.safetensors",
+            args.output.display()
+        );
+    }
     if args.output.exists() && !args.force {
         bail!(
             "{}: exists; pass --force to replace it",
