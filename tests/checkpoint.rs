@@ -669,3 +669,65 @@ fn corrupting_any_byte_of_any_checkpoint_never_crashes() {
     }
     assert!(errors > 0 && errors < reads, "{errors} of {reads}");
 }
+
+#[test]
+fn own_layout_forms_load_too_mask_buffers_and_unpacked_mha() {
+    let dir = tempdir("own");
+    // nanoGPT without flash registers the causal mask as the buffer `bias`: the crate's
+    // module (flash path, no buffer) still loads such a checkpoint.
+    let opts = ConvertOptions {
+        mask_buffer: Some(true),
+        block_size: Some(BS),
+        ..Default::default()
+    };
+    let hf = read_checkpoint(fixture("hf_gpt2.bin")).unwrap();
+    let nano = convert(&hf.tensors, Layout::HfGpt2, Layout::NanoGpt, &opts, "x").unwrap();
+    assert_eq!(nano["h.0.attn.bias"].size(), [1, 1, BS, BS]);
+    let file = dir.join("manual.safetensors");
+    tch_attention::checkpoint::write_safetensors(
+        &file,
+        nano.iter().map(|(k, v)| (k.as_str(), v)),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let vs = VarStore::new(Device::Cpu);
+    let csa = CausalSelfAttention::from_checkpoint(
+        vs.root(),
+        CausalSelfAttentionConfig::new(C, NH, BS),
+        &file,
+        "h.0.attn.",
+        Layout::NanoGpt,
+    )
+    .unwrap();
+    let refs = reference();
+    let got = tch::no_grad(|| csa.f_forward_t(&refs["x"], false)).unwrap();
+    assert_close(
+        &got,
+        &refs["hf_gpt2.bin.output"],
+        "non-flash nanoGPT into CSA",
+    );
+
+    // nn.MultiheadAttention with kdim != embed_dim exists only in its own layout.
+    let vs = VarStore::new(Device::Cpu);
+    let config = MultiheadAttentionConfig::new(C, NH)
+        .with_kdim(4)
+        .with_vdim(3);
+    let mha = MultiheadAttention::new(vs.root(), config).unwrap();
+    let file = dir.join("kdim.safetensors");
+    save_checkpoint(&mha, &file, Layout::TorchMha, false).unwrap();
+    let e = save_checkpoint(
+        &mha,
+        dir.join("kdim-bert.safetensors"),
+        Layout::HfBert,
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("differs from embed_dim"), "{e}");
+    let vs2 = VarStore::new(Device::Cpu);
+    let again =
+        MultiheadAttention::from_checkpoint(vs2.root(), config, &file, "", Layout::TorchMha)
+            .unwrap();
+    for ((k, a), (_, b)) in mha.named_tensors().iter().zip(again.named_tensors()) {
+        assert!(bits_equal(a, &b), "{k}");
+    }
+}

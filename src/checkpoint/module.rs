@@ -80,26 +80,24 @@ pub fn load_checkpoint(
     let ckpt = read_checkpoint(file)?;
     let mut opts = module.convert_options();
     opts.prefix = Some(prefix.to_string());
-    let tensors = if layout == module.layout() {
-        // Same layout: the keys under the prefix as they are (this also covers forms
-        // only that layout has, such as torch-mha with kdim != embed_dim).
-        let prefix = match prefix {
-            "" => String::new(),
-            p if p.ends_with('.') => p.to_string(),
-            p => format!("{p}."),
-        };
-        let own: Vec<String> = module.named_tensors().into_iter().map(|(k, _)| k).collect();
-        ckpt.tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                let rel = k.strip_prefix(&prefix)?;
-                // Keys of other blocks below this prefix are not this module's.
-                let ours = own.iter().any(|o| o == rel) || !rel.contains('.') || prefix.is_empty();
-                ours.then(|| (rel.to_string(), v.shallow_clone()))
-            })
-            .collect()
-    } else {
-        convert_block(&ckpt.tensors, layout, module.layout(), &opts, &source)?
+    let tensors = match convert_block(&ckpt.tensors, layout, module.layout(), &opts, &source) {
+        Ok(t) => t,
+        // Forms only the module's own layout has (torch-mha with kdim != embed_dim) do
+        // not convert: then the keys under the prefix, as they are, for the strict load.
+        Err(_) if layout == module.layout() => {
+            let prefix = match prefix {
+                "" => String::new(),
+                p if p.ends_with('.') => p.to_string(),
+                p => format!("{p}."),
+            };
+            ckpt.tensors
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((k.strip_prefix(&prefix)?.to_string(), v.shallow_clone()))
+                })
+                .collect()
+        }
+        Err(e) => return Err(e),
     };
     load_state_dict(
         module,
