@@ -135,6 +135,9 @@ pub struct Found {
     pub dtype: Kind,
 }
 
+/// The query, key and value biases, each optional.
+type Biases = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
 /// The four projections in `nn.Linear` form: query, key, value `[D, C]`, output `[C, D]`.
 struct Attn {
     q: Tensor,
@@ -157,6 +160,33 @@ struct Attn {
 }
 
 impl Attn {
+    /// The projections read from `source`, with nothing else known yet.
+    fn new(
+        source: Layout,
+        [q, k, v]: [Tensor; 3],
+        qkv_b: Biases,
+        o: Tensor,
+        o_b: Option<Tensor>,
+    ) -> Self {
+        let (q_b, k_b, v_b) = qkv_b;
+        Attn {
+            q,
+            k,
+            v,
+            q_b,
+            k_b,
+            v_b,
+            o,
+            o_b,
+            heads: None,
+            block_size: None,
+            source,
+            own: Vec::new(),
+            own_is_lossy: false,
+            mha_unpacked: false,
+        }
+    }
+
     fn has_bias(&self) -> bool {
         self.q_b.is_some() || self.k_b.is_some() || self.v_b.is_some() || self.o_b.is_some()
     }
@@ -361,7 +391,7 @@ fn split3(t: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     Ok((q, k, v))
 }
 
-fn split3_bias(b: Option<Tensor>) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+fn split3_bias(b: Option<Tensor>) -> Result<Biases> {
     Ok(match b {
         Some(b) => {
             let (q, k, v) = split3(&b)?;
@@ -496,22 +526,16 @@ fn extract_lecture(b: &mut Block) -> Result<Attn> {
             )),
         }
     };
-    Ok(Attn {
-        q_b: cat(&q_b, "query")?,
-        k_b: cat(&k_b, "key")?,
-        v_b: cat(&v_b, "value")?,
-        q: Tensor::f_cat(&q, 0)?,
-        k: Tensor::f_cat(&k, 0)?,
-        v: Tensor::f_cat(&v, 0)?,
-        o,
-        o_b,
-        heads: Some(heads),
-        block_size,
-        source: Layout::Lecture,
-        own: Vec::new(),
-        own_is_lossy: false,
-        mha_unpacked: false,
-    })
+    let biases = (cat(&q_b, "query")?, cat(&k_b, "key")?, cat(&v_b, "value")?);
+    let qkv = [
+        Tensor::f_cat(&q, 0)?,
+        Tensor::f_cat(&k, 0)?,
+        Tensor::f_cat(&v, 0)?,
+    ];
+    let mut attn = Attn::new(Layout::Lecture, qkv, biases, o, o_b);
+    attn.heads = Some(heads);
+    attn.block_size = block_size;
+    Ok(attn)
 }
 
 /// nanoGPT and Hugging Face GPT-2: the same stacked `c_attn`, transposed in GPT-2
@@ -533,7 +557,7 @@ fn extract_gpt(b: &mut Block, layout: Layout) -> Result<Attn> {
     }
     let w = if transposed { w.f_transpose(0, 1)? } else { w };
     let (q, k, v) = split3(&w)?;
-    let (q_b, k_b, v_b) = split3_bias(b.bias("c_attn.bias", 3 * c)?)?;
+    let biases = split3_bias(b.bias("c_attn.bias", 3 * c)?)?;
     let o = b.need("c_proj.weight")?;
     b.shape("c_proj.weight", &o, &[c, c])?;
     let o = if transposed { o.f_transpose(0, 1)? } else { o };
@@ -550,22 +574,10 @@ fn extract_gpt(b: &mut Block, layout: Layout) -> Result<Attn> {
             own.push(("masked_bias".to_string(), masked_bias));
         }
     }
-    Ok(Attn {
-        q,
-        k,
-        v,
-        q_b,
-        k_b,
-        v_b,
-        o,
-        o_b,
-        heads: None,
-        block_size,
-        source: layout,
-        own,
-        own_is_lossy: false,
-        mha_unpacked: false,
-    })
+    let mut attn = Attn::new(layout, [q, k, v], biases, o, o_b);
+    attn.block_size = block_size;
+    attn.own = own;
+    Ok(attn)
 }
 
 fn extract_mha(b: &mut Block) -> Result<Attn> {
@@ -602,7 +614,7 @@ fn extract_mha(b: &mut Block) -> Result<Attn> {
         }
     };
     let e = q.size()[0];
-    let (q_b, k_b, v_b) = split3_bias(b.bias("in_proj_bias", 3 * e)?)?;
+    let biases = split3_bias(b.bias("in_proj_bias", 3 * e)?)?;
     let o = b.need("out_proj.weight")?;
     b.shape("out_proj.weight", &o, &[e, e])?;
     let o_b = b.bias("out_proj.bias", e)?;
@@ -613,22 +625,11 @@ fn extract_mha(b: &mut Block) -> Result<Attn> {
             own.push((key.to_string(), t));
         }
     }
-    Ok(Attn {
-        q,
-        k,
-        v,
-        q_b,
-        k_b,
-        v_b,
-        o,
-        o_b,
-        heads: None,
-        block_size: None,
-        source: Layout::TorchMha,
-        own_is_lossy: !own.is_empty(),
-        own,
-        mha_unpacked: unpacked,
-    })
+    let mut attn = Attn::new(Layout::TorchMha, [q, k, v], biases, o, o_b);
+    attn.own_is_lossy = !own.is_empty();
+    attn.own = own;
+    attn.mha_unpacked = unpacked;
+    Ok(attn)
 }
 
 fn extract_bert(b: &mut Block) -> Result<Attn> {
@@ -641,28 +642,15 @@ fn extract_bert(b: &mut Block) -> Result<Attn> {
     b.shape("self.key.weight", &k, &[d, c])?;
     let v = b.need("self.value.weight")?;
     b.shape("self.value.weight", &v, &[d, c])?;
-    let q_b = b.bias("self.query.bias", d)?;
-    let k_b = b.bias("self.key.bias", d)?;
-    let v_b = b.bias("self.value.bias", d)?;
+    let biases = (
+        b.bias("self.query.bias", d)?,
+        b.bias("self.key.bias", d)?,
+        b.bias("self.value.bias", d)?,
+    );
     let o = b.need("output.dense.weight")?;
     b.shape("output.dense.weight", &o, &[c, d])?;
     let o_b = b.bias("output.dense.bias", c)?;
-    Ok(Attn {
-        q,
-        k,
-        v,
-        q_b,
-        k_b,
-        v_b,
-        o,
-        o_b,
-        heads: None,
-        block_size: None,
-        source: Layout::HfBert,
-        own: Vec::new(),
-        own_is_lossy: false,
-        mha_unpacked: false,
-    })
+    Ok(Attn::new(Layout::HfBert, [q, k, v], biases, o, o_b))
 }
 
 /// A bias, or zeros of `n` (which change nothing) where the target needs one.

@@ -11,8 +11,9 @@ use tch::Tensor;
 use super::file::read_checkpoint;
 use super::layout::{convert_block, BiasPolicy, ConvertOptions, Layout};
 use super::safetensors::write_safetensors_new;
+use super::state_dict::load_strict;
 use crate::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
 use crate::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
 
@@ -36,35 +37,7 @@ pub fn load_state_dict(
     tensors: &BTreeMap<String, Tensor>,
     source: &str,
 ) -> Result<()> {
-    let own = module.named_tensors();
-    if let Some(extra) = tensors.keys().find(|k| !own.iter().any(|(n, _)| n == *k)) {
-        let expected: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(Error::load(
-            source,
-            format!("unexpected key {extra:?}; the module has {expected:?}"),
-        ));
-    }
-    for (name, _) in &own {
-        let src = tensors
-            .get(name)
-            .ok_or_else(|| Error::load(source, format!("missing key {name:?}")))?;
-        let dst = own.iter().find(|(n, _)| n == name).map(|(_, t)| t).unwrap();
-        if src.size() != dst.size() {
-            return Err(Error::load(
-                source,
-                format!(
-                    "{name}: expected shape {:?}, got {:?}",
-                    dst.size(),
-                    src.size()
-                ),
-            ));
-        }
-    }
-    for (name, dst) in own {
-        let mut dst = dst;
-        tch::no_grad(|| dst.f_copy_(&tensors[&name]))?;
-    }
-    Ok(())
+    load_strict(module.named_tensors(), tensors, source)
 }
 
 /// Loads the block under `prefix` of a checkpoint file (safetensors or torch.save) in

@@ -15,32 +15,42 @@ use crate::error::{Error, Result};
 /// Values are converted to each variable's dtype and device. `source` names where the
 /// tensors came from, for the error message.
 pub fn load_into(vs: &VarStore, tensors: &BTreeMap<String, Tensor>, source: &str) -> Result<()> {
-    let variables = vs.variables();
-    let mut expected: Vec<&String> = variables.keys().collect();
-    expected.sort();
-    if let Some(extra) = tensors.keys().find(|k| !variables.contains_key(*k)) {
+    let mut own: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    own.sort_by(|a, b| a.0.cmp(&b.0));
+    load_strict(own, tensors, source)
+}
+
+/// Copies `tensors` into the tensors `own` (which share storage with a module), after
+/// checking that the names are the same set and every shape is equal.
+pub(crate) fn load_strict(
+    own: Vec<(String, Tensor)>,
+    tensors: &BTreeMap<String, Tensor>,
+    source: &str,
+) -> Result<()> {
+    if let Some(extra) = tensors.keys().find(|k| !own.iter().any(|(n, _)| n == *k)) {
+        let expected: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
         return Err(Error::load(
             source,
             format!("unexpected key {extra:?}; the module has {expected:?}"),
         ));
     }
-    for name in expected {
-        let var = &variables[name];
+    for (name, dst) in &own {
         let src = tensors
             .get(name)
             .ok_or_else(|| Error::load(source, format!("missing key {name:?}")))?;
-        if src.size() != var.size() {
+        if src.size() != dst.size() {
             return Err(Error::load(
                 source,
                 format!(
                     "{name}: expected shape {:?}, got {:?}",
-                    var.size(),
+                    dst.size(),
                     src.size()
                 ),
             ));
         }
-        let mut var = var.shallow_clone();
-        tch::no_grad(|| var.f_copy_(src))?;
+    }
+    for (name, mut dst) in own {
+        tch::no_grad(|| dst.f_copy_(&tensors[&name]))?;
     }
     Ok(())
 }
