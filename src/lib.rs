@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod error;
 pub mod functional;
 pub mod head;
+pub mod heatmap;
 pub mod kv_cache;
 pub mod linear;
 pub mod mask;

@@ -13,6 +13,7 @@
 mod attention;
 mod config;
 mod embeddings;
+mod explain;
 mod layer;
 mod layer_norm;
 mod model;
@@ -28,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 pub use attention::BertAttention;
 pub use config::BertConfig;
 pub use embeddings::BertEmbeddings;
+pub use explain::{Explanation, Focus, Heads};
 pub use layer::BertLayer;
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use model::{BertModel, BertOutput};

@@ -4,5 +4,5 @@
 mod safetensors;
 mod state_dict;
 
-pub use self::safetensors::{read_safetensors, write_safetensors, Safetensors};
+pub use self::safetensors::{read_safetensors, write_atomic, write_safetensors, Safetensors};
 pub use state_dict::{load_into, state_dict};

@@ -12,6 +12,10 @@ use tch::Device;
 
 mod cases;
 mod doctor;
+mod embed;
+mod explain;
+mod heatmap;
+mod model;
 mod notebook;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
@@ -32,6 +36,12 @@ enum Command {
     Run(cases::RunArgs),
     /// Check parity cases against what PyTorch computed.
     Verify(cases::VerifyArgs),
+    /// Draw attention weights from a safetensors file (e.g. a parity case) as a PNG.
+    Heatmap(heatmap::Args),
+    /// Show a pretrained encoder's attention on a sentence: heatmap and top tokens.
+    Explain(explain::Args),
+    /// Sentence embeddings from a pretrained encoder (sentence-transformers' values).
+    Embed(embed::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -102,5 +112,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => doctor::run(),
         Command::Run(args) => cases::run(args),
         Command::Verify(args) => cases::verify(args),
+        Command::Heatmap(args) => heatmap::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Embed(args) => embed::run(args),
     }
 }
