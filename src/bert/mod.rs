@@ -82,10 +82,16 @@ pub fn default_model_dir() -> Result<PathBuf> {
             );
         }
     }
-    if let Some(found) = tried.iter().find(|d| d.join("config.json").is_file()) {
+    find_model_dir(&tried)
+}
+
+/// The first of `candidates` that holds a `config.json`; none is the error that says how
+/// to install the package.
+pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(found) = candidates.iter().find(|d| d.join("config.json").is_file()) {
         return Ok(found.clone());
     }
-    let looked: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     Err(Error::load(
         "all-MiniLM-L6-v2",
         format!(

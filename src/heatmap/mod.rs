@@ -53,9 +53,9 @@ impl Heatmap {
     /// [`Heatmap::with_labels`] names them.
     pub fn new(weights: &Tensor) -> Result<Self> {
         let size = weights.size();
-        let (p, l, s) = match size.as_slice() {
-            &[l, s] => (1, l, s),
-            &[p, l, s] => (p, l, s),
+        let (p, l, s) = match *size.as_slice() {
+            [l, s] => (1, l, s),
+            [p, l, s] => (p, l, s),
             _ => return Err(Error::shape("weights", "(L, S) or (P, L, S)", &size)),
         };
         if !weights.is_floating_point() {
