@@ -225,10 +225,26 @@ impl Heatmap {
         // The colour bar: as tall as one map (at least 120 px), with 5 ticks.
         let bar_h = map_h.max(120);
         let bar_w = 18;
+        // Values beyond the scale take its end colours; the end ticks then say so.
+        let beyond_hi = self
+            .panels
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|&v| v as f64 > self.range.1);
+        let beyond_lo = self
+            .panels
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|&v| (v as f64) < self.range.0);
         let ticks: Vec<(f64, String)> = (0..=4)
             .map(|i| {
                 let v = self.range.0 + (self.range.1 - self.range.0) * i as f64 / 4.0;
-                (v, format!("{v:.2}"))
+                let mark = match i {
+                    4 if beyond_hi => "+",
+                    0 if beyond_lo => "-",
+                    _ => "",
+                };
+                (v, format!("{v:.2}{mark}"))
             })
             .collect();
         let tick_w = ticks

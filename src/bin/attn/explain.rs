@@ -32,6 +32,10 @@ pub struct Args {
     /// Leave [CLS] and [SEP] out of the printed ranking (they soak up much attention).
     #[arg(long)]
     skip_special: bool,
+    /// The weight drawn in the brightest colour (larger ones too; the darkest is 0).
+    /// Below 1 it brings out the small weights beside [CLS].
+    #[arg(long, default_value_t = 1.0)]
+    vmax: f64,
     /// Where to write the heatmap PNG (without it, only the summary is printed).
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -63,7 +67,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         explanation.summary(args.top as usize, args.skip_special)?
     );
     if let Some(out) = &args.output {
-        explanation.heatmap(&name)?.write_png(out, args.force)?;
+        explanation
+            .heatmap(&name)?
+            .with_range(0.0, args.vmax)?
+            .write_png(out, args.force)?;
         eprintln!("attn: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
