@@ -28,6 +28,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # make_fixtures' output stays short
 
 from pathlib import Path  # noqa: E402
 
@@ -60,6 +61,8 @@ def write(out, write_file):
     import sentence_transformers
     import transformers
 
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     path = model_dir()
     st = sentence_transformers.SentenceTransformer(str(path), device="cpu")
     st.eval()

@@ -146,3 +146,43 @@ fn explain_ranks_the_reference_attention() {
     assert!(m.explain(&r.sentences[0], 6, Heads::All).is_err());
     assert!(m.explain(&r.sentences[0], 0, Heads::One(12)).is_err());
 }
+
+#[test]
+fn padding_and_the_attention_path_do_not_change_the_result() {
+    let m = model();
+    let short = "Hi!";
+    let long = "The cat, which sat on the mat, ran away; the dog stayed.";
+    // Alone, and padded to the long sentence's length in a batch.
+    let alone = m.embed(&[short]).unwrap();
+    let padded = m.embed(&[long, short]).unwrap().get(1).unsqueeze(0);
+    let err = max_abs(&alone, &padded);
+    assert!(err < 1e-6, "padding changed the embedding by {err:e}");
+    // The fused SDPA (no weights) and the notebook's math path (weights) agree.
+    let batch = m.batch(&[long, short]).unwrap();
+    let fused = m
+        .model
+        .f_forward(&batch.input_ids, &batch.attention_mask, false)
+        .unwrap();
+    let math = m
+        .model
+        .f_forward(&batch.input_ids, &batch.attention_mask, true)
+        .unwrap();
+    // Hidden states reach magnitudes of several units, so the tolerance is relative too.
+    let (a, b) = (&fused.last_hidden_state, &math.last_hidden_state);
+    let err = max_abs(a, b);
+    let scale = b.abs().max().double_value(&[]);
+    assert!(
+        a.allclose(b, 1e-5, 1e-5, false),
+        "fused vs math: {err:e} at magnitude {scale}"
+    );
+    assert!(fused.attentions.is_empty());
+    assert_eq!(math.attentions.len(), 6);
+    // Padded keys get no attention; every row sums to one.
+    let w = &math.attentions[0]; // (N, H, L, L)
+    let n_short = batch.encodings[1].ids.len() as i64;
+    let l = w.size()[3];
+    let to_padding = w.get(1).narrow(-1, n_short, l - n_short);
+    assert_eq!(to_padding.abs().max().double_value(&[]), 0.0);
+    let sums = w.sum_dim_intlist(-1, false, Kind::Float);
+    assert!(max_abs(&sums, &Tensor::ones_like(&sums)) < 1e-5);
+}

@@ -72,15 +72,21 @@ impl Tokenizer {
             source,
         })?;
         let tokens: Vec<String> = text.lines().map(str::to_string).collect();
-        Self::new(tokens, options).map_err(|e| Error::load(path.display().to_string(), e))
+        Self::new(tokens, options).map_err(|e| match e {
+            Error::Invalid { reason, .. } => Error::load(path.display().to_string(), reason),
+            other => other,
+        })
     }
 
     /// A tokenizer from the vocabulary in id order.
-    pub fn new(tokens: Vec<String>, options: TokenizerOptions) -> Result<Self, String> {
+    pub fn new(tokens: Vec<String>, options: TokenizerOptions) -> Result<Self> {
         if options.max_len < 2 {
-            return Err(format!(
-                "max_len must leave room for [CLS] and [SEP], got {}",
-                options.max_len
+            return Err(Error::invalid(
+                "max_len",
+                format!(
+                    "must leave room for [CLS] and [SEP], got {}",
+                    options.max_len
+                ),
             ));
         }
         let vocab: HashMap<String, i64> = tokens
@@ -92,7 +98,7 @@ impl Tokenizer {
             vocab
                 .get(name)
                 .copied()
-                .ok_or_else(|| format!("the vocabulary has no {name} token"))
+                .ok_or_else(|| Error::invalid("vocab", format!("has no {name} token")))
         };
         Ok(Self {
             cls: special("[CLS]")?,
