@@ -96,3 +96,21 @@ fn panels_follow_pytorchs_layouts() {
     assert!(select_panels(&w3, 3, false).is_err());
     assert!(select_panels(&w4, 0, true).is_err());
 }
+
+#[test]
+fn a_long_title_does_not_stretch_the_figure() {
+    let w = Tensor::rand([4, 4], (Kind::Float, Device::Cpu));
+    let plain = Heatmap::new(&w).unwrap().render();
+    let long = "word ".repeat(400);
+    let titled = Heatmap::new(&w)
+        .unwrap()
+        .with_title(long.clone())
+        .with_subtitle(long)
+        .render();
+    // Cut to at most 64 title characters at 16 px (plus margins), not 2000 characters.
+    assert!(
+        titled.width <= plain.width.max(64 * 16 + 40),
+        "{}",
+        titled.width
+    );
+}

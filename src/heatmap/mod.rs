@@ -254,20 +254,31 @@ impl Heatmap {
             .unwrap_or(0);
         let grid_w = grid_cols * block_w + (grid_cols - 1) * gap;
         let grid_h = grid_rows * block_h + (grid_rows - 1) * gap;
-        let width = (MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN)
-            .max(MARGIN * 2 + text_width(&self.title, 2))
-            .max(
-                MARGIN * 2
-                    + sub_lines
-                        .iter()
-                        .map(|s| text_width(s, 1))
-                        .max()
-                        .unwrap_or(0),
-            );
+        // The maps set the width; a title or subtitle longer than that (a long sentence)
+        // is cut, down to no less than 64 (title) or 80 (subtitle) characters.
+        let content_w = MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN;
+        let fit = |s: &str, scale: usize, floor: usize| -> String {
+            let max = ((content_w - 2 * MARGIN) / (GLYPH * scale)).max(floor);
+            if s.chars().count() > max {
+                s.chars().take(max - 3).chain("...".chars()).collect()
+            } else {
+                s.to_string()
+            }
+        };
+        let title = fit(&self.title, 2, 64);
+        let sub_lines: Vec<String> = sub_lines.iter().map(|s| fit(s, 1, 80)).collect();
+        let width = content_w.max(MARGIN * 2 + text_width(&title, 2)).max(
+            MARGIN * 2
+                + sub_lines
+                    .iter()
+                    .map(|s| text_width(s, 1))
+                    .max()
+                    .unwrap_or(0),
+        );
         let height = MARGIN + head_h + grid_h.max(panel_title_h + bar_h) + MARGIN;
         let mut c = Canvas::new(width, height, WHITE);
 
-        c.text(MARGIN, MARGIN, &self.title, 2, INK);
+        c.text(MARGIN, MARGIN, &title, 2, INK);
         for (i, line) in sub_lines.iter().enumerate() {
             c.text(
                 MARGIN,
