@@ -14,7 +14,7 @@ const NOTEBOOK_SENTENCE: &str = "The cat, which sat on the mat, ran away.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The sentence (default: the notebook's).
+    /// The sentence.
     #[arg(default_value = NOTEBOOK_SENTENCE)]
     sentence: String,
     /// Which layer, from 0 (default: the last).
