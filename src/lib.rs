@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+pub mod bert;
 pub mod case;
 pub mod causal_self_attention;
 mod check;
@@ -7,6 +8,7 @@ pub mod doctor;
 pub mod error;
 pub mod functional;
 pub mod head;
+pub mod heatmap;
 pub mod kv_cache;
 pub mod linear;
 pub mod mask;

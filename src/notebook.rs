@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::check;
 use crate::error::Result;
+use crate::heatmap::Heatmap;
 use crate::linear::{linear, Linear};
 use crate::pretty::{size_repr, tensor_repr, tensor_repr_with};
 
@@ -195,6 +196,27 @@ impl Notebook {
         s.push_str(&first_row_repr(&two.wei)?);
         s.push_str(&format!("out = wei @ v: {}\n", size_repr(&two.out.size())));
         Ok(s)
+    }
+}
+
+impl Notebook {
+    /// The first sequence's attention, `wei[0]`, of both parts side by side: what the
+    /// notebook computes (unscaled) and the lecture's scaled head.
+    pub fn heatmap(&self) -> Result<Heatmap> {
+        let panels = Tensor::f_stack(&[self.one.wei.f_get(0)?, self.two.wei.f_get(0)?], 0)?; // (2, T, T)
+        let c = &self.config;
+        Heatmap::new(&panels.f_detach()?)?
+            .with_title(format!(
+                "The notebook's wei[0] (seed {}, B={}, T={}, C={}, head_size={})",
+                c.seed, c.batch, c.time, c.channels, c.head_size
+            ))
+            .with_subtitle(
+                "rows: query position t, columns: key position; causal: row t sees keys 0..t; colour: attention weight",
+            )
+            .with_panel_titles(vec![
+                "q @ k^T (notebook)".into(),
+                "* head_size**-0.5".into(),
+            ])
     }
 }
 

@@ -187,3 +187,209 @@ fn verify_reports_a_mismatch_with_exit_1_and_garbage_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("trunc.safetensors"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Width and height from a PNG's IHDR, after checking the signature.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("attn-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn explain_draws_any_layer_and_head_and_names_the_top_tokens() {
+    let dir = temp_dir("explain");
+    let all = dir.join("all.png");
+    let stdout = ok_stdout(&attn(&["explain", "--output", all.to_str().unwrap()]));
+    // The notebook's sentence by default, 14 tokens, one summary line each.
+    let ran = stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("ran"))
+        .unwrap_or_else(|| panic!("no line for ran: {stdout}"));
+    assert_eq!(
+        ran.split("->").nth(1).unwrap().split(',').count(),
+        3,
+        "{ran}"
+    );
+    assert!(stdout.starts_with("layer 5, all heads"), "{stdout}");
+    let (w_all, h_all) = png_size(&all);
+    let one = dir.join("one.png");
+    let stdout = ok_stdout(&attn(&[
+        "explain",
+        "--layer",
+        "2",
+        "--head",
+        "7",
+        "--top",
+        "2",
+        "--skip-special",
+        "-o",
+        one.to_str().unwrap(),
+    ]));
+    assert!(stdout.starts_with("layer 2, head 7"), "{stdout}");
+    assert!(
+        !stdout.contains("-> [CLS]") && !stdout.contains("[SEP] 0."),
+        "{stdout}"
+    );
+    let (w_one, h_one) = png_size(&one);
+    assert!(w_one >= 300 && h_one >= 300, "{w_one}x{h_one}");
+    assert!(
+        w_all > 2 * w_one && h_all > 2 * h_one,
+        "12 panels: {w_all}x{h_all}"
+    );
+    // An existing file stays unless --force.
+    let before = std::fs::read(&one).unwrap();
+    assert_usage_error(
+        &attn(&["explain", "--average", "-o", one.to_str().unwrap()]),
+        "--force",
+    );
+    assert_eq!(std::fs::read(&one).unwrap(), before);
+    ok_stdout(&attn(&[
+        "explain",
+        "--average",
+        "--force",
+        "-o",
+        one.to_str().unwrap(),
+    ]));
+    assert_ne!(std::fs::read(&one).unwrap(), before);
+    assert_usage_error(&attn(&["explain", "--layer", "6"]), "--layer");
+    assert_usage_error(&attn(&["explain", "--head", "12"]), "--head");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn embed_json_matches_sentence_transformers() {
+    let fixture =
+        tch_attention::checkpoint::read_safetensors(&fixtures().join("bert/minilm.safetensors"))
+            .unwrap();
+    let sentences: Vec<String> = serde_json::from_str(&fixture.metadata["sentences"]).unwrap();
+    let expected = &fixture.tensors["embeddings"];
+    // A command line cannot carry a NUL character, so the sentence that tests the
+    // tokenizer's cleaning of it is left to tests/bert.rs. Padding does not change an
+    // embedding (beyond rounding), so the other rows of the batched reference hold.
+    let picked: Vec<usize> = (0..sentences.len())
+        .filter(|&i| !sentences[i].contains('\0'))
+        .collect();
+    assert!(picked.len() >= 5);
+    let mut args = vec!["embed", "--json"];
+    args.extend(picked.iter().map(|&i| sentences[i].as_str()));
+    let stdout = ok_stdout(&attn(&args));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), picked.len());
+    let mut worst = 0f64;
+    for (&i, line) in picked.iter().zip(&lines) {
+        let row: Vec<f64> = serde_json::from_str(line).unwrap();
+        let want = Vec::<f64>::try_from(expected.get(i as i64).to_kind(tch::Kind::Double)).unwrap();
+        assert_eq!(row.len(), want.len());
+        for (a, b) in row.iter().zip(&want) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("attn embed --json vs sentence-transformers: max abs error {worst:e}");
+    assert!(worst <= 1e-5, "max abs error {worst:e}");
+    // The table form: one block per sentence and the similarities.
+    let stdout = ok_stdout(&attn(&["embed", "a cat ran", "a dog ran"]));
+    assert!(stdout.contains("384 values"), "{stdout}");
+    assert!(stdout.contains("cosine similarity"), "{stdout}");
+}
+
+#[test]
+fn a_missing_model_is_one_line_and_exit_2() {
+    for cmd in ["explain", "embed"] {
+        assert_usage_error(
+            &attn(&[cmd, "a cat", "--model", "/nonexistent"]),
+            "/nonexistent",
+        );
+    }
+    let empty = temp_dir("nomodel");
+    let out = Command::new(env!("CARGO_BIN_EXE_attn"))
+        .args(["embed", "a cat"])
+        .env("TCH_ATTENTION_MODEL_DIR", &empty)
+        .output()
+        .unwrap();
+    assert_usage_error(&out, "config.json");
+    std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[test]
+fn heatmap_of_a_case_and_of_the_notebook() {
+    let dir = temp_dir("heatmap");
+    let case = fixtures().join("cases/multihead_attention/weights_per_head_f32.safetensors");
+    let png = dir.join("case.png");
+    ok_stdout(&attn(&[
+        "heatmap",
+        case.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+    ]));
+    let (w, h) = png_size(&png);
+    assert!(w > 300 && h > 200, "{w}x{h}");
+    assert_usage_error(
+        &attn(&[
+            "heatmap",
+            case.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ]),
+        "--force",
+    );
+    ok_stdout(&attn(&[
+        "heatmap",
+        case.to_str().unwrap(),
+        "--average",
+        "--batch",
+        "1",
+        "--force",
+        "-o",
+        png.to_str().unwrap(),
+    ]));
+    assert_usage_error(
+        &attn(&[
+            "heatmap",
+            case.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--force",
+            "-o",
+            png.to_str().unwrap(),
+        ]),
+        "--batch",
+    );
+    assert_usage_error(
+        &attn(&[
+            "heatmap",
+            case.to_str().unwrap(),
+            "--tensor",
+            "nope",
+            "--force",
+            "-o",
+            png.to_str().unwrap(),
+        ]),
+        "nope",
+    );
+    let nb = dir.join("notebook.png");
+    ok_stdout(&attn(&["notebook", "--heatmap", nb.to_str().unwrap()]));
+    png_size(&nb);
+    assert_usage_error(
+        &attn(&["notebook", "--heatmap", nb.to_str().unwrap()]),
+        "--force",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

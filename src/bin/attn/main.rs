@@ -13,6 +13,10 @@ use tch::Device;
 mod cases;
 mod checkpoint;
 mod doctor;
+mod embed;
+mod explain;
+mod heatmap;
+mod model;
 mod notebook;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
@@ -37,6 +41,12 @@ enum Command {
     Convert(checkpoint::ConvertArgs),
     /// List a checkpoint's tensors and the attention layouts it holds.
     Inspect(checkpoint::InspectArgs),
+    /// Draw attention weights from a safetensors file (e.g. a parity case) as a PNG.
+    Heatmap(heatmap::Args),
+    /// Show a pretrained encoder's attention on a sentence: heatmap and top tokens.
+    Explain(explain::Args),
+    /// Sentence embeddings from a pretrained encoder (sentence-transformers' values).
+    Embed(embed::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -109,5 +119,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => cases::verify(args),
         Command::Convert(args) => checkpoint::convert_file(args),
         Command::Inspect(args) => checkpoint::inspect(args),
+        Command::Heatmap(args) => heatmap::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Embed(args) => embed::run(args),
     }
 }

@@ -1,8 +1,9 @@
 //! `attn notebook`: replay the notebook cell by cell.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch_attention::notebook::{Notebook, NotebookConfig};
 
 #[derive(clap::Args, Debug)]
@@ -22,9 +23,20 @@ pub struct Args {
     /// Channels of the key, query and value projections.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..=4096), allow_negative_numbers = true)]
     head_size: i64,
+    /// Also draw the first sequence's `wei` (both parts) as a PNG heatmap.
+    #[arg(long, value_name = "FILE")]
+    heatmap: Option<PathBuf>,
+    /// Replace the --heatmap file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(out) = &args.heatmap {
+        if out.exists() && !args.force {
+            bail!("{}: exists; pass --force to replace it", out.display());
+        }
+    }
     let nb = Notebook::replay(NotebookConfig {
         seed: args.seed,
         batch: args.batch,
@@ -33,5 +45,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         head_size: args.head_size,
     })?;
     print!("{}", nb.render()?);
+    if let Some(out) = &args.heatmap {
+        nb.heatmap()?.write_png(out, args.force)?;
+        eprintln!("attn: wrote {}", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

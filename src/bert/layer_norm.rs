@@ -1,0 +1,36 @@
+//! `torch.nn.LayerNorm(normalized_shape, eps)` over the last dimension, with PyTorch's
+//! parameter names `weight` and `bias` (BERT's checkpoints call the module `LayerNorm`).
+
+use std::borrow::Borrow;
+
+use tch::nn::{Init, Path};
+use tch::Tensor;
+
+use crate::error::Result;
+
+#[derive(Debug)]
+pub struct LayerNorm {
+    /// `weight`, `[E]`, initialised to 1.
+    pub weight: Tensor,
+    /// `bias`, `[E]`, initialised to 0.
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+/// `nn.LayerNorm(size, eps=eps)` under `path`.
+pub fn layer_norm<'a>(path: impl Borrow<Path<'a>>, size: i64, eps: f64) -> Result<LayerNorm> {
+    let path = path.borrow();
+    Ok(LayerNorm {
+        weight: path.f_var("weight", &[size], Init::Const(1.0))?,
+        bias: path.f_var("bias", &[size], Init::Const(0.0))?,
+        eps,
+    })
+}
+
+impl LayerNorm {
+    /// `F.layer_norm(x, (E,), weight, bias, eps)`: `(*, E) -> (*, E)`.
+    pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let e = self.weight.size();
+        Ok(x.f_layer_norm(&e, Some(&self.weight), Some(&self.bias), self.eps, false)?)
+    }
+}

