@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tch::Device;
 
+mod bench;
 mod cases;
 mod doctor;
 mod notebook;
@@ -32,6 +33,8 @@ enum Command {
     Run(cases::RunArgs),
     /// Check parity cases against what PyTorch computed.
     Verify(cases::VerifyArgs),
+    /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
+    Bench(bench::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -102,5 +105,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => doctor::run(),
         Command::Run(args) => cases::run(args),
         Command::Verify(args) => cases::verify(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
