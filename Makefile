@@ -26,7 +26,8 @@ endif
 # One thread count for every check, so results and timings do not depend on the machine.
 CARGO ?= cargo
 
-.PHONY: setup build release demo test check-fixtures check-random-cases fixtures clean-venv
+.PHONY: setup build release demo test check-fixtures check-random-cases fixtures clean-venv \
+	bench bench-smoke
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -44,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases
+	$(MAKE) --no-print-directory check-fixtures check-random-cases bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -60,6 +61,28 @@ check-random-cases: setup
 	$(PYTHON) scripts/random_cases.py --out "$$tmp" --count 60 --seed 0 >/dev/null; \
 	$(CARGO) build --quiet --bin attn; \
 	target/debug/attn verify "$$tmp" >"$$tmp/verify.txt" || { cat "$$tmp/verify.txt"; exit 1; }
+
+# Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
+# (scripts/bench_torch.py) run the same configurations with the same thread count, then
+# scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
+# with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
+BENCH_THREADS ?= 1
+BENCH_SUITE ?= all
+bench: release
+	@mkdir -p target/bench
+	target/release/attn bench --suite $(BENCH_SUITE) --threads $(BENCH_THREADS) --json >target/bench/tch.jsonl
+	$(PYTHON) scripts/bench_torch.py --suite $(BENCH_SUITE) --threads $(BENCH_THREADS) --json >target/bench/torch.jsonl
+	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
+
+# Every suite at tiny sizes on both sides, joined by the same script: seconds. Benchmarks
+# are not timed tests; this only proves that `make bench` would run.
+bench-smoke: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CARGO) build --quiet --bin attn; \
+	target/debug/attn bench --suite all --smoke --json >"$$tmp/tch.jsonl"; \
+	$(PYTHON) scripts/bench_torch.py --suite all --smoke --json >"$$tmp/torch.jsonl"; \
+	$(PYTHON) scripts/bench_compare.py "$$tmp/tch.jsonl" "$$tmp/torch.jsonl" >/dev/null; \
+	test "$$(wc -l <"$$tmp/tch.jsonl")" = "$$(wc -l <"$$tmp/torch.jsonl")"
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup
