@@ -27,7 +27,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases fixtures clean-venv \
-	bench bench-smoke
+	bench bench-smoke build-torch211 test-torch211
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -83,6 +83,21 @@ bench-smoke: setup
 	$(PYTHON) scripts/bench_torch.py --suite all --smoke --json >"$$tmp/torch.jsonl"; \
 	$(PYTHON) scripts/bench_compare.py "$$tmp/tch.jsonl" "$$tmp/torch.jsonl" >/dev/null; \
 	test "$$(wc -l <"$$tmp/tch.jsonl")" = "$$(wc -l <"$$tmp/torch.jsonl")"
+
+# The same sources against tch 0.24 / PyTorch 2.11 (compat/torch-2.11/Cargo.toml: a
+# second manifest, because Cargo will not put two `links = "tch"` crates in one graph).
+# The 2.11 wheel goes into its own venv beside the 2.13 one.
+TORCH211_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tch-attention/torch-2.11.0
+TORCH211_ENV = LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$(TORCH211_VENV)" PATH="$(TORCH211_VENV)/bin:$$PATH"
+$(TORCH211_VENV)/bin/python:
+	python3 -m venv "$(TORCH211_VENV)"
+	"$(TORCH211_VENV)/bin/pip" install --quiet torch==2.11.0 numpy safetensors
+
+build-torch211: $(TORCH211_VENV)/bin/python
+	$(TORCH211_ENV) $(CARGO) build --release --manifest-path compat/torch-2.11/Cargo.toml
+
+test-torch211: $(TORCH211_VENV)/bin/python
+	$(TORCH211_ENV) $(CARGO) test --manifest-path compat/torch-2.11/Cargo.toml
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup

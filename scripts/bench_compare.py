@@ -1,9 +1,9 @@
 """Joins `attn bench --json` and `scripts/bench_torch.py --json` into the ratio table of
 `make bench`, printed and written into bench/RESULTS.md between its CPU markers (the
-rest of that file, such as the CUDA section, is kept).
+rest of that file, such as the CUDA section of scripts/gpu_check.sh, is kept).
 
     python scripts/bench_compare.py TCH.jsonl TORCH.jsonl [--results bench/RESULTS.md]
-        [--title TEXT]
+        [--title TEXT] [--section cpu|cuda]
 
 Ratios are tch over PyTorch, below 1 = the crate is faster. Targets come from
 bench/suites.json (target_time_ratio, target_mem_ratio, target_step_over_full); a row
@@ -19,8 +19,11 @@ import platform
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BEGIN = "<!-- bench:cpu:begin (written by make bench; do not edit by hand) -->"
-END = "<!-- bench:cpu:end -->"
+
+
+def markers(section):
+    return (f"<!-- bench:{section}:begin (written by a script; do not edit by hand) -->",
+            f"<!-- bench:{section}:end -->")
 
 
 def read_jsonl(path):
@@ -143,7 +146,10 @@ def main():
     p.add_argument("torch")
     p.add_argument("--results", help="write the section into this markdown file")
     p.add_argument("--title", default="CPU")
+    p.add_argument("--section", default="cpu",
+                   help="which marked section of --results to replace (cpu, cuda)")
     a = p.parse_args()
+    BEGIN, END = markers(a.section)
     tch, torch_rows = read_jsonl(a.tch), read_jsonl(a.torch)
     section = [BEGIN, f"## {a.title}", ""] + machine(tch, torch_rows) + [""] + table(
         tch, torch_rows) + ["", END]
