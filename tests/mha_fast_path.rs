@@ -20,7 +20,7 @@ fn mha(bias: bool) -> (VarStore, MultiheadAttention) {
     // Nonzero biases, so the packed projection's bias is exercised.
     tch::no_grad(|| {
         for (_, mut t) in vs.variables() {
-            let _ = t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.3));
+            t.copy_(&(Tensor::randn(t.size(), (Kind::Float, Device::Cpu)) * 0.3));
         }
     });
     vs.set_kind(Kind::Double);

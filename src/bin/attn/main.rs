@@ -75,12 +75,20 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's first paragraph, joined: a missing argument is named on its second line.
             let text = e.to_string();
-            let first = text
+            let first: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid usage")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.trim_start_matches("error: ");
+            let first = if first.is_empty() {
+                "invalid usage"
+            } else {
+                first
+            };
             eprintln!("attn: {first} (see 'attn --help')");
             return ExitCode::from(2);
         }
