@@ -66,12 +66,16 @@ check-random-cases: setup
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then
 # scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
 # with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
+# The two sides alternate suite by suite, so a slow spell of the machine hits both alike.
 BENCH_THREADS ?= 1
-BENCH_SUITE ?= all
+BENCH_SUITES ?= small gpt2 long decode
 bench: release
-	@mkdir -p target/bench
-	target/release/attn bench --suite $(BENCH_SUITE) --threads $(BENCH_THREADS) --json >target/bench/tch.jsonl
-	$(PYTHON) scripts/bench_torch.py --suite $(BENCH_SUITE) --threads $(BENCH_THREADS) --json >target/bench/torch.jsonl
+	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl
+	@for s in $(BENCH_SUITES); do \
+	  echo "bench: suite $$s" >&2; \
+	  target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/tch.jsonl; \
+	  $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
+	done
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
 
 # Every suite at tiny sizes on both sides, joined by the same script: seconds. Benchmarks
