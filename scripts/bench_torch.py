@@ -355,8 +355,12 @@ def main():
     for i, c in enumerate(configs):
         label = f"[{i + 1}/{len(configs)}] {c['suite']}/{c['name']}"
 
+        last = [0.0]
+
         def progress(done, total):
-            if bar:
+            # Redrawn at most every 100 ms: thousands of tiny steps must not flood the terminal.
+            if bar and (done == total or time.perf_counter() - last[0] >= 0.1):
+                last[0] = time.perf_counter()
                 filled = 30 * done // max(total, 1)
                 sys.stderr.write(f"\r\x1b[2K{label} [{'#' * filled}{'.' * (30 - filled)}] "
                                  f"{done}/{total}")

@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tch::Kind;
@@ -110,9 +111,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let bar = std::io::stderr().is_terminal();
     for (i, c) in configs.iter().enumerate() {
         let label = format!("[{}/{}] {}/{}", i + 1, configs.len(), c.suite, c.name);
+        // Redrawn at most every 100 ms: thousands of tiny steps must not flood the terminal.
+        let mut last: Option<Instant> = None;
         let mut progress = |done: usize, total: usize| {
-            if bar {
+            if bar && (done == total || last.is_none_or(|t| t.elapsed().as_millis() >= 100)) {
                 draw_bar(&label, done, total);
+                last = Some(Instant::now());
             }
         };
         let m = measure(c, &mut progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
