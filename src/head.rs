@@ -117,11 +117,16 @@ impl Head {
     /// half type, while the fused kernel accumulates in float32, and the two differ by
     /// more than the half-precision parity tolerances.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let full_precision = matches!(self.key.weight.kind(), Kind::Float | Kind::Double);
-        if train || !full_precision || !self.tril_is_causal() {
+        if train || !self.fast_path_applies() {
             return Ok(self.f_forward_with_weights(x, train)?.output);
         }
         self.f_forward_fused(x)
+    }
+
+    /// Float32 or float64 with the causal `tril`: what the eval fast path needs (also
+    /// for [`MultiHeadAttention`](crate::multi_head::MultiHeadAttention)'s).
+    pub(crate) fn fast_path_applies(&self) -> bool {
+        matches!(self.key.weight.kind(), Kind::Float | Kind::Double) && self.tril_is_causal()
     }
 
     /// The eval fast path: `x @ [W_q; W_k; W_v]^T`, then fused causal attention.
