@@ -12,23 +12,30 @@
 #
 # ATTN (default compat/torch-2.11/target/release/attn, built by `make build-torch211`)
 # picks the binary. Peak memory in these rows is host RSS, not GPU memory.
+# DEVICE=cpu SMOKE=1 rehearses the whole script on a machine without a GPU (tiny sizes);
+# that is how it was checked where it was written, since no GPU was available there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VENV=${TORCH_VENV:-$HOME/.cache/tch-attention/torch-2.11.0}
 PYTHON=$TORCH_VENV/bin/python
 ATTN=${ATTN:-compat/torch-2.11/target/release/attn}
 THREADS=${THREADS:-1}
+DEVICE=${DEVICE:-cuda}
+SMOKE=${SMOKE:+--smoke}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 step() { echo "gpu_check: $*" >&2; }
 
 step "doctor"
 timeout 60 "$ATTN" doctor | tee "$out/doctor.txt" >&2
-grep -q "CUDA available     true" "$out/doctor.txt" || { echo "gpu_check: CUDA is not available to $ATTN" >&2; exit 2; }
+if [[ "$DEVICE" == cuda ]] && ! grep -q "CUDA available     true" "$out/doctor.txt"; then
+  echo "gpu_check: CUDA is not available to $ATTN" >&2
+  exit 2
+fi
 
-step "parity cases on CUDA"
+step "parity cases on $DEVICE"
 set +e
-timeout 180 "$ATTN" verify --device cuda --json tests/fixtures >"$out/verify.jsonl"
+timeout 180 "$ATTN" verify --device "$DEVICE" --json tests/fixtures >"$out/verify.jsonl"
 set -e
 read -r passed failed dropout_failed < <("$PYTHON" - "$out/verify.jsonl" <<'PY'
 import json, sys
@@ -43,22 +50,25 @@ print(passed, len(failed) - len(dropout), len(dropout))
 PY
 )
 
-step "gpt2 and long suites on CUDA (tch)"
+step "gpt2 and long suites on $DEVICE (tch)"
 for s in gpt2 long; do
-  timeout 200 "$ATTN" bench --suite "$s" --device cuda --threads "$THREADS" --json >>"$out/tch.jsonl"
+  timeout 200 "$ATTN" bench --suite "$s" --device "$DEVICE" --threads "$THREADS" $SMOKE --json >>"$out/tch.jsonl"
 done
-step "gpt2 and long suites on CUDA (PyTorch)"
+step "gpt2 and long suites on $DEVICE (PyTorch)"
 for s in gpt2 long; do
-  timeout 200 "$PYTHON" scripts/bench_torch.py --suite "$s" --device cuda --threads "$THREADS" --json >>"$out/torch.jsonl"
+  timeout 200 "$PYTHON" scripts/bench_torch.py --suite "$s" --device "$DEVICE" --threads "$THREADS" $SMOKE --json >>"$out/torch.jsonl"
 done
 
 results=()
-[[ "${1:-}" == "--results" ]] && results=(--results bench/RESULTS.md)
+if [[ "${1:-}" == "--results" ]]; then
+  [[ "$DEVICE" == cuda && -z "$SMOKE" ]] || { echo "gpu_check: --results only for a real CUDA run" >&2; exit 2; }
+  results=(--results bench/RESULTS.md)
+fi
 {
-  echo "Parity cases on CUDA: $passed passed, $failed failed, $dropout_failed train-mode dropout case(s) that cannot match on CUDA."
+  echo "Parity cases on $DEVICE: $passed passed, $failed failed, $dropout_failed train-mode dropout case(s) that cannot match on CUDA."
   echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
 } >&2
 "$PYTHON" scripts/bench_compare.py "$out/tch.jsonl" "$out/torch.jsonl" \
-  --title "CUDA (scripts/gpu_check.sh; parity on CUDA: $passed passed, $failed failed, $dropout_failed dropout cases skipped)" \
+  --title "${DEVICE^^} (scripts/gpu_check.sh${SMOKE:+ --smoke rehearsal}; parity on $DEVICE: $passed passed, $failed failed, $dropout_failed dropout cases skipped)" \
   --section cuda "${results[@]}"
 test "$failed" = 0
