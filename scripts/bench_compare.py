@@ -133,8 +133,8 @@ def machine(tch, torch_rows):
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; {kernel}",
         f"- threads: {any_tch.get('threads')} (tch) / {any_torch.get('threads')} (PyTorch), "
         f"device {any_tch.get('device')}, dtype {any_tch.get('dtype')}",
-        f"- libtorch: PyTorch {any_torch.get('torch_version', '?')} on the PyTorch side; "
-        "the crate links the same wheel's libtorch (`attn doctor`)",
+        f"- libtorch: {any_tch.get('libtorch', '?')} loaded by the crate, PyTorch "
+        f"{any_torch.get('torch_version', '?')} on the PyTorch side",
         f"- matmul ceiling (1024x1024): {fmt(any_tch.get('matmul_gflops'), '.1f')} GFLOP/s "
         f"measured by tch, {fmt(any_torch.get('matmul_gflops'), '.1f')} by PyTorch",
     ]

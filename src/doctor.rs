@@ -93,6 +93,11 @@ impl Diagnosis {
     }
 }
 
+/// The version of the libtorch this process loaded, e.g. `2.13.0+cu130`.
+pub fn loaded_libtorch_version() -> Option<String> {
+    loaded_lib_dir("libtorch_cpu.").and_then(|d| version_beside(&d))
+}
+
 /// The kernel libtorch's dispatcher picks for a small causal self-attention call.
 fn fused_choice(device: Device, kind: Kind) -> Option<i64> {
     let q = Tensor::f_zeros([1, 2, 8, 16], (kind, device)).ok()?;

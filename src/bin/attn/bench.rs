@@ -10,6 +10,7 @@ use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
 use tch_attention::bench::runner::device_name;
 use tch_attention::bench::{matmul_gflops, measure, BenchConfig, Measurement, Mode, SUITES};
+use tch_attention::doctor::loaded_libtorch_version;
 
 use crate::DeviceArg;
 
@@ -97,7 +98,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let ceiling = matmul_gflops(1024, kind, device)?;
     if !args.json {
         println!(
-            "tch-attention bench: {} thread(s), {}, matmul ceiling {ceiling:.1} GFLOP/s ({} 1024x1024)",
+            "tch-attention bench: libtorch {}, {} thread(s), {}, matmul ceiling {ceiling:.1} GFLOP/s ({} 1024x1024)",
+            loaded_libtorch_version().unwrap_or_else(|| "?".into()),
             args.threads,
             device_name(device),
             dtype_name(kind)
@@ -124,7 +126,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprint!("\r\x1b[2K");
         }
         if args.json {
-            println!("{}", m.to_json(ceiling));
+            let mut row = m.to_json(ceiling);
+            row["libtorch"] = loaded_libtorch_version().into();
+            println!("{row}");
         } else {
             print_row(&m, ceiling);
         }
