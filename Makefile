@@ -67,14 +67,18 @@ check-random-cases: setup
 # scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
 # with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
 # The two sides alternate suite by suite, so a slow spell of the machine hits both alike.
+# BENCH_ENV goes before both commands, e.g. BENCH_ENV="MALLOC_MMAP_THRESHOLD_=67108864
+# MALLOC_TRIM_THRESHOLD_=268435456" keeps glibc from returning the activations' pages to
+# the system after every call (bench/RESULTS.md, notes); the default is glibc's own.
 BENCH_THREADS ?= 1
 BENCH_SUITES ?= small gpt2 long decode
+BENCH_ENV ?=
 bench: release
 	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl
 	@for s in $(BENCH_SUITES); do \
 	  echo "bench: suite $$s" >&2; \
-	  target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/tch.jsonl; \
-	  $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
+	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/tch.jsonl; \
+	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
 	done
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
 
