@@ -26,8 +26,8 @@ endif
 # One thread count for every check, so results and timings do not depend on the machine.
 CARGO ?= cargo
 
-.PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints fixtures \
-	clean-venv
+.PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
+	fixtures clean-venv bench bench-smoke build-torch211 test-torch211
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -45,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -69,6 +69,51 @@ check-checkpoints: setup
 	@$(CARGO) build --quiet --bin attn --example save_layouts
 	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn \
 		--save-layouts target/debug/examples/save_layouts
+
+# Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
+# (scripts/bench_torch.py) run the same configurations with the same thread count, then
+# scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
+# with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
+# The two sides alternate suite by suite, so a slow spell of the machine hits both alike.
+# BENCH_ENV goes before both commands, e.g. BENCH_ENV="MALLOC_MMAP_THRESHOLD_=67108864
+# MALLOC_TRIM_THRESHOLD_=268435456" keeps glibc from returning the activations' pages to
+# the system after every call (bench/RESULTS.md, notes); the default is glibc's own.
+BENCH_THREADS ?= 1
+BENCH_SUITES ?= small gpt2 long decode
+BENCH_ENV ?=
+bench: release
+	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl
+	@for s in $(BENCH_SUITES); do \
+	  echo "bench: suite $$s" >&2; \
+	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/tch.jsonl; \
+	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
+	done
+	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
+
+# Every suite at tiny sizes on both sides, joined by the same script: seconds. Benchmarks
+# are not timed tests; this only proves that `make bench` would run.
+bench-smoke: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(CARGO) build --quiet --bin attn; \
+	target/debug/attn bench --suite all --smoke --json >"$$tmp/tch.jsonl"; \
+	$(PYTHON) scripts/bench_torch.py --suite all --smoke --json >"$$tmp/torch.jsonl"; \
+	$(PYTHON) scripts/bench_compare.py "$$tmp/tch.jsonl" "$$tmp/torch.jsonl" >/dev/null; \
+	test "$$(wc -l <"$$tmp/tch.jsonl")" = "$$(wc -l <"$$tmp/torch.jsonl")"
+
+# The same sources against tch 0.24 / PyTorch 2.11 (compat/torch-2.11/Cargo.toml: a
+# second manifest, because Cargo will not put two `links = "tch"` crates in one graph).
+# The 2.11 wheel goes into its own venv beside the 2.13 one.
+TORCH211_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tch-attention/torch-2.11.0
+TORCH211_ENV = LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$(TORCH211_VENV)" PATH="$(TORCH211_VENV)/bin:$$PATH"
+$(TORCH211_VENV)/bin/python:
+	python3 -m venv "$(TORCH211_VENV)"
+	"$(TORCH211_VENV)/bin/pip" install --quiet torch==2.11.0 numpy safetensors
+
+build-torch211: $(TORCH211_VENV)/bin/python
+	$(TORCH211_ENV) $(CARGO) build --release --manifest-path compat/torch-2.11/Cargo.toml
+
+test-torch211: $(TORCH211_VENV)/bin/python
+	$(TORCH211_ENV) $(CARGO) test --manifest-path compat/torch-2.11/Cargo.toml
 
 # Rewrites tests/fixtures from scripts/make_fixtures.py (commit the result).
 fixtures: setup

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 /// The libtorch version this crate is built for (tch 0.26).
+#[cfg(not(feature = "torch-2-11"))]
 pub const EXPECTED_LIBTORCH: &str = "2.13.0";
+/// The libtorch version this crate is built for (tch 0.24, compat/torch-2.11).
+#[cfg(feature = "torch-2-11")]
+pub const EXPECTED_LIBTORCH: &str = "2.11.0";
 
 /// The scaled-dot-product-attention kernels, numbered as libtorch's `SDPBackend`.
 pub fn sdp_backend_name(code: i64) -> &'static str {
@@ -28,6 +32,9 @@ pub struct Diagnosis {
     pub version: Option<String>,
     /// The folder the crate was built against.
     pub built_against: String,
+    /// Whether `libtorch_cuda` is loaded: without it CUDA can never be available, GPU
+    /// or not (build.rs keeps the linker from dropping it).
+    pub cuda_backend_loaded: bool,
     pub cuda_available: bool,
     pub cudnn_available: bool,
     pub cuda_devices: i64,
@@ -38,7 +45,7 @@ pub struct Diagnosis {
 
 impl Diagnosis {
     pub fn collect() -> Self {
-        let lib_dir = loaded_lib_dir();
+        let lib_dir = loaded_lib_dir("libtorch_cpu.");
         let version = lib_dir.as_ref().and_then(|d| version_beside(d));
         let cuda_available = tch::Cuda::is_available();
         let mut devices = vec![Device::Cpu];
@@ -62,6 +69,7 @@ impl Diagnosis {
             lib_dir,
             version,
             built_against: env!("TCH_ATTENTION_LIBTORCH_LIB").to_string(),
+            cuda_backend_loaded: loaded_lib_dir("libtorch_cuda.").is_some(),
             cuda_available,
             cudnn_available: tch::Cuda::cudnn_is_available(),
             cuda_devices: tch::Cuda::device_count(),
@@ -85,20 +93,26 @@ impl Diagnosis {
     }
 }
 
+/// The version of the libtorch this process loaded, e.g. `2.13.0+cu130`.
+pub fn loaded_libtorch_version() -> Option<String> {
+    loaded_lib_dir("libtorch_cpu.").and_then(|d| version_beside(&d))
+}
+
 /// The kernel libtorch's dispatcher picks for a small causal self-attention call.
 fn fused_choice(device: Device, kind: Kind) -> Option<i64> {
     let q = Tensor::f_zeros([1, 2, 8, 16], (kind, device)).ok()?;
     Tensor::f_internal_fused_sdp_choice(&q, &q, &q, None::<Tensor>, 0.0, true, None, false).ok()
 }
 
-fn loaded_lib_dir() -> Option<PathBuf> {
+/// The folder a loaded library whose file name starts with `prefix` came from.
+fn loaded_lib_dir(prefix: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
         .find(|path| {
             path.rsplit('/')
                 .next()
-                .is_some_and(|f| f.starts_with("libtorch_cpu."))
+                .is_some_and(|f| f.starts_with(prefix))
         })
         .and_then(|path| PathBuf::from(path).parent().map(|p| p.to_path_buf()))
 }

@@ -5,8 +5,16 @@
 //! VarStore names = PyTorch state_dict keys: `key.weight`, `query.weight`,
 //! `value.weight` (`[head_size, n_embd]`) and the `tril` buffer
 //! (`[block_size, block_size]`, not trainable).
+//!
+//! Two paths compute the same thing. [`Head::f_forward_with_weights`] is the lecture's
+//! cell line for line (the notebook replay and train-mode dropout parity rely on it).
+//! [`Head::f_forward_t`] in eval takes a fast path: at the notebook's size
+//! (B=4, T=8, C=32) the time goes to dispatching ~13 small ops, not to arithmetic, so it
+//! issues 7 — one matmul against the key/query/value weights stacked, views, and
+//! libtorch's fused causal attention kernel — when the `tril` buffer is the causal mask.
 
 use std::borrow::Borrow;
+use std::sync::Mutex;
 
 use tch::nn::{ModuleT, Path};
 use tch::{Kind, Tensor};
@@ -63,6 +71,18 @@ pub struct Head {
     /// Rows with every key masked (only possible with a loaded `tril` that has a zero on
     /// its diagonal). Default NaN, as the lecture's plain softmax gives.
     pub masked_rows: MaskedRows,
+    /// Whether `tril` is the causal mask, remembered with the `tril` it was computed for.
+    tril_is_causal: Mutex<Option<TrilState>>,
+}
+
+/// Identifies one state of the `tril` tensor: its storage and libtorch's version counter,
+/// which every in-place write (`copy_` when a checkpoint loads, `fill_`, ...) bumps, and
+/// which `set_data` (a dtype or device change) replaces along with the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TrilState {
+    data: usize,
+    version: i64,
+    causal: bool,
 }
 
 impl Head {
@@ -84,12 +104,104 @@ impl Head {
             tril,
             config,
             masked_rows: MaskedRows::Nan,
+            tril_is_causal: Mutex::new(None),
         })
     }
 
     /// `x (B, T, n_embd) -> (B, T, head_size)`; `train` enables dropout.
+    ///
+    /// In eval (`!train`), in float32 or float64, with the causal `tril`, this is the
+    /// fast path; otherwise the lecture's ops ([`Head::f_forward_with_weights`]). Both
+    /// agree to rounding (`tests/head_fast_path.rs`). Half and bfloat16 keep the
+    /// lecture's ops: PyTorch's Head rounds every intermediate (scores, softmax) to the
+    /// half type, while the fused kernel accumulates in float32, and the two differ by
+    /// more than the half-precision parity tolerances.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.f_forward_with_weights(x, train)?.output)
+        if train || !self.fast_path_applies() {
+            return Ok(self.f_forward_with_weights(x, train)?.output);
+        }
+        self.f_forward_fused(x)
+    }
+
+    /// Float32 or float64 with the causal `tril`: what the eval fast path needs (also
+    /// for [`MultiHeadAttention`](crate::multi_head::MultiHeadAttention)'s).
+    pub(crate) fn fast_path_applies(&self) -> bool {
+        matches!(self.key.weight.kind(), Kind::Float | Kind::Double) && self.tril_is_causal()
+    }
+
+    /// The eval fast path: `x @ [W_q; W_k; W_v]^T`, then fused causal attention.
+    ///
+    /// The stacked weight is built by one `cat` per call rather than cached: a cache
+    /// would have to notice every change of the three Parameters (an optimizer step, a
+    /// checkpoint load, a dtype change) and would have to be rebuilt with autograd
+    /// whenever grad is on; the `cat` of three `[hs, C]` weights costs about 0.6 us of
+    /// the ~11 us this path takes at the notebook's size, stays differentiable, and can
+    /// never be stale.
+    fn f_forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _c) = check::sequence(
+            "x",
+            x,
+            self.config.n_embd,
+            Some(self.config.block_size),
+            &self.key.weight,
+        )?;
+        let hs = self.config.head_size;
+        let w = Tensor::f_cat(
+            &[&self.query.weight, &self.key.weight, &self.value.weight],
+            0,
+        )?; // (3 hs, C)
+        let qkv = x
+            .f_linear(&w, None::<Tensor>)? // (B, T, 3 hs)
+            .f_view([b, t, 3, 1, hs])?
+            .f_permute([2, 0, 3, 1, 4])?; // (3, B, 1, T, hs): one head, as SDPA wants 4-D
+        let qkv = qkv.f_unbind(0)?;
+        let scale = (hs as f64).powf(-0.5);
+        // tril == 0 above the diagonal only, so `is_causal` masks exactly what
+        // `masked_fill(tril[:T, :T] == 0, -inf)` masks, and no row is fully masked.
+        let out = Tensor::f_scaled_dot_product_attention(
+            &qkv[0],
+            &qkv[1],
+            &qkv[2],
+            None::<Tensor>,
+            0.0,
+            true,
+            Some(scale),
+            false,
+        )?; // (B, 1, T, hs)
+        Ok(out.f_squeeze_dim(1)?)
+    }
+
+    /// Whether `tril` masks exactly the future (`tril != 0` is the lower triangle), as
+    /// built; a loaded buffer may say otherwise. Checked once per state of the tensor;
+    /// anything libtorch refuses here (an inference-mode tensor has no version counter)
+    /// answers false, which only means the lecture's path.
+    fn tril_is_causal(&self) -> bool {
+        let data = self.tril.data_ptr() as usize;
+        let Ok(version) = self.tril.f_internal_version() else {
+            return false;
+        };
+        let mut memo = self
+            .tril_is_causal
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(state) = *memo {
+            if state.data == data && state.version == version {
+                return state.causal;
+            }
+        }
+        let bs = self.config.block_size;
+        let causal = self.tril.size() == [bs, bs]
+            && (|| -> Result<bool> {
+                let lower = Tensor::f_ones([bs, bs], (Kind::Bool, self.tril.device()))?;
+                Ok(self.tril.f_ne(0.0)?.f_equal(&lower.f_tril(0)?)?)
+            })()
+            .unwrap_or(false);
+        *memo = Some(TrilState {
+            data,
+            version,
+            causal,
+        });
+        causal
     }
 
     /// The forward pass, also returning the weights `(B, T, T)` after dropout.

@@ -52,6 +52,16 @@ impl KvCache {
         self.keys.is_none()
     }
 
+    /// A second handle on the same cached tensors. A step never writes into them (it
+    /// appends by concatenation into new tensors), so the copy can go on decoding while
+    /// this one stays where it was: beam search, or a benchmark that repeats one step.
+    pub fn shallow_clone(&self) -> Self {
+        Self {
+            keys: self.keys.as_ref().map(Tensor::shallow_clone),
+            values: self.values.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
     /// Forgets every cached position, to start a new sequence.
     pub fn reset(&mut self) {
         self.keys = None;

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+pub mod bench;
 pub mod bert;
 pub mod case;
 pub mod causal_self_attention;

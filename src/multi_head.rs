@@ -4,6 +4,10 @@
 //! VarStore names = PyTorch state_dict keys: `heads.{i}.key.weight`,
 //! `heads.{i}.query.weight`, `heads.{i}.value.weight`, `heads.{i}.tril`, `proj.weight`
 //! (`[n_embd, num_heads * head_size]`), `proj.bias`.
+//!
+//! In eval the heads run together, as one fused attention over `num_heads` heads (see
+//! [`Head`]'s fast path); in train mode they run one by one, as the lecture's do, so
+//! that dropout draws the same masks as PyTorch.
 
 use std::borrow::Borrow;
 
@@ -84,6 +88,9 @@ impl MultiHeadAttention {
 
     /// `x (B, T, n_embd) -> (B, T, n_embd)`; `train` enables dropout.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train && self.heads.iter().all(Head::fast_path_applies) {
+            return self.f_forward_fused(x);
+        }
         // Heads run in order, so their dropout draws follow PyTorch's.
         let outs = self
             .heads
@@ -95,6 +102,43 @@ impl MultiHeadAttention {
             .proj
             .f_forward(&out)?
             .f_dropout(self.config.dropout, train)?)
+    }
+}
+
+impl MultiHeadAttention {
+    /// Every head at once: one matmul against all heads' query, key and value weights
+    /// stacked (one `cat` per call, never stale; see `Head::f_forward_fused`), fused
+    /// causal attention over nh heads, the heads side by side, then `proj`. The same
+    /// values as concatenating the heads' outputs (`tests/multi_head_fast_path.rs`).
+    fn f_forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let cfg = &self.config;
+        let first = &self.heads[0];
+        let (b, t, _c) =
+            check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), &first.key.weight)?;
+        let (nh, hs) = (cfg.num_heads, cfg.head_size);
+        let mut stacked: Vec<&Tensor> = Vec::with_capacity(3 * self.heads.len());
+        stacked.extend(self.heads.iter().map(|h| &h.query.weight));
+        stacked.extend(self.heads.iter().map(|h| &h.key.weight));
+        stacked.extend(self.heads.iter().map(|h| &h.value.weight));
+        let w = Tensor::f_cat(&stacked, 0)?; // (3 nh hs, C): all queries, all keys, all values
+        let qkv = x
+            .f_linear(&w, None::<Tensor>)? // (B, T, 3 nh hs)
+            .f_view([b, t, 3, nh, hs])?
+            .f_permute([2, 0, 3, 1, 4])?; // (3, B, nh, T, hs)
+        let qkv = qkv.f_unbind(0)?;
+        let scale = (hs as f64).powf(-0.5);
+        let y = Tensor::f_scaled_dot_product_attention(
+            &qkv[0],
+            &qkv[1],
+            &qkv[2],
+            None::<Tensor>,
+            0.0,
+            true,
+            Some(scale),
+            false,
+        )?; // (B, nh, T, hs)
+        let y = y.f_transpose(1, 2)?.f_reshape([b, t, nh * hs])?; // torch.cat(heads, dim=-1)
+        self.proj.f_forward(&y)
     }
 }
 

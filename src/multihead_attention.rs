@@ -268,6 +268,11 @@ impl MultiheadAttention {
         let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
         let kind = self.out_proj.weight.kind();
         let batched = self.check(query, key, value, options)?;
+        if batched && self.is_plain_self_attention(query, key, value, options) {
+            let dropout_p = if train { cfg.dropout } else { 0.0 };
+            let out = self.f_self_attention_batch_first(query, options.is_causal, dropout_p)?;
+            return Ok((out, None));
+        }
         // Work sequence-first and batched, as PyTorch does: (L, N, E).
         let to_internal = |t: &Tensor| -> Result<Tensor> {
             Ok(if !batched {
@@ -394,6 +399,60 @@ impl MultiheadAttention {
             w => w,
         };
         Ok((out, weights))
+    }
+
+    /// Batch-first self-attention (`query`, `key` and `value` one tensor) with a packed
+    /// in-projection, no weights returned, no key padding, no added keys, and either no
+    /// `attn_mask` or one flagged `is_causal` (which SDPA's causal masking replaces, as
+    /// in the general path): the case of a GPT block.
+    fn is_plain_self_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, o: &MhaOptions) -> bool {
+        let cfg = &self.config;
+        let same = |a: &Tensor, b: &Tensor| {
+            a.data_ptr() == b.data_ptr() && a.size() == b.size() && a.stride() == b.stride()
+        };
+        cfg.batch_first
+            && self.in_proj_weight.is_some()
+            && !cfg.add_bias_kv
+            && !cfg.add_zero_attn
+            && !o.need_weights
+            && o.key_padding_mask.is_none()
+            && (o.attn_mask.is_none() || o.is_causal)
+            && same(q, k)
+            && same(q, v)
+    }
+
+    /// The general path's ops without its layout changes: PyTorch's Python path turns
+    /// `(N, L, E)` into `(L, N, E)`, projects q, k and v apart and copies the heads back
+    /// and forth (`transpose`, `reshape`), four copies of the activations. Here one
+    /// matmul against `in_proj_weight` gives `(N, L, 3E)`, the heads are strided views
+    /// of it, and the kernel's `(N, L, H, hd)` output is already `(N, L, E)` in memory.
+    /// `tests/mha_fast_path.rs` checks it against the general path.
+    fn f_self_attention_batch_first(
+        &self,
+        x: &Tensor,
+        is_causal: bool,
+        dropout_p: f64,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
+        let (n, l) = (x.size()[0], x.size()[1]);
+        let w = self.in_proj_weight.as_ref().ok_or_else(|| {
+            Error::config("in_proj_weight", "the module has no packed in-projection")
+        })?;
+        let qkv = x
+            .f_linear(w, self.in_proj_bias.as_ref())? // (N, L, 3E)
+            .f_view([n, l, 3, h, hd])?
+            .f_permute([2, 0, 3, 1, 4])?; // (3, N, H, L, hd)
+        let qkv = qkv.f_unbind(0)?;
+        let options = SdpaOptions {
+            dropout_p,
+            is_causal,
+            masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
+            ..SdpaOptions::default()
+        };
+        let y = scaled_dot_product_attention(&qkv[0], &qkv[1], &qkv[2], &options)?; // (N, H, L, hd)
+        let y = y.f_transpose(1, 2)?.f_reshape([n, l, e])?; // heads side by side
+        self.out_proj.f_forward(&y)
     }
 
     pub(crate) fn in_projection(

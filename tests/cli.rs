@@ -95,7 +95,11 @@ fn doctor_names_libtorch_2_13() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("libtorch version   2.13.0"), "{stdout}");
+    let expected = tch_attention::doctor::EXPECTED_LIBTORCH;
+    assert!(
+        stdout.contains(&format!("libtorch version   {expected}")),
+        "{stdout}"
+    );
 }
 
 #[test]

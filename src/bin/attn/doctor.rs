@@ -14,16 +14,25 @@ pub fn run() -> Result<ExitCode> {
         .unwrap_or_else(|| "unknown".into());
     let version = d.version.clone().unwrap_or_else(|| "unknown".into());
     let ok = d.problem().is_none();
+    let expected = tch_attention::doctor::EXPECTED_LIBTORCH;
     println!(
         "libtorch version   {version} ({})",
         if ok {
-            "the 2.13.0 this build expects"
+            format!("the {expected} this build expects")
         } else {
-            "NOT the 2.13.0 this build expects"
+            format!("NOT the {expected} this build expects")
         }
     );
     println!("loaded from        {dir}");
     println!("built against      {}", d.built_against);
+    println!(
+        "CUDA backend       {}",
+        if d.cuda_backend_loaded {
+            "libtorch_cuda loaded"
+        } else {
+            "not loaded (a CPU-only libtorch)"
+        }
+    );
     println!(
         "CUDA available     {} ({} device(s))",
         d.cuda_available, d.cuda_devices

@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tch::Device;
 
+mod bench;
 mod cases;
 mod checkpoint;
 mod doctor;
@@ -47,6 +48,8 @@ enum Command {
     Explain(explain::Args),
     /// Sentence embeddings from a pretrained encoder (sentence-transformers' values).
     Embed(embed::Args),
+    /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
+    Bench(bench::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -87,12 +90,20 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's first paragraph, joined: a missing argument is named on its second line.
             let text = e.to_string();
-            let first = text
+            let first: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid usage")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = first.join(" ");
+            let first = first.trim_start_matches("error: ");
+            let first = if first.is_empty() {
+                "invalid usage"
+            } else {
+                first
+            };
             eprintln!("attn: {first} (see 'attn --help')");
             return ExitCode::from(2);
         }
@@ -122,5 +133,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Heatmap(args) => heatmap::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,170 @@
+"""Joins `attn bench --json` and `scripts/bench_torch.py --json` into the ratio table of
+`make bench`, printed and written into bench/RESULTS.md between its CPU markers (the
+rest of that file, such as the CUDA section of scripts/gpu_check.sh, is kept).
+
+    python scripts/bench_compare.py TCH.jsonl TORCH.jsonl [--results bench/RESULTS.md]
+        [--title TEXT] [--section cpu|cuda]
+
+Ratios are tch over PyTorch, below 1 = the crate is faster. Targets come from
+bench/suites.json (target_time_ratio, target_mem_ratio, target_step_over_full); a row
+says `yes` when the measured ratio meets its target. Exits 0 whatever the verdicts:
+benchmarks are reports, not tests.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def markers(section):
+    return (f"<!-- bench:{section}:begin (written by a script; do not edit by hand) -->",
+            f"<!-- bench:{section}:end -->")
+
+
+def read_jsonl(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                r = json.loads(line)
+                rows[(r["suite"], r["name"])] = r
+    return rows
+
+
+def targets():
+    with open(os.path.join(ROOT, "bench", "suites.json")) as f:
+        suites = json.load(f)
+    out = {}
+    for name, s in suites.items():
+        if name.startswith("_"):
+            continue
+        for c in s["configs"]:
+            out[(name, c["name"])] = c
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def verdict(value, target):
+    if value is None or target is None:
+        return ""
+    return "yes" if value <= target else "**no**"
+
+
+def table(tch, torch_rows):
+    spec = targets()
+    lines = [
+        "| suite | name | mode | B | T | C | nh | hs | tch ms (p10-p90) | PyTorch ms (p10-p90) "
+        "| time ratio | target | met | tch GFLOP/s | PyTorch GFLOP/s | tch peak +MiB "
+        "| PyTorch peak +MiB | mem ratio | target | met |",
+        "|" + "---|" * 20,
+    ]
+    decode_lines = []
+    for key, a in tch.items():
+        b = torch_rows.get(key)
+        t = spec.get(key, {})
+        ratio = a["median_ms"] / b["median_ms"] if b else None
+        da, db = a.get("peak_delta_mb"), (b or {}).get("peak_delta_mb")
+        mem = da / db if da is not None and db else None
+        tt, tm = t.get("target_time_ratio"), t.get("target_mem_ratio")
+        lines.append(
+            f"| {a['suite']} | {a['name']} | {a['mode']} | {a['batch']} | {a['seq']} "
+            f"| {a['embd']} | {a['heads']} | {a['head_size']} "
+            f"| {a['median_ms']:.4g} ({a['p10_ms']:.4g}-{a['p90_ms']:.4g}) "
+            f"| {fmt(b and b['median_ms'], '.4g')}"
+            + (f" ({b['p10_ms']:.4g}-{b['p90_ms']:.4g})" if b else "")
+            + f" | {fmt(ratio, '.3f')} | {fmt(tt, 'g')} | {verdict(ratio, tt)} "
+            f"| {a['gflops']:.1f} | {fmt(b and b['gflops'], '.1f')} "
+            f"| {fmt(da, '.1f')} | {fmt(db, '.1f')} | {fmt(mem, '.3f')} | {fmt(tm, 'g')} "
+            f"| {verdict(mem, tm)} |"
+        )
+        full_name = t.get("full")
+        if full_name:
+            target = t.get("target_step_over_full")
+            for side, rows in (("tch", tch), ("PyTorch", torch_rows)):
+                step, full = rows.get(key), rows.get((key[0], full_name))
+                if step and full:
+                    r = step["median_ms"] / full["median_ms"]
+                    decode_lines.append(
+                        f"| {side} | {key[1]} over {full_name} | {step['median_ms']:.4g} ms "
+                        f"| {full['median_ms']:.4g} ms | {r:.4f} (1/{1 / r:.0f}) "
+                        f"| {fmt(target, 'g')} | {verdict(r, target) if side == 'tch' else ''} |"
+                    )
+    if decode_lines:
+        lines += [
+            "",
+            "Incremental decoding: one new token with a KV cache over recomputing the whole "
+            "sequence, each side on its own (the target applies to the crate):",
+            "",
+            "| side | ratio of | one step | full recompute | ratio | target | met |",
+            "|---|---|---|---|---|---|---|",
+        ] + decode_lines
+    return lines
+
+
+def machine(tch, torch_rows):
+    any_tch = next(iter(tch.values()), {})
+    any_torch = next(iter(torch_rows.values()), {})
+    try:
+        kernel = subprocess.run(["uname", "-sr"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        kernel = platform.platform()
+    return [
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; {kernel}",
+        f"- threads: {any_tch.get('threads')} (tch) / {any_torch.get('threads')} (PyTorch), "
+        f"device {any_tch.get('device')}, dtype {any_tch.get('dtype')}",
+        f"- libtorch: {any_tch.get('libtorch', '?')} loaded by the crate, PyTorch "
+        f"{any_torch.get('torch_version', '?')} on the PyTorch side",
+        f"- matmul ceiling (1024x1024): {fmt(any_tch.get('matmul_gflops'), '.1f')} GFLOP/s "
+        f"measured by tch, {fmt(any_torch.get('matmul_gflops'), '.1f')} by PyTorch",
+    ]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("tch")
+    p.add_argument("torch")
+    p.add_argument("--results", help="write the section into this markdown file")
+    p.add_argument("--title", default="CPU")
+    p.add_argument("--section", default="cpu",
+                   help="which marked section of --results to replace (cpu, cuda)")
+    a = p.parse_args()
+    BEGIN, END = markers(a.section)
+    tch, torch_rows = read_jsonl(a.tch), read_jsonl(a.torch)
+    section = [BEGIN, f"## {a.title}", ""] + machine(tch, torch_rows) + [""] + table(
+        tch, torch_rows) + ["", END]
+    text = "\n".join(section)
+    print("\n".join(section[1:-1]))
+    if a.results:
+        old = open(a.results).read() if os.path.exists(a.results) else ""
+        if BEGIN in old and END in old:
+            head, rest = old.split(BEGIN, 1)
+            new = head + text + rest.split(END, 1)[1]
+        else:
+            new = (old.rstrip() + "\n\n" if old else "# Benchmark results\n\n") + text + "\n"
+        with open(a.results, "w") as f:
+            f.write(new)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,388 @@
+"""PyTorch's side of `make bench`: the configurations of bench/suites.json run on the
+reference modules exactly as people write them, measured the way `attn bench` measures.
+
+    python scripts/bench_torch.py --suite small|gpt2|long|decode|all [--smoke] [--json]
+    python scripts/bench_torch.py --module head --batch 4 --seq 8 --embd 32 --head-size 16
+
+The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
+`CausalSelfAttention` (copied from scripts/make_fixtures.py, which cannot be imported
+here: it pins torch to its portable non-SIMD kernels before importing it),
+`nn.MultiheadAttention(C, nh, batch_first=True)` called with
+`nn.Transformer.generate_square_subsequent_mask(T)`, `is_causal=True`,
+`need_weights=False` (PyTorch's own fast path applies when it can), and
+`F.scaled_dot_product_attention(q, k, v, is_causal=True)`. Decoding appends to a
+key/value cache the way Hugging Face's GPT-2 does, on nanoGPT's module.
+
+Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
+then each step timed alone (CUDA synchronised before the clock stops); median and
+10th/90th percentiles as numpy.percentile; eval under `torch.no_grad()` except for
+`backward` (train mode, dropout 0, `output.sum().backward()`). Peak memory: before a
+configuration, `malloc_trim(0)` and `/proc/self/clear_refs` = 5 reset the resident
+high-water mark; afterwards VmHWM is `peak_rss_mb` and VmHWM minus the resident set at
+the start is `peak_delta_mb`.
+"""
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITES = ["small", "gpt2", "long", "decode"]
+DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16,
+          "bf16": torch.bfloat16}
+MODULES = ["head", "multi_head", "causal_self_attention", "multihead_attention", "sdpa"]
+
+
+class Head(nn.Module):
+    """one head of self-attention (Karpathy, "Let's build GPT", gpt.py)"""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k = self.key(x)  # (B,T,hs)
+        q = self.query(x)  # (B,T,hs)
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B,T,T)
+        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        wei = F.softmax(wei, dim=-1)
+        wei = self.dropout(wei)
+        v = self.value(x)  # (B,T,hs)
+        out = wei @ v  # (B,T,hs)
+        return out
+
+
+class MultiHeadAttention(nn.Module):
+    """multiple heads of self-attention in parallel (the lecture's gpt.py)"""
+
+    def __init__(self, n_embd, num_heads, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            [Head(n_embd, head_size, block_size, dropout) for _ in range(num_heads)]
+        )
+        self.proj = nn.Linear(head_size * num_heads, n_embd)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        out = torch.cat([h(x) for h in self.heads], dim=-1)
+        out = self.dropout(self.proj(out))
+        return out
+
+
+class CausalSelfAttention(nn.Module):
+    """nanoGPT model.py's CausalSelfAttention, flash path (no mask buffer)"""
+
+    def __init__(self, n_embd, n_head, block_size, bias=True, dropout=0.0):
+        super().__init__()
+        assert n_embd % n_head == 0
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.attn_dropout = nn.Dropout(dropout)  # unused on the flash path, as in nanoGPT
+        self.resid_dropout = nn.Dropout(dropout)
+        self.n_head = n_head
+        self.n_embd = n_embd
+        self.dropout = dropout
+        self.block_size = block_size
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0,
+            is_causal=True,
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs
+        y = self.resid_dropout(self.c_proj(y))
+        return y
+
+    def forward_cached(self, x, past):
+        """One decoding step: the new tokens attend to the cached keys and values and to
+        themselves (a single new token sees every key, so no mask); returns the output
+        and the extended cache, as Hugging Face's GPT-2 attention does."""
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=past is None and T > 1)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y), (k, v)
+
+
+# ------------------------------------------------------------------------------------
+# Measurement, as src/bench does it.
+# ------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def reset_peak():
+    """Resets the resident high-water mark; returns the resident set (MiB)."""
+    try:
+        _libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, AttributeError):
+        return None
+    return status_mib("VmRSS:")
+
+
+def status_mib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line[len(field):].strip().split()[0]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def percentile(samples, q):
+    """numpy.percentile's default (linear interpolation between nearest ranks)."""
+    if not samples:
+        return float("nan")
+    s = sorted(samples)
+    pos = q / 100.0 * (len(s) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops(c):
+    """As BenchConfig::flops: matmuls only, causal pairs T(T+1)/2, backward = 2x forward."""
+    b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
+    tq, pairs = (1, t) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
+    attention = 2.0 * 2.0 * b * nh * pairs * hs
+
+    def linear(i, o):
+        return 2.0 * b * tq * i * o
+
+    m = c["module"]
+    if m in ("head", "multi_head"):
+        forward = attention + nh * linear(C, 3 * hs) + (linear(nh * hs, C) if m == "multi_head" else 0)
+    elif m in ("causal_self_attention", "multihead_attention"):
+        forward = attention + linear(C, 3 * C) + linear(C, C)
+    else:
+        forward = attention
+    return 3.0 * forward if c["mode"] == "backward" else forward
+
+
+def prepare(c, dtype, device):
+    """The module and inputs of configuration `c`; returns a function doing one step."""
+    torch.manual_seed(0)
+    b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
+    backward = c["mode"] == "backward"
+    opts = dict(dtype=dtype, device=device)
+
+    def inp(*shape):
+        return torch.randn(*shape, **opts).requires_grad_(backward)
+
+    m = c["module"]
+    if m == "head":
+        mod = Head(C, hs, t)
+    elif m == "multi_head":
+        mod = MultiHeadAttention(C, nh, hs, t)
+    elif m == "causal_self_attention":
+        mod = CausalSelfAttention(C, nh, t)
+    elif m == "multihead_attention":
+        mod = nn.MultiheadAttention(C, nh, batch_first=True)
+    else:
+        mod = None
+    if mod is not None:
+        mod = mod.to(**opts)
+        mod.train(backward)
+
+    if c["mode"] == "decode":
+        prefix = torch.randn(b, t - 1, C, **opts)
+        _, past = mod.forward_cached(prefix, None)
+        x = torch.randn(b, 1, C, **opts)
+        return lambda: mod.forward_cached(x, past)
+
+    if m == "sdpa":
+        q, k, v = inp(b, nh, t, hs), inp(b, nh, t, hs), inp(b, nh, t, hs)
+        forward = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    elif m == "multihead_attention":
+        x = inp(b, t, C)
+        mask = nn.Transformer.generate_square_subsequent_mask(t, **opts)
+        forward = lambda: mod(x, x, x, attn_mask=mask, is_causal=True, need_weights=False)[0]  # noqa: E731
+    else:
+        x = inp(b, t, C)
+        forward = lambda: mod(x)  # noqa: E731
+    if backward:
+        return lambda: forward().sum().backward()
+    return forward
+
+
+def measure(c, dtype, device, progress):
+    baseline = reset_peak()
+    total = c["warmup"] + c["repeats"]
+    samples = []
+    grad = torch.enable_grad() if c["mode"] == "backward" else torch.no_grad()
+    with grad:
+        step = prepare(c, dtype, device)
+        for i in range(total):
+            start = time.perf_counter()
+            step()
+            sync(device)
+            elapsed = (time.perf_counter() - start) * 1e3
+            if i >= c["warmup"]:
+                samples.append(elapsed)
+            progress(i + 1, total)
+        del step
+    peak = status_mib("VmHWM:")
+    median = percentile(samples, 50)
+    return {
+        "median_ms": median,
+        "p10_ms": percentile(samples, 10),
+        "p90_ms": percentile(samples, 90),
+        "gflops": flops(c) / (median * 1e-3) / 1e9,
+        "peak_rss_mb": peak,
+        "peak_delta_mb": None if peak is None or baseline is None else peak - baseline,
+    }
+
+
+def matmul_gflops(n, dtype, device):
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    samples = []
+    for i in range(13):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        if i >= 3:
+            samples.append(time.perf_counter() - start)
+    return 2.0 * n ** 3 / percentile(samples, 50) / 1e9
+
+
+def suite_configs(name, smoke):
+    with open(os.path.join(ROOT, "bench", "suites.json")) as f:
+        suites = json.load(f)
+    s = suites[name]
+    caps = s.get("smoke", {})
+    out = []
+    for c in s["configs"]:
+        c = dict(c, suite=name)
+        if smoke:
+            c["batch"] = min(c["batch"], caps.get("max_batch", c["batch"]))
+            c["seq"] = min(c["seq"], caps.get("max_seq", c["seq"]))
+            c["repeats"] = min(c["repeats"], caps.get("repeats", c["repeats"]))
+            c["warmup"] = min(c["warmup"], caps.get("warmup", c["warmup"]))
+        out.append(c)
+    return out
+
+
+def fail(msg):
+    print(f"bench_torch: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--suite", choices=SUITES + ["all"])
+    what.add_argument("--module", choices=MODULES)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=8)
+    p.add_argument("--embd", type=int, default=32)
+    p.add_argument("--heads", type=int, default=1)
+    p.add_argument("--head-size", type=int)
+    p.add_argument("--dtype", choices=list(DTYPES), default="f32")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--backward", action="store_true")
+    p.add_argument("--decode", action="store_true")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    if a.threads < 1:
+        fail(f"--threads: must be at least 1, got {a.threads}")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: CUDA is not available to this PyTorch")
+    dtype, device = DTYPES[a.dtype], torch.device(a.device)
+
+    if a.suite:
+        configs = [c for n in (SUITES if a.suite == "all" else [a.suite])
+                   for c in suite_configs(n, a.smoke)]
+    else:
+        mode = "backward" if a.backward else "decode" if a.decode else "forward"
+        hs = a.head_size if a.head_size is not None else a.embd // max(a.heads, 1)
+        configs = [dict(suite="custom", name=a.module, module=a.module, mode=mode,
+                        batch=a.batch, seq=a.seq, embd=a.embd, heads=a.heads, head_size=hs,
+                        warmup=10, repeats=50)]
+    for c in configs:
+        if a.warmup is not None:
+            c["warmup"] = a.warmup
+        if a.repeats is not None:
+            c["repeats"] = a.repeats
+        for k in ("batch", "seq", "embd", "heads", "head_size", "repeats"):
+            if c[k] < 1:
+                fail(f"{k}: must be at least 1, got {c[k]}")
+
+    torch.set_num_threads(a.threads)
+    ceiling = matmul_gflops(1024, dtype, device)
+    bar = sys.stderr.isatty()
+    if not a.json:
+        print(f"PyTorch {torch.__version__} bench: {a.threads} thread(s), {a.device}, "
+              f"matmul ceiling {ceiling:.1f} GFLOP/s ({a.dtype} 1024x1024)")
+        print(f"{'suite':<8} {'name':<32} {'mode':<9} {'median ms':>10} {'p10 ms':>10} "
+              f"{'p90 ms':>10} {'GFLOP/s':>8} {'peak MiB':>9}")
+    for i, c in enumerate(configs):
+        label = f"[{i + 1}/{len(configs)}] {c['suite']}/{c['name']}"
+
+        last = [0.0]
+
+        def progress(done, total):
+            # Redrawn at most every 100 ms: thousands of tiny steps must not flood the terminal.
+            if bar and (done == total or time.perf_counter() - last[0] >= 0.1):
+                last[0] = time.perf_counter()
+                filled = 30 * done // max(total, 1)
+                sys.stderr.write(f"\r\x1b[2K{label} [{'#' * filled}{'.' * (30 - filled)}] "
+                                 f"{done}/{total}")
+                sys.stderr.flush()
+
+        r = measure(c, dtype, device, progress)
+        if bar:
+            sys.stderr.write("\r\x1b[2K")
+        row = {"side": "torch", "suite": c["suite"], "name": c["name"], "module": c["module"],
+               "mode": c["mode"], "batch": c["batch"], "seq": c["seq"], "embd": c["embd"],
+               "heads": c["heads"], "head_size": c["head_size"], "dtype": a.dtype,
+               "device": a.device, "threads": torch.get_num_threads(), "warmup": c["warmup"],
+               "repeats": c["repeats"], **r, "matmul_gflops": ceiling,
+               "torch_version": torch.__version__}
+        if a.json:
+            print(json.dumps(row), flush=True)
+        else:
+            peak = "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+            print(f"{c['suite']:<8} {c['name']:<32} {c['mode']:<9} {r['median_ms']:>10.4f} "
+                  f"{r['p10_ms']:>10.4f} {r['p90_ms']:>10.4f} {r['gflops']:>8.2f} {peak:>9}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

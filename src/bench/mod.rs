@@ -1,0 +1,16 @@
+//! Benchmarks of the crate's modules, run the same way as `scripts/bench_torch.py` runs
+//! the PyTorch references, so that the two can be compared side by side (`make bench`).
+//!
+//! - [`config`]: one configuration, and the named suites of `bench/suites.json`;
+//! - [`workload`]: the module, inputs and one timed step for a configuration;
+//! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
+//! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
+
+pub mod config;
+pub mod memory;
+pub mod runner;
+pub mod stats;
+pub mod workload;
+
+pub use config::{BenchConfig, Mode, SUITES};
+pub use runner::{matmul_gflops, measure, Measurement};
