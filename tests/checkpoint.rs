@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
+mod common;
+
+use common::tempdir;
 use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
 use tch_attention::checkpoint::{
     convert, detect, load_state_dict, read_checkpoint, read_checkpoint_bytes, read_safetensors,
@@ -369,13 +372,6 @@ fn layout_errors_name_the_key_and_the_reason() {
 
 fn clone(m: &BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
     m.iter().map(|(k, v)| (k.clone(), v.copy())).collect()
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tch-attention-ckpt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,40 +1,10 @@
 //! The `attn` binary as a user meets it: exit codes, one-line errors, no panic text.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-fn attn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attn"))
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("run attn")
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Exit code 2 and exactly one line on stderr, with no panic or C++ trace in it.
-fn assert_usage_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "one line expected, got: {stderr}"
-    );
-    assert!(stderr.starts_with("attn: "), "{stderr}");
-    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
-    for bad in [
-        "panicked",
-        "RUST_BACKTRACE",
-        "Exception raised from",
-        "frame #",
-    ] {
-        assert!(!stderr.contains(bad), "{stderr}");
-    }
-}
+use common::{assert_usage_error, attn, fixtures, tempdir as temp_dir};
 
 #[test]
 fn notebook_runs_without_ld_library_path() {
@@ -199,13 +169,6 @@ fn png_size(path: &std::path::Path) -> (u32, u32) {
     assert_eq!(&bytes[12..16], b"IHDR");
     let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
     (be(16), be(20))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("attn-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn ok_stdout(out: &Output) -> String {
