@@ -44,7 +44,7 @@ pub enum Error {
 
     /// libtorch itself refused the operation. Validation should catch bad input before
     /// this point; reaching it means a case the checks do not cover.
-    #[error("libtorch: {0}")]
+    #[error("libtorch: {}", without_backtrace(&.0.to_string()))]
     Torch(#[from] TchError),
 
     #[error("{path}: {source}")]
@@ -53,6 +53,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// libtorch's message without the C++ stack trace it appends ("Exception raised from
+/// ...", "frame #0: ..."): a user needs the first part, and the trace would turn a
+/// one-line error into a page.
+pub fn without_backtrace(message: &str) -> &str {
+    let cut = ["Exception raised from", "frame #0"]
+        .iter()
+        .filter_map(|m| message.find(m))
+        .min()
+        .unwrap_or(message.len());
+    message[..cut].trim_end()
 }
 
 /// The crate's result type.
@@ -86,5 +98,31 @@ impl Error {
             source_name: source_name.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_backtrace;
+
+    #[test]
+    fn libtorch_backtraces_are_cut() {
+        let raw = "Internal torch error: DefaultCPUAllocator: can't allocate memory: you tried \
+                   to allocate 51200000000 bytes. Error code 12 (Cannot allocate memory)\n\
+                   frame #0: c10::ThrowEnforceNotMet(char const*, int) + 0x4c (0x7f in libc10.so)\n\
+                   frame #1: ...";
+        assert_eq!(
+            without_backtrace(raw),
+            "Internal torch error: DefaultCPUAllocator: can't allocate memory: you tried to \
+             allocate 51200000000 bytes. Error code 12 (Cannot allocate memory)"
+        );
+        let raw = "shape '[2, 3]' is invalid for input of size 4\nException raised from \
+                   infer_size_impl at aten/src/ATen/InferSize.h:97 (most recent call first):\n\
+                   frame #0: c10::Error::Error";
+        assert_eq!(
+            without_backtrace(raw),
+            "shape '[2, 3]' is invalid for input of size 4"
+        );
+        assert_eq!(without_backtrace("plain"), "plain");
     }
 }

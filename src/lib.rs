@@ -10,6 +10,7 @@ pub mod error;
 pub mod functional;
 pub mod head;
 pub mod heatmap;
+pub mod io;
 pub mod kv_cache;
 pub mod linear;
 pub mod mask;

@@ -152,7 +152,23 @@ fn convert_errors_are_one_line_and_write_nothing() {
             ],
             "/nonexistent.pt",
         ),
-        (vec!["inspect", &ckpt("../cases")], "cases"),
+        (
+            vec!["inspect", &ckpt("../cases")],
+            "a folder; expected a file",
+        ),
+        (vec!["inspect", "/dev/zero"], "not a regular file"),
+        (
+            vec![
+                "convert",
+                "--from",
+                "lecture",
+                "--to",
+                "nanogpt",
+                "/dev/zero",
+                &out,
+            ],
+            "not a regular file",
+        ),
         (
             vec![
                 "convert",

@@ -48,10 +48,7 @@ impl BertConfig {
     /// `hidden_act` "gelu" (exact erf) and absolute position embeddings.
     pub fn from_file(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: name.clone(),
-            source,
-        })?;
+        let text = crate::io::read_text(path)?;
         let json: Value = serde_json::from_str(&text)
             .map_err(|e| Error::load(&name, format!("not valid JSON: {e}")))?;
         Self::from_json(&json).map_err(|e| match e {

@@ -253,9 +253,6 @@ fn read_json_if_present(path: &Path) -> Result<Value> {
         return Ok(Value::Null);
     }
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let text = crate::io::read_text(path)?;
     serde_json::from_str(&text).map_err(|e| Error::load(name, format!("not valid JSON: {e}")))
 }

@@ -67,10 +67,7 @@ pub struct Encoding {
 impl Tokenizer {
     /// Reads `vocab.txt` (one token per line; its line number is its id).
     pub fn from_vocab_file(path: &Path, options: TokenizerOptions) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::io::read_text(path)?;
         let tokens: Vec<String> = text.lines().map(str::to_string).collect();
         Self::new(tokens, options).map_err(|e| match e {
             Error::Invalid { reason, .. } => Error::load(path.display().to_string(), reason),

@@ -43,10 +43,7 @@ pub struct Checkpoint {
 pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let bytes = crate::io::read_regular(path)?;
     read_checkpoint_bytes(&name, &bytes)
 }
 

@@ -25,10 +25,7 @@ pub struct Safetensors {
 /// Reads a whole safetensors file onto the CPU.
 pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let bytes = crate::io::read_regular(path)?;
     parse_safetensors(&name, &bytes)
 }
 

@@ -111,11 +111,28 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("attn: {}", one_line(&format!("{e:#}")));
+            eprintln!("attn: {}", one_line(&describe(&e)));
             ExitCode::from(2)
         }
         Err(_) => ExitCode::from(2),
     }
+}
+
+/// The error and its causes, each once (an I/O error's text is often repeated by its
+/// source), without libtorch's C++ stack traces.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        let part = tch_attention::error::without_backtrace(&part);
+        if !text.contains(part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(part);
+        }
+    }
+    text
 }
 
 fn one_line(s: &str) -> String {
