@@ -342,6 +342,77 @@ def roundtrip(binary):
           f"outputs, and converted back bit for bit; lossy ones refused")
 
 
+def hugging_face(binary):
+    """Checkpoints of real Hugging Face models (transformers' GPT2Model and BertModel, as
+    `from_pretrained` checkpoints hold them: every layer under `h.{i}.attn.` /
+    `encoder.layer.{i}.attention.`, beside embeddings, MLPs and LayerNorms), converted by
+    `attn convert` for every layer at once: each layer's attention, run by nanoGPT's module
+    or nn.MultiheadAttention from the converted file, computes what transformers' own
+    attention module computes, and converting back gives the checkpoint's bits."""
+    import logging
+
+    import transformers
+    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    torch.manual_seed(1)
+    x = torch.randn(B, T, C)
+    causal = torch.full((T, T), float("-inf")).triu(1)[None, None]  # additive, (1, 1, T, T)
+    gpt2 = GPT2Model(GPT2Config(n_embd=C, n_head=NH, n_layer=2, n_positions=BS, vocab_size=11,
+                                bos_token_id=0, eos_token_id=0)).eval()
+    bert = BertModel(BertConfig(hidden_size=C, num_attention_heads=NH, num_hidden_layers=2,
+                                intermediate_size=2 * C, vocab_size=11,
+                                max_position_embeddings=BS)).eval()
+    for model in (gpt2, bert):
+        with torch.no_grad():  # biases start at zero in both; make every value count
+            for name, p in model.named_parameters():
+                if "attn" in name or "attention" in name:
+                    p.uniform_(-0.5, 0.5)
+    checked = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        runs = [
+            ("gpt2", gpt2, "hf-gpt2", "nanogpt", "pytorch_model.bin", "h.{}.attn."),
+            ("bert", bert, "hf-bert", "torch-mha", "model.safetensors",
+             "encoder.layer.{}.attention."),
+        ]
+        for name, model, layout, to, fname, prefix in runs:
+            sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+            src = tmp / f"{name}-{fname}"
+            save(src, sd, "safetensors" if fname.endswith("safetensors") else "bin")
+            out = tmp / f"{name}-{to}.safetensors"
+            attn(binary, "convert", "--from", layout, "--to", to, str(src), str(out))
+            conv = load_converted(out)
+            for i in range(2):
+                p = prefix.format(i)
+                dst = target_module(to, conv, p)
+                dst.load_state_dict(strip(conv, p, False), strict=True)
+                with torch.no_grad():
+                    if name == "gpt2":
+                        want = model.h[i].attn(x, attention_mask=causal)[0]
+                        got = dst(x)
+                    else:
+                        # BERT is bidirectional; its attention block ends with
+                        # LayerNorm(dense(context) + input), whose weights pass through.
+                        want = model.encoder.layer[i].attention(x)[0]
+                        y = dst.mha(x, x, x, need_weights=False)[0]
+                        ln = f"{p}output.LayerNorm."
+                        got = F.layer_norm(y + x, (C,), conv[ln + "weight"], conv[ln + "bias"],
+                                           eps=model.config.layer_norm_eps)
+                torch.testing.assert_close(got, want, msg=lambda m: f"{name} layer {i}: {m}")
+                checked += 1
+            back = tmp / f"{name}-back.safetensors"
+            attn(binary, "convert", "--from", to, "--to", layout, str(out), str(back))
+            again = load_converted(back)
+            assert set(again) == set(sd), sorted(set(again) ^ set(sd))
+            for k, v in sd.items():
+                assert again[k].dtype == v.dtype and torch.equal(again[k], v), (name, k)
+    print(f"checkpoints: {checked} layers of transformers' GPT2Model and BertModel, converted, "
+          f"compute what transformers computes, and convert back bit for bit "
+          f"(transformers {transformers.__version__})")
+
+
 def saved(example):
     """Modules the crate loaded from the committed checkpoints and saved in every layout
     (examples/save_layouts.rs) load into PyTorch strictly and give the reference outputs."""
@@ -420,6 +491,7 @@ def main():
     mf.pin_torch()
     if args.cmd == "roundtrip":
         roundtrip(args.attn)
+        hugging_face(args.attn)
         saved(args.save_layouts)
     else:
         write(args.out)
