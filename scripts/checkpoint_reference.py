@@ -342,6 +342,41 @@ def roundtrip(binary):
           f"outputs, and converted back bit for bit; lossy ones refused")
 
 
+def file_formats(binary):
+    """torch.save's forms beside the layouts: every pickle protocol, views (offsets,
+    strides, transposes), storages shared by several tensors, 0-d and empty tensors and
+    every dtype safetensors holds. A conversion from a layout to itself only changes the
+    file format, so the safetensors `attn convert` writes must hold exactly these values."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(6, 8, generator=g)
+    sd = {
+        "view.offset": base[1:4, 2:7],
+        "view.transposed": base.t(),
+        "view.strided": base[::2, ::3],
+        "shared.a": base,
+        "shared.b": base,
+        "scalar": torch.tensor(7, dtype=torch.int64),
+        "empty": torch.zeros(0, 3),
+        "bool": torch.tensor([True, False, True]),
+    }
+    for dtype in (torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.uint8,
+                  torch.int16, torch.int32):
+        sd[f"dtype.{str(dtype).split('.')[1]}"] = (base * 10).to(dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        for proto in (2, 3, 4, 5):
+            src = Path(tmp) / f"p{proto}.pt"
+            torch.save(sd, src, pickle_protocol=proto)
+            out = Path(tmp) / f"p{proto}.safetensors"
+            attn(binary, "convert", "--from", "nanogpt", "--to", "nanogpt", str(src), str(out))
+            got = load_converted(out)
+            assert set(got) == set(sd), sorted(set(got) ^ set(sd))
+            for k, v in sd.items():
+                assert got[k].dtype == v.dtype and got[k].shape == v.shape, (proto, k)
+                assert torch.equal(got[k], v), (proto, k)
+    print(f"checkpoints: torch.save with pickle protocols 2-5, views, shared storages and "
+          f"{len({v.dtype for v in sd.values()})} dtypes read back exactly")
+
+
 def hugging_face(binary):
     """Checkpoints of real Hugging Face models (transformers' GPT2Model and BertModel, as
     `from_pretrained` checkpoints hold them: every layer under `h.{i}.attn.` /
@@ -491,6 +526,7 @@ def main():
     mf.pin_torch()
     if args.cmd == "roundtrip":
         roundtrip(args.attn)
+        file_formats(args.attn)
         hugging_face(args.attn)
         saved(args.save_layouts)
     else:

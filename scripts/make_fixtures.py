@@ -182,11 +182,16 @@ def deserialize(data):
     (n,) = struct.unpack("<Q", data[:8])
     metadata = json.loads(data[8:8 + n]).get("__metadata__", {})
     dtypes = {"F64": F64, "F32": F32, "BF16": BF16, "F16": F16, "BOOL": torch.bool,
-              "I64": torch.int64}
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+              "U8": torch.uint8}
     tensors = {}
     for name, info in safetensors.deserialize(data):
+        dtype = dtypes[info["dtype"].upper()]
+        if not info["data"]:  # frombuffer refuses an empty buffer
+            tensors[name] = torch.empty(info["shape"], dtype=dtype)
+            continue
         raw = torch.frombuffer(bytearray(info["data"]), dtype=torch.uint8)
-        tensors[name] = raw.view(dtypes[info["dtype"].upper()]).reshape(info["shape"])
+        tensors[name] = raw.view(dtype).reshape(info["shape"])
     return tensors, metadata
 
 
