@@ -44,7 +44,8 @@ pub struct ConvertArgs {
     /// The layout IN holds.
     #[arg(long, value_enum)]
     from: LayoutArg,
-    /// The layout to write.
+    /// The layout to write. The same as --from: every tensor as it is, only the file
+    /// format changes (torch.save to safetensors).
     #[arg(long, value_enum)]
     to: LayoutArg,
     /// Convert only the block under this prefix (e.g. transformer.h.3.attn.); default:
