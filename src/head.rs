@@ -150,24 +150,9 @@ impl Head {
             &[&self.query.weight, &self.key.weight, &self.value.weight],
             0,
         )?; // (3 hs, C)
-        let qkv = x
-            .f_linear(&w, None::<Tensor>)? // (B, T, 3 hs)
-            .f_view([b, t, 3, 1, hs])?
-            .f_permute([2, 0, 3, 1, 4])?; // (3, B, 1, T, hs): one head, as SDPA wants 4-D
-        let qkv = qkv.f_unbind(0)?;
-        let scale = (hs as f64).powf(-0.5);
-        // tril == 0 above the diagonal only, so `is_causal` masks exactly what
-        // `masked_fill(tril[:T, :T] == 0, -inf)` masks, and no row is fully masked.
-        let out = Tensor::f_scaled_dot_product_attention(
-            &qkv[0],
-            &qkv[1],
-            &qkv[2],
-            None::<Tensor>,
-            0.0,
-            true,
-            Some(scale),
-            false,
-        )?; // (B, 1, T, hs)
+            // tril == 0 above the diagonal only, so `is_causal` masks exactly what
+            // `masked_fill(tril[:T, :T] == 0, -inf)` masks, and no row is fully masked.
+        let out = fused_causal_heads(x, &w, (b, t), 1, hs)?; // (B, 1, T, hs)
         Ok(out.f_squeeze_dim(1)?)
     }
 
@@ -232,6 +217,35 @@ impl Head {
             weights: wei,
         })
     }
+}
+
+/// `nh` causal heads of size `hs` over `x (B, T, C)`, with `w` the stacked projections
+/// `[W_q; W_k; W_v]` `(3 nh hs, C)` (each block holding the heads in order): one matmul,
+/// then libtorch's fused causal kernel with the lecture's `hs ** -0.5` scale.
+/// Returns `(B, nh, T, hs)`.
+pub(crate) fn fused_causal_heads(
+    x: &Tensor,
+    w: &Tensor,
+    (b, t): (i64, i64),
+    nh: i64,
+    hs: i64,
+) -> Result<Tensor> {
+    let qkv = x
+        .f_linear(w, None::<Tensor>)? // (B, T, 3 nh hs)
+        .f_view([b, t, 3, nh, hs])?
+        .f_permute([2, 0, 3, 1, 4])?; // (3, B, nh, T, hs)
+    let qkv = qkv.f_unbind(0)?;
+    let scale = (hs as f64).powf(-0.5);
+    Ok(Tensor::f_scaled_dot_product_attention(
+        &qkv[0],
+        &qkv[1],
+        &qkv[2],
+        None::<Tensor>,
+        0.0,
+        true,
+        Some(scale),
+        false,
+    )?)
 }
 
 impl ModuleT for Head {

@@ -16,7 +16,7 @@ use tch::Tensor;
 
 use crate::check;
 use crate::error::Result;
-use crate::head::{Head, HeadConfig};
+use crate::head::{fused_causal_heads, Head, HeadConfig};
 use crate::linear::{linear, Linear};
 
 /// `MultiHeadAttention(num_heads, head_size)` with the lecture's globals.
@@ -121,22 +121,7 @@ impl MultiHeadAttention {
         stacked.extend(self.heads.iter().map(|h| &h.key.weight));
         stacked.extend(self.heads.iter().map(|h| &h.value.weight));
         let w = Tensor::f_cat(&stacked, 0)?; // (3 nh hs, C): all queries, all keys, all values
-        let qkv = x
-            .f_linear(&w, None::<Tensor>)? // (B, T, 3 nh hs)
-            .f_view([b, t, 3, nh, hs])?
-            .f_permute([2, 0, 3, 1, 4])?; // (3, B, nh, T, hs)
-        let qkv = qkv.f_unbind(0)?;
-        let scale = (hs as f64).powf(-0.5);
-        let y = Tensor::f_scaled_dot_product_attention(
-            &qkv[0],
-            &qkv[1],
-            &qkv[2],
-            None::<Tensor>,
-            0.0,
-            true,
-            Some(scale),
-            false,
-        )?; // (B, nh, T, hs)
+        let y = fused_causal_heads(x, &w, (b, t), nh, hs)?; // (B, nh, T, hs)
         let y = y.f_transpose(1, 2)?.f_reshape([b, t, nh * hs])?; // torch.cat(heads, dim=-1)
         self.proj.f_forward(&y)
     }

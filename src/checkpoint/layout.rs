@@ -187,6 +187,22 @@ impl Attn {
         }
     }
 
+    /// `[W_q; W_k; W_v]`, `[3D, C]`: nanoGPT's `c_attn.weight`, the MHA's `in_proj_weight`.
+    fn stacked_weight(&self) -> Result<Tensor> {
+        Ok(Tensor::f_cat(&[&self.q, &self.k, &self.v], 0)?)
+    }
+
+    /// `[b_q; b_k; b_v]`, `[3D]`, zeros where a bias is missing.
+    fn stacked_bias(&self) -> Result<Tensor> {
+        let d = self.d();
+        let parts = [
+            bias_or_zeros(&self.q_b, d, &self.q)?,
+            bias_or_zeros(&self.k_b, d, &self.q)?,
+            bias_or_zeros(&self.v_b, d, &self.q)?,
+        ];
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+
     fn has_bias(&self) -> bool {
         self.q_b.is_some() || self.k_b.is_some() || self.v_b.is_some() || self.o_b.is_some()
     }
@@ -668,10 +684,6 @@ fn is_nonzero(b: &Option<Tensor>) -> Result<bool> {
     }
 }
 
-fn cat(parts: &[Tensor]) -> Result<Tensor> {
-    Ok(Tensor::f_cat(parts, 0)?)
-}
-
 /// Writes [`Attn`] in `to`'s keys (relative to the block's prefix).
 fn emit(a: &Attn, to: Layout, opts: &ConvertOptions) -> Result<Vec<(String, Tensor)>> {
     let (d, c) = (a.d(), a.c());
@@ -777,11 +789,7 @@ fn emit(a: &Attn, to: Layout, opts: &ConvertOptions) -> Result<Vec<(String, Tens
         }
         Layout::NanoGpt | Layout::HfGpt2 => {
             let gpt2 = to == Layout::HfGpt2;
-            let w = cat(&[
-                a.q.shallow_clone(),
-                a.k.shallow_clone(),
-                a.v.shallow_clone(),
-            ])?;
+            let w = a.stacked_weight()?;
             let (w, o) = if gpt2 {
                 (
                     w.f_transpose(0, 1)?.f_contiguous()?,
@@ -793,11 +801,7 @@ fn emit(a: &Attn, to: Layout, opts: &ConvertOptions) -> Result<Vec<(String, Tens
             out.push(("c_attn.weight".into(), w));
             out.push(("c_proj.weight".into(), o));
             if with_bias {
-                let qkv_b = cat(&[
-                    bias_or_zeros(&a.q_b, d, &a.q)?,
-                    bias_or_zeros(&a.k_b, d, &a.q)?,
-                    bias_or_zeros(&a.v_b, d, &a.q)?,
-                ])?;
+                let qkv_b = a.stacked_bias()?;
                 out.push(("c_attn.bias".into(), qkv_b));
                 out.push(("c_proj.bias".into(), bias_or_zeros(&a.o_b, c, &a.o)?));
             }
@@ -824,20 +828,12 @@ fn emit(a: &Attn, to: Layout, opts: &ConvertOptions) -> Result<Vec<(String, Tens
                 out.push(("k_proj_weight".into(), a.k.shallow_clone()));
                 out.push(("v_proj_weight".into(), a.v.shallow_clone()));
             } else {
-                let w = cat(&[
-                    a.q.shallow_clone(),
-                    a.k.shallow_clone(),
-                    a.v.shallow_clone(),
-                ])?;
+                let w = a.stacked_weight()?;
                 out.push(("in_proj_weight".into(), w));
             }
             out.push(("out_proj.weight".into(), a.o.shallow_clone()));
             if with_bias {
-                let qkv_b = cat(&[
-                    bias_or_zeros(&a.q_b, d, &a.q)?,
-                    bias_or_zeros(&a.k_b, d, &a.q)?,
-                    bias_or_zeros(&a.v_b, d, &a.q)?,
-                ])?;
+                let qkv_b = a.stacked_bias()?;
                 out.push(("in_proj_bias".into(), qkv_b));
                 out.push(("out_proj.bias".into(), bias_or_zeros(&a.o_b, c, &a.o)?));
             }
