@@ -24,6 +24,8 @@ const INK: Rgb = [20, 20, 20];
 const GREY_TEXT: Rgb = [90, 90, 90];
 const NAN: Rgb = [190, 190, 190];
 const MARGIN: usize = 20;
+/// The width, in pixels, a figure may grow to for its title and subtitle.
+const MIN_TEXT_W: usize = 640;
 /// Labels longer than this many characters are cut (with a trailing `~`).
 const MAX_LABEL_CHARS: usize = 14;
 /// The heatmap of a panel aims at this many pixels on its longer side.
@@ -206,22 +208,6 @@ impl Heatmap {
         let block_h = panel_title_h + map_h + col_label_h;
         let gap = 24;
 
-        let title_h = if self.title.is_empty() {
-            0
-        } else {
-            2 * GLYPH + 10
-        };
-        let sub_lines: Vec<&str> = self
-            .subtitle
-            .as_deref()
-            .map_or(Vec::new(), |s| s.lines().collect());
-        let subtitle_h = if sub_lines.is_empty() {
-            0
-        } else {
-            sub_lines.len() * (GLYPH + 4) + 6
-        };
-        let head_h = title_h + subtitle_h + if title_h + subtitle_h > 0 { 6 } else { 0 };
-
         // The colour bar: as tall as one map (at least 120 px), with 5 ticks.
         let bar_h = map_h.max(120);
         let bar_w = 18;
@@ -254,31 +240,57 @@ impl Heatmap {
             .unwrap_or(0);
         let grid_w = grid_cols * block_w + (grid_cols - 1) * gap;
         let grid_h = grid_rows * block_h + (grid_rows - 1) * gap;
-        // The maps set the width; a title or subtitle longer than that (a long sentence)
-        // is cut, down to no less than 64 (title) or 80 (subtitle) characters.
+        // The maps set the width, widened up to MIN_TEXT_W for the text above them. A
+        // title too long for that at the large size is set at the small size; whatever is
+        // still too long (a long sentence) is cut.
         let content_w = MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN;
-        let fit = |s: &str, scale: usize, floor: usize| -> String {
-            let max = ((content_w - 2 * MARGIN) / (GLYPH * scale)).max(floor);
+        let text_room = content_w.max(MIN_TEXT_W) - 2 * MARGIN;
+        let fit = |s: &str, scale: usize| -> String {
+            let max = text_room / (GLYPH * scale);
             if s.chars().count() > max {
-                s.chars().take(max - 3).chain("...".chars()).collect()
+                s.chars()
+                    .take(max.saturating_sub(3))
+                    .chain("...".chars())
+                    .collect()
             } else {
                 s.to_string()
             }
         };
-        let title = fit(&self.title, 2, 64);
-        let sub_lines: Vec<String> = sub_lines.iter().map(|s| fit(s, 1, 80)).collect();
-        let width = content_w.max(MARGIN * 2 + text_width(&title, 2)).max(
-            MARGIN * 2
-                + sub_lines
-                    .iter()
-                    .map(|s| text_width(s, 1))
-                    .max()
-                    .unwrap_or(0),
-        );
+        let title_scale = if text_width(&self.title, 2) <= text_room {
+            2
+        } else {
+            1
+        };
+        let title = fit(&self.title, title_scale);
+        let title_h = if title.is_empty() {
+            0
+        } else {
+            title_scale * GLYPH + 10
+        };
+        let sub_lines: Vec<String> = self
+            .subtitle
+            .as_deref()
+            .map_or(Vec::new(), |s| s.lines().map(|l| fit(l, 1)).collect());
+        let subtitle_h = if sub_lines.is_empty() {
+            0
+        } else {
+            sub_lines.len() * (GLYPH + 4) + 6
+        };
+        let head_h = title_h + subtitle_h + if title_h + subtitle_h > 0 { 6 } else { 0 };
+        let width = content_w
+            .max(MARGIN * 2 + text_width(&title, title_scale))
+            .max(
+                MARGIN * 2
+                    + sub_lines
+                        .iter()
+                        .map(|s| text_width(s, 1))
+                        .max()
+                        .unwrap_or(0),
+            );
         let height = MARGIN + head_h + grid_h.max(panel_title_h + bar_h) + MARGIN;
         let mut c = Canvas::new(width, height, WHITE);
 
-        c.text(MARGIN, MARGIN, &title, 2, INK);
+        c.text(MARGIN, MARGIN, &title, title_scale, INK);
         for (i, line) in sub_lines.iter().enumerate() {
             c.text(
                 MARGIN,
