@@ -24,8 +24,10 @@ const INK: Rgb = [20, 20, 20];
 const GREY_TEXT: Rgb = [90, 90, 90];
 const NAN: Rgb = [190, 190, 190];
 const MARGIN: usize = 20;
-/// The width, in pixels, a figure may grow to for its title and subtitle.
+/// The width, in pixels, a figure may grow to for its title and subtitle...
 const MIN_TEXT_W: usize = 640;
+/// ... and for a title at the large size.
+const MAX_TITLE_W: usize = 1100;
 /// Labels longer than this many characters are cut (with a trailing `~`).
 const MAX_LABEL_CHARS: usize = 14;
 /// The heatmap of a panel aims at this many pixels on its longer side.
@@ -240,13 +242,14 @@ impl Heatmap {
             .unwrap_or(0);
         let grid_w = grid_cols * block_w + (grid_cols - 1) * gap;
         let grid_h = grid_rows * block_h + (grid_rows - 1) * gap;
-        // The maps set the width, widened up to MIN_TEXT_W for the text above them. A
-        // title too long for that at the large size is set at the small size; whatever is
-        // still too long (a long sentence) is cut.
+        // The maps set the width, widened up to MIN_TEXT_W for the text above them, or up
+        // to MAX_TITLE_W for a title at the large size. A title too long for that is set
+        // at the small size; whatever is still too long (a long sentence) is cut.
         let content_w = MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN;
         let text_room = content_w.max(MIN_TEXT_W) - 2 * MARGIN;
-        let fit = |s: &str, scale: usize| -> String {
-            let max = text_room / (GLYPH * scale);
+        let title_room = content_w.max(MAX_TITLE_W) - 2 * MARGIN;
+        let fit = |s: &str, scale: usize, room: usize| -> String {
+            let max = room / (GLYPH * scale);
             if s.chars().count() > max {
                 s.chars()
                     .take(max.saturating_sub(3))
@@ -256,21 +259,19 @@ impl Heatmap {
                 s.to_string()
             }
         };
-        let title_scale = if text_width(&self.title, 2) <= text_room {
-            2
+        let (title_scale, title) = if text_width(&self.title, 2) <= title_room {
+            (2, self.title.clone())
         } else {
-            1
+            (1, fit(&self.title, 1, text_room))
         };
-        let title = fit(&self.title, title_scale);
         let title_h = if title.is_empty() {
             0
         } else {
             title_scale * GLYPH + 10
         };
-        let sub_lines: Vec<String> = self
-            .subtitle
-            .as_deref()
-            .map_or(Vec::new(), |s| s.lines().map(|l| fit(l, 1)).collect());
+        let sub_lines: Vec<String> = self.subtitle.as_deref().map_or(Vec::new(), |s| {
+            s.lines().map(|l| fit(l, 1, text_room)).collect()
+        });
         let subtitle_h = if sub_lines.is_empty() {
             0
         } else {
