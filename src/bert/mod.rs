@@ -82,6 +82,9 @@ pub fn default_model_dir() -> Result<PathBuf> {
             );
         }
     }
+    // The build's libtorch usually lives in the setup's environment: one path, once.
+    let mut seen = std::collections::HashSet::new();
+    tried.retain(|p| seen.insert(p.clone()));
     find_model_dir(&tried)
 }
 
