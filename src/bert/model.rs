@@ -65,9 +65,6 @@ impl BertModel {
     /// file has it.
     pub fn load(config: BertConfig, weights: &Path, device: Device) -> Result<(VarStore, Self)> {
         let name = weights.display().to_string();
-        if !weights.is_file() {
-            return Err(Error::load(&name, "no such file"));
-        }
         let mut tensors: BTreeMap<String, Tensor> = read_safetensors(weights)?.tensors;
         tensors.remove("embeddings.position_ids");
         let pooler = tensors.contains_key("pooler.dense.weight");
