@@ -7,14 +7,14 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use tch_attention::functional::{scaled_dot_product_attention, SdpaOptions};
-use tch_attention::head::{Head, HeadConfig};
-use tch_attention::kv_cache::KvCache;
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use tch_attention::multihead_attention::{
+use tch_attention::attention::functional::{scaled_dot_product_attention, SdpaOptions};
+use tch_attention::attention::kv_cache::KvCache;
+use tch_attention::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
+use tch_attention::models::lecture::{Head, HeadConfig};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 const F32: (Kind, Device) = (Kind::Float, Device::Cpu);
 

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 
 use tch::nn::VarStore;
 use tch::Device;
-use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+use tch_attention::attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
 use tch_attention::checkpoint::{save_checkpoint, FromCheckpoint, Layout, StateDict};
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use tch_attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 const C: i64 = 8;
 const NH: i64 = 2;

@@ -4,7 +4,10 @@
 use tch::{Device, Kind, TchError};
 
 /// Everything that can go wrong in the library.
+///
+/// Non-exhaustive: new kinds of failure (new file formats, new models) add variants.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A tensor argument has the wrong shape (or rank).
     #[error("{arg}: expected shape {expected}, got {got:?}")]
@@ -38,9 +41,31 @@ pub enum Error {
     #[error("config {field}: {reason}")]
     Config { field: String, reason: String },
 
-    /// A checkpoint or case lacks a tensor the module needs, or has one it does not know.
+    /// A file, or a set of named tensors, is not what was expected: corrupt or foreign
+    /// bytes, a missing or unexpected key, a tensor of the wrong shape or dtype.
     #[error("{source_name}: {reason}")]
-    Load { source_name: String, reason: String },
+    Malformed {
+        /// The file (or other source) the content came from.
+        source_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An output file exists and the caller asked not to replace it.
+    #[error("{}: exists", path.display())]
+    Exists {
+        /// The file that is already there.
+        path: std::path::PathBuf,
+    },
+
+    /// Something the call needs is not installed (a model package, say).
+    #[error("{what} is not installed (looked in {})", looked_in.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotInstalled {
+        /// What was looked for.
+        what: String,
+        /// Where it was looked for, in order.
+        looked_in: Vec<std::path::PathBuf>,
+    },
 
     /// libtorch itself refused the operation. Validation should catch bad input before
     /// this point; reaching it means a case the checks do not cover.
@@ -93,8 +118,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn load(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Load {
+    pub(crate) fn malformed(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Malformed {
             source_name: source_name.into(),
             reason: reason.into(),
         }

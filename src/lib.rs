@@ -1,21 +1,15 @@
 #![doc = include_str!("../README.md")]
+pub mod attention;
 pub mod bench;
-pub mod bert;
-pub mod case;
-pub mod causal_self_attention;
 mod check;
 pub mod checkpoint;
 pub mod doctor;
 pub mod error;
-pub mod functional;
-pub mod head;
 pub mod heatmap;
 pub mod io;
-pub mod kv_cache;
-pub mod linear;
-pub mod mask;
-pub mod multi_head;
-pub mod multihead_attention;
+pub mod models;
+pub mod nn;
 pub mod notebook;
+pub mod parity;
 pub mod pretty;
 pub use error::{Error, Result};

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::check;
 use crate::error::Result;
 use crate::heatmap::Heatmap;
-use crate::linear::{linear, Linear};
+use crate::nn::{linear, Linear};
 use crate::pretty::{size_repr, tensor_repr, tensor_repr_with};
 
 /// The notebook's sizes; the defaults are its own.

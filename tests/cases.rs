@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use tch::Device;
-use tch_attention::case::{collect_case_files, Case};
+use tch_attention::parity::{collect_case_files, Case};
 
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases")

@@ -11,16 +11,17 @@ use tch::{Device, Kind, Tensor};
 mod common;
 
 use common::tempdir;
-use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use tch_attention::checkpoint::{
-    convert, detect, load_state_dict, read_checkpoint, read_checkpoint_bytes, read_safetensors,
-    save_checkpoint, ConvertOptions, Format, FromCheckpoint, Layout, StateDict,
-};
-use tch_attention::mask::Mask;
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use tch_attention::multihead_attention::{
+use tch_attention::attention::mask::Mask;
+use tch_attention::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
+use tch_attention::checkpoint::{
+    convert, detect, load_state_dict, save_checkpoint, ConvertOptions, FromCheckpoint, Layout,
+    StateDict,
+};
+use tch_attention::io::{read_checkpoint, read_checkpoint_bytes, read_safetensors, Format};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 const C: i64 = 8;
 const NH: i64 = 2;
@@ -116,7 +117,7 @@ fn the_same_tensors_whatever_the_file_format() {
     for (file, _, _) in FILES {
         let ckpt = read_checkpoint(fixture(file)).unwrap();
         let copy = dir.join(format!("{file}.safetensors"));
-        tch_attention::checkpoint::write_safetensors(
+        tch_attention::io::write_safetensors(
             &copy,
             ckpt.tensors.iter().map(|(k, v)| (k.as_str(), v)),
             &BTreeMap::new(),
@@ -680,7 +681,7 @@ fn own_layout_forms_load_too_mask_buffers_and_unpacked_mha() {
     let nano = convert(&hf.tensors, Layout::HfGpt2, Layout::NanoGpt, &opts, "x").unwrap();
     assert_eq!(nano["h.0.attn.bias"].size(), [1, 1, BS, BS]);
     let file = dir.join("manual.safetensors");
-    tch_attention::checkpoint::write_safetensors(
+    tch_attention::io::write_safetensors(
         &file,
         nano.iter().map(|(k, v)| (k.as_str(), v)),
         &BTreeMap::new(),

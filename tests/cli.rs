@@ -106,7 +106,7 @@ fn verify_passes_the_fixtures_and_run_writes_outputs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let written = tch_attention::checkpoint::read_safetensors(&dest).unwrap();
+    let written = tch_attention::io::read_safetensors(&dest).unwrap();
     assert!(written.tensors.contains_key("output"));
     // An existing file is not replaced without --force.
     assert_usage_error(
@@ -133,12 +133,12 @@ fn verify_reports_a_mismatch_with_exit_1_and_garbage_with_exit_2() {
         .unwrap()
         .unwrap()
         .path();
-    let mut file = tch_attention::checkpoint::read_safetensors(&src).unwrap();
+    let mut file = tch_attention::io::read_safetensors(&src).unwrap();
     let out = file.tensors.get("expected.output").unwrap();
     let bumped = out + 1e-2;
     file.tensors.insert("expected.output".into(), bumped);
     let bad = dir.join("bad.safetensors");
-    tch_attention::checkpoint::write_safetensors(
+    tch_attention::io::write_safetensors(
         &bad,
         file.tensors.iter().map(|(k, v)| (k.as_str(), v)),
         &file.metadata,
@@ -244,8 +244,7 @@ fn explain_draws_any_layer_and_head_and_names_the_top_tokens() {
 #[test]
 fn embed_json_matches_sentence_transformers() {
     let fixture =
-        tch_attention::checkpoint::read_safetensors(&fixtures().join("bert/minilm.safetensors"))
-            .unwrap();
+        tch_attention::io::read_safetensors(&fixtures().join("bert/minilm.safetensors")).unwrap();
     let sentences: Vec<String> = serde_json::from_str(&fixture.metadata["sentences"]).unwrap();
     let expected = &fixture.tensors["embeddings"];
     // A command line cannot carry a NUL character, so the sentence that tests the

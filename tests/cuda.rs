@@ -8,8 +8,8 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use tch_attention::bench::config::suite;
 use tch_attention::bench::{measure, SUITES};
-use tch_attention::case::{collect_case_files, Case};
-use tch_attention::head::{Head, HeadConfig};
+use tch_attention::models::lecture::{Head, HeadConfig};
+use tch_attention::parity::{collect_case_files, Case};
 
 fn cuda() -> Option<Device> {
     if tch::Cuda::is_available() {

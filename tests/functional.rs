@@ -5,13 +5,13 @@
 use proptest::prelude::*;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::functional::{
+use tch_attention::attention::functional::{
     scaled_dot_product_attention, scaled_dot_product_attention_with_weights, Backend, MaskedRows,
     SdpaOptions,
 };
-use tch_attention::head::{Head, HeadConfig};
-use tch_attention::mask::Mask;
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::attention::mask::Mask;
+use tch_attention::models::lecture::{Head, HeadConfig};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 use tch_attention::Error;
 
 fn randn(shape: &[i64], kind: Kind) -> Tensor {
@@ -328,7 +328,7 @@ fn modules_reject_bad_input_and_config() {
         ),
         Err(Error::Config { .. })
     ));
-    use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+    use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
     let e = CausalSelfAttention::new(vs.root() / "c", CausalSelfAttentionConfig::new(10, 3, 8))
         .unwrap_err();
     assert!(e.to_string().contains("divisible by n_head"), "{e}");
@@ -336,7 +336,7 @@ fn modules_reject_bad_input_and_config() {
 
 #[test]
 fn causal_self_attention_math_path_equals_fused() {
-    use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+    use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
     tch::manual_seed(11);
     let mut vs = VarStore::new(Device::Cpu);
     vs.set_kind(Kind::Double);

@@ -5,7 +5,7 @@
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::head::{Head, HeadConfig};
+use tch_attention::models::lecture::{Head, HeadConfig};
 
 fn head(kind: Kind, c: i64, hs: i64, bs: i64) -> (VarStore, Head) {
     tch::manual_seed(7);

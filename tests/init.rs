@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use tch::nn::{Path, VarStore};
 use tch::Device;
-use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use tch_attention::checkpoint::read_safetensors;
-use tch_attention::head::{Head, HeadConfig};
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use tch_attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
+use tch_attention::attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
+use tch_attention::io::read_safetensors;
+use tch_attention::models::lecture::{Head, HeadConfig};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 type Build = fn(&Path) -> tch_attention::Result<()>;
 

@@ -8,13 +8,13 @@
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use tch_attention::functional::Backend;
-use tch_attention::kv_cache::KvCache;
-use tch_attention::mask::Mask;
-use tch_attention::multihead_attention::{
+use tch_attention::attention::functional::Backend;
+use tch_attention::attention::kv_cache::KvCache;
+use tch_attention::attention::mask::Mask;
+use tch_attention::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
+use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 use tch_attention::Error;
 
 /// `torch.testing.assert_close` defaults for float32.

@@ -4,9 +4,9 @@
 //! test's allocations share the process while it measures.)
 
 use tch::{Device, Kind, Tensor};
+use tch_attention::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use tch_attention::bench::memory;
 use tch_attention::doctor::sdp_backend_name;
-use tch_attention::functional::{scaled_dot_product_attention, SdpaOptions};
 
 #[test]
 fn long_causal_attention_uses_the_flash_kernel_and_no_t_by_t_memory() {

@@ -5,8 +5,8 @@
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::mask::Mask;
-use tch_attention::multihead_attention::{
+use tch_attention::attention::mask::Mask;
+use tch_attention::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
 

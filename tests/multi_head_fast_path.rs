@@ -5,7 +5,7 @@
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::multi_head::{MultiHeadAttention, MultiHeadConfig};
+use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 
 /// The lecture's forward: each head's own ops, concatenated, projected.
 fn lecture(m: &MultiHeadAttention, x: &Tensor) -> Tensor {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tch::Tensor;
-use tch_attention::checkpoint::read_safetensors;
+use tch_attention::io::read_safetensors;
 use tch_attention::notebook::{Notebook, NotebookConfig};
 
 /// libtorch's default generator is process-wide and the test harness runs tests on

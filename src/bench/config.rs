@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 use tch::{Device, Kind};
 
-use crate::case::MODULES;
 use crate::error::{Error, Result};
+use crate::parity::MODULES;
 
 /// The suites, compiled in from `bench/suites.json`.
 pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
@@ -190,8 +190,8 @@ impl BenchConfig {
 /// smoke caps (sizes and repeats) for a run of seconds.
 pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<BenchConfig>> {
     let all: Map<String, Value> = serde_json::from_str(SUITES_JSON)
-        .map_err(|e| Error::load("bench/suites.json", e.to_string()))?;
-    let bad = |reason: String| Error::load("bench/suites.json", reason);
+        .map_err(|e| Error::malformed("bench/suites.json", e.to_string()))?;
+    let bad = |reason: String| Error::malformed("bench/suites.json", reason);
     let s = all
         .get(name)
         .filter(|_| SUITES.contains(&name))

@@ -8,14 +8,16 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::config::{BenchConfig, Mode};
-use crate::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
+use crate::attention::kv_cache::KvCache;
+use crate::attention::mask::Mask;
+use crate::attention::multihead_attention::{
+    MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
+};
 use crate::error::{Error, Result};
-use crate::functional::{scaled_dot_product_attention, SdpaOptions};
-use crate::head::{Head, HeadConfig};
-use crate::kv_cache::KvCache;
-use crate::mask::Mask;
-use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use crate::multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};
+use crate::models::lecture::{Head, HeadConfig};
+use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 /// A ready-to-time step. Grad mode is the caller's: the runner turns it off except for
 /// [`Mode::Backward`].

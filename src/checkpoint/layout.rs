@@ -31,11 +31,11 @@ use crate::error::{Error, Result};
 /// An attention weight layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layout {
-    /// The lecture's `MultiHeadAttention` of `Head`s (this crate's [`crate::multi_head`]).
+    /// The lecture's `MultiHeadAttention` of `Head`s (this crate's [`crate::models::lecture`]).
     Lecture,
-    /// nanoGPT's `CausalSelfAttention` (this crate's [`crate::causal_self_attention`]).
+    /// nanoGPT's `CausalSelfAttention` (this crate's [`crate::models::nanogpt`]).
     NanoGpt,
-    /// `torch.nn.MultiheadAttention` (this crate's [`crate::multihead_attention`]).
+    /// `torch.nn.MultiheadAttention` (this crate's [`crate::attention::multihead_attention`]).
     TorchMha,
     /// Hugging Face `GPT2Attention`: Conv1D weights, stored `[in, out]`.
     HfGpt2,
@@ -261,7 +261,7 @@ pub fn convert(
             .iter()
             .map(|f| format!("{} at {:?}", f.layout, f.prefix))
             .collect();
-        return Err(Error::load(
+        return Err(Error::malformed(
             source,
             format!("no {from} attention weights found (recognised: {seen:?})"),
         ));
@@ -282,7 +282,7 @@ pub fn convert(
         .collect();
     for (key, t) in written {
         if out.insert(key.clone(), t).is_some() {
-            return Err(Error::load(
+            return Err(Error::malformed(
                 source,
                 format!("{key}: the converted block would overwrite a key already there"),
             ));
@@ -311,7 +311,7 @@ pub(crate) fn convert_block(
 fn at_prefix(e: Error, prefix: &str, source: &str) -> Error {
     match e {
         Error::Invalid { arg, reason } => {
-            Error::load(source, format!("block {prefix:?}: {arg}: {reason}"))
+            Error::malformed(source, format!("block {prefix:?}: {arg}: {reason}"))
         }
         e => e,
     }
@@ -369,12 +369,13 @@ impl Block<'_> {
     }
 
     fn need(&mut self, key: &str) -> Result<Tensor> {
-        self.get(key)
-            .ok_or_else(|| Error::load(self.source, format!("missing key {}{key}", self.prefix)))
+        self.get(key).ok_or_else(|| {
+            Error::malformed(self.source, format!("missing key {}{key}", self.prefix))
+        })
     }
 
     fn err(&self, key: &str, reason: impl fmt::Display) -> Error {
-        Error::load(self.source, format!("{}{key}: {reason}", self.prefix))
+        Error::malformed(self.source, format!("{}{key}: {reason}", self.prefix))
     }
 
     /// Checks `t`'s shape against `want` (`-1` = any), naming the key.

@@ -8,14 +8,14 @@ use std::path::Path;
 use tch::nn;
 use tch::Tensor;
 
-use super::file::read_checkpoint;
 use super::layout::{convert_block, BiasPolicy, ConvertOptions, Layout};
-use super::safetensors::write_safetensors_new;
 use super::state_dict::load_strict;
-use crate::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+use crate::attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
 use crate::error::Result;
-use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use crate::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
+use crate::io::read_checkpoint;
+use crate::io::write_safetensors_new;
+use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 /// A module whose tensors are a PyTorch state_dict in one of the [`Layout`]s.
 pub trait StateDict {
@@ -134,7 +134,7 @@ fn bias_policy(bias: bool) -> BiasPolicy {
     }
 }
 
-fn linear_tensors(out: &mut Vec<(String, Tensor)>, name: &str, l: &crate::linear::Linear) {
+fn linear_tensors(out: &mut Vec<(String, Tensor)>, name: &str, l: &crate::nn::Linear) {
     out.push((format!("{name}.weight"), l.weight.shallow_clone()));
     if let Some(b) = &l.bias {
         out.push((format!("{name}.bias"), b.shallow_clone()));

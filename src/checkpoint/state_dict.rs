@@ -29,7 +29,7 @@ pub(crate) fn load_strict(
 ) -> Result<()> {
     if let Some(extra) = tensors.keys().find(|k| !own.iter().any(|(n, _)| n == *k)) {
         let expected: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(Error::load(
+        return Err(Error::malformed(
             source,
             format!("unexpected key {extra:?}; the module has {expected:?}"),
         ));
@@ -37,9 +37,9 @@ pub(crate) fn load_strict(
     for (name, dst) in &own {
         let src = tensors
             .get(name)
-            .ok_or_else(|| Error::load(source, format!("missing key {name:?}")))?;
+            .ok_or_else(|| Error::malformed(source, format!("missing key {name:?}")))?;
         if src.size() != dst.size() {
-            return Err(Error::load(
+            return Err(Error::malformed(
                 source,
                 format!(
                     "{name}: expected shape {:?}, got {:?}",

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::write_atomic;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use canvas::{text_width, Canvas, Rgb, GLYPH};
 use colormap::viridis;
 

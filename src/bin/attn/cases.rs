@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use tch::Device;
-use tch_attention::case::{collect_case_files, Case};
-use tch_attention::checkpoint::write_safetensors;
+use tch_attention::io::write_safetensors;
+use tch_attention::parity::{collect_case_files, Case};
 
 use crate::DeviceArg;
 

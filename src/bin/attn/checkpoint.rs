@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use tch_attention::checkpoint::{
-    convert, detect, read_checkpoint, write_safetensors_new, BiasPolicy, ConvertOptions, Layout,
-};
+use tch_attention::checkpoint::{convert, detect, BiasPolicy, ConvertOptions, Layout};
+use tch_attention::io::{read_checkpoint, write_safetensors_new};
 
 /// The layouts, as `--from`/`--to` values.
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use tch_attention::bert::Heads;
+use tch_attention::models::bert::Heads;
 
 use crate::model::ModelArgs;
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use tch::Kind;
-use tch_attention::checkpoint::read_safetensors;
 use tch_attention::heatmap::{select_panels, Heatmap};
+use tch_attention::io::read_safetensors;
 
 /// Tensors tried, in order, when --tensor is not given.
 const DEFAULT_TENSORS: [&str; 3] = ["expected.attn_weights", "attn_weights", "wei"];

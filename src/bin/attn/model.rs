@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use tch::Device;
-use tch_attention::bert::{default_model_dir, Pretrained};
+use tch_attention::models::bert::{default_model_dir, Pretrained};
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {

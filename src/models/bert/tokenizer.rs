@@ -70,7 +70,7 @@ impl Tokenizer {
         let text = crate::io::read_text(path)?;
         let tokens: Vec<String> = text.lines().map(str::to_string).collect();
         Self::new(tokens, options).map_err(|e| match e {
-            Error::Invalid { reason, .. } => Error::load(path.display().to_string(), reason),
+            Error::Invalid { reason, .. } => Error::malformed(path.display().to_string(), reason),
             other => other,
         })
     }

@@ -2,8 +2,8 @@
 //! value projections, scaled dot-product attention over all tokens with padding masked
 //! out) then `BertSelfOutput` (dense, residual, LayerNorm).
 //!
-//! The projections are the crate's [`Linear`](crate::linear::Linear) and the attention
-//! is the crate's [`functional`](crate::functional) SDPA: the fused kernel when only the
+//! The projections are the crate's [`Linear`](crate::nn::Linear) and the attention
+//! is the crate's [`functional`](crate::attention::functional) SDPA: the fused kernel when only the
 //! output is needed, the notebook's math path when the weights are asked for.
 //!
 //! VarStore names (under `encoder.layer.<i>.attention`): `self.query.{weight,bias}`,
@@ -15,13 +15,13 @@ use tch::nn::Path;
 use tch::Tensor;
 
 use super::config::BertConfig;
-use super::layer_norm::{layer_norm, LayerNorm};
-use crate::error::Result;
-use crate::functional::{
+use crate::attention::functional::{
     scaled_dot_product_attention, scaled_dot_product_attention_with_weights, Backend, SdpaOptions,
 };
-use crate::linear::{linear, Linear};
-use crate::mask::Mask;
+use crate::attention::mask::Mask;
+use crate::error::Result;
+use crate::nn::{layer_norm, LayerNorm};
+use crate::nn::{linear, Linear};
 
 #[derive(Debug)]
 pub struct BertAttention {

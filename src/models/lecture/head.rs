@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use tch::nn::{ModuleT, Path};
 use tch::{Kind, Tensor};
 
+use crate::attention::functional::{Attention, MaskedRows};
 use crate::check;
 use crate::error::Result;
-use crate::functional::{Attention, MaskedRows};
-use crate::linear::{linear, Linear};
+use crate::nn::{linear, Linear};
 
 /// `Head(head_size)` with the lecture's globals `n_embd`, `block_size`, `dropout`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,7 +124,7 @@ impl Head {
     }
 
     /// Float32 or float64 with the causal `tril`: what the eval fast path needs (also
-    /// for [`MultiHeadAttention`](crate::multi_head::MultiHeadAttention)'s).
+    /// for [`MultiHeadAttention`](crate::models::lecture::MultiHeadAttention)'s).
     pub(crate) fn fast_path_applies(&self) -> bool {
         matches!(self.key.weight.kind(), Kind::Float | Kind::Double) && self.tril_is_causal()
     }

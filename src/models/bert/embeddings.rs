@@ -12,8 +12,8 @@ use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
 use super::config::BertConfig;
-use super::layer_norm::{layer_norm, LayerNorm};
 use crate::error::{Error, Result};
+use crate::nn::{layer_norm, LayerNorm};
 
 #[derive(Debug)]
 pub struct BertEmbeddings {

@@ -1,7 +1,8 @@
 //! Incremental decoding with a KV cache: each step projects only the new tokens, appends
 //! their keys and values to those of the earlier steps, and lets the new queries attend
 //! to all of them — what Hugging Face's `past_key_values` / `use_cache=True` does for a
-//! GPT-2 attention block, here for [`CausalSelfAttention`] and [`MultiheadAttention`].
+//! GPT-2 attention block, here for [`CausalSelfAttention`](crate::models::nanogpt::CausalSelfAttention)
+//! and [`MultiheadAttention`].
 //!
 //! Feeding a prompt and then its continuation piece by piece gives the same outputs as
 //! one forward pass over the whole sequence (eval mode): `tests/kv_cache.rs` checks it.
@@ -16,12 +17,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::causal_self_attention::CausalSelfAttention;
+use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
+use crate::attention::mask::Mask;
+use crate::attention::multihead_attention::MultiheadAttention;
 use crate::check;
 use crate::error::{Error, Result};
-use crate::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
-use crate::mask::Mask;
-use crate::multihead_attention::MultiheadAttention;
 
 /// The keys and values one attention layer has seen so far, head-split:
 /// `(N, H, S, hd)` each. Use one cache per layer (and per sequence batch); a model keeps
@@ -85,7 +85,7 @@ impl KvCache {
 
     /// Checks that a step of batch `n` with `h` heads of size `hd`, dtype `kind` on
     /// `device`, fits what the cache holds; `arg` names the input. Returns `past`.
-    fn check_step(
+    pub(crate) fn check_step(
         &self,
         arg: &str,
         x: &Tensor,
@@ -135,14 +135,14 @@ impl KvCache {
     /// The cached keys and values followed by `k`, `v` `(N, H, T, hd)`, along S. The
     /// cache itself is unchanged until [`KvCache::store`], so a failed step leaves it as
     /// it was.
-    fn extended(&self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn extended(&self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok(match (&self.keys, &self.values) {
             (Some(ck), Some(cv)) => (Tensor::f_cat(&[ck, k], 2)?, Tensor::f_cat(&[cv, v], 2)?),
             _ => (k.f_contiguous()?, v.f_contiguous()?),
         })
     }
 
-    fn store(&mut self, keys: Tensor, values: Tensor) {
+    pub(crate) fn store(&mut self, keys: Tensor, values: Tensor) {
         self.keys = Some(keys);
         self.values = Some(values);
     }
@@ -150,7 +150,7 @@ impl KvCache {
 
 /// The causal masking of `t` new queries after `past` cached positions, bottom-right
 /// aligned (see the module docs): `(attn_mask, is_causal)` for [`SdpaOptions`].
-fn causal_mask(past: i64, t: i64, device: Device) -> Result<(Option<Mask>, bool)> {
+pub(crate) fn causal_mask(past: i64, t: i64, device: Device) -> Result<(Option<Mask>, bool)> {
     Ok(if t == 1 {
         (None, false) // the one new query sees every key
     } else if past == 0 {
@@ -159,58 +159,6 @@ fn causal_mask(past: i64, t: i64, device: Device) -> Result<(Option<Mask>, bool)
         let keep = Tensor::f_ones([t, past + t], (Kind::Bool, device))?.f_tril(past)?; // (T, S)
         (Some(Mask::Keep(keep)), false)
     })
-}
-
-impl CausalSelfAttention {
-    /// One step of incremental decoding (eval mode: no dropout): attends the `T_new` new
-    /// tokens in `x` to every token cached so far and to themselves, causally, and
-    /// appends their keys and values to `cache`.
-    ///
-    /// The causal mask is aligned bottom-right: new token `i` is at absolute position
-    /// `past + i` and sees keys `0..=past + i`. (PyTorch's `is_causal` aligns top-left,
-    /// wrong whenever `T_new < S`; it is used only on the first call, where they agree.)
-    ///
-    /// Errors, leaving `cache` unchanged, when `x` is not `(B, T_new, C)` with the
-    /// module's dtype and device, when `B` differs from the cached batch, or when
-    /// `past + T_new` exceeds `block_size`.
-    ///
-    /// # Shapes
-    /// - x `(B, T_new, C)`; output `(B, T_new, C)`;
-    /// - cache `(B, nh, past, hs)` before, `(B, nh, past + T_new, hs)` after.
-    pub fn f_forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let cfg = &self.config;
-        let like = &self.c_attn.weight;
-        let (b, t, c) = check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), like)?;
-        let (nh, hs) = (cfg.n_head, c / cfg.n_head);
-        let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
-        if past + t > cfg.block_size {
-            return Err(Error::invalid(
-                "x",
-                format!(
-                    "{past} cached + {t} new tokens exceed block_size = {}",
-                    cfg.block_size
-                ),
-            ));
-        }
-        let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
-        let heads = |t_: &Tensor| -> Result<Tensor> {
-            Ok(t_.f_view([b, t, nh, hs])?.f_transpose(1, 2)?) // (B, nh, T, hs)
-        };
-        let q = heads(&qkv[0])?;
-        let (k, v) = cache.extended(&heads(&qkv[1])?, &heads(&qkv[2])?)?; // (B, nh, S, hs)
-        let (attn_mask, is_causal) = causal_mask(past, t, x.device())?;
-        let options = SdpaOptions {
-            attn_mask,
-            is_causal,
-            backend: self.backend,
-            ..SdpaOptions::default()
-        };
-        let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
-        let y = y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?; // re-assemble heads side by side
-        let y = self.c_proj.f_forward(&y)?;
-        cache.store(k, v);
-        Ok(y)
-    }
 }
 
 impl MultiheadAttention {

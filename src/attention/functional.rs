@@ -18,8 +18,8 @@
 
 use tch::{Kind, Tensor};
 
+use crate::attention::mask::Mask;
 use crate::error::{Error, Result};
-use crate::mask::Mask;
 
 /// Which implementation computes the attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -50,9 +50,9 @@ impl BertConfig {
         let name = path.display().to_string();
         let text = crate::io::read_text(path)?;
         let json: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::load(&name, format!("not valid JSON: {e}")))?;
+            .map_err(|e| Error::malformed(&name, format!("not valid JSON: {e}")))?;
         Self::from_json(&json).map_err(|e| match e {
-            Error::Config { field, reason } => Error::load(name, format!("{field}: {reason}")),
+            Error::Config { field, reason } => Error::malformed(name, format!("{field}: {reason}")),
             other => other,
         })
     }

@@ -16,11 +16,11 @@ use std::borrow::Borrow;
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
+use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
+use crate::attention::mask::Mask;
 use crate::check;
 use crate::error::{Error, Result};
-use crate::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
-use crate::linear::{linear, Linear};
-use crate::mask::Mask;
+use crate::nn::{linear, Linear};
 
 /// `torch.nn.MultiheadAttention(embed_dim, num_heads, ...)`; device and dtype come from
 /// the VarStore.

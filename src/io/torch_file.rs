@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// The pickled object's tensors, found as described in [`find_state_dict`], under their
 /// keys as saved.
 pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
-    let err = |reason: String| Error::load(name, reason);
+    let err = |reason: String| Error::malformed(name, reason);
     let zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
@@ -192,7 +192,7 @@ fn storage_kind(class: &str) -> Option<(Kind, usize)> {
 
 fn read_storage(zip: &mut Archive, root: &str, s: &StorageRef, tensor: &str) -> Result<Tensor> {
     let name = zip.name;
-    let err = |reason: String| Error::load(name, format!("tensor {tensor}: {reason}"));
+    let err = |reason: String| Error::malformed(name, format!("tensor {tensor}: {reason}"));
     let (kind, elem) = storage_kind(&s.class)
         .ok_or_else(|| err(format!("storage type {} is not supported", s.class)))?;
     let nbytes = s
@@ -201,7 +201,7 @@ fn read_storage(zip: &mut Archive, root: &str, s: &StorageRef, tensor: &str) -> 
         .ok_or_else(|| err(format!("storage {} declares {} elements", s.key, s.numel)))?;
     let record = format!("{root}data/{}", s.key);
     let data = zip.read(&record, Some(nbytes)).map_err(|e| match e {
-        Error::Load { reason, .. } => err(reason),
+        Error::Malformed { reason, .. } => err(reason),
         e => e,
     })?;
     check_bools(kind, &data).map_err(err)?;
@@ -232,7 +232,7 @@ impl Archive<'_> {
     /// archive's own length) before allocating.
     fn read(&mut self, record: &str, expect: Option<u64>) -> Result<Vec<u8>> {
         let name = self.name;
-        let err = |reason: String| Error::load(name, format!("{record}: {reason}"));
+        let err = |reason: String| Error::malformed(name, format!("{record}: {reason}"));
         let mut f = self.zip.by_name(record).map_err(|e| err(e.to_string()))?;
         if f.compression() != zip::CompressionMethod::Stored {
             return Err(err(format!(

@@ -58,7 +58,7 @@ pub fn read_checkpoint_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
         });
     }
     if bytes.first() == Some(&0x80) {
-        return Err(Error::load(
+        return Err(Error::malformed(
             &name,
             "the legacy torch.save format of PyTorch < 1.6, which needs Python to read; in \
              PyTorch, torch.save(torch.load(path), new_path) writes the zip format, or \
@@ -73,7 +73,7 @@ pub fn read_checkpoint_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
             metadata: st.metadata,
         });
     }
-    Err(Error::load(
+    Err(Error::malformed(
         &name,
         "neither a safetensors file nor a torch.save zip archive",
     ))
@@ -91,7 +91,7 @@ fn strip_keys(name: &str, tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<
     for (key, t) in tensors {
         let stripped = strip_compile_prefix(&key);
         if out.insert(stripped.clone(), t).is_some() {
-            return Err(Error::load(
+            return Err(Error::malformed(
                 name,
                 format!("{key}: without torch.compile's _orig_mod. it collides with another key, {stripped}"),
             ));

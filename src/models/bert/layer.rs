@@ -13,9 +13,9 @@ use tch::Tensor;
 
 use super::attention::BertAttention;
 use super::config::BertConfig;
-use super::layer_norm::{layer_norm, LayerNorm};
 use crate::error::Result;
-use crate::linear::{linear, Linear};
+use crate::nn::{layer_norm, LayerNorm};
+use crate::nn::{linear, Linear};
 
 #[derive(Debug)]
 pub struct BertLayer {

@@ -11,10 +11,10 @@ use std::borrow::Borrow;
 use tch::nn::{ModuleT, Path};
 use tch::Tensor;
 
+use crate::attention::functional::{scaled_dot_product_attention, Backend, SdpaOptions};
 use crate::check;
 use crate::error::{Error, Result};
-use crate::functional::{scaled_dot_product_attention, Backend, SdpaOptions};
-use crate::linear::{linear, Linear};
+use crate::nn::{linear, Linear};
 
 /// The fields of nanoGPT's `GPTConfig` that the attention uses, with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]

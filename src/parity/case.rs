@@ -10,14 +10,17 @@ use serde_json::{Map, Value};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-use crate::checkpoint::{load_into, read_safetensors};
+use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
+use crate::attention::mask::Mask;
+use crate::attention::multihead_attention::{
+    MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
+};
+use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
-use crate::functional::{scaled_dot_product_attention, SdpaOptions};
-use crate::head::{Head, HeadConfig};
-use crate::mask::Mask;
-use crate::multi_head::{MultiHeadAttention, MultiHeadConfig};
-use crate::multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};
+use crate::io::read_safetensors;
+use crate::models::lecture::{Head, HeadConfig};
+use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
+use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
 /// The `format` a case must declare.
 pub const FORMAT: &str = "tch-attention-case/1";
@@ -100,7 +103,7 @@ impl Case {
     pub fn read(path: &Path) -> Result<Case> {
         let file = read_safetensors(path)?;
         let name = path.display().to_string();
-        let bad = |reason: String| Error::load(&name, reason);
+        let bad = |reason: String| Error::malformed(&name, reason);
         let meta = |key: &str| {
             file.metadata.get(key).cloned().ok_or_else(|| {
                 bad(format!(
@@ -166,7 +169,7 @@ impl Case {
     }
 
     fn err(&self, reason: impl Into<String>) -> Error {
-        Error::load(self.path.display().to_string(), reason)
+        Error::malformed(self.path.display().to_string(), reason)
     }
 
     /// The dtype the case computes in: its parameters' (its inputs', for sdpa).

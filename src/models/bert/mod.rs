@@ -15,7 +15,6 @@ mod config;
 mod embeddings;
 mod explain;
 mod layer;
-mod layer_norm;
 mod model;
 mod pooling;
 mod tokenizer;
@@ -26,12 +25,12 @@ use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+pub use crate::nn::{layer_norm, LayerNorm};
 pub use attention::BertAttention;
 pub use config::BertConfig;
 pub use embeddings::BertEmbeddings;
 pub use explain::{Explanation, Focus, Heads};
 pub use layer::BertLayer;
-pub use layer_norm::{layer_norm, LayerNorm};
 pub use model::{BertModel, BertOutput};
 pub use pooling::{l2_normalize, mean_pooling};
 pub use tokenizer::{Encoding, Tokenizer, TokenizerOptions};
@@ -95,7 +94,7 @@ pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
         return Ok(found.clone());
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-    Err(Error::load(
+    Err(Error::malformed(
         "all-MiniLM-L6-v2",
         format!(
             "the model package {MODEL_PACKAGE} is not installed (looked in {looked:?}); \
@@ -131,7 +130,7 @@ impl Pretrained {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let name = dir.display().to_string();
         if !dir.join("config.json").is_file() {
-            return Err(Error::load(
+            return Err(Error::malformed(
                 &name,
                 "not a BERT model folder: no config.json (expected config.json, \
                  model.safetensors and vocab.txt, the Hugging Face layout)",
@@ -159,7 +158,7 @@ impl Pretrained {
         };
         let tokenizer = Tokenizer::from_vocab_file(&dir.join("vocab.txt"), options)?;
         if tokenizer.vocab_size() as i64 != config.vocab_size {
-            return Err(Error::load(
+            return Err(Error::malformed(
                 dir.join("vocab.txt").display().to_string(),
                 format!(
                     "{} tokens, but config.json says vocab_size {}",
@@ -257,5 +256,5 @@ fn read_json_if_present(path: &Path) -> Result<Value> {
     }
     let name = path.display().to_string();
     let text = crate::io::read_text(path)?;
-    serde_json::from_str(&text).map_err(|e| Error::load(name, format!("not valid JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| Error::malformed(name, format!("not valid JSON: {e}")))
 }

@@ -96,7 +96,7 @@ impl Explanation {
     }
 
     /// For each token, the `k` tokens it attends to most, heaviest first. With
-    /// `skip_special`, [CLS] and [SEP] are left out of the ranking (not renormalised):
+    /// `skip_special`, `[CLS]` and `[SEP]` are left out of the ranking (not renormalised):
     /// BERT-style models park much of their attention there.
     pub fn top(&self, k: usize, skip_special: bool) -> Result<Vec<Focus>> {
         let l = self.tokens.len();

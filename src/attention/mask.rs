@@ -8,7 +8,7 @@
 //!
 //! A floating mask is an additive bias in both ([`Mask::Bias`]): `-inf` removes a key.
 //! Causal masking is the `is_causal` flag of
-//! [`SdpaOptions`](crate::functional::SdpaOptions); [`Mask::causal`] builds the same mask
+//! [`SdpaOptions`](crate::attention::functional::SdpaOptions); [`Mask::causal`] builds the same mask
 //! explicitly when it has to be combined with another. Conversions are explicit methods.
 
 use tch::{Device, Kind, Tensor};

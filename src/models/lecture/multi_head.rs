@@ -16,8 +16,8 @@ use tch::Tensor;
 
 use crate::check;
 use crate::error::Result;
-use crate::head::{fused_causal_heads, Head, HeadConfig};
-use crate::linear::{linear, Linear};
+use crate::models::lecture::{fused_causal_heads, Head, HeadConfig};
+use crate::nn::{linear, Linear};
 
 /// `MultiHeadAttention(num_heads, head_size)` with the lecture's globals.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -29,5 +29,5 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
 /// [`read_regular`] as UTF-8 text.
 pub fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(read_regular(path)?)
-        .map_err(|_| Error::load(path.display().to_string(), "not UTF-8 text"))
+        .map_err(|_| Error::malformed(path.display().to_string(), "not UTF-8 text"))
 }

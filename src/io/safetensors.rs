@@ -32,9 +32,9 @@ pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
 /// [`read_safetensors`] on bytes already read; `name` is for errors.
 pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors> {
     let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::load(name, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| Error::malformed(name, format!("not a valid safetensors file: {e}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::load(name, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| Error::malformed(name, format!("not a valid safetensors file: {e}")))?;
     let metadata = header
         .metadata()
         .clone()
@@ -44,16 +44,16 @@ pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors>
     let mut tensors = BTreeMap::new();
     for (tname, view) in st.tensors() {
         let kind = kind_of(view.dtype()).ok_or_else(|| {
-            Error::load(
+            Error::malformed(
                 name,
                 format!("tensor {tname}: dtype {:?} is not supported", view.dtype()),
             )
         })?;
         super::torch_file::check_bools(kind, view.data())
-            .map_err(|e| Error::load(name, format!("tensor {tname}: {e}")))?;
+            .map_err(|e| Error::malformed(name, format!("tensor {tname}: {e}")))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)
-            .map_err(|e| Error::load(name, format!("tensor {tname}: {e}")))?;
+            .map_err(|e| Error::malformed(name, format!("tensor {tname}: {e}")))?;
         tensors.insert(tname, t);
     }
     Ok(Safetensors { tensors, metadata })
@@ -93,7 +93,7 @@ pub fn write_safetensors_new<'a>(
 }
 
 fn exists(path: &Path) -> Error {
-    Error::load(
+    Error::malformed(
         path.display().to_string(),
         "exists; pass --force (or replace = true) to replace it",
     )
@@ -110,13 +110,14 @@ fn serialize<'a>(
         .map(|(n, t)| {
             Ok((
                 n.to_string(),
-                TensorBytes::new(t).map_err(|e| Error::load(&name, format!("tensor {n}: {e}")))?,
+                TensorBytes::new(t)
+                    .map_err(|e| Error::malformed(&name, format!("tensor {n}: {e}")))?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     ::safetensors::tensor::serialize(views, (!meta.is_empty()).then_some(meta))
-        .map_err(|e| Error::load(&name, format!("cannot serialize: {e}")))
+        .map_err(|e| Error::malformed(&name, format!("cannot serialize: {e}")))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over

@@ -16,9 +16,10 @@ use tch::{Device, Kind, Tensor};
 use super::config::BertConfig;
 use super::embeddings::BertEmbeddings;
 use super::layer::BertLayer;
-use crate::checkpoint::{load_into, read_safetensors};
+use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
-use crate::linear::{linear, Linear};
+use crate::io::read_safetensors;
+use crate::nn::{linear, Linear};
 
 #[derive(Debug)]
 pub struct BertModel {
@@ -72,7 +73,7 @@ impl BertModel {
         let model = Self::new(&vs, config, pooler)?;
         for (k, t) in tensors.iter_mut() {
             if t.kind() != Kind::Float {
-                return Err(Error::load(
+                return Err(Error::malformed(
                     &name,
                     format!("{k}: expected float32, got {:?}", t.kind()),
                 ));

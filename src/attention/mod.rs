@@ -1,0 +1,17 @@
+//! Attention as PyTorch has it: functional scaled dot-product attention with typed
+//! masks, the KV cache for incremental decoding, and a drop-in for
+//! `torch.nn.MultiheadAttention`. Model-specific attention blocks (the lecture's heads,
+//! nanoGPT's `CausalSelfAttention`, BERT's) live with their models in `crate::models`.
+
+pub mod functional;
+pub mod kv_cache;
+pub mod mask;
+pub mod multihead_attention;
+
+pub use functional::{
+    scaled_dot_product_attention, scaled_dot_product_attention_with_weights, Attention, Backend,
+    MaskedRows, SdpaOptions,
+};
+pub use kv_cache::KvCache;
+pub use mask::Mask;
+pub use multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};

@@ -1,0 +1,11 @@
+//! Models, one folder each, built from `crate::nn` and `crate::attention`, under the
+//! state_dict names of the PyTorch code they follow:
+//!
+//! - [`lecture`]: Karpathy's "Let's build GPT" lecture (`gpt.py`): `Head`,
+//!   `MultiHeadAttention`;
+//! - [`nanogpt`]: nanoGPT's `model.py`: `CausalSelfAttention`;
+//! - [`bert`]: a BERT encoder for sentence embeddings (all-MiniLM-L6-v2).
+
+pub mod bert;
+pub mod lecture;
+pub mod nanogpt;

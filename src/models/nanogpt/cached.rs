@@ -1,0 +1,62 @@
+//! [`CausalSelfAttention`] with a [`KvCache`]: incremental decoding, the causal mask
+//! aligned bottom-right (see [`crate::attention::kv_cache`]).
+
+use tch::Tensor;
+
+use super::CausalSelfAttention;
+use crate::attention::kv_cache::causal_mask;
+use crate::attention::{scaled_dot_product_attention, KvCache, SdpaOptions};
+use crate::check;
+use crate::error::{Error, Result};
+
+impl CausalSelfAttention {
+    /// One step of incremental decoding (eval mode: no dropout): attends the `T_new` new
+    /// tokens in `x` to every token cached so far and to themselves, causally, and
+    /// appends their keys and values to `cache`.
+    ///
+    /// The causal mask is aligned bottom-right: new token `i` is at absolute position
+    /// `past + i` and sees keys `0..=past + i`. (PyTorch's `is_causal` aligns top-left,
+    /// wrong whenever `T_new < S`; it is used only on the first call, where they agree.)
+    ///
+    /// Errors, leaving `cache` unchanged, when `x` is not `(B, T_new, C)` with the
+    /// module's dtype and device, when `B` differs from the cached batch, or when
+    /// `past + T_new` exceeds `block_size`.
+    ///
+    /// # Shapes
+    /// - x `(B, T_new, C)`; output `(B, T_new, C)`;
+    /// - cache `(B, nh, past, hs)` before, `(B, nh, past + T_new, hs)` after.
+    pub fn f_forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let cfg = &self.config;
+        let like = &self.c_attn.weight;
+        let (b, t, c) = check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), like)?;
+        let (nh, hs) = (cfg.n_head, c / cfg.n_head);
+        let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
+        if past + t > cfg.block_size {
+            return Err(Error::invalid(
+                "x",
+                format!(
+                    "{past} cached + {t} new tokens exceed block_size = {}",
+                    cfg.block_size
+                ),
+            ));
+        }
+        let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
+        let heads = |t_: &Tensor| -> Result<Tensor> {
+            Ok(t_.f_view([b, t, nh, hs])?.f_transpose(1, 2)?) // (B, nh, T, hs)
+        };
+        let q = heads(&qkv[0])?;
+        let (k, v) = cache.extended(&heads(&qkv[1])?, &heads(&qkv[2])?)?; // (B, nh, S, hs)
+        let (attn_mask, is_causal) = causal_mask(past, t, x.device())?;
+        let options = SdpaOptions {
+            attn_mask,
+            is_causal,
+            backend: self.backend,
+            ..SdpaOptions::default()
+        };
+        let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
+        let y = y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?; // re-assemble heads side by side
+        let y = self.c_proj.f_forward(&y)?;
+        cache.store(k, v);
+        Ok(y)
+    }
+}

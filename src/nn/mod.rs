@@ -1,0 +1,10 @@
+//! PyTorch's `torch.nn` building blocks that tch lacks or initialises differently, each
+//! under PyTorch's parameter names and drawing PyTorch's initial values from the same
+//! seed. Whole models (`crate::models`) are assembled from these and from
+//! `crate::attention`.
+
+mod layer_norm;
+mod linear;
+
+pub use layer_norm::{layer_norm, LayerNorm};
+pub use linear::{kaiming_uniform_bound, linear, Linear};
