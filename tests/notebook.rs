@@ -1,7 +1,16 @@
-//! The tensors behind `attn notebook` equal, bit for bit, what PyTorch computes for the
-//! notebook (tests/fixtures/notebook.safetensors, written by scripts/make_fixtures.py).
+//! The tensors behind `attn notebook` against PyTorch's:
+//!
+//! - bit for bit against what PyTorch computes on this machine, now: the test runs
+//!   `scripts/make_fixtures.py --native-only` with the setup's Python (libtorch's native
+//!   kernels, as the crate runs them);
+//! - to `torch.testing.assert_close`'s float32 tolerance against the committed
+//!   `tests/fixtures/notebook.safetensors`, which holds the notebook's printed digits but
+//!   was computed on another CPU: libtorch's native matmul/softmax kernels give other
+//!   last bits on other CPUs (measured: an AMD EPYC without AVX512 differs from the
+//!   committing machine by 6e-8 in `wei` and 2.4e-7 in `out`), so bit equality can only
+//!   be asked of PyTorch on the same CPU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tch::Tensor;
@@ -17,45 +26,109 @@ fn replay(config: NotebookConfig) -> tch_attention::Result<Notebook> {
     Notebook::replay(config)
 }
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/notebook.safetensors")
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the environment whose libtorch this build links
+/// (`.../site-packages/torch/lib` -> `.../bin/python`), or `$TCH_ATTENTION_VENV/bin/python`.
+fn setup_python() -> PathBuf {
+    let lib = Path::new(env!("TCH_ATTENTION_LIBTORCH_LIB"));
+    // lib = VENV/lib/pythonX.Y/site-packages/torch/lib
+    let from_build = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"));
+    from_build
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("TCH_ATTENTION_VENV").map(|v| PathBuf::from(v).join("bin/python"))
+        })
+        .expect("the setup's Python (run `make setup`, or set TCH_ATTENTION_VENV)")
+}
+
+/// The notebook as PyTorch computes it on this machine, with its native kernels.
+fn pytorch_here() -> tch_attention::io::Safetensors {
+    let out = std::env::temp_dir().join(format!("tch-attention-notebook-{}", std::process::id()));
+    let status = std::process::Command::new(setup_python())
+        .arg(manifest().join("scripts/make_fixtures.py"))
+        .args(["--native-only", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run scripts/make_fixtures.py --native-only");
+    assert!(status.success(), "make_fixtures.py --native-only failed");
+    let file =
+        read_safetensors(&out.join("notebook.safetensors")).expect("read PyTorch's notebook");
+    std::fs::remove_dir_all(&out).ok();
+    file
+}
+
+fn bytes(t: &Tensor) -> Vec<u8> {
+    let t = t.detach().contiguous();
+    let mut v = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+    t.copy_data_u8(&mut v, t.numel());
+    v
 }
 
 fn assert_bits_equal(name: &str, ours: &Tensor, theirs: &Tensor) {
     assert_eq!(ours.size(), theirs.size(), "{name}: shape");
     assert_eq!(ours.kind(), theirs.kind(), "{name}: dtype");
     // Bitwise: compare the raw bytes, so -0.0 vs 0.0 or a last-ulp difference fails too.
-    let bytes = |t: &Tensor| {
-        let t = t.detach().contiguous();
-        let mut v = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-        t.copy_data_u8(&mut v, t.numel());
-        v
-    };
     assert!(
         bytes(ours) == bytes(theirs),
         "{name}: not bit-for-bit equal to PyTorch's"
     );
 }
 
+/// `torch.testing.assert_close`'s float32 defaults.
+fn assert_close_f32(name: &str, ours: &Tensor, theirs: &Tensor) {
+    assert_eq!(ours.size(), theirs.size(), "{name}: shape");
+    assert!(
+        ours.detach().allclose(theirs, 1.3e-6, 1e-5, false),
+        "{name}: not within float32 assert_close of PyTorch's"
+    );
+}
+
+fn tensors(nb: &Notebook) -> [(&'static str, &Tensor); 5] {
+    [
+        ("x", &nb.one.x),
+        ("key.weight", &nb.one.key.weight),
+        ("query.weight", &nb.one.query.weight),
+        ("wei", &nb.one.wei),
+        ("out", &nb.one.out),
+    ]
+}
+
 #[test]
-fn notebook_matches_pytorch_bit_for_bit() {
-    let file = read_safetensors(&fixture()).expect("read the notebook fixture");
+fn notebook_matches_pytorch_on_this_cpu_bit_for_bit() {
+    let file = pytorch_here();
     assert_eq!(file.metadata.get("seed").map(String::as_str), Some("1337"));
     let nb = replay(NotebookConfig::default()).expect("replay");
-    let expected = |n: &str| {
-        file.tensors
-            .get(n)
-            .unwrap_or_else(|| panic!("fixture lacks {n}"))
-    };
-    assert_bits_equal("x", &nb.one.x, expected("x"));
-    assert_bits_equal("key.weight", &nb.one.key.weight, expected("key.weight"));
-    assert_bits_equal(
-        "query.weight",
-        &nb.one.query.weight,
-        expected("query.weight"),
-    );
-    assert_bits_equal("wei", &nb.one.wei, expected("wei"));
-    assert_bits_equal("out", &nb.one.out, expected("out"));
+    for (name, ours) in tensors(&nb) {
+        let theirs = file
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        assert_bits_equal(name, ours, theirs);
+    }
+}
+
+#[test]
+fn notebook_matches_the_committed_fixture() {
+    let file = read_safetensors(&manifest().join("tests/fixtures/notebook.safetensors"))
+        .expect("read the notebook fixture");
+    assert_eq!(file.metadata.get("seed").map(String::as_str), Some("1337"));
+    let nb = replay(NotebookConfig::default()).expect("replay");
+    for (name, ours) in tensors(&nb) {
+        let theirs = file
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        // Random draws do not depend on the CPU's kernels: x and the weights are exact.
+        if matches!(name, "wei" | "out") {
+            assert_close_f32(name, ours, theirs);
+        } else {
+            assert_bits_equal(name, ours, theirs);
+        }
+    }
 }
 
 #[test]
