@@ -4,10 +4,10 @@
 //! torch-sys (`links = "tch"`) reports the folder it linked against as `libtorch_lib`,
 //! which Cargo hands to direct dependents as `DEP_TCH_LIBTORCH_LIB`.
 //!
-//! With a CUDA libtorch, torch-sys asks for `torch_cuda` but rustc links with
-//! `--as-needed`, and no Rust symbol refers to `torch_cuda`: the linker drops it, the
-//! CUDA backend never registers, and `tch::Cuda::is_available()` is false even on a GPU
-//! machine. So the binaries name it with `--no-as-needed` around it.
+//! `libtorch_cuda` is deliberately not linked: rustc links with `--as-needed`, no Rust
+//! symbol refers to it, so the linker drops it, and a CPU start-up does not load the
+//! CUDA libraries. `tch_attention::device::load_cuda_backend` opens it at run time when
+//! a CUDA device is asked for (src/device.rs).
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -15,12 +15,9 @@ fn main() {
         let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
         if os == "linux" || os == "macos" {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-            let cuda = std::path::Path::new(&lib).join("libtorch_cuda.so");
-            if os == "linux" && cuda.exists() {
-                println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-            }
         }
-        // Recorded so that `attn doctor` can say which folder the build expected.
+        // Recorded so that `attn doctor` can say which folder the build expected, and
+        // so that the CUDA backend is found beside it.
         println!("cargo:rustc-env=TCH_ATTENTION_LIBTORCH_LIB={lib}");
     } else {
         println!("cargo:rustc-env=TCH_ATTENTION_LIBTORCH_LIB=");

@@ -33,7 +33,7 @@ pub struct Diagnosis {
     /// The folder the crate was built against.
     pub built_against: String,
     /// Whether `libtorch_cuda` is loaded: without it CUDA can never be available, GPU
-    /// or not (build.rs keeps the linker from dropping it).
+    /// or not (`collect` loads it, as `--device cuda` does; start-up does not).
     pub cuda_backend_loaded: bool,
     pub cuda_available: bool,
     pub cudnn_available: bool,
@@ -45,6 +45,9 @@ pub struct Diagnosis {
 
 impl Diagnosis {
     pub fn collect() -> Self {
+        // Before any CUDA query: libtorch looks its CUDA hooks up once (src/device.rs).
+        // A failure to load shows as `cuda_backend_loaded: false`.
+        let _ = crate::device::load_cuda_backend();
         let lib_dir = loaded_lib_dir("libtorch_cpu.");
         let version = lib_dir.as_ref().and_then(|d| version_beside(d));
         let cuda_available = tch::Cuda::is_available();

@@ -3,6 +3,7 @@ pub mod attention;
 pub mod bench;
 mod check;
 pub mod checkpoint;
+pub mod device;
 pub mod doctor;
 pub mod error;
 pub mod heatmap;

@@ -12,7 +12,8 @@ use tch_attention::models::lecture::{Head, HeadConfig};
 use tch_attention::parity::{collect_case_files, Case};
 
 fn cuda() -> Option<Device> {
-    if tch::Cuda::is_available() {
+    // Loads libtorch_cuda first: the binaries link libtorch_cpu alone (src/device.rs).
+    if tch_attention::device::cuda_device(0).is_ok() {
         Some(Device::Cuda(0))
     } else {
         eprintln!("skipped: no CUDA device available to this libtorch");

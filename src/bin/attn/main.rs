@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use tch::Device;
 
@@ -63,10 +63,9 @@ impl DeviceArg {
     pub fn device(self) -> Result<Device> {
         match self {
             DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-            DeviceArg::Cuda => bail!(
-                "--device cuda: no CUDA device is available to this libtorch (see `attn doctor`)"
-            ),
+            // Loads libtorch_cuda first: start-up maps libtorch_cpu alone.
+            DeviceArg::Cuda => tch_attention::device::cuda_device(0)
+                .map_err(|e| anyhow::anyhow!("--device cuda: {e} (see `attn doctor`)")),
         }
     }
 }
