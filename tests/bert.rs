@@ -187,3 +187,39 @@ fn padding_and_the_attention_path_do_not_change_the_result() {
     let sums = w.sum_dim_intlist(-1, false, Kind::Float);
     assert!(max_abs(&sums, &Tensor::ones_like(&sums)) < 1e-5);
 }
+
+#[test]
+fn a_config_larger_than_its_weights_is_refused_before_allocating() {
+    use tch_attention::models::bert::{BertConfig, BertModel};
+    let dir = std::env::temp_dir().join(format!("tch-attention-bert-bomb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weights = dir.join("model.safetensors");
+    let tiny = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+    tch_attention::io::write_safetensors(
+        &weights,
+        [("embeddings.word_embeddings.weight", &tiny)],
+        &Default::default(),
+    )
+    .unwrap();
+    // What the real model says, made huge: 64 layers x 16384 is ~200 G parameters.
+    let model_dir = default_model_dir().expect("the model package");
+    let mut config = BertConfig::from_file(&model_dir.join("config.json")).unwrap();
+    config.num_hidden_layers = 64;
+    config.hidden_size = 16384;
+    config.num_attention_heads = 128;
+    config.intermediate_size = 65536;
+    let start = std::time::Instant::now();
+    let e = BertModel::load(config.clone(), &weights, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(e.contains("parameters") && e.contains("holds 6"), "{e}");
+    // The count is the real model's: all-MiniLM-L6-v2 loads through the same check.
+    let real = BertConfig::from_file(&model_dir.join("config.json")).unwrap();
+    assert_eq!(BertModel::parameter_count(&real, true), Some(22_713_216));
+    std::fs::remove_dir_all(&dir).ok();
+}

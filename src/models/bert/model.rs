@@ -69,6 +69,7 @@ impl BertModel {
         let mut tensors: BTreeMap<String, Tensor> = read_safetensors(weights)?.tensors;
         tensors.remove("embeddings.position_ids");
         let pooler = tensors.contains_key("pooler.dense.weight");
+        check_parameter_count(&config, pooler, &tensors, &name)?;
         let vs = VarStore::new(device);
         let model = Self::new(&vs, config, pooler)?;
         for (k, t) in tensors.iter_mut() {
@@ -82,6 +83,34 @@ impl BertModel {
         }
         load_into(&vs, &tensors, &name)?;
         Ok((vs, model))
+    }
+
+    /// The number of parameters a model of `config` has (with the pooler iff `pooler`);
+    /// `None` when it overflows `u64`.
+    pub fn parameter_count(config: &BertConfig, pooler: bool) -> Option<u64> {
+        let [v, h, l, i, p, t] = [
+            config.vocab_size,
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.intermediate_size,
+            config.max_position_embeddings,
+            config.type_vocab_size,
+        ]
+        .map(|x| u64::try_from(x).unwrap_or(u64::MAX));
+        let linear = |i: u64, o: u64| i.checked_mul(o)?.checked_add(o);
+        let norm = h.checked_mul(2)?;
+        let embeddings = v
+            .checked_add(p)?
+            .checked_add(t)?
+            .checked_mul(h)?
+            .checked_add(norm)?;
+        let attention = linear(h, h)?.checked_mul(4)?.checked_add(norm)?;
+        let ffn = linear(h, i)?
+            .checked_add(linear(i, h)?)?
+            .checked_add(norm)?;
+        let layers = attention.checked_add(ffn)?.checked_mul(l)?;
+        let pooler = if pooler { linear(h, h)? } else { 0 };
+        embeddings.checked_add(layers)?.checked_add(pooler)
     }
 
     /// `input_ids (N, L)` int64 and `attention_mask (N, L)` (nonzero = a real token,
@@ -123,5 +152,29 @@ impl BertModel {
                     .f_tanh()?,
             )),
         }
+    }
+}
+
+/// A config must describe exactly the parameters the weights file holds, checked before
+/// anything is allocated: a config.json of 64 layers x 16384 beside a 112-byte weights
+/// file used to build every parameter (tens of GB) before the shapes were compared.
+/// `load_into` then checks every key and shape.
+fn check_parameter_count(
+    config: &BertConfig,
+    pooler: bool,
+    tensors: &BTreeMap<String, Tensor>,
+    name: &str,
+) -> Result<()> {
+    config.validate()?;
+    let in_file: u64 = tensors.values().map(|t| t.numel() as u64).sum();
+    match BertModel::parameter_count(config, pooler) {
+        Some(n) if n == in_file => Ok(()),
+        n => Err(Error::malformed(
+            name,
+            format!(
+                "config.json describes a model of {} parameters, but the file holds {in_file}",
+                n.map_or("more than 2^64".to_string(), |n| n.to_string())
+            ),
+        )),
     }
 }
