@@ -6,7 +6,8 @@
 //! # Quick start
 //!
 //! A module lives in a tch `VarStore` under PyTorch's state_dict keys, so a checkpoint
-//! loads by name (see [`checkpoint`]). nanoGPT's attention, under the keys of a GPT's block 1:
+//! loads by name (see [`checkpoint`]). nanoGPT's attention, under the keys of a GPT's
+//! block 1:
 //!
 //! ```
 //! use tch::{nn::VarStore, Device, Kind, Tensor};
