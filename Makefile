@@ -45,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints bench-smoke
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -69,6 +69,14 @@ check-checkpoints: setup
 	@$(CARGO) build --quiet --bin attn --example save_layouts
 	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn \
 		--save-layouts target/debug/examples/save_layouts
+
+# Every example in examples/ that checks itself against PyTorch's tensors runs and exits 0
+# (`cargo test` only builds them).
+check-examples: setup
+	@for e in gpt_block mha_state_dict notebook; do \
+	  $(CARGO) run --quiet --example $$e >/dev/null || { echo "example $$e failed" >&2; exit 1; }; \
+	done; \
+	echo "examples: gpt_block, mha_state_dict and notebook give PyTorch's outputs"
 
 # Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then

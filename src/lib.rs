@@ -1,3 +1,64 @@
+//! PyTorch's attention modules on tch (libtorch 2.13.0), checked against tensors PyTorch
+//! computed: the lecture's `Head` and `MultiHeadAttention`, nanoGPT's
+//! `CausalSelfAttention`, `torch.nn.MultiheadAttention`, functional SDPA, a BERT
+//! encoder, and the checkpoint formats to load them from PyTorch and save them back.
+//!
+//! # Quick start
+//!
+//! A module lives in a tch `VarStore` under PyTorch's state_dict keys, so a checkpoint
+//! loads by name (see [`checkpoint`]). nanoGPT's attention, under the keys of a GPT's
+//! block 1:
+//!
+//! ```
+//! use tch::{nn::VarStore, Device, Kind, Tensor};
+//! use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let vs = VarStore::new(Device::Cpu);
+//! let config = CausalSelfAttentionConfig::new(8, 2, 6); // n_embd C, n_head, block_size
+//! let attn = CausalSelfAttention::new(vs.root() / "transformer" / "h" / 1 / "attn", config)?;
+//! let x = Tensor::f_randn([4, 6, 8], (Kind::Float, Device::Cpu))?; // (B, T, C)
+//! let y = attn.f_forward_t(&x, false)?; // eval mode: no dropout
+//! assert_eq!(y.size(), [4, 6, 8]); // (B, T, C)
+//! // The VarStore's names are the keys of nanoGPT's model.state_dict():
+//! let keys: Vec<String> = tch_attention::checkpoint::state_dict(&vs).into_keys().collect();
+//! assert_eq!(keys, [
+//!     "transformer.h.1.attn.c_attn.bias", "transformer.h.1.attn.c_attn.weight",
+//!     "transformer.h.1.attn.c_proj.bias", "transformer.h.1.attn.c_proj.weight",
+//! ]);
+//! // A sequence longer than block_size is an error naming `x`, not a libtorch abort:
+//! let too_long = Tensor::f_zeros([4, 7, 8], (Kind::Float, Device::Cpu))?;
+//! let err = attn.f_forward_t(&too_long, false).unwrap_err();
+//! assert!(matches!(err, tch_attention::Error::Shape { .. }), "{err}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every fallible call returns the one [`Error`], which names the argument, what was
+//! expected and what came.
+//!
+//! # Modules
+//!
+//! - [`nn`]: building blocks under PyTorch's names and init (`Linear`, `LayerNorm`);
+//! - [`attention`]: functional scaled dot-product attention with typed masks, the KV
+//!   cache, `torch.nn.MultiheadAttention`;
+//! - [`models`]: whole blocks and models, one folder per family: `lecture`, `nanogpt`,
+//!   `bert`;
+//! - [`io`]: file formats: safetensors, `torch.save` archives (without Python), atomic
+//!   writes;
+//! - [`checkpoint`]: what a checkpoint's tensors mean: attention layouts, lossless
+//!   conversion between them, strict `load_state_dict`, saving modules;
+//! - [`parity`]: parity cases (a module, its inputs and PyTorch's outputs in one file)
+//!   and `assert_close` comparison;
+//! - [`heatmap`]: attention weights drawn as PNG heatmaps;
+//! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
+//!   the PyTorch side's;
+//! - [`notebook`], [`pretty`], [`doctor`]: the notebook replay, PyTorch's tensor
+//!   printing, the install diagnosis; [`error`]: the one typed error.
+//!
+//! Runnable programs are in `examples/` (`cargo run --example gpt_block`,
+//! `mha_state_dict`, `notebook`); the README follows.
+//!
 #![doc = include_str!("../README.md")]
 pub mod attention;
 pub mod bench;

@@ -23,13 +23,15 @@ use crate::pretty::{size_repr, tensor_repr, tensor_repr_with};
 /// The notebook's sizes; the defaults are its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotebookConfig {
+    /// `torch.manual_seed(seed)` before anything is drawn. Default 1337.
     pub seed: i64,
-    /// B
+    /// B: sequences in the batch. Default 4.
     pub batch: i64,
-    /// T
+    /// T: tokens per sequence. Default 8.
     pub time: i64,
-    /// C
+    /// C: channels per token. Default 32.
     pub channels: i64,
+    /// `head_size`: channels of the key, query and value projections. Default 16.
     pub head_size: i64,
 }
 
@@ -46,6 +48,7 @@ impl Default for NotebookConfig {
 }
 
 impl NotebookConfig {
+    /// Checks that every size is at least 1 (any seed is fine).
     pub fn validate(&self) -> Result<()> {
         check::positive("batch", self.batch)?;
         check::positive("time", self.time)?;
@@ -57,11 +60,17 @@ impl NotebookConfig {
 /// Part one: the notebook's tensors.
 #[derive(Debug)]
 pub struct PartOne {
+    /// `x = torch.randn(B, T, C)`, the first thing drawn after the seed.
     pub x: Tensor,
+    /// `key = nn.Linear(C, head_size, bias=False)`, drawn first.
     pub key: Linear,
+    /// `query = nn.Linear(C, head_size, bias=False)`, drawn after `key`.
     pub query: Linear,
+    /// `k = key(x)`, `(B, T, head_size)`.
     pub k: Tensor,
+    /// `q = query(x)`, `(B, T, head_size)`.
     pub q: Tensor,
+    /// `torch.tril(torch.ones(T, T))`: 1 where a query may see a key, 0 in the future.
     pub tril: Tensor,
     /// Softmax of the masked, unscaled scores `(B, T, T)`.
     pub wei: Tensor,
@@ -72,7 +81,9 @@ pub struct PartOne {
 /// Part two: the lecture's head, with a value projection and scaling.
 #[derive(Debug)]
 pub struct PartTwo {
+    /// `value = nn.Linear(C, head_size, bias=False)`, drawn after `key` and `query`.
     pub value: Linear,
+    /// `v = value(x)`, `(B, T, head_size)`.
     pub v: Tensor,
     /// Variance of the raw scores `q @ k^T` (about `head_size` for unit inputs).
     pub raw_var: f64,
@@ -87,9 +98,14 @@ pub struct PartTwo {
 /// The notebook, replayed.
 #[derive(Debug)]
 pub struct Notebook {
+    /// The sizes and seed it was replayed with.
     pub config: NotebookConfig,
+    /// The VarStore holding the projections, under `key.weight`, `query.weight`,
+    /// `value.weight`.
     pub vs: VarStore,
+    /// Part one: the notebook's code.
     pub one: PartOne,
+    /// Part two: the lecture's value projection and scaling.
     pub two: PartTwo,
 }
 

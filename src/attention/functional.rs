@@ -68,7 +68,10 @@ pub struct SdpaOptions {
 /// values (after masking, softmax and dropout).
 #[derive(Debug)]
 pub struct Attention {
+    /// The attention output `(N, ..., Hq, L, Ev)`: the weights applied to `value`.
     pub output: Tensor,
+    /// The attention weights `(N, ..., Hq, L, S)`: each query row's softmax over the keys,
+    /// after dropout (so a train-mode row no longer sums to 1).
     pub weights: Tensor,
 }
 

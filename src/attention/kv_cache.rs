@@ -48,6 +48,7 @@ impl KvCache {
         self.keys.as_ref().map_or(0, |k| k.size()[2])
     }
 
+    /// Whether nothing is cached yet (before the first cached forward, or after [`KvCache::reset`]).
     pub fn is_empty(&self) -> bool {
         self.keys.is_none()
     }

@@ -47,6 +47,8 @@ pub struct MultiheadAttentionConfig {
 }
 
 impl MultiheadAttentionConfig {
+    /// `nn.MultiheadAttention(embed_dim, num_heads)` with PyTorch's defaults for the rest;
+    /// checked by [`MultiheadAttentionConfig::validate`] when the module is built.
     pub fn new(embed_dim: i64, num_heads: i64) -> Self {
         Self {
             embed_dim,
@@ -60,45 +62,61 @@ impl MultiheadAttentionConfig {
             batch_first: false,
         }
     }
+    /// `dropout`: the probability of zeroing an attention weight in training.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_dropout(self, dropout: f64) -> Self {
         Self { dropout, ..self }
     }
+    /// `bias`: whether the in- and out-projections have biases.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_bias(self, bias: bool) -> Self {
         Self { bias, ..self }
     }
+    /// `add_bias_kv`: append the learned `bias_k`, `bias_v` to the keys and values.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_add_bias_kv(self, add_bias_kv: bool) -> Self {
         Self {
             add_bias_kv,
             ..self
         }
     }
+    /// `add_zero_attn`: append a zero key and value (after `bias_k`, `bias_v`).
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_add_zero_attn(self, add_zero_attn: bool) -> Self {
         Self {
             add_zero_attn,
             ..self
         }
     }
+    /// `kdim`: channels of the key input, for cross-attention.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_kdim(self, kdim: i64) -> Self {
         Self {
             kdim: Some(kdim),
             ..self
         }
     }
+    /// `vdim`: channels of the value input, for cross-attention.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_vdim(self, vdim: i64) -> Self {
         Self {
             vdim: Some(vdim),
             ..self
         }
     }
+    /// `batch_first`: inputs and output are `(N, L, E)` instead of `(L, N, E)`.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_batch_first(self, batch_first: bool) -> Self {
         Self {
             batch_first,
             ..self
         }
     }
+    /// Channels of the key input: `kdim`, or `embed_dim` when unset.
     pub fn kdim(&self) -> i64 {
         self.kdim.unwrap_or(self.embed_dim)
     }
+    /// Channels of the value input: `vdim`, or `embed_dim` when unset.
     pub fn vdim(&self) -> i64 {
         self.vdim.unwrap_or(self.embed_dim)
     }
@@ -106,10 +124,13 @@ impl MultiheadAttentionConfig {
     pub fn packed(&self) -> bool {
         self.kdim() == self.embed_dim && self.vdim() == self.embed_dim
     }
+    /// Channels per head, `embed_dim / num_heads` (PyTorch's `head_dim`).
     pub fn head_dim(&self) -> i64 {
         self.embed_dim / self.num_heads
     }
 
+    /// Checks what PyTorch's constructor asserts: positive sizes, `num_heads` dividing
+    /// `embed_dim`, a dropout probability in `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         check::positive("embed_dim", self.embed_dim)?;
         check::positive("num_heads", self.num_heads)?;
@@ -164,10 +185,15 @@ pub struct MultiheadAttention {
     pub in_proj_weight: Option<Tensor>,
     /// `q_proj_weight`, `k_proj_weight`, `v_proj_weight` (not packed).
     pub qkv_proj_weight: Option<[Tensor; 3]>,
+    /// `in_proj_bias`, `[3E]`: the query, key and value biases stacked (when `bias`).
     pub in_proj_bias: Option<Tensor>,
+    /// `out_proj`: `Linear(E, E)`, under `out_proj.weight`, `out_proj.bias`.
     pub out_proj: Linear,
+    /// `bias_k`, `[1, 1, E]`, appended to the keys (when `add_bias_kv`).
     pub bias_k: Option<Tensor>,
+    /// `bias_v`, `[1, 1, E]`, appended to the values (when `add_bias_kv`).
     pub bias_v: Option<Tensor>,
+    /// The constructor's arguments.
     pub config: MultiheadAttentionConfig,
     /// Fully masked rows; `None` = PyTorch's (NaN with weights, 0 without).
     pub masked_rows: Option<MaskedRows>,

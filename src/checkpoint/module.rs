@@ -114,6 +114,8 @@ pub fn save_checkpoint(
 
 /// Builds a module and loads it from a checkpoint file.
 pub trait FromCheckpoint: StateDict + Sized {
+    /// The module's configuration (`CausalSelfAttentionConfig`, ...): the sizes the
+    /// checkpoint's tensors must have.
     type Config;
     /// The module under `path` with `config`, its weights read from the block under
     /// `prefix` of `file`, which holds them in `layout`.

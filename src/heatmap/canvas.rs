@@ -5,6 +5,7 @@ use font8x8::{UnicodeFonts, BASIC_FONTS, GREEK_FONTS, LATIN_FONTS};
 
 use crate::error::{Error, Result};
 
+/// One pixel's colour: red, green, blue, 0 to 255 each.
 pub type Rgb = [u8; 3];
 
 /// Width and height of one glyph of the 8x8 font, before scaling.
@@ -13,8 +14,12 @@ pub const GLYPH: usize = 8;
 /// An 8-bit RGB image, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Canvas {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `width * height * 3` bytes: row by row from the top, pixel by pixel from the left,
+    /// red, green, blue.
     pub pixels: Vec<u8>,
 }
 
@@ -48,6 +53,8 @@ impl Canvas {
         })
     }
 
+    /// Fills the `w x h` rectangle whose top-left pixel is `(x, y)`; the part outside the
+    /// canvas is cut off.
     pub fn fill_rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: Rgb) {
         for yy in y..(y + h).min(self.height) {
             for xx in x..(x + w).min(self.width) {

@@ -106,18 +106,21 @@ impl Heatmap {
     }
 
     /// The figure's title, on top.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
         self.title = title.into();
         self
     }
 
     /// Lines under the title, in smaller type (`\n` separates them).
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_subtitle(mut self, subtitle: impl Into<String>) -> Self {
         self.subtitle = Some(subtitle.into());
         self
     }
 
     /// One title per panel.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_panel_titles(mut self, titles: Vec<String>) -> Result<Self> {
         if titles.len() != self.panels.len() {
             return Err(Error::invalid(
@@ -132,6 +135,7 @@ impl Heatmap {
     }
 
     /// Query (row) and key (column) labels, e.g. the tokens.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_labels(mut self, rows: Vec<String>, cols: Vec<String>) -> Result<Self> {
         if rows.len() != self.rows || cols.len() != self.cols {
             return Err(Error::invalid(
@@ -151,6 +155,7 @@ impl Heatmap {
     }
 
     /// The values that map to the two ends of the colour scale (default 0 and 1).
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_range(mut self, min: f64, max: f64) -> Result<Self> {
         if !(min.is_finite() && max.is_finite() && min < max) {
             return Err(Error::invalid(
@@ -163,6 +168,7 @@ impl Heatmap {
     }
 
     /// Panels per row of the grid (default: about the square root of the count).
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_columns(mut self, columns: usize) -> Result<Self> {
         if columns == 0 {
             return Err(Error::invalid("columns", "must be at least 1"));

@@ -8,12 +8,16 @@ use tch::Tensor;
 
 use crate::error::Result;
 
+/// `torch.nn.LayerNorm(E, eps)`: normalises the last dimension, then scales by `weight`
+/// and shifts by `bias`. Built by [`layer_norm`]; `(*, E) -> (*, E)`.
 #[derive(Debug)]
 pub struct LayerNorm {
     /// `weight`, `[E]`, initialised to 1.
     pub weight: Tensor,
     /// `bias`, `[E]`, initialised to 0.
     pub bias: Tensor,
+    /// `eps`, added to the variance before the square root (PyTorch's default `1e-5`,
+    /// BERT's `layer_norm_eps` `1e-12`).
     pub eps: f64,
 }
 

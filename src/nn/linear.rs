@@ -76,10 +76,12 @@ impl Linear {
         Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
     }
 
+    /// `in_features`, the last dimension the layer takes.
     pub fn in_features(&self) -> i64 {
         self.weight.size()[1]
     }
 
+    /// `out_features`, the last dimension the layer gives.
     pub fn out_features(&self) -> i64 {
         self.weight.size()[0]
     }

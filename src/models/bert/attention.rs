@@ -23,17 +23,27 @@ use crate::error::Result;
 use crate::nn::{layer_norm, LayerNorm};
 use crate::nn::{linear, Linear};
 
+/// transformers' `BertAttention`: self-attention over the whole sequence (no causal
+/// mask), then the output projection, residual and LayerNorm. `(N, L, E) -> (N, L, E)`.
 #[derive(Debug)]
 pub struct BertAttention {
+    /// `self.query`: `Linear(E, E)`.
     pub query: Linear,
+    /// `self.key`: `Linear(E, E)`.
     pub key: Linear,
+    /// `self.value`: `Linear(E, E)`.
     pub value: Linear,
+    /// `output.dense`: `Linear(E, E)`, the projection after the heads are joined.
     pub output_dense: Linear,
+    /// `output.LayerNorm`: `LayerNorm(E)` over `dense(context) + x`.
     pub output_layer_norm: LayerNorm,
+    /// H, `num_attention_heads`; each head has `E / H` channels.
     pub num_heads: i64,
 }
 
 impl BertAttention {
+    /// Builds the block under `path` (`self.*`, then `output.*`) for `c`'s sizes; the
+    /// weights are random until a checkpoint is loaded.
     pub fn new<'a>(path: impl Borrow<Path<'a>>, c: &BertConfig) -> Result<Self> {
         let p = path.borrow();
         let (s, o, e) = (p / "self", p / "output", c.hidden_size);

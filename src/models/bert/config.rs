@@ -111,6 +111,8 @@ impl BertConfig {
         Ok(c)
     }
 
+    /// Checks that every size is positive, the heads divide `hidden_size`, and
+    /// `layer_norm_eps` is positive and finite.
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [
             ("vocab_size", self.vocab_size),

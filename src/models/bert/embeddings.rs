@@ -15,15 +15,23 @@ use super::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::nn::{layer_norm, LayerNorm};
 
+/// transformers' `BertEmbeddings`: token ids `(N, L)` to vectors `(N, L, E)`.
 #[derive(Debug)]
 pub struct BertEmbeddings {
+    /// `word_embeddings.weight`, `[vocab_size, E]`: one row per token id.
     pub word_embeddings: Tensor,
+    /// `position_embeddings.weight`, `[max_position_embeddings, E]`: one row per position.
     pub position_embeddings: Tensor,
+    /// `token_type_embeddings.weight`, `[type_vocab_size, E]`: one row per segment (only
+    /// row 0 is used).
     pub token_type_embeddings: Tensor,
+    /// `LayerNorm`: `LayerNorm(E)` over the sum of the three embeddings.
     pub layer_norm: LayerNorm,
 }
 
 impl BertEmbeddings {
+    /// Builds the tables under `path` for `c`'s sizes, drawn from `normal(0, 0.02)` as
+    /// BERT initialises them, until a checkpoint is loaded.
     pub fn new<'a>(path: impl Borrow<Path<'a>>, c: &BertConfig) -> Result<Self> {
         let p = path.borrow();
         // BertPreTrainedModel's init: normal(0, initializer_range); loading replaces it.

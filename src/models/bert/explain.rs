@@ -22,9 +22,13 @@ pub enum Heads {
 /// One layer's attention for one sentence.
 #[derive(Debug)]
 pub struct Explanation {
+    /// The sentence as given.
     pub sentence: String,
+    /// Its tokens, `[CLS]` first and `[SEP]` last: the rows and columns, in order.
     pub tokens: Vec<String>,
+    /// The encoder layer, counted from 0.
     pub layer: usize,
+    /// Which heads the panels and weights come from.
     pub heads: Heads,
     /// What the figure draws: `(H, L, L)` for [`Heads::All`], else `(1, L, L)`.
     pub panels: Tensor,
@@ -35,7 +39,9 @@ pub struct Explanation {
 /// A token and the tokens it attends to most, with their weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Focus {
+    /// The token reading (the query).
     pub token: String,
+    /// The tokens it reads most (the keys), with their weights, largest first.
     pub top: Vec<(String, f32)>,
 }
 

@@ -17,15 +17,22 @@ use crate::error::Result;
 use crate::nn::{layer_norm, LayerNorm};
 use crate::nn::{linear, Linear};
 
+/// transformers' `BertLayer`: one encoder layer, `(N, L, E) -> (N, L, E)`.
 #[derive(Debug)]
 pub struct BertLayer {
+    /// `attention`: self-attention with its output projection and LayerNorm.
     pub attention: BertAttention,
+    /// `intermediate.dense`: `Linear(E, intermediate_size)`, followed by GELU.
     pub intermediate_dense: Linear,
+    /// `output.dense`: `Linear(intermediate_size, E)`.
     pub output_dense: Linear,
+    /// `output.LayerNorm`: `LayerNorm(E)` over `dense(h) + attention output`.
     pub output_layer_norm: LayerNorm,
 }
 
 impl BertLayer {
+    /// Builds the layer under `path` for `c`'s sizes; the weights are random until a
+    /// checkpoint is loaded.
     pub fn new<'a>(path: impl Borrow<Path<'a>>, c: &BertConfig) -> Result<Self> {
         let p = path.borrow();
         let (e, i) = (c.hidden_size, c.intermediate_size);

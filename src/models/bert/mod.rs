@@ -107,17 +107,22 @@ pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
 /// A pretrained BERT sentence encoder: tokenizer, model and pooling.
 #[derive(Debug)]
 pub struct Pretrained {
+    /// The model folder it was loaded from (Hugging Face layout).
     pub dir: PathBuf,
+    /// The WordPiece tokenizer of the folder's `vocab.txt`.
     pub tokenizer: Tokenizer,
+    /// The encoder, with the folder's `model.safetensors` loaded.
     pub model: BertModel,
     /// sentence_bert_config.json's `do_lower_case`: lower-case the text first.
     pub lowercase_input: bool,
+    /// The VarStore holding the model's weights under the checkpoint's keys.
     pub vs: VarStore,
 }
 
 /// Sentences as one right-padded batch.
 #[derive(Debug)]
 pub struct Batch {
+    /// Each sentence's ids and tokens, unpadded, in the order given.
     pub encodings: Vec<Encoding>,
     /// `(N, L)` int64, padded with `[PAD]`.
     pub input_ids: Tensor,

@@ -21,10 +21,15 @@ use crate::error::{Error, Result};
 use crate::io::read_safetensors;
 use crate::nn::{linear, Linear};
 
+/// `transformers.BertModel` in eval mode: token ids `(N, L)` to hidden states
+/// `(N, L, E)`.
 #[derive(Debug)]
 pub struct BertModel {
+    /// The model's `config.json`.
     pub config: BertConfig,
+    /// `embeddings`: word, position and token-type embeddings with their LayerNorm.
     pub embeddings: BertEmbeddings,
+    /// `encoder.layer.{i}`: the `num_hidden_layers` encoder layers, in order.
     pub layers: Vec<BertLayer>,
     /// `pooler.dense`, present when the checkpoint has it.
     pub pooler: Option<Linear>,

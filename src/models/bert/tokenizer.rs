@@ -60,7 +60,9 @@ pub struct Tokenizer {
 /// One tokenised sentence: ids and the matching token strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoding {
+    /// Token ids, `[CLS]` first and `[SEP]` last: a row of the model's `input_ids`.
     pub ids: Vec<i64>,
+    /// The token behind each id (`##` marks a word's continuation), for labels.
     pub tokens: Vec<String>,
 }
 
@@ -108,6 +110,7 @@ impl Tokenizer {
         })
     }
 
+    /// The options it tokenises with.
     pub fn options(&self) -> &TokenizerOptions {
         &self.options
     }
@@ -117,6 +120,7 @@ impl Tokenizer {
         self.pad
     }
 
+    /// How many tokens the vocabulary holds (ids are `0..vocab_size`).
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }

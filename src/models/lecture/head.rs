@@ -38,6 +38,7 @@ pub struct HeadConfig {
 }
 
 impl HeadConfig {
+    /// `Head(head_size)` with `n_embd` and `block_size`; `dropout` 0.0.
     pub fn new(n_embd: i64, head_size: i64, block_size: i64) -> Self {
         Self {
             n_embd,
@@ -47,10 +48,13 @@ impl HeadConfig {
         }
     }
 
+    /// `dropout`: the probability of zeroing an attention weight in training.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_dropout(self, dropout: f64) -> Self {
         Self { dropout, ..self }
     }
 
+    /// Checks that the sizes are positive and `dropout` is in `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         check::positive("n_embd", self.n_embd)?;
         check::positive("head_size", self.head_size)?;
@@ -62,11 +66,15 @@ impl HeadConfig {
 /// One head of causal self-attention.
 #[derive(Debug)]
 pub struct Head {
+    /// `key`: `Linear(n_embd, head_size, bias=False)`.
     pub key: Linear,
+    /// `query`: `Linear(n_embd, head_size, bias=False)`.
     pub query: Linear,
+    /// `value`: `Linear(n_embd, head_size, bias=False)`.
     pub value: Linear,
     /// Lower-triangular ones `[block_size, block_size]`: 0 above the diagonal = masked.
     pub tril: Tensor,
+    /// The constructor's arguments.
     pub config: HeadConfig,
     /// Rows with every key masked (only possible with a loaded `tril` that has a zero on
     /// its diagonal). Default NaN, as the lecture's plain softmax gives.

@@ -24,14 +24,20 @@ use crate::nn::{linear, Linear};
 pub struct MultiHeadConfig {
     /// `n_embd`: channels C of the input and the output.
     pub n_embd: i64,
+    /// `num_heads`: how many [`Head`]s run side by side.
     pub num_heads: i64,
+    /// `head_size`: channels of each head; the heads' outputs concatenate to
+    /// `num_heads * head_size`.
     pub head_size: i64,
+    /// `block_size`: the longest sequence; the size of each head's `tril` buffer.
     pub block_size: i64,
     /// Dropout on each head's weights and after the projection. Default 0.0.
     pub dropout: f64,
 }
 
 impl MultiHeadConfig {
+    /// `MultiHeadAttention(num_heads, head_size)` with `n_embd` and `block_size`;
+    /// `dropout` 0.0.
     pub fn new(n_embd: i64, num_heads: i64, head_size: i64, block_size: i64) -> Self {
         Self {
             n_embd,
@@ -42,6 +48,9 @@ impl MultiHeadConfig {
         }
     }
 
+    /// `dropout`: the probability of zeroing a weight (in each head) and an output
+    /// element (after `proj`) in training.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_dropout(self, dropout: f64) -> Self {
         Self { dropout, ..self }
     }
@@ -51,6 +60,7 @@ impl MultiHeadConfig {
         HeadConfig::new(self.n_embd, self.head_size, self.block_size).with_dropout(self.dropout)
     }
 
+    /// Checks that the sizes are positive and `dropout` is in `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         check::positive("num_heads", self.num_heads)?;
         self.head().validate()
@@ -60,8 +70,11 @@ impl MultiHeadConfig {
 /// Multi-head attention as `num_heads` independent heads.
 #[derive(Debug)]
 pub struct MultiHeadAttention {
+    /// `heads`: the [`Head`]s, under `heads.0.`, `heads.1.`, ...
     pub heads: Vec<Head>,
+    /// `proj`: `Linear(num_heads * head_size, n_embd)`.
     pub proj: Linear,
+    /// The constructor's arguments.
     pub config: MultiHeadConfig,
 }
 

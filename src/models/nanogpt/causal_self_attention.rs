@@ -44,6 +44,8 @@ impl Default for CausalSelfAttentionConfig {
 }
 
 impl CausalSelfAttentionConfig {
+    /// `GPTConfig(n_embd=, n_head=, block_size=)`; `bias` true, `dropout` 0.0 as in
+    /// nanoGPT's defaults.
     pub fn new(n_embd: i64, n_head: i64, block_size: i64) -> Self {
         Self {
             n_embd,
@@ -53,14 +55,22 @@ impl CausalSelfAttentionConfig {
         }
     }
 
+    /// `bias`: whether `c_attn` and `c_proj` have biases (nanoGPT's `bias=False` makes
+    /// GPT-2-size models a little faster and better).
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_bias(self, bias: bool) -> Self {
         Self { bias, ..self }
     }
 
+    /// `dropout`: the probability of zeroing an attention weight and an output element
+    /// (after `c_proj`) in training.
+    #[must_use = "a with_* builder returns the changed value; it does not change it in place"]
     pub fn with_dropout(self, dropout: f64) -> Self {
         Self { dropout, ..self }
     }
 
+    /// Checks what nanoGPT asserts: positive sizes, `n_head` dividing `n_embd`, and a
+    /// `dropout` in `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         check::positive("n_embd", self.n_embd)?;
         check::positive("n_head", self.n_head)?;
@@ -82,8 +92,11 @@ impl CausalSelfAttentionConfig {
 /// nanoGPT's causal self-attention.
 #[derive(Debug)]
 pub struct CausalSelfAttention {
+    /// `c_attn`: `Linear(C, 3C)`, the query, key and value projections stacked.
     pub c_attn: Linear,
+    /// `c_proj`: `Linear(C, C)`, the output projection.
     pub c_proj: Linear,
+    /// The constructor's arguments.
     pub config: CausalSelfAttentionConfig,
     /// [`Backend::Fused`] (nanoGPT's flash path, the default) or [`Backend::Math`]
     /// (nanoGPT's manual path: explicit mask, softmax, dropout).
@@ -91,6 +104,8 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
+    /// Builds the block under `path` (`c_attn`, then `c_proj`, drawing as PyTorch does)
+    /// after [`CausalSelfAttentionConfig::validate`].
     pub fn new<'a>(path: impl Borrow<Path<'a>>, config: CausalSelfAttentionConfig) -> Result<Self> {
         config.validate()?;
         let p = path.borrow();
