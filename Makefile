@@ -27,7 +27,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
-	fixtures clean-venv bench bench-smoke build-torch211 test-torch211
+	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples
 
 setup:
 	@scripts/setup.sh >/dev/null

