@@ -5,8 +5,9 @@
 #   2. `attn verify --device cuda tests/fixtures`: every parity case on the GPU against
 #      PyTorch's CPU references (train-mode dropout cases cannot match there: the CUDA
 #      generator draws other masks; they are listed apart);
-#   3. tests/cuda.rs (`cargo test --test cuda -- --ignored`, with the PyTorch 2.11
-#      manifest): its tests are #[ignore]d in a plain `cargo test` and fail without a GPU;
+#   3. tests/cuda.rs and the CUDA reprs of tests/pretty.rs (`cargo test --test cuda
+#      --test pretty -- --ignored`, with the PyTorch 2.11 manifest): these tests are
+#      #[ignore]d in a plain `cargo test` and fail without a GPU;
 #   4. the gpt2 and long suites on CUDA, the crate and PyTorch side by side;
 # and prints a markdown section (also written into bench/RESULTS.md with --results).
 #
@@ -58,10 +59,10 @@ PY
 
 cuda_tests=skipped
 if [[ "$DEVICE" == cuda ]]; then
-  step "tests/cuda.rs with --ignored"
+  step "tests/cuda.rs and tests/pretty.rs with --ignored"
   set +e
   LIBTORCH_USE_PYTORCH=1 VIRTUAL_ENV="$TORCH_VENV" PATH="$TORCH_VENV/bin:$PATH" \
-    timeout 600 cargo test --release --manifest-path "$MANIFEST" --test cuda -- --ignored >&2
+    timeout 600 cargo test --release --manifest-path "$MANIFEST" --test cuda --test pretty -- --ignored >&2
   status=$?
   set -e
   if [[ $status == 0 ]]; then cuda_tests=passed; else cuda_tests="FAILED (exit $status)"; fi
@@ -83,7 +84,7 @@ if [[ "${1:-}" == "--results" ]]; then
 fi
 {
   echo "Parity cases on $DEVICE: $passed passed, $failed failed, $dropout_failed train-mode dropout case(s) that cannot match on CUDA."
-  echo "tests/cuda.rs --ignored: $cuda_tests"
+  echo "tests/cuda.rs, tests/pretty.rs --ignored: $cuda_tests"
   echo "GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo unknown)"
 } >&2
 "$PYTHON" scripts/bench_compare.py "$out/tch.jsonl" "$out/torch.jsonl" \
