@@ -15,7 +15,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::atomic::{write_file, Overwrite};
 use canvas::{text_width, Canvas, Rgb, GLYPH};
 use colormap::viridis;
 
@@ -358,16 +358,10 @@ impl Heatmap {
         self.render().encode_png()
     }
 
-    /// Writes the PNG to `path` atomically. An existing file is replaced only when
-    /// `force`.
-    pub fn write_png(&self, path: &Path, force: bool) -> Result<()> {
-        if path.exists() && !force {
-            return Err(Error::invalid(
-                path.display().to_string(),
-                "exists; pass --force to replace it",
-            ));
-        }
-        write_atomic(path, &self.to_png()?)
+    /// Writes the PNG to `path` atomically ([`crate::io::atomic`]); an existing file is
+    /// replaced or, with [`Overwrite::Refuse`], left alone ([`Error::Exists`]).
+    pub fn write_png(&self, path: &Path, overwrite: Overwrite) -> Result<()> {
+        write_file(path, &self.to_png()?, overwrite)
     }
 }
 
@@ -380,7 +374,7 @@ pub fn select_panels(weights: &Tensor, batch: i64, unbatched: bool) -> Result<Te
         let n = size[0];
         if !(0..n).contains(&batch) {
             return Err(Error::invalid(
-                "--batch",
+                "batch",
                 format!("must be in 0..{n} for weights of shape {size:?}, got {batch}"),
             ));
         }

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use tch_attention::io::Overwrite;
 use tch_attention::models::bert::Heads;
 
 use crate::model::ModelArgs;
@@ -47,11 +48,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Some(out) = &args.output {
-        if out.exists() && !args.force {
-            bail!("{}: exists; pass --force to replace it", out.display());
-        }
-    }
     let (model, name) = args.model.load()?;
     let layer = args
         .layer
@@ -70,7 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         explanation
             .heatmap(&name)?
             .with_range(0.0, args.vmax)?
-            .write_png(out, args.force)?;
+            .write_png(out, Overwrite::from(args.force))?;
         eprintln!("attn: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

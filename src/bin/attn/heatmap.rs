@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::heatmap::{select_panels, Heatmap};
-use tch_attention::io::read_safetensors;
+use tch_attention::io::{read_safetensors, Overwrite};
 
 /// Tensors tried, in order, when --tensor is not given.
 const DEFAULT_TENSORS: [&str; 3] = ["expected.attn_weights", "attn_weights", "wei"];
@@ -44,12 +44,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        bail!(
-            "{}: exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
     let file = read_safetensors(&args.file)?;
     let name = match &args.tensor {
         Some(t) => t.clone(),
@@ -121,7 +115,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(t) = titles {
         map = map.with_panel_titles(t)?;
     }
-    map.write_png(&args.output, args.force)?;
+    map.write_png(&args.output, Overwrite::from(args.force))?;
     eprintln!("attn: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }
