@@ -9,6 +9,7 @@ use tch_attention::io::Overwrite;
 use tch_attention::models::bert::Heads;
 
 use crate::model::ModelArgs;
+use crate::with_flag_names;
 
 /// The notebook's example: reading "ran", the model should look at "cat", not "mat".
 const NOTEBOOK_SENTENCE: &str = "The cat, which sat on the mat, ran away.";
@@ -57,7 +58,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, true) => Heads::Average,
         (None, false) => Heads::All,
     };
-    let explanation = model.explain(&args.sentence, layer, heads)?;
+    let explanation = model
+        .explain(&args.sentence, layer, heads)
+        .map_err(|e| with_flag_names(e, &[("layer", "--layer"), ("head", "--head")]))?;
     print!(
         "{}",
         explanation.summary(args.top as usize, args.skip_special)?

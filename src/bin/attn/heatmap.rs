@@ -9,6 +9,8 @@ use tch::Kind;
 use tch_attention::heatmap::{select_panels, Heatmap};
 use tch_attention::io::{read_safetensors, Overwrite};
 
+use crate::with_flag_names;
+
 /// Tensors tried, in order, when --tensor is not given.
 const DEFAULT_TENSORS: [&str; 3] = ["expected.attn_weights", "attn_weights", "wei"];
 
@@ -72,7 +74,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .tensors
             .get("input.query")
             .is_some_and(|q| q.dim() == 2);
-    let mut panels = select_panels(weights, args.batch, unbatched)?; // (P, L, S)
+    let mut panels = select_panels(weights, args.batch, unbatched) // (P, L, S)
+        .map_err(|e| with_flag_names(e, &[("batch", "--batch")]))?;
     let p = panels.size()[0];
     let mut titles: Option<Vec<String>> = None;
     if args.average {

@@ -148,6 +148,19 @@ fn remove_temporaries_on_signals() {
     });
 }
 
+/// The library names a bad argument by its parameter (`layer`); a user typed the flag
+/// (`--layer`). `flags` pairs the two.
+pub fn with_flag_names(e: tch_attention::error::Error, flags: &[(&str, &str)]) -> anyhow::Error {
+    use tch_attention::error::Error;
+    match e {
+        Error::Invalid { arg, reason } => match flags.iter().find(|(name, _)| *name == arg) {
+            Some((_, flag)) => anyhow::anyhow!("{flag}: {reason}"),
+            None => Error::Invalid { arg, reason }.into(),
+        },
+        e => e.into(),
+    }
+}
+
 /// The error and its causes, each once (an I/O error's text is often repeated by its
 /// source), without libtorch's C++ stack traces.
 fn describe(e: &anyhow::Error) -> String {
