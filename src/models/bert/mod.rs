@@ -44,7 +44,7 @@ pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
     match candidates.iter().find(|d| d.join("config.json").is_file()) {
         Some(found) => Ok(found.clone()),
         None => Err(Error::NotInstalled {
-            what: "a BERT model folder (config.json)".into(),
+            what: "the model (a folder with config.json)".into(),
             looked_in: candidates.to_vec(),
         }),
     }
