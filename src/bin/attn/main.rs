@@ -130,6 +130,7 @@ fn main() -> ExitCode {
 /// On SIGINT or SIGTERM, removes the temporary of any write in progress (so an
 /// interrupted `attn convert` leaves the old output and nothing else), then exits with
 /// 128 + the signal, as the shell reports a process killed by it (130, 143).
+#[cfg(unix)]
 fn remove_temporaries_on_signals() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Without the handler the default action still ends the process; only the cleanup
@@ -147,6 +148,10 @@ fn remove_temporaries_on_signals() {
         }
     });
 }
+
+/// Elsewhere the default action ends the process; the next write sweeps what is left.
+#[cfg(not(unix))]
+fn remove_temporaries_on_signals() {}
 
 /// The library names a bad argument by its parameter (`layer`); a user typed the flag
 /// (`--layer`). `flags` pairs the two.
