@@ -80,7 +80,12 @@ pub fn write_file_with(
             path: path.to_path_buf(),
         },
         _ => io(e),
-    })
+    })?;
+    // The new name is durable once its folder is synced too. Best effort: the file is
+    // complete either way, and some systems cannot open a folder for syncing.
+    #[cfg(unix)]
+    let _ = File::open(&dir).and_then(|d| d.sync_all());
+    Ok(())
 }
 
 /// Removes every temporary file this process is writing now, and makes later writes
