@@ -7,11 +7,15 @@
 //! compressed). This reader unpickles with [`super::pickle`], which never imports or
 //! calls anything, then checks every view against its storage before a byte is copied.
 //!
+//! An archive with two entries under one name is refused: PyTorch's reader takes the
+//! first and the `zip` crate the last, so one file would hold different tensors for
+//! PyTorch and for this crate.
+//!
 //! Not readable, with an error that says what to do: the legacy format of PyTorch < 1.6
 //! (a bare pickle stream), TorchScript archives (`torch.jit.save`), big-endian archives
 //! and compressed entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Cursor, Read};
 use std::rc::Rc;
 
@@ -24,8 +28,9 @@ use crate::error::{Error, Result};
 /// keys as saved.
 pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
     let err = |reason: String| Error::malformed(name, reason);
-    let zip = zip::ZipArchive::new(Cursor::new(bytes))
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
+    refuse_duplicates(&mut zip).map_err(err)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let mut zip = Archive {
         zip,
@@ -85,6 +90,28 @@ pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String
     Ok(tensors)
 }
 
+/// Errors on two entries with one name (see the module docs). The `zip` crate's name
+/// lookup keeps only the last, so the central directory is walked by index.
+fn refuse_duplicates(zip: &mut zip::ZipArchive<Cursor<&[u8]>>) -> std::result::Result<(), String> {
+    if zip.file_names().count() == zip.len() {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| format!("zip entry {i}: {e}"))?;
+        if !seen.insert(entry.name().to_string()) {
+            return Err(format!(
+                "the archive has two entries named {}; PyTorch would read the first and \
+                 other readers the last, so it is refused",
+                entry.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// torch.compile wraps a module as `_orig_mod`, so a compiled model's state_dict keys
 /// read `_orig_mod.transformer.h.0...`; the tensors are the plain module's.
 pub(crate) fn strip_compile_prefix(key: &str) -> String {
@@ -128,21 +155,13 @@ fn find_state_dict(value: &Value) -> std::result::Result<Vec<(String, TensorRef)
             value.describe()
         ));
     };
-    let top = top.borrow();
-    let holder = ["model", "state_dict"].iter().find_map(|k| {
-        top.iter()
-            .find(|(key, v)| key.as_str() == Some(k) && matches!(v, Value::Dict(_)))
-    });
-    let dict = match holder {
-        Some((_, Value::Dict(d))) => d.clone(),
-        _ => {
-            drop(top);
-            let Value::Dict(d) = value else {
-                unreachable!()
-            };
-            d.clone()
-        }
-    };
+    let holder = ["model", "state_dict"]
+        .iter()
+        .find_map(|k| match top.borrow().get_str(k) {
+            Some(Value::Dict(d)) => Some(d.clone()),
+            _ => None,
+        });
+    let dict = holder.unwrap_or_else(|| top.clone());
     let dict = dict.borrow();
     let mut out = Vec::with_capacity(dict.len());
     for (k, v) in dict.iter() {
