@@ -37,30 +37,8 @@ pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String
         len: bytes.len() as u64,
         name,
     };
-    let pkl = names
-        .iter()
-        .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-        .min()
-        .ok_or_else(|| {
-            if names.iter().any(|n| n.ends_with("/constants.pkl")) {
-                err(
-                    "a TorchScript archive (torch.jit.save), not a state_dict: in PyTorch, \
-                     torch.save(model.state_dict(), path) instead"
-                        .into(),
-                )
-            } else {
-                err("a zip archive without <root>/data.pkl: not written by torch.save".into())
-            }
-        })?
-        .clone();
+    let pkl = find_data_pkl(&names).map_err(err)?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
-    if names.contains(&format!("{root}constants.pkl")) {
-        return Err(err(
-            "a TorchScript archive (torch.jit.save), not a state_dict: in PyTorch, \
-             torch.save(model.state_dict(), path) instead"
-                .into(),
-        ));
-    }
     if let Some(order) = zip.read_optional(&format!("{root}byteorder"))? {
         if order != b"little" {
             return Err(err(format!(
@@ -88,6 +66,29 @@ pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String
         tensors.insert(key, t);
     }
     Ok(tensors)
+}
+
+/// `<root>/data.pkl`, refusing TorchScript archives (which hold `constants.pkl` beside
+/// it) with what to do instead.
+fn find_data_pkl(names: &[String]) -> std::result::Result<String, String> {
+    let torchscript = "a TorchScript archive (torch.jit.save), not a state_dict: in \
+                       PyTorch, torch.save(model.state_dict(), path) instead";
+    let pkl = names
+        .iter()
+        .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+        .min()
+        .ok_or_else(|| {
+            if names.iter().any(|n| n.ends_with("/constants.pkl")) {
+                torchscript.to_string()
+            } else {
+                "a zip archive without <root>/data.pkl: not written by torch.save".to_string()
+            }
+        })?;
+    let root = pkl.trim_end_matches("data.pkl");
+    if names.contains(&format!("{root}constants.pkl")) {
+        return Err(torchscript.into());
+    }
+    Ok(pkl.clone())
 }
 
 /// Errors on two entries with one name (see the module docs). The `zip` crate's name

@@ -8,7 +8,6 @@ use crate::attention::kv_cache::causal_mask;
 use crate::attention::{
     merge_heads, scaled_dot_product_attention, split_heads, KvCache, SdpaOptions,
 };
-use crate::check;
 use crate::error::{Error, Result};
 
 impl CausalSelfAttention {
@@ -30,7 +29,7 @@ impl CausalSelfAttention {
     pub fn f_forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let cfg = &self.config;
         let like = &self.c_attn.weight;
-        let (b, t, c) = check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), like)?;
+        let (b, t, c) = self.check_x(x)?;
         let (nh, hs) = (cfg.n_head, c / cfg.n_head);
         let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
         if past + t > cfg.block_size {

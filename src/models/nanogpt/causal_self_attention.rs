@@ -101,13 +101,7 @@ impl CausalSelfAttention {
     /// `x (B, T, C) -> (B, T, C)`; `train` enables both dropouts.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let cfg = &self.config;
-        let (_, _, c) = check::sequence(
-            "x",
-            x,
-            cfg.n_embd,
-            Some(cfg.block_size),
-            &self.c_attn.weight,
-        )?;
+        let (_, _, c) = self.check_x(x)?;
         let nh = cfg.n_head;
         let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
         let q = split_heads(&qkv[0], nh)?; // (B, nh, T, hs)
@@ -121,6 +115,21 @@ impl CausalSelfAttention {
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
         let y = merge_heads(&y)?; // (B, T, C): re-assemble heads side by side
         Ok(self.c_proj.f_forward(&y)?.f_dropout(cfg.dropout, train)?)
+    }
+}
+
+impl CausalSelfAttention {
+    /// `x` must be `(B, T, n_embd)`, `T <= block_size`, like the weights. Returns
+    /// `(B, T, C)`.
+    pub(super) fn check_x(&self, x: &Tensor) -> Result<(i64, i64, i64)> {
+        let cfg = &self.config;
+        check::sequence(
+            "x",
+            x,
+            cfg.n_embd,
+            Some(cfg.block_size),
+            &self.c_attn.weight,
+        )
     }
 }
 
