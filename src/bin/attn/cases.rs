@@ -53,7 +53,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}", case.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("case".to_string(), case.display().to_string());
-    meta.insert("module".to_string(), c.module.clone());
+    meta.insert("module".to_string(), c.module().to_string());
     write_safetensors(
         &output,
         outcome.tensors.iter().map(|(k, v)| (k.as_str(), v)),
@@ -108,7 +108,7 @@ fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCod
                     .collect();
                 if json {
                     let obj = serde_json::json!({
-                        "case": name, "module": case.module, "dtype": dtype,
+                        "case": name, "module": case.module(), "dtype": dtype,
                         "max_abs": report.max_abs(), "max_rel": report.max_rel(),
                         "pass": pass, "failures": failures,
                     });
@@ -121,7 +121,7 @@ fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCod
                     };
                     println!(
                         "{name:<60} {:<22} {dtype:<9} {:>11.3e} {:>11.3e}  {verdict}",
-                        case.module,
+                        case.module(),
                         report.max_abs(),
                         report.max_rel()
                     );
