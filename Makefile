@@ -45,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples bench-smoke
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples check-downstream bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -77,6 +77,19 @@ check-examples: setup
 	  $(CARGO) run --quiet --example $$e >/dev/null || { echo "example $$e failed" >&2; exit 1; }; \
 	done; \
 	echo "examples: gpt_block, mha_state_dict and notebook give PyTorch's outputs"
+
+.PHONY: check-downstream
+
+# examples/downstream is a crate of its own that depends on this one as a user's does
+# (README, "Use it in your crate"): its binary must start with LD_LIBRARY_PATH unset. It
+# builds into this target folder from a copy of this Cargo.lock, so only its own
+# build.rs and main.rs compile.
+check-downstream: setup
+	@cp Cargo.lock examples/downstream/Cargo.lock
+	@$(CARGO) fmt --manifest-path examples/downstream/Cargo.toml -- --check
+	@$(CARGO) build --quiet --manifest-path examples/downstream/Cargo.toml --target-dir target
+	@out=$$(env -u LD_LIBRARY_PATH target/debug/downstream 2>&1) || { echo "$$out" >&2; exit 1; }; \
+	echo "downstream: a dependent crate's binary runs without LD_LIBRARY_PATH and matches PyTorch"
 
 # Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then
