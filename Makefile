@@ -78,7 +78,7 @@ check-examples: setup
 	done; \
 	echo "examples: gpt_block, mha_state_dict and notebook give PyTorch's outputs"
 
-.PHONY: check-downstream
+.PHONY: check-downstream check-package doc-docsrs
 
 # examples/downstream is a crate of its own that depends on this one as a user's does
 # (README, "Use it in your crate"): its binary must start with LD_LIBRARY_PATH unset. It
@@ -90,6 +90,21 @@ check-downstream: setup
 	@$(CARGO) build --quiet --manifest-path examples/downstream/Cargo.toml --target-dir target
 	@out=$$(env -u LD_LIBRARY_PATH target/debug/downstream 2>&1) || { echo "$$out" >&2; exit 1; }; \
 	echo "downstream: a dependent crate's binary runs without LD_LIBRARY_PATH and matches PyTorch"
+
+# What `cargo publish` would upload (Cargo.toml's `exclude`), and that the unpacked
+# package builds (`cargo package` verifies by building it; it asks the crates.io index).
+# Publishing itself is by hand.
+check-package: setup
+	$(CARGO) package --list --allow-dirty >/dev/null
+	$(CARGO) package --allow-dirty
+
+# The documentation as docs.rs builds it: torch-sys's documentation-only mode (feature
+# doc-only, [package.metadata.docs.rs]) in an environment where torch-sys finds no
+# libtorch: none of LIBTORCH, LIBTORCH_USE_PYTORCH, VIRTUAL_ENV, and no venv on PATH.
+DOCS_RS_PATH := $(dir $(shell command -v $(CARGO))):/usr/bin:/bin
+doc-docsrs:
+	env -i HOME="$(HOME)" PATH="$(DOCS_RS_PATH)" DOCS_RS=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
+	  $(CARGO) doc --no-deps --lib --features doc-only
 
 # Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then
