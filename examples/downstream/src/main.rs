@@ -58,15 +58,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     println!("matches PyTorch's output (rtol {RTOL:e}, atol {ATOL:e})");
 
     // What `attn doctor` reports is the library's: here, the libtorch this binary
-    // started with, found through the runpath build.rs gave it.
-    let diagnosis = Diagnosis::collect();
+    // started with (found through the runpath build.rs gave it), and whether its CUDA
+    // backend, opened at run time from the same folder, loads (`collect` loads it).
+    let d = Diagnosis::collect();
+    let version = d.version.as_deref().unwrap_or("(unknown version)");
+    let lib_dir = d.lib_dir.as_deref().unwrap_or(Path::new("(unknown)"));
+    println!("libtorch {version} from {}", lib_dir.display());
     println!(
-        "libtorch {} from {}",
-        diagnosis.version.as_deref().unwrap_or("(unknown version)"),
-        diagnosis
-            .lib_dir
-            .as_deref()
-            .map_or("(unknown)".into(), |d| d.display().to_string()),
+        "CUDA backend loaded: {}, CUDA devices: {}",
+        d.cuda_backend_loaded, d.cuda_devices
     );
     Ok(())
 }
