@@ -64,6 +64,7 @@
 //! Runnable programs are in `examples/` (`cargo run --example gpt_block`,
 //! `mha_state_dict`, `notebook`); the README follows.
 //!
+#![warn(missing_docs)]
 #![doc = include_str!("../README.md")]
 pub mod attention;
 pub mod bench;

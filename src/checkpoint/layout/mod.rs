@@ -58,6 +58,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Every layout, in the order `attn convert --help` lists them.
     pub const ALL: [Layout; 5] = [
         Layout::Lecture,
         Layout::NanoGpt,
@@ -66,6 +67,7 @@ impl Layout {
         Layout::HfBert,
     ];
 
+    /// The layout's name, as `detect` reports it and the CLI spells it.
     pub fn name(self) -> &'static str {
         match self {
             Layout::Lecture => "lecture",
@@ -135,6 +137,7 @@ pub struct ConvertOptions {
 /// An attention block found in a state_dict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
+    /// Which layout the keys follow.
     pub layout: Layout,
     /// The keys' common prefix, ending in `.` (or empty).
     pub prefix: String,
@@ -146,6 +149,7 @@ pub struct Found {
     pub qkv_bias: bool,
     /// Whether the output projection has a bias.
     pub out_bias: bool,
+    /// The dtype of the block's weights.
     pub dtype: Kind,
 }
 
