@@ -1,17 +1,28 @@
 //! Reading the files a user names: regular files only, so that a device or a pipe
 //! (`/dev/zero`, a FIFO) is an error instead of a read that never ends.
 
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// The whole file at `path`, if it is a regular file (symbolic links followed).
-pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+/// The file at `path` opened for reading, and its length, if it is a regular file
+/// (symbolic links followed). Nothing is read: readers check a file's header against
+/// its length before reading more.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
     let io = |source| Error::Io {
         path: path.display().to_string(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer. It changes nothing
+    // for a regular file, and the metadata is of what was opened, not of the name again.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         let what = if meta.is_dir() {
             "a folder"
@@ -23,7 +34,19 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
             format!("{what}; expected a file"),
         )));
     }
-    std::fs::read(path).map_err(io)
+    Ok((file, meta.len()))
+}
+
+/// The whole file at `path`, if it is a regular file (symbolic links followed). For
+/// small files (text, configs): checkpoints are read header first.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let (mut file, len) = open_regular(path)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(bytes)
 }
 
 /// [`read_regular`] as UTF-8 text.
