@@ -11,6 +11,7 @@ use std::path::Path;
 
 use tch::Tensor;
 
+use super::blocks::BlockReader;
 use super::safetensors::read_header as read_safetensors_header;
 use super::stored::{load_all, ReadAt, StoredTensor};
 use super::torch_file::{read_torch_header, strip_compile_prefix};
@@ -78,7 +79,7 @@ impl CheckpointFile {
                 path: name.clone(),
                 source,
             })?;
-        let reader = std::io::BufReader::new(&file);
+        let reader = BlockReader::new(&file, len);
         let (format, tensors, metadata) = read_header(&name, &head[..n], &file, reader, len)?;
         Ok(CheckpointFile {
             format,

@@ -8,6 +8,7 @@
 //! `crate::checkpoint`'s business; parity cases are `crate::parity`'s.
 
 pub mod atomic;
+mod blocks;
 mod checkpoint_file;
 mod materialise;
 mod pickle;

@@ -6,7 +6,8 @@
 //!
 //! The layout is the `safetensors` crate's own (`serialize`): tensors sorted by dtype
 //! alignment, largest first, then by name; the header JSON padded with spaces to a
-//! multiple of 8 bytes. The same tensors give the same bytes either way.
+//! multiple of 8 bytes; only the metadata's keys are in a fixed (sorted) order. The same
+//! tensors give the same bytes, whichever order they are put in.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -90,9 +91,9 @@ impl Layout {
             ));
         }
         let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-        let header = Metadata::new((!meta.is_empty()).then_some(meta), infos.clone())
+        Metadata::new((!meta.is_empty()).then_some(meta), infos.clone())
             .map_err(|e| Error::malformed(name, format!("cannot lay out the tensors: {e}")))?;
-        let mut json = serde_json::to_string(&header)
+        let mut json = header_json(metadata, &infos)
             .map_err(|e| Error::malformed(name, format!("cannot write the header: {e}")))?
             .into_bytes();
         json.resize(json.len().next_multiple_of(8), b' ');
@@ -109,6 +110,31 @@ impl Layout {
             index,
         })
     }
+}
+
+/// The header's JSON as the `safetensors` crate writes it (`__metadata__` first, then
+/// the tensors in the order of their data), except that the metadata's keys are sorted:
+/// the crate's come in a `HashMap`'s random order, so the same tensors could give
+/// different bytes from one run to the next.
+fn header_json(
+    metadata: &BTreeMap<String, String>,
+    infos: &[(String, TensorInfo)],
+) -> serde_json::Result<String> {
+    let mut parts = Vec::with_capacity(infos.len() + 1);
+    if !metadata.is_empty() {
+        parts.push(format!(
+            "\"__metadata__\":{}",
+            serde_json::to_string(metadata)?
+        ));
+    }
+    for (key, info) in infos {
+        parts.push(format!(
+            "{}:{}",
+            serde_json::to_string(key)?,
+            serde_json::to_string(info)?
+        ));
+    }
+    Ok(format!("{{{}}}", parts.join(",")))
 }
 
 /// Where [`write_safetensors_streamed`]'s `fill` puts the planned tensors.

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use tch_attention::checkpoint::{
-    convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout,
-    BLOCK_SIZE, HEADS,
+    convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE,
+    HEADS,
 };
 use tch_attention::io::{CheckpointFile, Overwrite};
 
