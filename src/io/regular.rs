@@ -40,17 +40,34 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
 /// The whole file at `path`, if it is a regular file (symbolic links followed). For
 /// small files (text, configs): checkpoints are read header first.
 pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
-    let (mut file, len) = open_regular(path)?;
+    let (file, len) = open_regular(path)?;
+    read_all(file, len, path)
+}
+
+/// The most [`read_text`] reads: configs and vocabularies are kilobytes to a few
+/// megabytes, so a bigger file is the wrong file, refused before it is read.
+const MAX_TEXT_BYTES: u64 = 256 << 20;
+
+/// [`read_regular`] as UTF-8 text, for configs and vocabularies: a file over 256 MiB is
+/// refused from its length alone.
+pub fn read_text(path: &Path) -> Result<String> {
+    let name = || path.display().to_string();
+    let (file, len) = open_regular(path)?;
+    if len > MAX_TEXT_BYTES {
+        return Err(Error::malformed(
+            name(),
+            format!("{len} bytes, more than the {MAX_TEXT_BYTES} a text file may have here"),
+        ));
+    }
+    String::from_utf8(read_all(file, len, path)?)
+        .map_err(|_| Error::malformed(name(), "not UTF-8 text"))
+}
+
+fn read_all(mut file: File, len: u64, path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len as usize);
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|source| Error::Io {
         path: path.display().to_string(),
         source,
     })?;
     Ok(bytes)
-}
-
-/// [`read_regular`] as UTF-8 text.
-pub fn read_text(path: &Path) -> Result<String> {
-    String::from_utf8(read_regular(path)?)
-        .map_err(|_| Error::malformed(path.display().to_string(), "not UTF-8 text"))
 }

@@ -41,7 +41,6 @@ pub fn convert_file(
     overwrite: Overwrite,
 ) -> Result<usize> {
     let file = CheckpointFile::open(input)?;
-    let source = file.name().to_string();
     let blocks = if from == to {
         Vec::new()
     } else {
@@ -53,21 +52,7 @@ pub fn convert_file(
         .keys()
         .filter(|k| !consumed.contains(k))
         .collect();
-    let mut plan: Vec<Planned> = Vec::new();
-    let mut keys: BTreeSet<&String> = passthrough.iter().copied().collect();
-    for (key, kind, shape) in blocks.iter().flat_map(|(_, out)| out) {
-        if !keys.insert(key) {
-            return Err(Error::malformed(
-                &source,
-                format!("{key}: the converted block would overwrite a key already there"),
-            ));
-        }
-        plan.push((key.clone(), *kind, shape.clone()));
-    }
-    plan.extend(passthrough.iter().map(|k| {
-        let t = &file.tensors[*k];
-        ((*k).clone(), t.kind, t.shape.clone())
-    }));
+    let plan = output_plan(&file, &blocks, &passthrough)?;
     let mut metadata = file.metadata.clone();
     metadata.insert("layout".into(), to.name().into());
     metadata.insert("converted_from".into(), from.name().into());
@@ -84,6 +69,31 @@ pub fn convert_file(
         Ok(())
     })?;
     Ok(plan.len())
+}
+
+/// The output's tensors: the converted blocks', then the keys passed through. A
+/// converted key that is already there is an error, as in [`super::convert`].
+fn output_plan(
+    file: &CheckpointFile,
+    blocks: &[(BlockKeys, Vec<Planned>)],
+    passthrough: &[&String],
+) -> Result<Vec<Planned>> {
+    let mut plan: Vec<Planned> = Vec::new();
+    let mut keys: BTreeSet<&String> = passthrough.iter().copied().collect();
+    for (key, kind, shape) in blocks.iter().flat_map(|(_, out)| out) {
+        if !keys.insert(key) {
+            return Err(Error::malformed(
+                file.name(),
+                format!("{key}: the converted block would overwrite a key already there"),
+            ));
+        }
+        plan.push((key.clone(), *kind, shape.clone()));
+    }
+    plan.extend(passthrough.iter().map(|k| {
+        let t = &file.tensors[*k];
+        ((*k).clone(), t.kind, t.shape.clone())
+    }));
+    Ok(plan)
 }
 
 /// The blocks to convert, each with what converting it gives. As in [`super::convert`],
