@@ -148,8 +148,7 @@ impl StoredTensor {
         key: &str,
     ) -> Result<Tensor> {
         let (first, len) = self.extent();
-        let bytes = read_bytes(src, self.storage.0 + first, len, name, key)?;
-        let storage = storage_tensor(self.kind, &bytes, name, key)?;
+        let storage = read_storage(src, self.storage.0 + first, len, self.kind, name, key)?;
         let elem = self.kind.elt_size_in_bytes() as u64;
         self.view(&storage, self.offset - (first / elem) as i64)
     }
@@ -179,8 +178,7 @@ pub(crate) fn load_all(
             Some(s) => s.shallow_clone(),
             None => {
                 let (start, len) = t.storage;
-                let bytes = read_bytes(src, start, len, name, key)?;
-                let s = storage_tensor(t.kind, &bytes, name, key)?;
+                let s = read_storage(src, start, len, t.kind, name, key)?;
                 storages.insert(id, s.shallow_clone());
                 s
             }
@@ -190,29 +188,30 @@ pub(crate) fn load_all(
     Ok(out)
 }
 
-/// A 1-D tensor of `kind` holding `bytes`, after checking bools.
-fn storage_tensor(kind: Kind, bytes: &[u8], name: &str, key: &str) -> Result<Tensor> {
-    check_bools(kind, bytes).map_err(|e| Error::malformed(name, format!("tensor {key}: {e}")))?;
-    let numel = (bytes.len() / kind.elt_size_in_bytes()) as i64;
-    Ok(Tensor::f_from_data_size(bytes, &[numel], kind)?)
-}
-
-/// `len` bytes at `at` in `src`, with a read error naming the file and tensor.
-pub(crate) fn read_bytes(
+/// A 1-D tensor of `kind` holding the `len` bytes at `at` in `src`, read straight into
+/// its memory (no second copy), bools checked.
+fn read_storage(
     src: &(impl ReadAt + ?Sized),
     at: u64,
     len: u64,
+    kind: Kind,
     name: &str,
     key: &str,
-) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    src.read_exact_at(&mut buf, at).map_err(|e| {
-        Error::malformed(
-            name,
-            format!("tensor {key}: cannot read its {len} bytes: {e}"),
-        )
-    })?;
-    Ok(buf)
+) -> Result<Tensor> {
+    let err = |reason: String| Error::malformed(name, format!("tensor {key}: {reason}"));
+    let numel = (len / kind.elt_size_in_bytes() as u64) as i64;
+    let t = Tensor::f_empty([numel], (kind, tch::Device::Cpu))?;
+    if len == 0 {
+        return Ok(t);
+    }
+    // SAFETY: `t` is a new contiguous CPU tensor of exactly `len` bytes that nothing else
+    // refers to while `buf` lives; it is filled before anything reads it, and dropped
+    // unread if the read fails.
+    let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, len as usize) };
+    src.read_exact_at(buf, at)
+        .map_err(|e| err(format!("cannot read its {len} bytes: {e}")))?;
+    check_bools(kind, buf).map_err(err)?;
+    Ok(t)
 }
 
 /// A bool tensor's bytes must be 0 or 1: other values are undefined behaviour in
