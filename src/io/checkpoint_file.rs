@@ -1,14 +1,20 @@
 //! One entry point for every checkpoint file: the format is told by the bytes, not the
 //! extension (`.bin` is a torch.save zip in Hugging Face repos and may be anything
-//! elsewhere).
+//! elsewhere). Every file is described from its header first ([`CheckpointFile`]), so a
+//! bad or oversized file is refused before its data is read, and a program that needs a
+//! few tensors (`attn inspect` none, `attn convert` one block at a time) reads no more.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use tch::Tensor;
 
-use super::safetensors::parse_safetensors;
-use super::torch_file::{read_torch_zip, strip_compile_prefix};
+use super::blocks::BlockReader;
+use super::safetensors::read_header as read_safetensors_header;
+use super::stored::{load_all, ReadAt, StoredTensor};
+use super::torch_file::{read_torch_header, strip_compile_prefix};
 use crate::error::{Error, Result};
 
 /// What a checkpoint file was.
@@ -34,39 +40,128 @@ impl std::fmt::Display for Format {
 pub struct Checkpoint {
     /// The file's format.
     pub format: Format,
-    /// The state_dict's tensors, by key.
+    /// The state_dict's tensors, by key. A `torch.save` view is kept as a view of its
+    /// storage (as `torch.load` keeps it), not copied out.
     pub tensors: BTreeMap<String, Tensor>,
     /// The safetensors header's `__metadata__` (empty for torch.save files).
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A checkpoint file opened and described from its header alone (a safetensors header,
+/// or a `torch.save` zip's central directory and `data.pkl`): keys, dtypes, shapes and
+/// where each tensor lies, with nothing of the tensors read. [`CheckpointFile::load`]
+/// reads one tensor, so that a program can go through a file bigger than memory.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    /// The file's format.
+    pub format: Format,
+    /// Every tensor, by key (torch.compile's `_orig_mod.` removed), not yet read.
+    pub tensors: BTreeMap<String, StoredTensor>,
+    /// The safetensors header's `__metadata__` (empty for torch.save files).
+    pub metadata: BTreeMap<String, String>,
+    name: String,
+    file: File,
+}
+
+impl CheckpointFile {
+    /// Opens a `.safetensors` file or a `torch.save` file (`.pt`, `.pth`, `.bin`) as
+    /// [`read_checkpoint`] reads it, reading its header only: a file that is not a
+    /// checkpoint, or whose header does not fit its length, is refused after its first
+    /// bytes, however long it is.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let (file, len) = crate::io::regular::open_regular(path)?;
+        let mut head = [0u8; 16];
+        let n = (len as usize).min(head.len());
+        file.read_exact_at(&mut head[..n], 0)
+            .map_err(|source| Error::Io {
+                path: name.clone(),
+                source,
+            })?;
+        let reader = BlockReader::new(&file, len);
+        let (format, tensors, metadata) = read_header(&name, &head[..n], &file, reader, len)?;
+        Ok(CheckpointFile {
+            format,
+            tensors,
+            metadata,
+            name,
+            file,
+        })
+    }
+
+    /// Reads the tensor under `key`: only the bytes its view reaches, kept as a view (a
+    /// stride-0 view of 4 bytes costs 4 bytes). `None` if there is no such key.
+    pub fn load(&self, key: &str) -> Option<Result<Tensor>> {
+        let t = self.tensors.get(key)?;
+        Some(t.load(&self.file, &self.name, key))
+    }
+
+    /// Reads every tensor, each storage once: [`read_checkpoint`]'s result.
+    pub fn load_all(self) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            format: self.format,
+            tensors: load_all(&self.file, &self.name, &self.tensors)?,
+            metadata: self.metadata,
+        })
+    }
+
+    /// The file's name as errors give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Reads a `.safetensors` file or a `torch.save` file (`.pt`, `.pth`, `.bin`): a
 /// state_dict, or a dict holding one under `model` or `state_dict` (nanoGPT's
-/// `ckpt.pt`). torch.compile's `_orig_mod.` is removed from every key.
+/// `ckpt.pt`). torch.compile's `_orig_mod.` is removed from every key. The header is
+/// read and checked first ([`CheckpointFile::open`]); then every storage once.
 pub fn read_checkpoint(path: impl AsRef<Path>) -> Result<Checkpoint> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
-    let bytes = crate::io::read_regular(path)?;
-    read_checkpoint_bytes(&name, &bytes)
+    CheckpointFile::open(path)?.load_all()
 }
 
 /// [`read_checkpoint`] on a file's bytes already in memory; `name` is used in errors.
 pub fn read_checkpoint_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
-    match sniff(bytes) {
+    let head = &bytes[..bytes.len().min(16)];
+    let reader = std::io::Cursor::new(bytes);
+    let (format, stored, metadata) = read_header(name, head, bytes, reader, bytes.len() as u64)?;
+    Ok(Checkpoint {
+        format,
+        tensors: load_all(bytes, name, &stored)?,
+        metadata,
+    })
+}
+
+/// What [`read_header`] finds: the format, the tensors by stripped key, the metadata.
+type Described = (
+    Format,
+    BTreeMap<String, StoredTensor>,
+    BTreeMap<String, String>,
+);
+
+/// The format told by `head` (the first 16 bytes), then that format's header, read
+/// through `src` (positional) or `reader` (the zip's, sequential); `len` is the file's.
+fn read_header(
+    name: &str,
+    head: &[u8],
+    src: &(impl ReadAt + ?Sized),
+    reader: impl Read + Seek,
+    len: u64,
+) -> Result<Described> {
+    match sniff(head, len) {
         Some(Format::Safetensors) => {
-            let st = parse_safetensors(name, bytes)?;
-            Ok(Checkpoint {
-                format: Format::Safetensors,
-                tensors: strip_keys(name, st.tensors)?,
-                metadata: st.metadata,
-            })
+            let (tensors, metadata) = read_safetensors_header(name, src, len)?;
+            Ok((Format::Safetensors, strip_keys(name, tensors)?, metadata))
         }
-        Some(Format::TorchZip) => Ok(Checkpoint {
-            format: Format::TorchZip,
-            tensors: strip_keys(name, read_torch_zip(name, bytes)?)?,
-            metadata: BTreeMap::new(),
-        }),
-        None if is_legacy_torch(bytes) => Err(Error::malformed(
+        Some(Format::TorchZip) => {
+            let tensors = read_torch_header(name, reader, len)?;
+            Ok((
+                Format::TorchZip,
+                strip_keys(name, tensors)?,
+                BTreeMap::new(),
+            ))
+        }
+        None if is_legacy_torch(head) => Err(Error::malformed(
             name,
             "the legacy torch.save format of PyTorch < 1.6, which needs Python to read; in \
              PyTorch, torch.save(torch.load(path), new_path) writes the zip format, or \
@@ -82,8 +177,8 @@ pub fn read_checkpoint_bytes(name: &str, bytes: &[u8]) -> Result<Checkpoint> {
 /// The format by its signature, safetensors first: its first byte is the low byte of
 /// the header length, which may be anything (0x80 for a 384-byte header, so a test of
 /// the first byte alone takes 1 valid file in 32 for a pickle).
-fn sniff(bytes: &[u8]) -> Option<Format> {
-    if is_safetensors(bytes) {
+fn sniff(bytes: &[u8], len: u64) -> Option<Format> {
+    if is_safetensors(bytes, len) {
         Some(Format::Safetensors)
     } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         Some(Format::TorchZip)
@@ -97,15 +192,13 @@ fn sniff(bytes: &[u8]) -> Option<Format> {
 }
 
 /// An 8-byte little-endian header length N, then N bytes of JSON (an object) within
-/// the file.
-fn is_safetensors(bytes: &[u8]) -> bool {
-    let Some(len) = bytes.get(..8) else {
+/// the file of `len` bytes.
+fn is_safetensors(bytes: &[u8], len: u64) -> bool {
+    let Some(n) = bytes.get(..8) else {
         return false;
     };
-    let n = u64::from_le_bytes(len.try_into().unwrap_or_default());
-    bytes.get(8) == Some(&b'{')
-        && n.checked_add(8)
-            .is_some_and(|end| end <= bytes.len() as u64)
+    let n = u64::from_le_bytes(n.try_into().unwrap_or_default());
+    bytes.get(8) == Some(&b'{') && n.checked_add(8).is_some_and(|end| end <= len)
 }
 
 /// The legacy `torch.save` format (PyTorch < 1.6) opens with a protocol-2 pickle of its
@@ -116,7 +209,7 @@ fn is_legacy_torch(bytes: &[u8]) -> bool {
 
 /// Removes torch.compile's `_orig_mod.` from every key; two keys that become one are an
 /// error rather than a silent choice.
-fn strip_keys(name: &str, tensors: BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+fn strip_keys<T>(name: &str, tensors: BTreeMap<String, T>) -> Result<BTreeMap<String, T>> {
     let mut out = BTreeMap::new();
     for (key, t) in tensors {
         let stripped = strip_compile_prefix(&key);

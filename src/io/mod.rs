@@ -8,15 +8,25 @@
 //! `crate::checkpoint`'s business; parity cases are `crate::parity`'s.
 
 pub mod atomic;
+mod blocks;
 mod checkpoint_file;
+mod materialise;
 mod pickle;
 mod regular;
 mod safetensors;
+mod safetensors_writer;
+mod stored;
 mod torch_file;
 
 pub use self::safetensors::{
     read_safetensors, write_safetensors, write_safetensors_new, Safetensors,
 };
 pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Overwrite};
-pub use checkpoint_file::{read_checkpoint, read_checkpoint_bytes, Checkpoint, Format};
+pub use checkpoint_file::{
+    read_checkpoint, read_checkpoint_bytes, Checkpoint, CheckpointFile, Format,
+};
+pub(crate) use materialise::check_fits;
+pub use materialise::{available_memory, contiguous_checked};
 pub use regular::{read_regular, read_text};
+pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
+pub use stored::StoredTensor;

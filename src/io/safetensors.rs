@@ -1,19 +1,25 @@
 //! safetensors files <-> tch tensors, with the header's `__metadata__`.
 //!
-//! Reading goes through the `safetensors` crate, which checks the header (size, JSON,
-//! dtypes, offsets inside the file, no overlaps) before any tensor is built, so a
-//! corrupt or hostile file is an error naming the file, never a crash or a huge
-//! allocation. Writing is atomic ([`crate::io::atomic`]).
+//! Reading checks the header (its length against the file's, then with the `safetensors`
+//! crate's validation: JSON, dtypes, offsets inside the file, no overlaps) before any
+//! tensor is read, so a corrupt or hostile file is an error naming the file after 8 + N
+//! bytes, never a crash, a huge allocation or a read of the whole file. Writing is atomic
+//! ([`crate::io::atomic`]).
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use ::safetensors::tensor::{Dtype, SafeTensors, View};
-use tch::{Device, Kind, Tensor};
+use ::safetensors::tensor::{Dtype, Metadata};
+use tch::{Kind, Tensor};
 
+use super::safetensors_writer::{write_safetensors_streamed, Planned};
 use crate::error::{Error, Result};
-use crate::io::atomic::{write_file, Overwrite};
+use crate::io::atomic::Overwrite;
+use crate::io::stored::{load_all, ReadAt, StoredTensor};
+
+/// The `safetensors` crate's cap on a header (`MAX_HEADER_SIZE`), which it checks
+/// before reading one; Python's `safetensors` has the same.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// The tensors of a safetensors file, by name (sorted), and its metadata.
 #[derive(Debug, Default)]
@@ -24,41 +30,78 @@ pub struct Safetensors {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// Reads a whole safetensors file onto the CPU.
+/// Reads a whole safetensors file onto the CPU. The header is checked against the
+/// file's length before any tensor is read.
 pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
     let name = path.display().to_string();
-    let bytes = crate::io::read_regular(path)?;
-    parse_safetensors(&name, &bytes)
+    let (file, len) = crate::io::regular::open_regular(path)?;
+    let (stored, metadata) = read_header(&name, &file, len)?;
+    let tensors = load_all(&file, &name, &stored)?;
+    Ok(Safetensors { tensors, metadata })
 }
 
-/// [`read_safetensors`] on bytes already read; `name` is for errors.
-pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::malformed(name, format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::malformed(name, format!("not a valid safetensors file: {e}")))?;
+/// The tensors a safetensors file's header describes, and its `__metadata__`, read
+/// from the header alone: the 8-byte length, then that much JSON, both checked against
+/// the file's length `len` (and the `safetensors` crate's 100 MB cap) before reading,
+/// then offsets, dtypes and shapes checked by the crate's own validation.
+pub(crate) type Header = (BTreeMap<String, StoredTensor>, BTreeMap<String, String>);
+
+/// Reads the [`Header`] of the safetensors file in `src`, `len` bytes long.
+pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) -> Result<Header> {
+    let err =
+        |reason: String| Error::malformed(name, format!("not a valid safetensors file: {reason}"));
+    let mut n = [0u8; 8];
+    src.read_exact_at(&mut n, 0)
+        .map_err(|_| err(format!("{len} bytes, too short for a header")))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER_BYTES {
+        return Err(err(format!(
+            "a header of {n} bytes, more than the {MAX_HEADER_BYTES} the format allows"
+        )));
+    }
+    if n + 8 > len {
+        return Err(err(format!(
+            "a header of {n} bytes in a file of {len} bytes"
+        )));
+    }
+    let mut json = vec![0u8; n as usize];
+    src.read_exact_at(&mut json, 8)
+        .map_err(|e| err(format!("cannot read the header: {e}")))?;
+    let header: Metadata = serde_json::from_slice(&json).map_err(|e| err(e.to_string()))?;
+    let data_start = 8 + n;
+    let data = header.data_len() as u64;
+    if data_start + data != len {
+        return Err(err(format!(
+            "the header describes {data} bytes of data, the file holds {}",
+            len - data_start
+        )));
+    }
+    let mut tensors = BTreeMap::new();
+    for (tname, info) in header.tensors() {
+        let kind = kind_of(info.dtype).ok_or_else(|| {
+            Error::malformed(
+                name,
+                format!("tensor {tname}: dtype {:?} is not supported", info.dtype),
+            )
+        })?;
+        let shape = info
+            .shape
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| err(format!("tensor {tname}: shape {:?}", info.shape)))?;
+        let (begin, end) = info.data_offsets;
+        let stored =
+            StoredTensor::contiguous(kind, shape, data_start + begin as u64, (end - begin) as u64);
+        tensors.insert(tname, stored);
+    }
     let metadata = header
         .metadata()
         .clone()
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let mut tensors = BTreeMap::new();
-    for (tname, view) in st.tensors() {
-        let kind = kind_of(view.dtype()).ok_or_else(|| {
-            Error::malformed(
-                name,
-                format!("tensor {tname}: dtype {:?} is not supported", view.dtype()),
-            )
-        })?;
-        super::torch_file::check_bools(kind, view.data())
-            .map_err(|e| Error::malformed(name, format!("tensor {tname}: {e}")))?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
-            .map_err(|e| Error::malformed(name, format!("tensor {tname}: {e}")))?;
-        tensors.insert(tname, t);
-    }
-    Ok(Safetensors { tensors, metadata })
+    Ok((tensors, metadata))
 }
 
 /// Writes `tensors` (moved to the CPU, made contiguous) and `metadata` to `path`,
@@ -81,32 +124,17 @@ pub fn write_safetensors_new<'a>(
     metadata: &BTreeMap<String, String>,
     overwrite: impl Into<Overwrite>,
 ) -> Result<()> {
-    let bytes = serialize(path, tensors, metadata)?;
-    write_file(path, &bytes, overwrite.into())
+    let tensors: Vec<(&str, &Tensor)> = tensors.into_iter().collect();
+    let plan: Vec<Planned> = tensors
+        .iter()
+        .map(|(k, t)| (k.to_string(), t.kind(), t.size()))
+        .collect();
+    write_safetensors_streamed(path, &plan, metadata, overwrite.into(), |sink| {
+        tensors.iter().try_for_each(|(k, t)| sink.put(k, t))
+    })
 }
 
-fn serialize<'a>(
-    path: &Path,
-    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
-    let name = path.display().to_string();
-    let views = tensors
-        .into_iter()
-        .map(|(n, t)| {
-            Ok((
-                n.to_string(),
-                TensorBytes::new(t)
-                    .map_err(|e| Error::malformed(&name, format!("tensor {n}: {e}")))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    ::safetensors::tensor::serialize(views, (!meta.is_empty()).then_some(meta))
-        .map_err(|e| Error::malformed(&name, format!("cannot serialize: {e}")))
-}
-
-fn kind_of(dtype: Dtype) -> Option<Kind> {
+pub(crate) fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
         Dtype::BOOL => Kind::Bool,
         Dtype::U8 => Kind::Uint8,
@@ -122,7 +150,7 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     })
 }
 
-fn dtype_of(kind: Kind) -> Option<Dtype> {
+pub(crate) fn dtype_of(kind: Kind) -> Option<Dtype> {
     Some(match kind {
         Kind::Bool => Dtype::BOOL,
         Kind::Uint8 => Dtype::U8,
@@ -136,45 +164,4 @@ fn dtype_of(kind: Kind) -> Option<Dtype> {
         Kind::Double => Dtype::F64,
         _ => return None,
     })
-}
-
-/// A tensor's bytes on the CPU, in the form `safetensors` serialises.
-struct TensorBytes {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl TensorBytes {
-    fn new(t: &Tensor) -> std::result::Result<Self, String> {
-        let kind = t.kind();
-        let dtype = dtype_of(kind)
-            .ok_or_else(|| format!("dtype {kind:?} cannot be written to safetensors"))?;
-        let t = t
-            .detach()
-            .f_to_device(Device::Cpu)
-            .and_then(|t| t.f_contiguous())
-            .map_err(|e| e.to_string())?;
-        let numel = t.numel();
-        let mut data = vec![0u8; numel * kind.elt_size_in_bytes()];
-        t.f_copy_data_u8(&mut data, numel)
-            .map_err(|e| e.to_string())?;
-        let shape = t.size().iter().map(|&d| d as usize).collect();
-        Ok(Self { dtype, shape, data })
-    }
-}
-
-impl View for TensorBytes {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
 }

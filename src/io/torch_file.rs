@@ -5,7 +5,11 @@
 //! location, numel)` wrapped in `torch._utils._rebuild_tensor_v2(storage, offset, size,
 //! stride, ...)`, and `<root>/data/<key>` holds each storage's raw bytes (stored, not
 //! compressed). This reader unpickles with [`super::pickle`], which never imports or
-//! calls anything, then checks every view against its storage before a byte is copied.
+//! calls anything, then checks every view against its storage record, from the zip's
+//! central directory and local headers alone: the tensors are described
+//! ([`StoredTensor`]) before a byte of their data is read, and a view (stride 0 over 4
+//! bytes, say) is kept as a view. The records' CRC-32s are not checked: the data is read
+//! where it lies, by position, not through the zip reader.
 //!
 //! An archive with two entries under one name is refused: PyTorch's reader takes the
 //! first and the `zip` crate the last, so one file would hold different tensors for
@@ -16,27 +20,29 @@
 //! and compressed entries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Cursor, Read};
-use std::rc::Rc;
+use std::io::{Read, Seek};
 
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use super::pickle::{unpickle, StorageRef, TensorRef, Value};
+use super::stored::StoredTensor;
 use crate::error::{Error, Result};
 
 /// The pickled object's tensors, found as described in [`find_state_dict`], under their
-/// keys as saved.
-pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
+/// keys as saved: described from the zip's central directory and `data.pkl` alone, each
+/// view checked against its storage record (size, compression, bounds) before a byte of
+/// tensor data is read. `reader` holds the archive, `len` bytes long.
+pub(crate) fn read_torch_header<R: Read + Seek>(
+    name: &str,
+    reader: R,
+    len: u64,
+) -> Result<BTreeMap<String, StoredTensor>> {
     let err = |reason: String| Error::malformed(name, reason);
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+    let mut zip = zip::ZipArchive::new(reader)
         .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
     refuse_duplicates(&mut zip).map_err(err)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
-    let mut zip = Archive {
-        zip,
-        len: bytes.len() as u64,
-        name,
-    };
+    let mut zip = Archive { zip, len, name };
     let pkl = find_data_pkl(&names).map_err(err)?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
     if let Some(order) = zip.read_optional(&format!("{root}byteorder"))? {
@@ -47,23 +53,42 @@ pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String
             )));
         }
     }
-    let data = zip.read(&pkl, None)?;
+    let data = zip.read(&pkl)?;
     let value = unpickle(&data, &mut persistent_load).map_err(|e| err(format!("{pkl}: {e}")))?;
     let entries = find_state_dict(&value).map_err(err)?;
+    drop(value);
 
-    let mut storages: HashMap<String, Rc<Tensor>> = HashMap::new();
+    let mut records: HashMap<String, (u64, u64)> = HashMap::new();
     let mut tensors = BTreeMap::new();
     for (key, tref) in entries {
-        let storage = match storages.get(&tref.storage.key) {
-            Some(s) => s.clone(),
+        let terr = |reason: String| Error::malformed(name, format!("tensor {key}: {reason}"));
+        let s = &tref.storage;
+        let (kind, elem) = storage_kind(&s.class)
+            .ok_or_else(|| terr(format!("storage type {} is not supported", s.class)))?;
+        let storage = match records.get(&s.key) {
+            Some(&r) => r,
             None => {
-                let s = Rc::new(read_storage(&mut zip, &root, &tref.storage, &key)?);
-                storages.insert(tref.storage.key.clone(), s.clone());
-                s
+                let nbytes = s.numel.checked_mul(elem as u64).ok_or_else(|| {
+                    terr(format!("storage {} declares {} elements", s.key, s.numel))
+                })?;
+                let record = format!("{root}data/{}", s.key);
+                let r = zip.locate(&record, nbytes).map_err(|e| match e {
+                    Error::Malformed { reason, .. } => terr(reason),
+                    e => e,
+                })?;
+                records.insert(s.key.clone(), r);
+                r
             }
         };
-        let t = view(&storage, &tref).map_err(|e| err(format!("tensor {key}: {e}")))?;
-        tensors.insert(key, t);
+        let stored = StoredTensor {
+            kind,
+            shape: tref.size,
+            stride: tref.stride,
+            offset: tref.offset,
+            storage,
+        };
+        stored.check_view(s.numel).map_err(terr)?;
+        tensors.insert(key, stored);
     }
     Ok(tensors)
 }
@@ -93,7 +118,9 @@ fn find_data_pkl(names: &[String]) -> std::result::Result<String, String> {
 
 /// Errors on two entries with one name (see the module docs). The `zip` crate's name
 /// lookup keeps only the last, so the central directory is walked by index.
-fn refuse_duplicates(zip: &mut zip::ZipArchive<Cursor<&[u8]>>) -> std::result::Result<(), String> {
+fn refuse_duplicates<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+) -> std::result::Result<(), String> {
     if zip.file_names().count() == zip.len() {
         return Ok(());
     }
@@ -210,50 +237,40 @@ fn storage_kind(class: &str) -> Option<(Kind, usize)> {
     })
 }
 
-fn read_storage(zip: &mut Archive, root: &str, s: &StorageRef, tensor: &str) -> Result<Tensor> {
-    let name = zip.name;
-    let err = |reason: String| Error::malformed(name, format!("tensor {tensor}: {reason}"));
-    let (kind, elem) = storage_kind(&s.class)
-        .ok_or_else(|| err(format!("storage type {} is not supported", s.class)))?;
-    let nbytes = s
-        .numel
-        .checked_mul(elem as u64)
-        .ok_or_else(|| err(format!("storage {} declares {} elements", s.key, s.numel)))?;
-    let record = format!("{root}data/{}", s.key);
-    let data = zip.read(&record, Some(nbytes)).map_err(|e| match e {
-        Error::Malformed { reason, .. } => err(reason),
-        e => e,
-    })?;
-    check_bools(kind, &data).map_err(err)?;
-    let numel = i64::try_from(s.numel).map_err(|_| err("storage too large".into()))?;
-    Ok(Tensor::f_from_data_size(&data, &[numel], kind)?)
-}
-
-/// A bool tensor's bytes must be 0 or 1: other values are undefined behaviour in
-/// libtorch's kernels.
-pub(crate) fn check_bools(kind: Kind, data: &[u8]) -> std::result::Result<(), String> {
-    match data.iter().position(|&b| b > 1) {
-        Some(i) if kind == Kind::Bool => {
-            Err(format!("bool element {i} is {}, not 0 or 1", data[i]))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The archive, with its length and the file's name for errors.
-struct Archive<'a> {
-    zip: zip::ZipArchive<Cursor<&'a [u8]>>,
+struct Archive<'a, R> {
+    zip: zip::ZipArchive<R>,
     len: u64,
     name: &'a str,
 }
 
-impl Archive<'_> {
-    /// Reads one record, checking its declared size (against `expect`, and against the
-    /// archive's own length) before allocating.
-    fn read(&mut self, record: &str, expect: Option<u64>) -> Result<Vec<u8>> {
+impl<R: Read + Seek> Archive<'_, R> {
+    /// Where a stored record's bytes lie in the file, `(first byte, length)`, after
+    /// checking its compression and that it holds `expect` bytes, all inside the file.
+    fn locate(&mut self, record: &str, expect: u64) -> Result<(u64, u64)> {
         let name = self.name;
         let err = |reason: String| Error::malformed(name, format!("{record}: {reason}"));
-        let mut f = self.zip.by_name(record).map_err(|e| err(e.to_string()))?;
+        let (f, len) = self.entry(record)?;
+        let size = f.size();
+        if size != expect {
+            return Err(err(format!(
+                "holds {size} bytes, the pickle declares {expect}"
+            )));
+        }
+        let start = f.data_start();
+        if start.checked_add(size).is_none_or(|end| end > len) {
+            return Err(err(format!(
+                "truncated: {size} bytes from byte {start} of a {len}-byte file"
+            )));
+        }
+        Ok((start, size))
+    }
+
+    /// One stored record's entry, with the archive's length.
+    fn entry(&mut self, record: &str) -> Result<(zip::read::ZipFile<'_>, u64)> {
+        let name = self.name;
+        let err = |reason: String| Error::malformed(name, format!("{record}: {reason}"));
+        let f = self.zip.by_name(record).map_err(|e| err(e.to_string()))?;
         if f.compression() != zip::CompressionMethod::Stored {
             return Err(err(format!(
                 "compressed ({:?}); torch.save writes stored entries, so re-save the file \
@@ -261,18 +278,19 @@ impl Archive<'_> {
                 f.compression()
             )));
         }
+        Ok((f, self.len))
+    }
+
+    /// Reads one small record whole (`data.pkl`, `byteorder`), checking its declared
+    /// size against the archive's length before allocating.
+    fn read(&mut self, record: &str) -> Result<Vec<u8>> {
+        let name = self.name;
+        let err = |reason: String| Error::malformed(name, format!("{record}: {reason}"));
+        let (mut f, len) = self.entry(record)?;
         let size = f.size();
-        if let Some(want) = expect {
-            if size != want {
-                return Err(err(format!(
-                    "holds {size} bytes, the pickle declares {want}"
-                )));
-            }
-        }
-        if size > self.len {
+        if size > len {
             return Err(err(format!(
-                "declares {size} bytes, more than the whole file ({})",
-                self.len
+                "declares {size} bytes, more than the whole file ({len})"
             )));
         }
         let mut data = Vec::with_capacity(size as usize);
@@ -290,56 +308,8 @@ impl Archive<'_> {
         if !self.zip.file_names().any(|n| n == record) {
             return Ok(None);
         }
-        self.read(record, None).map(Some)
+        self.read(record).map(Some)
     }
-}
-
-/// `storage.as_strided(size, stride, offset)`, copied into a tensor of its own, after
-/// checking that every element it reaches lies inside the storage (libtorch would read
-/// out of bounds otherwise).
-fn view(storage: &Tensor, t: &TensorRef) -> std::result::Result<Tensor, String> {
-    let numel = storage.size()[0];
-    if t.size.len() != t.stride.len() {
-        return Err(format!(
-            "size {:?} and stride {:?} differ in length",
-            t.size, t.stride
-        ));
-    }
-    if t.offset < 0 || t.size.iter().chain(&t.stride).any(|&d| d < 0) {
-        return Err(format!(
-            "negative offset, size or stride (offset {}, size {:?}, stride {:?})",
-            t.offset, t.size, t.stride
-        ));
-    }
-    let empty = t.size.contains(&0);
-    if !empty {
-        let last = t
-            .size
-            .iter()
-            .zip(&t.stride)
-            .try_fold(t.offset, |acc, (&n, &s)| {
-                (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
-            });
-        match last {
-            Some(last) if last < numel => {}
-            _ => {
-                return Err(format!(
-                    "view (offset {}, size {:?}, stride {:?}) reaches outside its storage of \
-                     {numel} elements",
-                    t.offset, t.size, t.stride
-                ))
-            }
-        }
-    }
-    let out = if empty {
-        Tensor::f_empty(&t.size, (storage.kind(), storage.device()))
-    } else {
-        storage
-            .f_as_strided(&t.size, &t.stride, t.offset)
-            .and_then(|v| v.f_contiguous())
-            .map(|v| v.copy())
-    };
-    out.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

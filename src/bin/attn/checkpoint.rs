@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use tch_attention::checkpoint::{
-    convert, detect, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE, HEADS,
+    convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE,
+    HEADS,
 };
-use tch_attention::io::{read_checkpoint, write_safetensors_new, Overwrite};
+use tch_attention::io::{CheckpointFile, Overwrite};
 
 /// The layouts, as `--from`/`--to` values.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -94,7 +95,6 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
         );
     }
     let (from, to) = (Layout::from(args.from), Layout::from(args.to));
-    let ckpt = read_checkpoint(&args.input)?;
     let opts = ConvertOptions {
         prefix: args.prefix,
         heads: args.heads,
@@ -106,20 +106,18 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
         },
         mask_buffer: args.mask_buffer,
     };
-    let source = args.input.display().to_string();
-    let out = convert(&ckpt.tensors, from, to, &opts, &source).map_err(option_to_flag)?;
-    let mut meta = ckpt.metadata.clone();
-    meta.insert("layout".into(), to.name().into());
-    meta.insert("converted_from".into(), from.name().into());
-    write_safetensors_new(
+    // Block by block: memory holds one block, never the whole checkpoint.
+    let written = convert_streamed(
+        &args.input,
         &args.output,
-        out.iter().map(|(k, v)| (k.as_str(), v)),
-        &meta,
+        from,
+        to,
+        &opts,
         Overwrite::from(args.force),
-    )?;
+    )
+    .map_err(option_to_flag)?;
     eprintln!(
-        "attn: wrote {} tensors ({from} -> {to}) to {}",
-        out.len(),
+        "attn: wrote {written} tensors ({from} -> {to}) to {}",
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -139,14 +137,15 @@ fn option_to_flag(e: tch_attention::Error) -> anyhow::Error {
     }
 }
 
+/// Headers only: no tensor is read, however big the file.
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
-    let ckpt = read_checkpoint(&args.file)?;
-    let found = detect(&ckpt.tensors);
+    let ckpt = CheckpointFile::open(&args.file)?;
+    let found = detect_file(&ckpt)?;
     if args.json {
         let tensors: Vec<_> = ckpt
             .tensors
             .iter()
-            .map(|(k, t)| serde_json::json!({"name": k, "dtype": format!("{:?}", t.kind()), "shape": t.size()}))
+            .map(|(k, t)| serde_json::json!({"name": k, "dtype": format!("{:?}", t.kind), "shape": t.shape}))
             .collect();
         let layouts: Vec<_> = found
             .iter()
@@ -163,7 +162,7 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
         println!("{obj}");
         return Ok(ExitCode::SUCCESS);
     }
-    let total: usize = ckpt.tensors.values().map(|t| t.numel()).sum();
+    let total: i128 = ckpt.tensors.values().map(|t| t.numel() as i128).sum();
     println!(
         "{}: {}, {} tensors, {total} elements",
         args.file.display(),
@@ -174,8 +173,8 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     for (k, t) in &ckpt.tensors {
         println!(
             "  {k:<width$}  {:<9} {:?}",
-            format!("{:?}", t.kind()),
-            t.size()
+            format!("{:?}", t.kind),
+            t.shape
         );
     }
     if found.is_empty() {

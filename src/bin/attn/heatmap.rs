@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::heatmap::{select_panels, Heatmap};
-use tch_attention::io::{read_safetensors, Overwrite};
+use tch_attention::io::{contiguous_checked, CheckpointFile, Overwrite};
 
 use crate::with_flag_names;
 
@@ -16,7 +16,8 @@ const DEFAULT_TENSORS: [&str; 3] = ["expected.attn_weights", "attn_weights", "we
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A safetensors file holding attention weights: (L, S), (N, L, S) or (N, H, L, S).
+    /// A safetensors file (or a torch.save file) holding attention weights: (L, S),
+    /// (N, L, S) or (N, H, L, S).
     file: PathBuf,
     /// The tensor to draw (default: expected.attn_weights, attn_weights or wei).
     #[arg(long)]
@@ -46,7 +47,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let file = read_safetensors(&args.file)?;
+    // The header, then the one tensor drawn: a bad or oversized file is refused after
+    // its header, and the other tensors are never read.
+    let file = CheckpointFile::open(&args.file)?;
     let name = match &args.tensor {
         Some(t) => t.clone(),
         None => DEFAULT_TENSORS
@@ -61,19 +64,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 )
             })?,
     };
-    let weights = file.tensors.get(&name).with_context(|| {
+    let weights = file.load(&name).with_context(|| {
         format!(
             "{}: no tensor {name:?} (it has {:?})",
             args.file.display(),
             file.tensors.keys().collect::<Vec<_>>()
         )
-    })?;
+    })??;
+    let weights = &contiguous_checked(&weights, file.name(), &name)?;
     // A parity case says itself whether it is unbatched: its query is 2-D.
     let unbatched = args.unbatched
         || file
             .tensors
             .get("input.query")
-            .is_some_and(|q| q.dim() == 2);
+            .is_some_and(|q| q.shape.len() == 2);
     let mut panels = select_panels(weights, args.batch, unbatched) // (P, L, S)
         .map_err(|e| with_flag_names(e, &[("batch", "--batch")]))?;
     let p = panels.size()[0];

@@ -15,18 +15,31 @@ pub(super) struct Block<'a> {
     pub(super) prefix: &'a str,
     pub(super) source: &'a str,
     pub(super) taken: BTreeSet<String>,
+    /// Whether the tensors hold their data. `false` for stand-ins built from a file's
+    /// header ([`stand_in`]): shapes and dtypes are checked, contents (a mask buffer's)
+    /// are not, and nothing the size of a projection is allocated.
+    pub(super) data: bool,
 }
 
 impl Block<'_> {
-    pub(super) fn get(&mut self, key: &str) -> Option<Tensor> {
+    /// The tensor under `key`, if there is one. A view whose elements outnumber its
+    /// storage's must fit in memory before a conversion copies it.
+    pub(super) fn get(&mut self, key: &str) -> Result<Option<Tensor>> {
         let full = format!("{}{key}", self.prefix);
-        let t = self.tensors.get(&full)?.shallow_clone();
+        let Some(t) = self.tensors.get(&full) else {
+            return Ok(None);
+        };
+        if self.data && !t.is_contiguous() {
+            let bytes = t.numel() as u64 * t.kind().elt_size_in_bytes() as u64;
+            let what = format!("tensor {full} (a view of shape {:?}) converted", t.size());
+            crate::io::check_fits(bytes, self.source, &what)?;
+        }
         self.taken.insert(full);
-        Some(t)
+        Ok(Some(t.shallow_clone()))
     }
 
     pub(super) fn need(&mut self, key: &str) -> Result<Tensor> {
-        self.get(key).ok_or_else(|| {
+        self.get(key)?.ok_or_else(|| {
             Error::malformed(self.source, format!("missing key {}{key}", self.prefix))
         })
     }
@@ -46,8 +59,21 @@ impl Block<'_> {
         }
     }
 
+    /// `parts` stacked along dim 0; for stand-ins, a stand-in of that shape.
+    pub(super) fn cat(&self, parts: &[Tensor]) -> Result<Tensor> {
+        if self.data {
+            return Ok(Tensor::f_cat(parts, 0)?);
+        }
+        let mut shape = parts.first().map(|p| p.size()).unwrap_or_default();
+        if let Some(rows) = shape.first_mut() {
+            *rows = parts.iter().map(|p| p.size()[0]).sum();
+        }
+        let kind = parts.first().map_or(Kind::Float, |p| p.kind());
+        stand_in(kind, &shape)
+    }
+
     pub(super) fn bias(&mut self, key: &str, n: i64) -> Result<Option<Tensor>> {
-        match self.get(key) {
+        match self.get(key)? {
             Some(b) => {
                 self.shape(key, &b, &[n])?;
                 Ok(Some(b))
@@ -82,6 +108,9 @@ pub(super) fn check_tril(block: &Block, key: &str, t: &Tensor) -> Result<i64> {
     let n = *size.last().unwrap_or(&0);
     if size.len() < 2 || size[size.len() - 2] != n || t.numel() as i64 != n * n {
         return Err(block.err(key, format!("expected a square causal mask, got {size:?}")));
+    }
+    if !block.data {
+        return Ok(n);
     }
     let want = Tensor::f_ones([n, n], (Kind::Bool, t.device()))?.f_tril(0)?;
     let same = t.f_reshape([n, n])?.f_ne(0)?.f_equal(&want)?;
@@ -121,6 +150,12 @@ pub(super) fn check_dtypes(b: &Block, a: &Attn) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A tensor of `kind` and `shape` that holds one element, repeated (stride 0): what a
+/// header says of a tensor, for code that looks at shapes and dtypes only.
+pub(super) fn stand_in(kind: Kind, shape: &[i64]) -> Result<Tensor> {
+    Ok(Tensor::f_zeros([0i64; 0], (kind, tch::Device::Cpu))?.f_expand(shape, false)?)
 }
 
 /// A bias, or zeros of `n` (which change nothing) where the target needs one.

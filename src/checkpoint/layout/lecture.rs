@@ -40,7 +40,7 @@ pub(super) fn extract(b: &mut Block) -> Result<Attn> {
             }
         }
         let key = format!("heads.{h}.tril");
-        if let Some(tril) = b.get(&key) {
+        if let Some(tril) = b.get(&key)? {
             b.shape(&key, &tril, &[-1, -1])?;
             let n = check_tril(b, &key, &tril)?;
             if block_size.is_some_and(|bs| bs != n) {
@@ -56,7 +56,7 @@ pub(super) fn extract(b: &mut Block) -> Result<Attn> {
     let cat = |parts: &[Tensor], name: &str| -> Result<Option<Tensor>> {
         match parts.len() {
             0 => Ok(None),
-            n if n as i64 == heads => Ok(Some(Tensor::f_cat(parts, 0)?)),
+            n if n as i64 == heads => Ok(Some(b.cat(parts)?)),
             _ => Err(b.err(
                 &format!("heads.*.{name}.bias"),
                 "some heads have a bias and some do not",
@@ -64,11 +64,7 @@ pub(super) fn extract(b: &mut Block) -> Result<Attn> {
         }
     };
     let biases = (cat(&q_b, "query")?, cat(&k_b, "key")?, cat(&v_b, "value")?);
-    let qkv = [
-        Tensor::f_cat(&q, 0)?,
-        Tensor::f_cat(&k, 0)?,
-        Tensor::f_cat(&v, 0)?,
-    ];
+    let qkv = [b.cat(&q)?, b.cat(&k)?, b.cat(&v)?];
     let mut attn = Attn::new(Layout::Lecture, qkv, biases, o, o_b);
     attn.heads = Some(heads);
     attn.block_size = block_size;

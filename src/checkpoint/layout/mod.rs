@@ -27,14 +27,18 @@ use std::str::FromStr;
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
-use block::{bias_or_zeros, check_dtypes, is_nonzero, Block};
+use crate::io::CheckpointFile;
+use block::{bias_or_zeros, check_dtypes, is_nonzero, stand_in, Block};
 
 mod block;
 mod hf_bert;
 mod hf_gpt2;
 mod lecture;
 mod nanogpt;
+mod stream;
 mod torch_mha;
+
+pub use stream::convert_file;
 
 /// The `arg` of an [`Error::Invalid`] about [`ConvertOptions::heads`]: what a caller
 /// matches to point at its own way of setting it (the `attn` CLI names its flag).
@@ -234,10 +238,31 @@ impl Attn {
 
 /// Every attention block in `tensors`, by layout then prefix.
 pub fn detect(tensors: &BTreeMap<String, Tensor>) -> Vec<Found> {
+    detect_with(tensors, true)
+}
+
+/// Every attention block a checkpoint file's header describes, by layout then prefix,
+/// from keys, shapes and dtypes alone: no tensor is read. Unlike [`detect`], a causal
+/// mask buffer's contents are not checked (converting checks them).
+pub fn detect_file(file: &CheckpointFile) -> Result<Vec<Found>> {
+    Ok(detect_with(&stand_ins(file)?, false))
+}
+
+/// Stand-ins ([`block::stand_in`]) for every tensor of `file`: its keys, shapes and
+/// dtypes at the cost of one element each.
+fn stand_ins(file: &CheckpointFile) -> Result<BTreeMap<String, Tensor>> {
+    file.tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), stand_in(t.kind, &t.shape)?)))
+        .collect()
+}
+
+/// [`detect`]; `data` says whether `tensors` hold their data or are stand-ins.
+fn detect_with(tensors: &BTreeMap<String, Tensor>, data: bool) -> Vec<Found> {
     let mut found = Vec::new();
     for layout in Layout::ALL {
-        for prefix in candidate_prefixes(tensors, layout) {
-            if let Ok((attn, _)) = extract(tensors, &prefix, layout, "detect") {
+        for prefix in candidate_prefixes(tensors, layout, data) {
+            if let Ok((attn, _)) = extract_with(tensors, &prefix, layout, "detect", data) {
                 found.push(Found {
                     layout,
                     prefix,
@@ -272,7 +297,7 @@ pub fn convert(
     }
     let prefixes = match &opts.prefix {
         Some(p) => vec![normalise_prefix(p)],
-        None => candidate_prefixes(tensors, from),
+        None => candidate_prefixes(tensors, from, true),
     };
     if prefixes.is_empty() {
         let seen: Vec<String> = detect(tensors)
@@ -360,13 +385,19 @@ fn anchors(layout: Layout) -> &'static [&'static str] {
     }
 }
 
-fn candidate_prefixes(tensors: &BTreeMap<String, Tensor>, layout: Layout) -> Vec<String> {
+/// The prefixes of `layout`'s anchor keys under which a block can be read (`data` as
+/// in [`detect_with`]).
+fn candidate_prefixes(
+    tensors: &BTreeMap<String, Tensor>,
+    layout: Layout,
+    data: bool,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for key in tensors.keys() {
         for anchor in anchors(layout) {
             if let Some(prefix) = key.strip_suffix(anchor) {
                 if (prefix.is_empty() || prefix.ends_with('.'))
-                    && extract(tensors, prefix, layout, "").is_ok()
+                    && extract_with(tensors, prefix, layout, "", data).is_ok()
                     && !out.iter().any(|p| p == prefix)
                 {
                     out.push(prefix.to_string());
@@ -384,11 +415,23 @@ fn extract(
     layout: Layout,
     source: &str,
 ) -> Result<(Attn, BTreeSet<String>)> {
+    extract_with(tensors, prefix, layout, source, true)
+}
+
+/// [`extract`]; `data` says whether `tensors` hold their data or are stand-ins.
+fn extract_with(
+    tensors: &BTreeMap<String, Tensor>,
+    prefix: &str,
+    layout: Layout,
+    source: &str,
+    data: bool,
+) -> Result<(Attn, BTreeSet<String>)> {
     let mut b = Block {
         tensors,
         prefix,
         source,
         taken: BTreeSet::new(),
+        data,
     };
     let attn = match layout {
         Layout::Lecture => lecture::extract(&mut b)?,

@@ -49,13 +49,13 @@ pub(super) fn extract_c_attn(b: &mut Block, layout: Layout) -> Result<Attn> {
     let o_b = b.bias("c_proj.bias", c)?;
     let mut own = Vec::new();
     let mut block_size = None;
-    if let Some(mask) = b.get("bias") {
+    if let Some(mask) = b.get("bias")? {
         b.shape("bias", &mask, &[1, 1, -1, -1])?;
         block_size = Some(check_tril(b, "bias", &mask)?);
         own.push(("bias".to_string(), mask));
     }
     if transposed {
-        if let Some(masked_bias) = b.get("masked_bias") {
+        if let Some(masked_bias) = b.get("masked_bias")? {
             own.push(("masked_bias".to_string(), masked_bias));
         }
     }

@@ -11,7 +11,7 @@ use crate::error::Result;
 /// Reads the packed `in_proj_weight` or the unpacked `{q,k,v}_proj_weight` (kdim and
 /// vdim equal to embed_dim only), `in_proj_bias`, `out_proj`, and `bias_k`/`bias_v`.
 pub(super) fn extract(b: &mut Block) -> Result<Attn> {
-    let (q, k, v, unpacked) = match b.get("in_proj_weight") {
+    let (q, k, v, unpacked) = match b.get("in_proj_weight")? {
         Some(w) => {
             let e = w.size().get(1).copied().unwrap_or(0);
             b.shape("in_proj_weight", &w, &[3 * e, e])?;
@@ -50,7 +50,7 @@ pub(super) fn extract(b: &mut Block) -> Result<Attn> {
     let o_b = b.bias("out_proj.bias", e)?;
     let mut own = Vec::new();
     for key in ["bias_k", "bias_v"] {
-        if let Some(t) = b.get(key) {
+        if let Some(t) = b.get(key)? {
             b.shape(key, &t, &[1, 1, e])?;
             own.push((key.to_string(), t));
         }
