@@ -19,6 +19,8 @@ mod explain;
 mod heatmap;
 mod model;
 mod notebook;
+mod sample;
+mod train;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
 #[derive(Parser, Debug)]
@@ -50,6 +52,10 @@ enum Command {
     Embed(embed::Args),
     /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
     Bench(bench::Args),
+    /// Train a model as its PyTorch script does, step for step (the lecture's gpt.py).
+    Train(train::Args),
+    /// Sample text from a checkpoint `attn train` wrote.
+    Sample(sample::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -150,5 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => explain::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Sample(args) => sample::run(args),
     }
 }
