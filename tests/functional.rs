@@ -89,17 +89,133 @@ proptest! {
         prop_assert!(max_diff(&sums, &sums.ones_like()) < 1e-12);
     }
 
-    /// Any mismatch of shapes is an Err, never a panic or an abort.
+    /// Any shapes at all give an output of shape (N, .., L, Ev) or a shape error that
+    /// names query, key or value and reports that argument's shape: never a panic, an
+    /// abort or an error from inside libtorch.
     #[test]
-    fn bad_shapes_are_errors(dims in proptest::collection::vec(0i64..4, 0..5),
-                             kdims in proptest::collection::vec(0i64..4, 0..5),
-                             vdims in proptest::collection::vec(0i64..4, 0..5)) {
+    fn any_shapes_give_an_output_or_a_shape_error(
+        dims in proptest::collection::vec(0i64..4, 0..5),
+        kdims in proptest::collection::vec(0i64..4, 0..5),
+        vdims in proptest::collection::vec(0i64..4, 0..5),
+    ) {
         let (q, k, v) = (randn(&dims, Kind::Float), randn(&kdims, Kind::Float), randn(&vdims, Kind::Float));
         for backend in [Backend::Fused, Backend::Math] {
             let options = SdpaOptions { backend, ..SdpaOptions::default() };
-            let _ = scaled_dot_product_attention(&q, &k, &v, &options);
+            match scaled_dot_product_attention(&q, &k, &v, &options) {
+                Ok(out) => {
+                    let mut want = dims[..dims.len() - 1].to_vec();
+                    want.push(vdims[vdims.len() - 1]);
+                    prop_assert_eq!(out.size(), want, "{:?}", backend);
+                }
+                Err(Error::Shape { arg, got, .. }) => {
+                    let shapes = [("query", &dims), ("key", &kdims), ("value", &vdims)];
+                    let named = shapes.iter().find(|(name, _)| *name == arg);
+                    prop_assert!(named.is_some(), "{:?}: error names {:?}", backend, arg);
+                    prop_assert_eq!(&got, named.unwrap().1, "{:?}: {}'s shape", backend, arg);
+                }
+                Err(e) => prop_assert!(false, "{:?}: not a shape error: {}", backend, e),
+            }
         }
     }
+
+    /// A valid (query, key, value) with one thing broken, in each way [`broken`] knows,
+    /// is an `Error::Shape` naming the broken argument, reporting its shape and saying
+    /// what was expected.
+    #[test]
+    fn each_broken_shape_is_an_error_naming_its_argument(
+        dims in proptest::collection::vec(1i64..4, 6), four_d: bool,
+    ) {
+        let (qs, ks, vs) = valid_shapes(&dims, four_d);
+        for backend in [Backend::Fused, Backend::Math] {
+            let options = SdpaOptions { backend, ..SdpaOptions::default() };
+            let (q, k, v) = (randn(&qs, Kind::Float), randn(&ks, Kind::Float), randn(&vs, Kind::Float));
+            prop_assert!(scaled_dot_product_attention(&q, &k, &v, &options).is_ok());
+            for (which, zeroed) in (0..BREAKS).flat_map(|w| (0..3).map(move |z| (w, z))) {
+                let (shapes, want_arg, needle) = broken(which, zeroed, [qs.clone(), ks.clone(), vs.clone()]);
+                let [q, k, v] = shapes.each_ref().map(|s| randn(s, Kind::Float));
+                match scaled_dot_product_attention(&q, &k, &v, &options) {
+                    Err(Error::Shape { arg, expected, got }) => {
+                        let named = ["query", "key", "value"].iter().position(|a| *a == want_arg);
+                        prop_assert_eq!(arg.as_str(), want_arg, "{:?} {:?}", backend, shapes);
+                        prop_assert_eq!(&got, &shapes[named.unwrap()], "{:?} {:?}", backend, shapes);
+                        prop_assert!(expected.contains(needle), "{:?}: {:?} lacks {:?}", backend, expected, needle);
+                    }
+                    other => prop_assert!(false, "{:?} {:?}: {:?}", backend, shapes, other.map(|t| t.size())),
+                }
+            }
+        }
+    }
+}
+
+/// Query, key and value shapes that go together: `(N, [H,] L, E)`, `(N, [H,] S, E)` and
+/// `(N, [H,] S, Ev)` from `dims = [N, H, L, S, E, Ev]`.
+fn valid_shapes(dims: &[i64], four_d: bool) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
+    let [n, h, l, s, e, ev] = dims.try_into().unwrap();
+    let lead = if four_d { vec![n, h] } else { vec![n] };
+    let with = |a: i64, b: i64| [lead.clone(), vec![a, b]].concat();
+    (with(l, e), with(s, e), with(s, ev))
+}
+
+/// How many ways [`broken`] knows.
+const BREAKS: usize = 8;
+
+/// `[query, key, value]` shapes with one thing broken (the `which`-th way; the
+/// `zeroed`-th tensor for a zero-sized dimension), the argument the error must name, and
+/// a piece of what it must say was expected.
+fn broken(
+    which: usize,
+    zeroed: usize,
+    mut s: [Vec<i64>; 3],
+) -> ([Vec<i64>; 3], &'static str, &'static str) {
+    let rank = s[0].len();
+    let (arg, needle) = match which {
+        0 => {
+            s[0] = s[0][rank - 2..].to_vec();
+            ("query", "3-D (N, L, E) or 4-D")
+        }
+        1 => {
+            s[0].splice(0..0, vec![1; 5 - rank]);
+            ("query", "3-D (N, L, E) or 4-D")
+        }
+        2 => {
+            s[zeroed][rank - 1] = 0;
+            (["query", "key", "value"][zeroed], "no zero-sized dimension")
+        }
+        // Key 3-D beside a 4-D query, or 4-D beside a 3-D one.
+        3 => {
+            if rank == 4 {
+                s[1].remove(1);
+            } else {
+                s[1].insert(1, 1);
+            }
+            ("key", "-D like query")
+        }
+        4 => {
+            s[1][rank - 1] += 1;
+            ("key", "last dimension E")
+        }
+        5 => {
+            s[2][rank - 2] += 1;
+            ("value", "(.., S, Ev)")
+        }
+        6 => {
+            s[1][0] += 1;
+            s[2][0] += 1;
+            ("key", "batch N")
+        }
+        // Heads differ (4-D; GQA off); 3-D has no heads, so its batch differs instead.
+        _ if rank == 4 => {
+            s[1][1] += 1;
+            s[2][1] += 1;
+            ("key", "heads like query")
+        }
+        _ => {
+            s[1][0] += 2;
+            s[2][0] += 2;
+            ("key", "batch N")
+        }
+    };
+    (s, arg, needle)
 }
 
 #[test]

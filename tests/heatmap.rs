@@ -2,47 +2,75 @@
 //! grey, labels and shapes are checked, and the PNG decodes to the rendered pixels.
 
 use tch::{Device, Kind, Tensor};
+use tch_attention::heatmap::canvas::Canvas;
 use tch_attention::heatmap::colormap::viridis;
 use tch_attention::heatmap::{select_panels, Heatmap};
 
 /// Finds the first pixel of `colour` scanning rows from the top.
-fn find(c: &tch_attention::heatmap::canvas::Canvas, colour: [u8; 3]) -> Option<(usize, usize)> {
+fn find(c: &Canvas, colour: [u8; 3]) -> Option<(usize, usize)> {
     (0..c.height)
         .flat_map(|y| (0..c.width).map(move |x| (x, y)))
         .find(|&(x, y)| c.get(x, y) == Some(colour))
 }
 
+/// The colour at the centre of cell `(row, col)`, for a figure of one panel whose
+/// top-left cell has the colour `top_left` (found as the first pixel of that colour; the
+/// colour bar, which holds every colour too, lies right of the map).
+fn cell_colours(canvas: &Canvas, top_left: [u8; 3]) -> impl Fn(usize, usize) -> [u8; 3] + '_ {
+    let (x0, y0) = find(canvas, top_left).expect("a pixel of the top-left cell's colour");
+    let right_edge = (x0..canvas.width)
+        .find(|&x| canvas.get(x, y0 + 2) != Some(top_left))
+        .unwrap();
+    let cell = right_edge - x0;
+    assert!(cell >= 8, "cells of {cell} px");
+    move |r, k| {
+        canvas
+            .get(x0 + k * cell + cell / 2, y0 + r * cell + cell / 2)
+            .unwrap()
+    }
+}
+
+/// Row 0: [1, 0, nan]; row 1: [0.5, 0.25, 0]. Values chosen to hit distinct colours.
+fn two_by_three() -> Tensor {
+    Tensor::from_slice(&[1.0f32, 0.0, f32::NAN, 0.5, 0.25, 0.0]).view([2, 3])
+}
+
 #[test]
 fn cells_take_the_colour_of_their_value() {
-    // Row 0: [1, 0, nan]; row 1: [0.5, 0.25, 0]. Values chosen to hit distinct colours.
-    let w = Tensor::from_slice(&[1.0f32, 0.0, f32::NAN, 0.5, 0.25, 0.0]).view([2, 3]);
-    let canvas = Heatmap::new(&w).unwrap().render();
-    let top = viridis(1.0);
-    let (x1, y1) = find(&canvas, top).expect("a cell coloured for 1.0");
-    // The colour bar also holds viridis(1.0) at its top, but the map is drawn first
-    // (left of the bar), so the leftmost such pixel on that row belongs to the map.
-    let cell_right_edge = (x1..canvas.width)
-        .find(|&x| canvas.get(x, y1 + 2) != Some(top))
-        .unwrap();
-    let cell = cell_right_edge - x1;
-    assert!(cell >= 8, "cells of {cell} px");
-    let at = |r: usize, k: usize| {
-        canvas
-            .get(x1 + k * cell + cell / 2, y1 + r * cell + cell / 2)
-            .unwrap()
-    };
+    let canvas = Heatmap::new(&two_by_three()).unwrap().render();
+    let at = cell_colours(&canvas, viridis(1.0));
     assert_eq!(at(0, 0), viridis(1.0));
     assert_eq!(at(0, 1), viridis(0.0));
     assert_eq!(at(0, 2), [190, 190, 190], "NaN is grey");
     assert_eq!(at(1, 0), viridis(0.5));
     assert_eq!(at(1, 1), viridis(0.25));
-    // A different range moves the colours.
-    let canvas = Heatmap::new(&w)
+    assert_eq!(at(1, 2), viridis(0.0));
+}
+
+#[test]
+fn a_range_moves_the_colours_and_saturates_beyond_its_ends() {
+    // 0 to 0.5 (what `--vmax 0.5` sets): 0.25 is mid-scale, 0.5 and 1.0 both take the
+    // top colour. Under the default range these cells are viridis(0.25) and viridis(0.5).
+    let canvas = Heatmap::new(&two_by_three())
         .unwrap()
         .with_range(0.0, 0.5)
         .unwrap()
         .render();
-    assert!(find(&canvas, viridis(0.5)).is_some());
+    let at = cell_colours(&canvas, viridis(1.0));
+    assert_eq!(at(0, 0), viridis(1.0), "1.0 beyond vmax saturates");
+    assert_eq!(at(1, 0), viridis(1.0), "0.5 is vmax");
+    assert_eq!(at(1, 1), viridis(0.5), "0.25 is half of vmax");
+    assert_eq!(at(0, 1), viridis(0.0));
+    // A minimum above zero: 0 and 0.25 fall below it and take the bottom colour.
+    let canvas = Heatmap::new(&two_by_three())
+        .unwrap()
+        .with_range(0.5, 1.0)
+        .unwrap()
+        .render();
+    let at = cell_colours(&canvas, viridis(1.0));
+    assert_eq!(at(1, 0), viridis(0.0), "0.5 is vmin");
+    assert_eq!(at(1, 1), viridis(0.0), "0.25 below vmin saturates");
+    assert_eq!(at(0, 1), viridis(0.0));
 }
 
 #[test]

@@ -9,6 +9,10 @@ use tch_attention::bench::memory;
 use tch_attention::doctor::sdp_backend_name;
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "measures memory through /proc/self (clear_refs, VmHWM), which only Linux has"
+)]
 fn long_causal_attention_uses_the_flash_kernel_and_no_t_by_t_memory() {
     let _guard = tch::no_grad_guard();
     // The long suite's shape: B=1, 12 heads, T=8192, hs=64 (float32, CPU).
@@ -28,10 +32,9 @@ fn long_causal_attention_uses_the_flash_kernel_and_no_t_by_t_memory() {
         is_causal: true,
         ..SdpaOptions::default()
     };
-    let Some(before) = memory::reset_peak() else {
-        eprintln!("skipped the memory half: /proc/self/clear_refs is not writable here");
-        return;
-    };
+    // On Linux the process may always write its own clear_refs: failing here means the
+    // measurement is broken, not that the test should pass unmeasured.
+    let before = memory::reset_peak().expect("/proc/self/clear_refs is writable");
     let out = scaled_dot_product_attention(&q, &k, &v, &options).unwrap();
     let added = memory::peak().unwrap() - before;
     assert_eq!(out.size(), [1, h, t, hs]);

@@ -47,10 +47,13 @@ fn a_head_with_a_non_causal_tril_sends_all_heads_the_lecture_way() {
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
     let m = MultiHeadAttention::new(vs.root(), MultiHeadConfig::new(32, 4, 8, 8)).unwrap();
+    let x = Tensor::randn([2, 8, 32], (Kind::Float, Device::Cpu));
+    let causal = tch::no_grad(|| m.f_forward_t(&x, false).unwrap());
     let mut tril = m.heads[2].tril.shallow_clone();
     tch::no_grad(|| tril.copy_(&Tensor::ones([8, 8], (Kind::Float, Device::Cpu))));
-    let x = Tensor::randn([2, 8, 32], (Kind::Float, Device::Cpu));
     let out = tch::no_grad(|| m.f_forward_t(&x, false).unwrap());
     let slow = tch::no_grad(|| lecture(&m, &x));
     assert!(out.allclose(&slow, 1e-5, 1e-6, false));
+    // The new tril must matter, or the check above would pass on the causal path too.
+    assert!(!out.allclose(&causal, 1e-5, 1e-6, false));
 }

@@ -118,23 +118,14 @@ fn diff(expected: &str, actual: &str) -> String {
     out
 }
 
-#[test]
-fn every_repr_matches_pytorch() {
-    let (metadata, cases) = load_cases();
-    assert!(
-        metadata.get("torch_version").map(String::as_str) == Some("2.13.0"),
-        "the fixture was made by torch {:?}, not 2.13.0",
-        metadata.get("torch_version")
-    );
-    let cuda = tch::Cuda::is_available();
-    let (mut failures, mut checked, mut skipped) = (Vec::new(), 0, 0);
-    for case in &cases {
+/// Prints every case whose `cuda` flag is `on_cuda` (on the first CUDA device if so) and
+/// returns how many were checked and a description of each that differs from PyTorch.
+fn check_reprs(cases: &[Case], on_cuda: bool) -> (usize, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in cases.iter().filter(|c| c.cuda == on_cuda) {
         let mut t = case.tensor.shallow_clone();
-        if case.cuda {
-            if !cuda {
-                skipped += 1;
-                continue;
-            }
+        if on_cuda {
             t = t.to_device(Device::Cuda(0));
         }
         if case.requires_grad {
@@ -152,13 +143,41 @@ fn every_repr_matches_pytorch() {
             Err(e) => failures.push(format!("case `{}`: error {e}", case.name)),
         }
     }
-    eprintln!(
-        "pretty: {checked} reprs checked, {skipped} CUDA cases skipped (CUDA available: {cuda})"
+    (checked, failures)
+}
+
+#[test]
+fn every_repr_matches_pytorch() {
+    let (metadata, cases) = load_cases();
+    assert!(
+        metadata.get("torch_version").map(String::as_str) == Some("2.13.0"),
+        "the fixture was made by torch {:?}, not 2.13.0",
+        metadata.get("torch_version")
     );
+    let (checked, failures) = check_reprs(&cases, false);
     assert!(checked >= 90, "only {checked} cases in the fixture");
     assert!(
         failures.is_empty(),
         "{} of {checked} reprs differ from PyTorch's:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The cases PyTorch printed for a tensor on `cuda:0` (`device='cuda:0'` in the repr).
+#[test]
+#[ignore = "needs a CUDA device; run with --ignored on a GPU machine"]
+fn cuda_reprs_match_pytorch() {
+    // Loads libtorch_cuda first: the binaries link libtorch_cpu alone (src/device.rs).
+    if let Err(e) = tch_attention::device::cuda_device(0) {
+        panic!("no CUDA device available to this libtorch: this test needs one ({e})");
+    }
+    let (_, cases) = load_cases();
+    let (checked, failures) = check_reprs(&cases, true);
+    assert!(checked > 0, "no CUDA cases in the fixture");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} CUDA reprs differ from PyTorch's:\n\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -266,11 +285,21 @@ fn no_panic_on_any_kind() {
     ];
     let base = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.0]).reshape([2, 2]);
     let big = Tensor::arange(2000, (Kind::Float, Device::Cpu)).reshape([40, 50]) / 7.0;
+    let quantized = [Kind::QInt8, Kind::QUInt8, Kind::QInt32];
     for kind in kinds {
         for t in [&base, &big, &base.get(0).get(0), &base.narrow(0, 0, 0)] {
-            if let Ok(t) = t.f_to_kind(kind) {
-                let _ = tensor_repr(&t);
-            }
+            // A cast to a quantized dtype is an error in libtorch (quantize_per_tensor
+            // makes one); every other dtype must cast and print.
+            let Ok(t) = t.f_to_kind(kind) else {
+                assert!(quantized.contains(&kind), "{kind:?}: no cast");
+                continue;
+            };
+            let repr = tensor_repr(&t);
+            assert!(
+                repr.as_ref().is_ok_and(|r| r.starts_with("tensor(")),
+                "{kind:?} {:?}: {repr:?}",
+                t.size()
+            );
         }
     }
     // The dtypes PyTorch prints as it does float8 and complex32, checked for an answer.

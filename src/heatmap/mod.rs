@@ -15,7 +15,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::io::write_atomic;
+use crate::io::atomic::{write_file, Overwrite};
 use canvas::{text_width, Canvas, Rgb, GLYPH};
 use colormap::viridis;
 
@@ -179,9 +179,152 @@ impl Heatmap {
 
     /// Draws the figure.
     pub fn render(&self) -> Canvas {
-        let (rows, cols) = (self.rows, self.cols);
-        let n = self.panels.len();
-        let grid_cols = self
+        let at = FigureLayout::new(self);
+        let mut c = Canvas::new(at.width, at.height, WHITE);
+        c.text(MARGIN, MARGIN, &at.title, at.title_scale, INK);
+        for (i, line) in at.sub_lines.iter().enumerate() {
+            let y = MARGIN + at.title_h + i * (GLYPH + 4);
+            c.text(MARGIN, y, line, 1, GREY_TEXT);
+        }
+        for (i, (title, values)) in self.panels.iter().enumerate() {
+            self.paint_panel(&mut c, &at, at.panel_origin(i), title, values);
+        }
+        paint_colour_bar(&mut c, &at);
+        c
+    }
+
+    /// One panel with its top-left corner at `(bx, by)`: title, cells, frame, labels.
+    fn paint_panel(
+        &self,
+        c: &mut Canvas,
+        at: &FigureLayout,
+        (bx, by): (usize, usize),
+        title: &str,
+        values: &[f32],
+    ) {
+        let (mx, my) = (bx + at.row_label_w, by + at.panel_title_h);
+        if !title.is_empty() {
+            let tx = mx + at.map_w.saturating_sub(text_width(title, 2)) / 2;
+            c.text(tx, by, title, 2, INK);
+        }
+        let (lo, hi) = self.range;
+        for r in 0..self.rows {
+            for k in 0..self.cols {
+                let v = values[r * self.cols + k] as f64;
+                let colour = if v.is_nan() {
+                    NAN
+                } else {
+                    viridis((v - lo) / (hi - lo))
+                };
+                let cell = at.cell;
+                c.fill_rect(mx + k * cell, my + r * cell, cell, cell, colour);
+            }
+        }
+        c.stroke_rect(mx - 1, my - 1, at.map_w + 2, at.map_h + 2, INK);
+        // Query labels right-aligned at each row's middle; key labels upward
+        // under each column, ending just below the map.
+        let (scale, px, cell) = (at.label_scale, at.label_px, at.cell);
+        for (r, label) in at.row_labels.iter().enumerate().step_by(at.step) {
+            let x = mx - 4 - text_width(label, scale);
+            let y = (my + r * cell + cell / 2).saturating_sub(px / 2);
+            c.text(x, y, label, scale, INK);
+        }
+        for (k, label) in at.col_labels.iter().enumerate().step_by(at.step) {
+            let x = (mx + k * cell + cell / 2).saturating_sub(px / 2);
+            let bottom = my + at.map_h + 4 + text_width(label, scale);
+            c.text_up(x, bottom, label, scale, INK);
+        }
+    }
+
+    /// The colour bar's five tick labels, low to high. Values beyond the scale take its
+    /// end colours; the end ticks then say so (`+`, `-`).
+    fn ticks(&self) -> Vec<String> {
+        let values = || self.panels.iter().flat_map(|(_, v)| v);
+        let beyond_hi = values().any(|&v| v as f64 > self.range.1);
+        let beyond_lo = values().any(|&v| (v as f64) < self.range.0);
+        (0..=4)
+            .map(|i| {
+                let v = self.range.0 + (self.range.1 - self.range.0) * i as f64 / 4.0;
+                let mark = match i {
+                    4 if beyond_hi => "+",
+                    0 if beyond_lo => "-",
+                    _ => "",
+                };
+                format!("{v:.2}{mark}")
+            })
+            .collect()
+    }
+
+    /// The figure as PNG bytes.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        self.render().encode_png()
+    }
+
+    /// Writes the PNG to `path` atomically ([`crate::io::atomic`]); an existing file is
+    /// replaced or, with [`Overwrite::Refuse`], left alone ([`Error::Exists`]).
+    pub fn write_png(&self, path: &Path, overwrite: Overwrite) -> Result<()> {
+        write_file(path, &self.to_png()?, overwrite)
+    }
+}
+
+/// Colour bar width, and the gap between panels and before the bar, in pixels.
+const BAR_W: usize = 18;
+const GAP: usize = 24;
+
+/// Colour bar, high values on top, aligned with the first map; tick values beside it,
+/// centred on their height (no tick marks: beside a number they read as minus signs).
+fn paint_colour_bar(c: &mut Canvas, at: &FigureLayout) {
+    let (cx, cy) = (MARGIN + at.grid_w + GAP, at.top + at.panel_title_h);
+    let bar_h = at.bar_h;
+    for y in 0..bar_h {
+        let t = 1.0 - y as f64 / (bar_h - 1) as f64;
+        c.fill_rect(cx, cy + y, BAR_W, 1, viridis(t));
+    }
+    c.stroke_rect(cx - 1, cy - 1, BAR_W + 2, bar_h + 2, INK);
+    for (i, text) in at.ticks.iter().enumerate() {
+        let y = cy + (bar_h - 1) - (bar_h - 1) * i / 4;
+        c.text(cx + BAR_W + 8, y.saturating_sub(GLYPH), text, 2, INK);
+    }
+}
+
+/// Where everything of a figure goes, in pixels, worked out before anything is painted.
+#[derive(Debug)]
+struct FigureLayout {
+    /// Panels per row of the grid.
+    grid_cols: usize,
+    /// Pixels per side of a cell.
+    cell: usize,
+    label_scale: usize,
+    /// Height of a label's glyphs.
+    label_px: usize,
+    /// Every `step`-th label is drawn (all of them when the cells are large enough).
+    step: usize,
+    row_labels: Vec<String>,
+    col_labels: Vec<String>,
+    row_label_w: usize,
+    panel_title_h: usize,
+    map_w: usize,
+    map_h: usize,
+    /// One panel with its labels and title.
+    block_w: usize,
+    block_h: usize,
+    grid_w: usize,
+    bar_h: usize,
+    ticks: Vec<String>,
+    title: String,
+    title_scale: usize,
+    title_h: usize,
+    sub_lines: Vec<String>,
+    /// Where the grid starts, below the title and subtitle.
+    top: usize,
+    width: usize,
+    height: usize,
+}
+
+impl FigureLayout {
+    fn new(map: &Heatmap) -> Self {
+        let (rows, cols, n) = (map.rows, map.cols, map.panels.len());
+        let grid_cols = map
             .columns
             .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
             .min(n);
@@ -191,190 +334,119 @@ impl Heatmap {
         // Labels in two sizes; below 9 px per cell only every step-th label fits.
         let label_scale = if cell >= 16 { 2 } else { 1 };
         let label_px = GLYPH * label_scale;
-        let step = (label_px + 1).div_ceil(cell).max(1);
-        let cut = |s: &str| -> String {
-            if s.chars().count() > MAX_LABEL_CHARS {
-                s.chars().take(MAX_LABEL_CHARS - 1).chain(['~']).collect()
-            } else {
-                s.to_string()
-            }
-        };
-        let row_labels: Vec<String> = self.row_labels.iter().map(|s| cut(s)).collect();
-        let col_labels: Vec<String> = self.col_labels.iter().map(|s| cut(s)).collect();
-        let widest = |v: &[String]| {
-            v.iter()
-                .map(|s| text_width(s, label_scale))
-                .max()
-                .unwrap_or(0)
-        };
-        let row_label_w = widest(&row_labels) + 6;
-        let col_label_h = widest(&col_labels) + 6;
-        let has_panel_titles = self.panels.iter().any(|(t, _)| !t.is_empty());
+        let row_labels: Vec<String> = map.row_labels.iter().map(|s| cut_label(s)).collect();
+        let col_labels: Vec<String> = map.col_labels.iter().map(|s| cut_label(s)).collect();
+        let has_panel_titles = map.panels.iter().any(|(t, _)| !t.is_empty());
         let panel_title_h = if has_panel_titles { 2 * GLYPH + 8 } else { 0 };
         let (map_w, map_h) = (cols * cell, rows * cell);
+        let row_label_w = widest(&row_labels, label_scale) + 6;
         let block_w = row_label_w + map_w;
-        let block_h = panel_title_h + map_h + col_label_h;
-        let gap = 24;
-
+        let block_h = panel_title_h + map_h + widest(&col_labels, label_scale) + 6;
         // The colour bar: as tall as one map (at least 120 px), with 5 ticks.
         let bar_h = map_h.max(120);
-        let bar_w = 18;
-        // Values beyond the scale take its end colours; the end ticks then say so.
-        let beyond_hi = self
-            .panels
-            .iter()
-            .flat_map(|(_, v)| v)
-            .any(|&v| v as f64 > self.range.1);
-        let beyond_lo = self
-            .panels
-            .iter()
-            .flat_map(|(_, v)| v)
-            .any(|&v| (v as f64) < self.range.0);
-        let ticks: Vec<(f64, String)> = (0..=4)
-            .map(|i| {
-                let v = self.range.0 + (self.range.1 - self.range.0) * i as f64 / 4.0;
-                let mark = match i {
-                    4 if beyond_hi => "+",
-                    0 if beyond_lo => "-",
-                    _ => "",
-                };
-                (v, format!("{v:.2}{mark}"))
-            })
-            .collect();
-        let tick_w = ticks
-            .iter()
-            .map(|(_, t)| text_width(t, 2))
-            .max()
-            .unwrap_or(0);
-        let grid_w = grid_cols * block_w + (grid_cols - 1) * gap;
-        let grid_h = grid_rows * block_h + (grid_rows - 1) * gap;
-        // The maps set the width, widened up to MIN_TEXT_W for the text above them, or up
-        // to MAX_TITLE_W for a title at the large size. A title too long for that is set
-        // at the small size; whatever is still too long (a long sentence) is cut.
-        let content_w = MARGIN + grid_w + gap + bar_w + 8 + tick_w + MARGIN;
+        let ticks = map.ticks();
+        let grid_w = grid_cols * block_w + (grid_cols - 1) * GAP;
+        let grid_h = grid_rows * block_h + (grid_rows - 1) * GAP;
+        let content_w = MARGIN + grid_w + GAP + BAR_W + 8 + widest(&ticks, 2) + MARGIN;
+        let mut at = Self {
+            grid_cols,
+            cell,
+            label_scale,
+            label_px,
+            step: (label_px + 1).div_ceil(cell).max(1),
+            row_labels,
+            col_labels,
+            row_label_w,
+            panel_title_h,
+            map_w,
+            map_h,
+            block_w,
+            block_h,
+            grid_w,
+            bar_h,
+            ticks,
+            title: String::new(),
+            title_scale: 2,
+            title_h: 0,
+            sub_lines: Vec::new(),
+            top: 0,
+            width: content_w,
+            height: 0,
+        };
+        at.place_text(map, content_w);
+        at.height = at.top + grid_h.max(panel_title_h + bar_h) + MARGIN;
+        at
+    }
+
+    /// The title and subtitle above the grid, and the width they make. The maps set the
+    /// width, widened up to MIN_TEXT_W for the text above them, or up to MAX_TITLE_W for
+    /// a title at the large size. A title too long for that is set at the small size;
+    /// whatever is still too long (a long sentence) is cut.
+    fn place_text(&mut self, map: &Heatmap, content_w: usize) {
         let text_room = content_w.max(MIN_TEXT_W) - 2 * MARGIN;
         let title_room = content_w.max(MAX_TITLE_W) - 2 * MARGIN;
-        let fit = |s: &str, scale: usize, room: usize| -> String {
-            let max = room / (GLYPH * scale);
-            if s.chars().count() > max {
-                s.chars()
-                    .take(max.saturating_sub(3))
-                    .chain("...".chars())
-                    .collect()
-            } else {
-                s.to_string()
-            }
-        };
-        let (title_scale, title) = if text_width(&self.title, 2) <= title_room {
-            (2, self.title.clone())
+        (self.title_scale, self.title) = if text_width(&map.title, 2) <= title_room {
+            (2, map.title.clone())
         } else {
-            (1, fit(&self.title, 1, text_room))
+            (1, fit(&map.title, 1, text_room))
         };
-        let title_h = if title.is_empty() {
+        self.title_h = if self.title.is_empty() {
             0
         } else {
-            title_scale * GLYPH + 10
+            self.title_scale * GLYPH + 10
         };
-        let sub_lines: Vec<String> = self.subtitle.as_deref().map_or(Vec::new(), |s| {
+        self.sub_lines = map.subtitle.as_deref().map_or(Vec::new(), |s| {
             s.lines().map(|l| fit(l, 1, text_room)).collect()
         });
-        let subtitle_h = if sub_lines.is_empty() {
+        let subtitle_h = if self.sub_lines.is_empty() {
             0
         } else {
-            sub_lines.len() * (GLYPH + 4) + 6
+            self.sub_lines.len() * (GLYPH + 4) + 6
         };
-        let head_h = title_h + subtitle_h + if title_h + subtitle_h > 0 { 6 } else { 0 };
-        let width = content_w
-            .max(MARGIN * 2 + text_width(&title, title_scale))
-            .max(
-                MARGIN * 2
-                    + sub_lines
-                        .iter()
-                        .map(|s| text_width(s, 1))
-                        .max()
-                        .unwrap_or(0),
-            );
-        let height = MARGIN + head_h + grid_h.max(panel_title_h + bar_h) + MARGIN;
-        let mut c = Canvas::new(width, height, WHITE);
-
-        c.text(MARGIN, MARGIN, &title, title_scale, INK);
-        for (i, line) in sub_lines.iter().enumerate() {
-            c.text(
-                MARGIN,
-                MARGIN + title_h + i * (GLYPH + 4),
-                line,
-                1,
-                GREY_TEXT,
-            );
-        }
-        let top = MARGIN + head_h;
-        let (lo, hi) = self.range;
-        for (i, (title, values)) in self.panels.iter().enumerate() {
-            let bx = MARGIN + (i % grid_cols) * (block_w + gap);
-            let by = top + (i / grid_cols) * (block_h + gap);
-            let (mx, my) = (bx + row_label_w, by + panel_title_h);
-            if !title.is_empty() {
-                let tx = mx + map_w.saturating_sub(text_width(title, 2)) / 2;
-                c.text(tx, by, title, 2, INK);
-            }
-            for r in 0..rows {
-                for k in 0..cols {
-                    let v = values[r * cols + k] as f64;
-                    let colour = if v.is_nan() {
-                        NAN
-                    } else {
-                        viridis((v - lo) / (hi - lo))
-                    };
-                    c.fill_rect(mx + k * cell, my + r * cell, cell, cell, colour);
-                }
-            }
-            c.stroke_rect(mx - 1, my - 1, map_w + 2, map_h + 2, INK);
-            // Query labels right-aligned at each row's middle; key labels upward
-            // under each column, ending just below the map.
-            for (r, label) in row_labels.iter().enumerate().step_by(step) {
-                let x = mx - 4 - text_width(label, label_scale);
-                let y = (my + r * cell + cell / 2).saturating_sub(label_px / 2);
-                c.text(x, y, label, label_scale, INK);
-            }
-            for (k, label) in col_labels.iter().enumerate().step_by(step) {
-                let x = (mx + k * cell + cell / 2).saturating_sub(label_px / 2);
-                let bottom = my + map_h + 4 + text_width(label, label_scale);
-                c.text_up(x, bottom, label, label_scale, INK);
-            }
-        }
-
-        // Colour bar, high values on top, aligned with the first map.
-        let (cx, cy) = (MARGIN + grid_w + gap, top + panel_title_h);
-        for y in 0..bar_h {
-            let t = 1.0 - y as f64 / (bar_h - 1) as f64;
-            c.fill_rect(cx, cy + y, bar_w, 1, viridis(t));
-        }
-        c.stroke_rect(cx - 1, cy - 1, bar_w + 2, bar_h + 2, INK);
-        // Tick values beside the bar, centred on their height (no tick marks: beside a
-        // number they read as minus signs).
-        for (i, (_, text)) in ticks.iter().enumerate() {
-            let y = cy + (bar_h - 1) - (bar_h - 1) * i / 4;
-            c.text(cx + bar_w + 8, y.saturating_sub(GLYPH), text, 2, INK);
-        }
-        c
+        let head_h = self.title_h + subtitle_h;
+        self.top = MARGIN + head_h + if head_h > 0 { 6 } else { 0 };
+        self.width = content_w
+            .max(MARGIN * 2 + text_width(&self.title, self.title_scale))
+            .max(MARGIN * 2 + widest(&self.sub_lines, 1));
     }
 
-    /// The figure as PNG bytes.
-    pub fn to_png(&self) -> Result<Vec<u8>> {
-        self.render().encode_png()
+    /// The top-left corner of panel `i`'s block (its title, or its map when untitled).
+    fn panel_origin(&self, i: usize) -> (usize, usize) {
+        let bx = MARGIN + (i % self.grid_cols) * (self.block_w + GAP);
+        let by = self.top + (i / self.grid_cols) * (self.block_h + GAP);
+        (bx, by)
     }
+}
 
-    /// Writes the PNG to `path` atomically. An existing file is replaced only when
-    /// `force`.
-    pub fn write_png(&self, path: &Path, force: bool) -> Result<()> {
-        if path.exists() && !force {
-            return Err(Error::invalid(
-                path.display().to_string(),
-                "exists; pass --force to replace it",
-            ));
-        }
-        write_atomic(path, &self.to_png()?)
+/// `s` cut to MAX_LABEL_CHARS characters, the last one a `~`.
+fn cut_label(s: &str) -> String {
+    if s.chars().count() > MAX_LABEL_CHARS {
+        s.chars().take(MAX_LABEL_CHARS - 1).chain(['~']).collect()
+    } else {
+        s.to_string()
     }
+}
+
+/// `s` cut (with `...`) to fit `room` pixels at `scale`.
+fn fit(s: &str, scale: usize, room: usize) -> String {
+    let max = room / (GLYPH * scale);
+    if s.chars().count() > max {
+        s.chars()
+            .take(max.saturating_sub(3))
+            .chain("...".chars())
+            .collect()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The width of the widest of `texts` at `scale`.
+fn widest(texts: &[String], scale: usize) -> usize {
+    texts
+        .iter()
+        .map(|s| text_width(s, scale))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The panels `(P, L, S)` of an attention-weights tensor as PyTorch lays them out:
@@ -386,7 +458,7 @@ pub fn select_panels(weights: &Tensor, batch: i64, unbatched: bool) -> Result<Te
         let n = size[0];
         if !(0..n).contains(&batch) {
             return Err(Error::invalid(
-                "--batch",
+                "batch",
                 format!("must be in 0..{n} for weights of shape {size:?}, got {batch}"),
             ));
         }

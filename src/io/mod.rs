@@ -1,12 +1,13 @@
 //! Every file format the crate reads or writes, each reader checking every declared
 //! size against the bytes really there: safetensors, `torch.save` zip archives (through
 //! a restricted unpickler that never imports or calls anything), and the one entry point
-//! that tells them apart by their bytes. Writes are atomic (a temporary file, then a
-//! rename), and user-named inputs must be regular files.
+//! that tells them apart by their bytes. Every write is atomic and never leaves a
+//! temporary file behind ([`atomic`]), and user-named inputs must be regular files.
 //!
 //! What the tensors mean (attention layouts, loading into modules) is
 //! `crate::checkpoint`'s business; parity cases are `crate::parity`'s.
 
+pub mod atomic;
 mod checkpoint_file;
 mod pickle;
 mod regular;
@@ -14,7 +15,8 @@ mod safetensors;
 mod torch_file;
 
 pub use self::safetensors::{
-    read_safetensors, write_atomic, write_safetensors, write_safetensors_new, Safetensors,
+    read_safetensors, write_safetensors, write_safetensors_new, Safetensors,
 };
+pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Overwrite};
 pub use checkpoint_file::{read_checkpoint, read_checkpoint_bytes, Checkpoint, Format};
 pub use regular::{read_regular, read_text};

@@ -3,17 +3,17 @@
 //! Reading goes through the `safetensors` crate, which checks the header (size, JSON,
 //! dtypes, offsets inside the file, no overlaps) before any tensor is built, so a
 //! corrupt or hostile file is an error naming the file, never a crash or a huge
-//! allocation. Writing is atomic: a temporary file in the same folder, then a rename.
+//! allocation. Writing is atomic ([`crate::io::atomic`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensors, View};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::io::atomic::{write_file, Overwrite};
 
 /// The tensors of a safetensors file, by name (sorted), and its metadata.
 #[derive(Debug, Default)]
@@ -59,44 +59,28 @@ pub(crate) fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Safetensors>
     Ok(Safetensors { tensors, metadata })
 }
 
-/// Writes `tensors` (moved to the CPU, made contiguous) and `metadata` atomically to
-/// `path`: a temporary file in the same folder, renamed over `path` once complete.
+/// Writes `tensors` (moved to the CPU, made contiguous) and `metadata` to `path`,
+/// replacing any file there, atomically ([`crate::io::atomic`]).
 pub fn write_safetensors<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    write_atomic(path, &serialize(path, tensors, metadata)?)
+    write_safetensors_new(path, tensors, metadata, Overwrite::Replace)
 }
 
-/// [`write_safetensors`], but an existing `path` is an error unless `replace`; the check
-/// and the rename are one step, so a file that appears meanwhile is not clobbered.
+/// [`write_safetensors`], choosing what happens to an existing `path`: with
+/// [`Overwrite::Refuse`] (or `false`) it is left alone and the call fails with
+/// [`Error::Exists`]; the check and the publishing are one atomic step, so a file that
+/// appears meanwhile is not clobbered either.
 pub fn write_safetensors_new<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
     metadata: &BTreeMap<String, String>,
-    replace: bool,
+    overwrite: impl Into<Overwrite>,
 ) -> Result<()> {
-    if replace {
-        return write_safetensors(path, tensors, metadata);
-    }
-    if path.exists() {
-        return Err(exists(path));
-    }
     let bytes = serialize(path, tensors, metadata)?;
-    write_with(path, &bytes, |tmp, path| std::fs::hard_link(tmp, path)).map_err(|e| match e {
-        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
-            exists(path)
-        }
-        e => e,
-    })
-}
-
-fn exists(path: &Path) -> Error {
-    Error::malformed(
-        path.display().to_string(),
-        "exists; pass --force (or replace = true) to replace it",
-    )
+    write_file(path, &bytes, overwrite.into())
 }
 
 fn serialize<'a>(
@@ -118,42 +102,6 @@ fn serialize<'a>(
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
     ::safetensors::tensor::serialize(views, (!meta.is_empty()).then_some(meta))
         .map_err(|e| Error::malformed(&name, format!("cannot serialize: {e}")))
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over
-/// `path`, so a reader sees the old file or the whole new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_with(path, bytes, |tmp, path| std::fs::rename(tmp, path))
-}
-
-/// Writes and syncs a temporary file beside `path`, then `publish`es it (rename, or
-/// hard link for no-clobber); the temporary file never outlives the call.
-fn write_with(
-    path: &Path,
-    bytes: &[u8],
-    publish: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
-) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        publish(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp); // after a rename, already gone
-    result.map_err(io)
 }
 
 fn kind_of(dtype: Dtype) -> Option<Kind> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use tch::Device;
-use tch_attention::io::write_safetensors;
+use tch_attention::io::{write_safetensors_new, Overwrite};
 use tch_attention::parity::{collect_case_files, Case};
 
 use crate::DeviceArg;
@@ -44,9 +44,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         device,
         force,
     } = args;
-    if output.exists() && !force {
-        bail!("{}: exists; pass --force to replace it", output.display());
-    }
     let c = Case::read(&case)?;
     let outcome = c
         .run(device.device()?)
@@ -54,10 +51,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let mut meta = BTreeMap::new();
     meta.insert("case".to_string(), case.display().to_string());
     meta.insert("module".to_string(), c.module.clone());
-    write_safetensors(
+    write_safetensors_new(
         &output,
         outcome.tensors.iter().map(|(k, v)| (k.as_str(), v)),
         &meta,
+        Overwrite::from(force),
     )?;
     eprintln!(
         "attn: wrote {} tensors to {}",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use tch_attention::checkpoint::{convert, detect, BiasPolicy, ConvertOptions, Layout};
-use tch_attention::io::{read_checkpoint, write_safetensors_new};
+use tch_attention::io::{read_checkpoint, write_safetensors_new, Overwrite};
 
 /// The layouts, as `--from`/`--to` values.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -91,12 +91,6 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    if args.output.exists() && !args.force {
-        bail!(
-            "{}: exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
     let (from, to) = (Layout::from(args.from), Layout::from(args.to));
     let ckpt = read_checkpoint(&args.input)?;
     let opts = ConvertOptions {
@@ -119,7 +113,7 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
         &args.output,
         out.iter().map(|(k, v)| (k.as_str(), v)),
         &meta,
-        args.force,
+        Overwrite::from(args.force),
     )?;
     eprintln!(
         "attn: wrote {} tensors ({from} -> {to}) to {}",

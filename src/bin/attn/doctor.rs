@@ -46,7 +46,12 @@ pub fn run() -> Result<ExitCode> {
     match d.problem() {
         None => Ok(ExitCode::SUCCESS),
         Some(p) => {
-            eprintln!("attn: {p}");
+            let fix = if d.version.is_some() {
+                format!("rebuild with `make` (or point LIBTORCH at a libtorch {expected})")
+            } else {
+                format!("run `make setup` and rebuild, or point LIBTORCH at a libtorch {expected}")
+            };
+            eprintln!("attn: {p}: {fix}");
             Ok(ExitCode::from(2))
         }
     }

@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use tch_attention::io::Overwrite;
 use tch_attention::models::bert::Heads;
 
 use crate::model::ModelArgs;
+use crate::with_flag_names;
 
 /// The notebook's example: reading "ran", the model should look at "cat", not "mat".
 const NOTEBOOK_SENTENCE: &str = "The cat, which sat on the mat, ran away.";
@@ -47,11 +49,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Some(out) = &args.output {
-        if out.exists() && !args.force {
-            bail!("{}: exists; pass --force to replace it", out.display());
-        }
-    }
     let (model, name) = args.model.load()?;
     let layer = args
         .layer
@@ -61,7 +58,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, true) => Heads::Average,
         (None, false) => Heads::All,
     };
-    let explanation = model.explain(&args.sentence, layer, heads)?;
+    let explanation = model
+        .explain(&args.sentence, layer, heads)
+        .map_err(|e| with_flag_names(e, &[("layer", "--layer"), ("head", "--head")]))?;
     print!(
         "{}",
         explanation.summary(args.top as usize, args.skip_special)?
@@ -70,7 +69,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         explanation
             .heatmap(&name)?
             .with_range(0.0, args.vmax)?
-            .write_png(out, args.force)?;
+            .write_png(out, Overwrite::from(args.force))?;
         eprintln!("attn: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::heatmap::{select_panels, Heatmap};
-use tch_attention::io::read_safetensors;
+use tch_attention::io::{read_safetensors, Overwrite};
+
+use crate::with_flag_names;
 
 /// Tensors tried, in order, when --tensor is not given.
 const DEFAULT_TENSORS: [&str; 3] = ["expected.attn_weights", "attn_weights", "wei"];
@@ -44,12 +46,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.output.exists() && !args.force {
-        bail!(
-            "{}: exists; pass --force to replace it",
-            args.output.display()
-        );
-    }
     let file = read_safetensors(&args.file)?;
     let name = match &args.tensor {
         Some(t) => t.clone(),
@@ -78,7 +74,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .tensors
             .get("input.query")
             .is_some_and(|q| q.dim() == 2);
-    let mut panels = select_panels(weights, args.batch, unbatched)?; // (P, L, S)
+    let mut panels = select_panels(weights, args.batch, unbatched) // (P, L, S)
+        .map_err(|e| with_flag_names(e, &[("batch", "--batch")]))?;
     let p = panels.size()[0];
     let mut titles: Option<Vec<String>> = None;
     if args.average {
@@ -121,7 +118,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(t) = titles {
         map = map.with_panel_titles(t)?;
     }
-    map.write_png(&args.output, args.force)?;
+    map.write_png(&args.output, Overwrite::from(args.force))?;
     eprintln!("attn: wrote {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 //! unhealthy install (one line on stderr).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -18,6 +19,7 @@ mod embed;
 mod explain;
 mod heatmap;
 mod model;
+mod model_dir;
 mod notebook;
 mod sample;
 mod train;
@@ -113,6 +115,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    remove_temporaries_on_signals();
+    if let Some(ms) = std::env::var("ATTN_TEST_PAUSE_BEFORE_PUBLISH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        tch_attention::io::atomic::pause_before_publish_for_tests(Duration::from_millis(ms));
+    }
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
@@ -123,9 +132,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// On SIGINT or SIGTERM, removes the temporary of any write in progress (so an
+/// interrupted `attn convert` leaves the old output and nothing else), then exits with
+/// 128 + the signal, as the shell reports a process killed by it (130, 143).
+#[cfg(unix)]
+fn remove_temporaries_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Without the handler the default action still ends the process; only the cleanup
+    // is lost, and the next write of the same file sweeps what is left.
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tch_attention::io::remove_in_progress_temporaries();
+            // _exit, not exit: the main thread may be inside libtorch, whose static
+            // destructors must not run under it.
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(128 + signal) };
+        }
+    });
+}
+
+/// Elsewhere the default action ends the process; the next write sweeps what is left.
+#[cfg(not(unix))]
+fn remove_temporaries_on_signals() {}
+
+/// The library names a bad argument by its parameter (`layer`); a user typed the flag
+/// (`--layer`). `flags` pairs the two.
+pub fn with_flag_names(e: tch_attention::error::Error, flags: &[(&str, &str)]) -> anyhow::Error {
+    use tch_attention::error::Error;
+    match e {
+        Error::Invalid { arg, reason } => match flags.iter().find(|(name, _)| *name == arg) {
+            Some((_, flag)) => anyhow::anyhow!("{flag}: {reason}"),
+            None => Error::Invalid { arg, reason }.into(),
+        },
+        e => e.into(),
+    }
+}
+
 /// The error and its causes, each once (an I/O error's text is often repeated by its
 /// source), without libtorch's C++ stack traces.
 fn describe(e: &anyhow::Error) -> String {
+    let exists = e.chain().find_map(|c| match c.downcast_ref() {
+        Some(tch_attention::error::Error::Exists { path }) => Some(path),
+        _ => None,
+    });
+    if let Some(path) = exists {
+        return format!("{}: exists; pass --force to replace it", path.display());
+    }
     let mut text = String::new();
     for cause in e.chain() {
         let part = cause.to_string();

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use tch::Device;
-use tch_attention::models::bert::{default_model_dir, Pretrained};
+use tch_attention::models::bert::Pretrained;
+
+use crate::model_dir::default_model_dir;
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {

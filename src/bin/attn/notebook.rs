@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use tch_attention::io::Overwrite;
 use tch_attention::notebook::{Notebook, NotebookConfig};
 
 #[derive(clap::Args, Debug)]
@@ -32,11 +33,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Some(out) = &args.heatmap {
-        if out.exists() && !args.force {
-            bail!("{}: exists; pass --force to replace it", out.display());
-        }
-    }
     let nb = Notebook::replay(NotebookConfig {
         seed: args.seed,
         batch: args.batch,
@@ -46,7 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     print!("{}", nb.render()?);
     if let Some(out) = &args.heatmap {
-        nb.heatmap()?.write_png(out, args.force)?;
+        nb.heatmap()?.write_png(out, Overwrite::from(args.force))?;
         eprintln!("attn: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -56,7 +56,7 @@ impl Pretrained {
         let n_layers = self.model.layers.len();
         if layer >= n_layers {
             return Err(Error::invalid(
-                "--layer",
+                "layer",
                 format!("must be in 0..{n_layers} for this model, got {layer}"),
             ));
         }
@@ -64,7 +64,7 @@ impl Pretrained {
         if let Heads::One(h) = heads {
             if h >= n_heads {
                 return Err(Error::invalid(
-                    "--head",
+                    "head",
                     format!("must be in 0..{n_heads} for this model, got {h}"),
                 ));
             }

