@@ -584,7 +584,6 @@ fn ctrl_c_stops_training_and_keeps_the_last_checkpoint() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted at iteration"), "{stderr}");
     // The checkpoint is whole and loads; no temporary file is left beside it.
     ok(&attn(&[
         "sample",

