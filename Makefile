@@ -45,7 +45,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples bench-smoke
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples check-downstream bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -87,6 +87,34 @@ FUZZ_CASES ?= 20000
 fuzz: setup
 	FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),FUZZ_SEED=$(FUZZ_SEED)) \
 		$(CARGO) test --release --test fuzz_readers -- --ignored --nocapture
+
+.PHONY: check-downstream check-package doc-docsrs
+
+# examples/downstream is a crate of its own that depends on this one as a user's does
+# (README, "Use it in your crate"): its binary must start with LD_LIBRARY_PATH unset. It
+# builds into this target folder from a copy of this Cargo.lock, so only its own
+# build.rs and main.rs compile.
+check-downstream: setup
+	@cp Cargo.lock examples/downstream/Cargo.lock
+	@$(CARGO) fmt --manifest-path examples/downstream/Cargo.toml -- --check
+	@$(CARGO) build --quiet --manifest-path examples/downstream/Cargo.toml --target-dir target
+	@out=$$(env -u LD_LIBRARY_PATH target/debug/downstream 2>&1) || { echo "$$out" >&2; exit 1; }; \
+	echo "downstream: a dependent crate's binary runs without LD_LIBRARY_PATH and matches PyTorch"
+
+# What `cargo publish` would upload (Cargo.toml's `exclude`), and that the unpacked
+# package builds (`cargo package` verifies by building it; it asks the crates.io index).
+# Publishing itself is by hand.
+check-package: setup
+	$(CARGO) package --list --allow-dirty >/dev/null
+	$(CARGO) package --allow-dirty
+
+# The documentation as docs.rs builds it: torch-sys's documentation-only mode (feature
+# doc-only, [package.metadata.docs.rs]) in an environment where torch-sys finds no
+# libtorch: none of LIBTORCH, LIBTORCH_USE_PYTORCH, VIRTUAL_ENV, and no venv on PATH.
+DOCS_RS_PATH := $(dir $(shell command -v $(CARGO))):/usr/bin:/bin
+doc-docsrs:
+	env -i HOME="$(HOME)" PATH="$(DOCS_RS_PATH)" DOCS_RS=1 RUSTDOCFLAGS="--cfg docsrs -D warnings" \
+	  $(CARGO) doc --no-deps --lib --features doc-only
 
 # Benchmarks (bench/suites.json): the crate (`attn bench`) and the PyTorch references
 # (scripts/bench_torch.py) run the same configurations with the same thread count, then

@@ -68,3 +68,21 @@ pub(crate) fn positive(field: &str, v: i64) -> Result<()> {
         Err(Error::config(field, format!("must be at least 1, got {v}")))
     }
 }
+
+/// `channels` (the config field `field`) must split evenly into `heads` heads (the
+/// field `heads_field`), as every multi-head module requires.
+pub(crate) fn divisible_by_heads(
+    field: &str,
+    channels: i64,
+    heads_field: &str,
+    heads: i64,
+) -> Result<()> {
+    if heads >= 1 && channels % heads == 0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            format!("must be divisible by {heads_field} = {heads}, got {channels}"),
+        ))
+    }
+}

@@ -35,20 +35,27 @@ pub struct Diagnosis {
     /// Whether `libtorch_cuda` is loaded: without it CUDA can never be available, GPU
     /// or not (`collect` loads it, as `--device cuda` does; start-up does not).
     pub cuda_backend_loaded: bool,
+    /// Whether libtorch sees at least one CUDA device.
     pub cuda_available: bool,
+    /// Whether cuDNN is available to libtorch.
     pub cudnn_available: bool,
+    /// How many CUDA devices libtorch sees.
     pub cuda_devices: i64,
+    /// libtorch's intra-op thread count.
     pub threads: i32,
     /// `(device, dtype, kernel libtorch picks for a small causal call)`.
     pub sdp_choices: Vec<(String, String, String)>,
 }
 
 impl Diagnosis {
+    /// Looks at the running process: which libtorch it loaded, from where, CUDA, threads
+    /// and the SDPA kernel choices. Loads the CUDA backend first (see
+    /// [`crate::device::load_cuda_backend`]).
     pub fn collect() -> Self {
         // Before any CUDA query: libtorch looks its CUDA hooks up once (src/device.rs).
         // A failure to load shows as `cuda_backend_loaded: false`.
         let _ = crate::device::load_cuda_backend();
-        let lib_dir = loaded_lib_dir("libtorch_cpu.");
+        let lib_dir = crate::device::loaded_library_dir("libtorch_cpu.");
         let version = lib_dir.as_ref().and_then(|d| version_beside(d));
         let cuda_available = tch::Cuda::is_available();
         let mut devices = vec![Device::Cpu];
@@ -72,7 +79,7 @@ impl Diagnosis {
             lib_dir,
             version,
             built_against: env!("TCH_ATTENTION_LIBTORCH_LIB").to_string(),
-            cuda_backend_loaded: loaded_lib_dir("libtorch_cuda.").is_some(),
+            cuda_backend_loaded: crate::device::loaded_library_dir("libtorch_cuda.").is_some(),
             cuda_available,
             cudnn_available: tch::Cuda::cudnn_is_available(),
             cuda_devices: tch::Cuda::device_count(),
@@ -100,26 +107,13 @@ impl Diagnosis {
 
 /// The version of the libtorch this process loaded, e.g. `2.13.0+cu130`.
 pub fn loaded_libtorch_version() -> Option<String> {
-    loaded_lib_dir("libtorch_cpu.").and_then(|d| version_beside(&d))
+    crate::device::loaded_library_dir("libtorch_cpu.").and_then(|d| version_beside(&d))
 }
 
 /// The kernel libtorch's dispatcher picks for a small causal self-attention call.
 fn fused_choice(device: Device, kind: Kind) -> Option<i64> {
     let q = Tensor::f_zeros([1, 2, 8, 16], (kind, device)).ok()?;
     Tensor::f_internal_fused_sdp_choice(&q, &q, &q, None::<Tensor>, 0.0, true, None, false).ok()
-}
-
-/// The folder a loaded library whose file name starts with `prefix` came from.
-fn loaded_lib_dir(prefix: &str) -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| {
-            path.rsplit('/')
-                .next()
-                .is_some_and(|f| f.starts_with(prefix))
-        })
-        .and_then(|path| PathBuf::from(path).parent().map(|p| p.to_path_buf()))
 }
 
 fn version_beside(lib_dir: &std::path::Path) -> Option<String> {

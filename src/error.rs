@@ -12,34 +12,54 @@ pub enum Error {
     /// A tensor argument has the wrong shape (or rank).
     #[error("{arg}: expected shape {expected}, got {got:?}")]
     Shape {
+        /// The argument, as the function names it (`query`, `x`, ...).
         arg: String,
+        /// The shape it should have, in PyTorch's letters (`(B, T, C) with C = 32`).
         expected: String,
+        /// The shape it has.
         got: Vec<i64>,
     },
 
     /// A tensor argument has the wrong dtype.
     #[error("{arg}: expected dtype {expected}, got {got:?}")]
     Dtype {
+        /// The argument.
         arg: String,
+        /// The dtype it should have, and why.
         expected: String,
+        /// The dtype it has.
         got: Kind,
     },
 
     /// Tensor arguments live on different devices.
     #[error("{arg}: expected device {expected:?}, got {got:?}")]
     Device {
+        /// The argument.
         arg: String,
+        /// The device it should live on (that of the module's parameters, or the first
+        /// argument's).
         expected: Device,
+        /// The device it lives on.
         got: Device,
     },
 
     /// Two arguments that are valid alone do not go together.
     #[error("{arg}: {reason}")]
-    Invalid { arg: String, reason: String },
+    Invalid {
+        /// The argument (or option) that does not fit.
+        arg: String,
+        /// Why, with what was expected and what came.
+        reason: String,
+    },
 
     /// A constructor argument makes no sense.
     #[error("config {field}: {reason}")]
-    Config { field: String, reason: String },
+    Config {
+        /// The config field, as PyTorch's constructor names it.
+        field: String,
+        /// Why, with what was expected and what came.
+        reason: String,
+    },
 
     /// A file, or a set of named tensors, is not what was expected: corrupt or foreign
     /// bytes, a missing or unexpected key, a tensor of the wrong shape or dtype.
@@ -72,9 +92,12 @@ pub enum Error {
     #[error("libtorch: {}", without_backtrace(&.0.to_string()))]
     Torch(#[from] TchError),
 
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },

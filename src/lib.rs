@@ -37,6 +37,10 @@
 //! Every fallible call returns the one [`Error`], which names the argument, what was
 //! expected and what came.
 //!
+//! Depending on it from your own crate takes two dependency lines and a short
+//! `build.rs` (so your binaries find libtorch without `LD_LIBRARY_PATH`): see
+//! [Use it in your crate](#use-it-in-your-crate) below.
+//!
 //! # Modules
 //!
 //! - [`nn`]: building blocks under PyTorch's names and init (`Linear`, `LayerNorm`);
@@ -56,11 +60,13 @@
 //! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
 //!   the PyTorch side's;
 //! - [`notebook`], [`pretty`], [`doctor`]: the notebook replay, PyTorch's tensor
-//!   printing, the install diagnosis; [`error`]: the one typed error.
+//!   printing, the install diagnosis; [`device`]: loading libtorch's CUDA backend on
+//!   demand; [`error`]: the one typed error.
 //!
 //! Runnable programs are in `examples/` (`cargo run --example gpt_block`,
 //! `mha_state_dict`, `notebook`); the README follows.
 //!
+#![warn(missing_docs)]
 #![doc = include_str!("../README.md")]
 pub mod attention;
 pub mod bench;

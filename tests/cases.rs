@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use tch::Device;
-use tch_attention::parity::{collect_case_files, Case};
+use tch_attention::parity::{collect_case_files, Case, ModuleKind, Spec};
 
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases")
@@ -49,11 +49,16 @@ fn every_module_has_cases_in_every_mode() {
     let (files, skipped) = collect_case_files(&[cases_dir()]).expect("list cases");
     assert!(skipped.is_empty(), "{skipped:?}");
     let cases: Vec<Case> = files.iter().map(|f| Case::read(f).expect("read")).collect();
-    for module in ["head", "multi_head", "causal_self_attention", "sdpa"] {
+    for module in [
+        ModuleKind::Head,
+        ModuleKind::MultiHead,
+        ModuleKind::CausalSelfAttention,
+        ModuleKind::Sdpa,
+    ] {
         let of = |pred: &dyn Fn(&Case) -> bool| {
             cases
                 .iter()
-                .filter(|c| c.module == module && pred(c))
+                .filter(|c| c.module() == module && pred(c))
                 .count()
         };
         assert!(
@@ -61,14 +66,9 @@ fn every_module_has_cases_in_every_mode() {
             "{module}: no gradient case"
         );
         assert!(
-            of(
-                &|c| c.forward.get("train").and_then(|v| v.as_bool()) == Some(true)
-                    || c.forward
-                        .get("dropout_p")
-                        .and_then(|v| v.as_f64())
-                        .unwrap_or(0.0)
-                        > 0.0
-            ) > 0,
+            of(&|c| c.spec.train()
+                || matches!(&c.spec, Spec::Sdpa(f) if f.dropout_p.unwrap_or(0.0) > 0.0))
+                > 0,
             "{module}: no dropout case"
         );
         for kind in [

@@ -17,7 +17,7 @@ use tch_attention::attention::multihead_attention::{
 };
 use tch_attention::checkpoint::{
     convert, detect, load_state_dict, save_checkpoint, ConvertOptions, FromCheckpoint, Layout,
-    StateDict,
+    StateDict, BLOCK_SIZE, HEADS,
 };
 use tch_attention::io::{read_checkpoint, read_safetensors, Format};
 use tch_attention::models::lecture::{MultiHeadAttention, MultiHeadConfig};
@@ -368,7 +368,36 @@ fn layout_errors_name_the_key_and_the_reason() {
         }
     }
     let e = convert(&zero_bias, Layout::HfBert, Layout::Lecture, &no_heads, "b").unwrap_err();
-    assert!(e.to_string().contains("--heads"), "{e}");
+    // In the library's terms, typed so that the CLI can name its flag
+    // (tests/cli_convert_options.rs).
+    assert!(
+        matches!(&e, tch_attention::Error::Invalid { arg, .. } if arg == HEADS),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.contains("ConvertOptions::heads: not set, and hf-bert does not record the head count")
+            && e.contains("of b)")
+            && !e.contains("--"),
+        "{e}"
+    );
+    let with_heads = ConvertOptions {
+        heads: Some(NH),
+        ..Default::default()
+    };
+    let e = convert(
+        &zero_bias,
+        Layout::HfBert,
+        Layout::Lecture,
+        &with_heads,
+        "b",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, tch_attention::Error::Invalid { arg, .. } if arg == BLOCK_SIZE),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains("--"), "{e}");
 }
 
 fn clone(m: &BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {

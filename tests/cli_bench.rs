@@ -43,6 +43,45 @@ fn bench_rejects_bad_configurations_in_one_line() {
 }
 
 #[test]
+fn bench_refuses_what_the_machine_cannot_hold_before_allocating() {
+    // Both were killed by the kernel for lack of memory: 100000 threads, and q, k, v of
+    // (1000, 1, 10^7, 32) floats (5 TB).
+    assert_usage_error(
+        &attn(&["bench", "--module", "head", "--threads", "100000"]),
+        "--threads",
+    );
+    assert_usage_error(
+        &attn(&["bench", "--module", "head", "--threads", "100000"]),
+        "100000",
+    );
+    let out = attn(&[
+        "bench", "--module", "sdpa", "--seq", "10000000", "--batch", "1000",
+    ]);
+    assert_usage_error(&out, "memory");
+    assert_usage_error(&out, "available");
+    // Sizes whose product overflows are refused whatever the machine has.
+    assert_usage_error(
+        &attn(&[
+            "bench",
+            "--module",
+            "head",
+            "--seq",
+            "9223372036854775807",
+            "--embd",
+            "9223372036854775807",
+            "--head-size",
+            "1",
+        ]),
+        "overflow",
+    );
+    // The lecture's modules hold T x T scores: T = 10^6 at B = 4 is 48 TB in float32.
+    assert_usage_error(
+        &attn(&["bench", "--module", "head", "--seq", "1000000"]),
+        "needs at least",
+    );
+}
+
+#[test]
 fn bench_prints_one_json_object_per_configuration() {
     let out = attn(&[
         "bench",

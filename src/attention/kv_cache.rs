@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
 use crate::attention::mask::Mask;
 use crate::attention::multihead_attention::MultiheadAttention;
+use crate::attention::{merge_heads_seq_first, split_heads_seq_first};
 use crate::check;
 use crate::error::{Error, Result};
 
@@ -211,23 +212,16 @@ impl MultiheadAttention {
         let past = cache.check_step("query", query, n, (h, hd), kind, device)?;
 
         // Work sequence-first, as `f_forward_t` does: (L, N, E).
-        let to_internal = |t: &Tensor| -> Result<Tensor> {
-            Ok(if cfg.batch_first {
-                t.f_transpose(0, 1)?
-            } else {
-                t.shallow_clone()
-            })
-        };
         let (q, k, v) = self.in_projection(
-            &to_internal(query)?,
-            &to_internal(key)?,
-            &to_internal(value)?,
+            &self.seq_first(query, true)?,
+            &self.seq_first(key, true)?,
+            &self.seq_first(value, true)?,
         )?; // 3 x (L, N, E)
-        let heads = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.f_view([l, n, h, hd])?.f_permute([1, 2, 0, 3])?) // (N, H, L, hd)
-        };
-        let q = heads(&q)?;
-        let (k, v) = cache.extended(&heads(&k)?, &heads(&v)?)?; // (N, H, S, hd)
+        let q = split_heads_seq_first(&q, h)?; // (N, H, L, hd)
+        let (k, v) = cache.extended(
+            &split_heads_seq_first(&k, h)?,
+            &split_heads_seq_first(&v, h)?,
+        )?; // (N, H, S, hd)
         let (attn_mask, is_causal) = if causal {
             causal_mask(past, l, device)?
         } else {
@@ -240,13 +234,9 @@ impl MultiheadAttention {
             ..SdpaOptions::default()
         };
         let out = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, hd)
-        let out = out.f_permute([2, 0, 1, 3])?.f_reshape([l * n, e])?; // heads side by side
+        let out = merge_heads_seq_first(&out)?; // (L * N, E): heads side by side
         let out = self.out_proj.f_forward(&out)?.f_view([l, n, e])?;
-        let out = if cfg.batch_first {
-            out.f_transpose(0, 1)?
-        } else {
-            out
-        };
+        let out = self.in_caller_layout(out, true)?;
         cache.store(k, v);
         Ok(out)
     }

@@ -4,6 +4,7 @@
 //! nanoGPT's `CausalSelfAttention`, BERT's) live with their models in `crate::models`.
 
 pub mod functional;
+mod heads;
 pub mod kv_cache;
 pub mod mask;
 pub mod multihead_attention;
@@ -12,6 +13,7 @@ pub use functional::{
     scaled_dot_product_attention, scaled_dot_product_attention_with_weights, Attention, Backend,
     MaskedRows, SdpaOptions,
 };
+pub(crate) use heads::{merge_heads, merge_heads_seq_first, split_heads, split_heads_seq_first};
 pub use kv_cache::KvCache;
 pub use mask::Mask;
 pub use multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};

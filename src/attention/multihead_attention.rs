@@ -18,6 +18,7 @@ use tch::{Kind, Tensor};
 
 use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
 use crate::attention::mask::Mask;
+use crate::attention::{merge_heads, merge_heads_seq_first};
 use crate::check;
 use crate::error::{Error, Result};
 use crate::nn::{linear, Linear};
@@ -137,15 +138,7 @@ impl MultiheadAttentionConfig {
         check::positive("kdim", self.kdim())?;
         check::positive("vdim", self.vdim())?;
         check::dropout("dropout", self.dropout)?;
-        if self.embed_dim % self.num_heads != 0 {
-            return Err(Error::config(
-                "embed_dim",
-                format!(
-                    "must be divisible by num_heads = {}, got {}",
-                    self.num_heads, self.embed_dim
-                ),
-            ));
-        }
+        check::divisible_by_heads("embed_dim", self.embed_dim, "num_heads", self.num_heads)?;
         Ok(())
     }
 }
@@ -216,6 +209,45 @@ fn xavier_normal_var(p: &Path, name: &str, e: i64) -> Result<Tensor> {
     let mut t = p.f_var(name, &[1, 1, e], Init::Const(0.0))?;
     let _ = tch::no_grad(|| t.f_normal_(0.0, xavier_std(e, e)))?;
     Ok(t)
+}
+
+/// The forward's masks as additive biases, padded as keys are added.
+struct Masks {
+    /// `(N, S')`.
+    key_padding: Option<Tensor>,
+    /// `(1, L, S')` or `(N * H, L, S')`.
+    attn: Option<Tensor>,
+    /// Whether SDPA may apply the causal mask itself.
+    is_causal: bool,
+}
+
+impl Masks {
+    /// One more key (`bias_k` or the zero key), which every query may see.
+    fn pad(&mut self) -> Result<()> {
+        for t in [&mut self.attn, &mut self.key_padding]
+            .into_iter()
+            .flatten()
+        {
+            *t = t.f_constant_pad_nd([0, 1])?;
+        }
+        Ok(())
+    }
+
+    /// The key padding mask added to `attn`, per head: `(N * H, 1, S')` broadcast over
+    /// the queries.
+    fn merged(&self, n: i64, h: i64, s_all: i64) -> Result<Option<Tensor>> {
+        let Some(kp) = &self.key_padding else {
+            return Ok(self.attn.as_ref().map(Tensor::shallow_clone));
+        };
+        let kp = kp
+            .f_view([n, 1, 1, s_all])?
+            .f_expand([-1, h, -1, -1], false)?
+            .f_reshape([n * h, 1, s_all])?;
+        Ok(Some(match &self.attn {
+            None => kp,
+            Some(m) => m.f_add(&kp)?,
+        }))
+    }
 }
 
 impl MultiheadAttention {
@@ -291,140 +323,193 @@ impl MultiheadAttention {
         train: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let cfg = &self.config;
-        let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
-        let kind = self.out_proj.weight.kind();
         let batched = self.check(query, key, value, options)?;
+        let dropout_p = if train { cfg.dropout } else { 0.0 };
         if batched && self.is_plain_self_attention(query, key, value, options) {
-            let dropout_p = if train { cfg.dropout } else { 0.0 };
             let out = self.f_self_attention_batch_first(query, options.is_causal, dropout_p)?;
             return Ok((out, None));
         }
         // Work sequence-first and batched, as PyTorch does: (L, N, E).
-        let to_internal = |t: &Tensor| -> Result<Tensor> {
-            Ok(if !batched {
-                t.f_unsqueeze(1)?
-            } else if cfg.batch_first {
-                t.f_transpose(0, 1)?
-            } else {
-                t.shallow_clone()
-            })
-        };
-        let (q_in, k_in, v_in) = (to_internal(query)?, to_internal(key)?, to_internal(value)?);
+        let q_in = self.seq_first(query, batched)?;
         let (l, n) = (q_in.size()[0], q_in.size()[1]);
-
-        // Masks become additive biases of the query's dtype (PyTorch's `_canonical_mask`).
-        let mut kpm = match &options.key_padding_mask {
-            Some(m) => Some(if batched {
-                m.to_bias(kind)?
-            } else {
-                m.to_bias(kind)?.f_unsqueeze(0)?
-            }),
-            None => None,
-        };
-        let mut is_causal = options.is_causal;
-        let mut attn_mask = if is_causal && kpm.is_none() && !options.need_weights {
-            None // SDPA's own causal masking takes over
-        } else {
-            if kpm.is_some() {
-                is_causal = false; // the merged mask is no longer causal
-            }
-            options
-                .attn_mask
-                .as_ref()
-                .map(|m| m.to_bias(kind))
-                .transpose()?
-        };
-        if let Some(m) = &attn_mask {
-            if m.dim() == 2 {
-                attn_mask = Some(m.f_unsqueeze(0)?); // (1, L, S)
-            }
-        }
-
-        let (mut q, mut k, mut v) = self.in_projection(&q_in, &k_in, &v_in)?; // (L, N, E), (S, N, E), (S, N, E)
-        let pad = |m: Option<Tensor>| -> Result<Option<Tensor>> {
-            m.map(|m| m.f_constant_pad_nd([0, 1]).map_err(Error::from))
-                .transpose()
-        };
-        if let (Some(bk), Some(bv)) = (&self.bias_k, &self.bias_v) {
-            k = Tensor::f_cat(&[k, bk.f_repeat([1, n, 1])?], 0)?; // (S + 1, N, E)
-            v = Tensor::f_cat(&[v, bv.f_repeat([1, n, 1])?], 0)?;
-            attn_mask = pad(attn_mask)?;
-            kpm = pad(kpm)?;
-        }
-        q = q.f_view([l, n * h, hd])?.f_transpose(0, 1)?; // (N * H, L, hd)
-        k = k.f_view([k.size()[0], n * h, hd])?.f_transpose(0, 1)?; // (N * H, S', hd)
-        v = v.f_view([v.size()[0], n * h, hd])?.f_transpose(0, 1)?;
-        if cfg.add_zero_attn {
-            let zeros = Tensor::f_zeros([n * h, 1, hd], (k.kind(), k.device()))?;
-            k = Tensor::f_cat(&[&k, &zeros], 1)?;
-            v = Tensor::f_cat(&[&v, &zeros], 1)?;
-            attn_mask = pad(attn_mask)?;
-            kpm = pad(kpm)?;
-        }
-        let s_all = k.size()[1];
-        if let Some(kp) = kpm {
-            let kp = kp
-                .f_view([n, 1, 1, s_all])?
-                .f_expand([-1, h, -1, -1], false)?
-                .f_reshape([n * h, 1, s_all])?;
-            attn_mask = Some(match attn_mask {
-                None => kp,
-                Some(m) => m.f_add(&kp)?,
-            });
-        }
-        let dropout_p = if train { cfg.dropout } else { 0.0 };
-
+        let (k_in, v_in) = (
+            self.seq_first(key, batched)?,
+            self.seq_first(value, batched)?,
+        );
+        let mut masks = self.canonical_masks(options, batched)?;
+        let (q, k, v) = self.project_heads(&q_in, &k_in, &v_in, &mut masks)?; // (N * H, L | S', hd)
+        let attn_mask = masks.merged(n, cfg.num_heads, k.size()[1])?; // (1 | N * H, L, S')
         let (out, weights) = if options.need_weights {
-            let q_scaled = q.f_mul_scalar((1.0 / hd as f64).sqrt())?;
-            let scores = match &attn_mask {
-                Some(m) => m.f_baddbmm(&q_scaled, &k.f_transpose(-2, -1)?, 1.0, 1.0)?,
-                None => q_scaled.f_bmm(&k.f_transpose(-2, -1)?)?,
-            }; // (N * H, L, S')
-            let mut w = match self.masked_rows.unwrap_or(MaskedRows::Nan) {
-                MaskedRows::Nan => scores.f_softmax(-1, None::<Kind>)?,
-                MaskedRows::Zero => scores.f_internal_safe_softmax(-1, None::<Kind>)?,
-            };
-            if dropout_p > 0.0 {
-                w = w.f_dropout(dropout_p, true)?;
-            }
-            let out = w.f_bmm(&v)?.f_transpose(0, 1)?.f_reshape([l * n, e])?; // (L * N, E)
-            let mut w = w.f_view([n, h, l, s_all])?;
-            if options.average_attn_weights {
-                w = w.f_mean_dim(1, false, None::<Kind>)?; // (N, L, S')
-            }
+            let average = options.average_attn_weights;
+            let (out, w) = self.attend_with_weights(&q, &k, &v, attn_mask, dropout_p, average)?;
             (out, Some(w))
         } else {
-            let mask = match attn_mask {
-                Some(m) if m.size()[0] == 1 && m.dim() == 3 => Some(m.f_unsqueeze(0)?), // (1, 1, L, S')
-                Some(m) => Some(m.f_view([n, h, -1, s_all])?),
-                None => None,
-            };
-            let options = SdpaOptions {
-                attn_mask: mask.map(Mask::Bias),
-                dropout_p,
-                is_causal,
-                masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
-                ..SdpaOptions::default()
-            };
-            let q = q.f_view([n, h, l, hd])?;
-            let k = k.f_view([n, h, s_all, hd])?;
-            let v = v.f_view([n, h, s_all, hd])?;
-            let out = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, hd)
-            (out.f_permute([2, 0, 1, 3])?.f_reshape([l * n, e])?, None)
-        };
-        let out = self.out_proj.f_forward(&out)?.f_view([l, n, e])?;
-        let out = if !batched {
-            out.f_squeeze_dim(1)?
-        } else if cfg.batch_first {
-            out.f_transpose(0, 1)?
-        } else {
-            out
-        };
+            let out = self.attend_fused(&q, &k, &v, attn_mask, masks.is_causal, dropout_p)?;
+            (out, None)
+        }; // out (L * N, E)
+        let out = self
+            .out_proj
+            .f_forward(&out)?
+            .f_view([l, n, cfg.embed_dim])?;
         let weights = match weights {
             Some(w) if !batched => Some(w.f_squeeze_dim(0)?),
             w => w,
         };
-        Ok((out, weights))
+        Ok((self.in_caller_layout(out, batched)?, weights))
+    }
+
+    /// An input in the internal layout `(L, N, E)`: unbatched inputs get `N = 1`.
+    pub(crate) fn seq_first(&self, t: &Tensor, batched: bool) -> Result<Tensor> {
+        Ok(if !batched {
+            t.f_unsqueeze(1)?
+        } else if self.config.batch_first {
+            t.f_transpose(0, 1)?
+        } else {
+            t.shallow_clone()
+        })
+    }
+
+    /// The output `(L, N, E)` back in the caller's layout.
+    pub(crate) fn in_caller_layout(&self, out: Tensor, batched: bool) -> Result<Tensor> {
+        Ok(if !batched {
+            out.f_squeeze_dim(1)?
+        } else if self.config.batch_first {
+            out.f_transpose(0, 1)?
+        } else {
+            out
+        })
+    }
+
+    /// The masks as additive biases of the module's dtype (PyTorch's `_canonical_mask`),
+    /// and whether the attention may still be run as causal.
+    fn canonical_masks(&self, options: &MhaOptions, batched: bool) -> Result<Masks> {
+        let kind = self.out_proj.weight.kind();
+        let key_padding = match &options.key_padding_mask {
+            Some(m) if batched => Some(m.to_bias(kind)?), // (N, S)
+            Some(m) => Some(m.to_bias(kind)?.f_unsqueeze(0)?),
+            None => None,
+        };
+        let mut is_causal = options.is_causal;
+        let attn = if is_causal && key_padding.is_none() && !options.need_weights {
+            None // SDPA's own causal masking takes over
+        } else {
+            if key_padding.is_some() {
+                is_causal = false; // the merged mask is no longer causal
+            }
+            match &options.attn_mask {
+                Some(m) if m.tensor().dim() == 2 => Some(m.to_bias(kind)?.f_unsqueeze(0)?), // (1, L, S)
+                Some(m) => Some(m.to_bias(kind)?),
+                None => None,
+            }
+        };
+        Ok(Masks {
+            key_padding,
+            attn,
+            is_causal,
+        })
+    }
+
+    /// The in-projection, `bias_k`/`bias_v` appended to the keys and values, the heads
+    /// split, then `add_zero_attn`'s zero key and value; the masks grow with the keys.
+    /// Returns q `(N * H, L, hd)`, k and v `(N * H, S', hd)`.
+    fn project_heads(
+        &self,
+        q_in: &Tensor,
+        k_in: &Tensor,
+        v_in: &Tensor,
+        masks: &mut Masks,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let cfg = &self.config;
+        let (h, hd) = (cfg.num_heads, cfg.head_dim());
+        let (l, n) = (q_in.size()[0], q_in.size()[1]);
+        let (q, mut k, mut v) = self.in_projection(q_in, k_in, v_in)?; // (L, N, E), (S, N, E), (S, N, E)
+        if let (Some(bk), Some(bv)) = (&self.bias_k, &self.bias_v) {
+            k = Tensor::f_cat(&[k, bk.f_repeat([1, n, 1])?], 0)?; // (S + 1, N, E)
+            v = Tensor::f_cat(&[v, bv.f_repeat([1, n, 1])?], 0)?;
+            masks.pad()?;
+        }
+        let q = q.f_view([l, n * h, hd])?.f_transpose(0, 1)?; // (N * H, L, hd)
+        let mut k = k.f_view([k.size()[0], n * h, hd])?.f_transpose(0, 1)?; // (N * H, S', hd)
+        let mut v = v.f_view([v.size()[0], n * h, hd])?.f_transpose(0, 1)?;
+        if cfg.add_zero_attn {
+            let zeros = Tensor::f_zeros([n * h, 1, hd], (k.kind(), k.device()))?;
+            k = Tensor::f_cat(&[&k, &zeros], 1)?;
+            v = Tensor::f_cat(&[&v, &zeros], 1)?;
+            masks.pad()?;
+        }
+        Ok((q, k, v))
+    }
+
+    /// The general path's math, as PyTorch computes it when it returns the weights:
+    /// scaled scores plus the mask, softmax, dropout, then the values. Returns the heads
+    /// side by side `(L * N, E)` and the weights `(N, H, L, S')`, or `(N, L, S')` averaged.
+    fn attend_with_weights(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        attn_mask: Option<Tensor>,
+        dropout_p: f64,
+        average: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (e, h, hd) = (
+            self.config.embed_dim,
+            self.config.num_heads,
+            self.config.head_dim(),
+        );
+        let (nh, l, s_all) = (q.size()[0], q.size()[1], k.size()[1]);
+        let n = nh / h;
+        let q_scaled = q.f_mul_scalar((1.0 / hd as f64).sqrt())?;
+        let scores = match &attn_mask {
+            Some(m) => m.f_baddbmm(&q_scaled, &k.f_transpose(-2, -1)?, 1.0, 1.0)?,
+            None => q_scaled.f_bmm(&k.f_transpose(-2, -1)?)?,
+        }; // (N * H, L, S')
+        let mut w = match self.masked_rows.unwrap_or(MaskedRows::Nan) {
+            MaskedRows::Nan => scores.f_softmax(-1, None::<Kind>)?,
+            MaskedRows::Zero => scores.f_internal_safe_softmax(-1, None::<Kind>)?,
+        };
+        if dropout_p > 0.0 {
+            w = w.f_dropout(dropout_p, true)?;
+        }
+        let out = w.f_bmm(v)?.f_transpose(0, 1)?.f_reshape([l * n, e])?; // (L * N, E)
+        let mut w = w.f_view([n, h, l, s_all])?;
+        if average {
+            w = w.f_mean_dim(1, false, None::<Kind>)?; // (N, L, S')
+        }
+        Ok((out, w))
+    }
+
+    /// The general path without weights: PyTorch's fused SDPA over `(N, H, L, hd)`.
+    /// Returns the heads side by side `(L * N, E)`.
+    fn attend_fused(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        attn_mask: Option<Tensor>,
+        is_causal: bool,
+        dropout_p: f64,
+    ) -> Result<Tensor> {
+        let (h, hd) = (self.config.num_heads, self.config.head_dim());
+        let (nh, l, s_all) = (q.size()[0], q.size()[1], k.size()[1]);
+        let n = nh / h;
+        let mask = match attn_mask {
+            Some(m) if m.size()[0] == 1 && m.dim() == 3 => Some(m.f_unsqueeze(0)?), // (1, 1, L, S')
+            Some(m) => Some(m.f_view([n, h, -1, s_all])?),
+            None => None,
+        };
+        let options = SdpaOptions {
+            attn_mask: mask.map(Mask::Bias),
+            dropout_p,
+            is_causal,
+            masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
+            ..SdpaOptions::default()
+        };
+        let q = q.f_view([n, h, l, hd])?;
+        let k = k.f_view([n, h, s_all, hd])?;
+        let v = v.f_view([n, h, s_all, hd])?;
+        let out = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, hd)
+        merge_heads_seq_first(&out)
     }
 
     /// Batch-first self-attention (`query`, `key` and `value` one tensor) with a packed
@@ -460,7 +545,7 @@ impl MultiheadAttention {
         dropout_p: f64,
     ) -> Result<Tensor> {
         let cfg = &self.config;
-        let (e, h, hd) = (cfg.embed_dim, cfg.num_heads, cfg.head_dim());
+        let (h, hd) = (cfg.num_heads, cfg.head_dim());
         let (n, l) = (x.size()[0], x.size()[1]);
         let w = self.in_proj_weight.as_ref().ok_or_else(|| {
             Error::config("in_proj_weight", "the module has no packed in-projection")
@@ -477,7 +562,7 @@ impl MultiheadAttention {
             ..SdpaOptions::default()
         };
         let y = scaled_dot_product_attention(&qkv[0], &qkv[1], &qkv[2], &options)?; // (N, H, L, hd)
-        let y = y.f_transpose(1, 2)?.f_reshape([n, l, e])?; // heads side by side
+        let y = merge_heads(&y)?; // (N, L, E): heads side by side
         self.out_proj.f_forward(&y)
     }
 

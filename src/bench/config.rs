@@ -1,11 +1,12 @@
 //! What one benchmark runs, and the named suites of `bench/suites.json` (the file
 //! scripts/bench_torch.py reads too, so both sides run the same configurations).
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use tch::{Device, Kind};
 
+use super::limits;
 use crate::error::{Error, Result};
-use crate::parity::MODULES;
+use crate::parity::ModuleKind;
 
 /// The suites, compiled in from `bench/suites.json`.
 pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
@@ -14,7 +15,8 @@ pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
 pub const SUITES: [&str; 4] = ["small", "gpt2", "long", "decode"];
 
 /// What one timed step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One forward pass in eval mode, without grad.
     Forward,
@@ -25,6 +27,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// `forward`, `backward` or `decode`, as suites.json names it.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Forward => "forward",
@@ -32,21 +35,9 @@ impl Mode {
             Mode::Decode => "decode",
         }
     }
-
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "forward" => Ok(Mode::Forward),
-            "backward" => Ok(Mode::Backward),
-            "decode" => Ok(Mode::Decode),
-            _ => Err(Error::config(
-                "mode",
-                format!("expected forward, backward or decode, got {s:?}"),
-            )),
-        }
-    }
 }
 
-/// One configuration: a module of the parity cases (see [`MODULES`]) at one size.
+/// One configuration: a module of the parity cases at one size.
 ///
 /// Sizes use PyTorch's letters: `batch` B, `seq` T, `embd` C, `heads` nh, `head_size` hs.
 /// `head` has one head of `head_size` over C channels; `multi_head` has nh of them;
@@ -58,14 +49,23 @@ pub struct BenchConfig {
     pub suite: String,
     /// Its name within the suite (joins the two sides of `make bench`).
     pub name: String,
-    pub module: String,
+    /// The module it times.
+    pub module: ModuleKind,
+    /// What one step does.
     pub mode: Mode,
+    /// B.
     pub batch: i64,
+    /// T (for [`Mode::Decode`], the context: `T - 1` cached tokens and one new).
     pub seq: i64,
+    /// C.
     pub embd: i64,
+    /// nh.
     pub heads: i64,
+    /// hs.
     pub head_size: i64,
+    /// The dtype of parameters and inputs.
     pub kind: Kind,
+    /// Where it runs.
     pub device: Device,
     /// Untimed steps first.
     pub warmup: usize,
@@ -98,46 +98,49 @@ pub fn dtype_name(kind: Kind) -> &'static str {
 }
 
 impl BenchConfig {
-    /// Checks every field once, before anything is built.
+    /// Checks every field once, before anything is built: sizes, the module's
+    /// constraints, and that the configuration fits in the memory the machine has now
+    /// (see [`limits::check_memory`]).
     pub fn validate(&self) -> Result<()> {
-        if !MODULES.contains(&self.module.as_str()) {
-            return Err(Error::config(
-                "module",
-                format!("expected one of {MODULES:?}, got {:?}", self.module),
-            ));
-        }
+        self.validate_fields()?;
+        limits::check_memory(self, limits::available_memory(self.device))
+    }
+
+    /// The checks that depend on the fields alone.
+    fn validate_fields(&self) -> Result<()> {
         for (field, v) in [
             ("batch", self.batch),
             ("seq", self.seq),
             ("embd", self.embd),
             ("heads", self.heads),
             ("head_size", self.head_size),
-            ("repeats", self.repeats as i64),
+            ("repeats", i64::try_from(self.repeats).unwrap_or(i64::MAX)),
         ] {
             if v < 1 {
                 return Err(Error::config(field, format!("must be at least 1, got {v}")));
             }
         }
-        let m = self.module.as_str();
-        if m == "head" && self.heads != 1 {
+        let m = self.module;
+        if m == ModuleKind::Head && self.heads != 1 {
             return Err(Error::config(
                 "heads",
                 format!("head has one head, got {}", self.heads),
             ));
         }
-        if matches!(m, "causal_self_attention" | "multihead_attention")
-            && self.embd != self.heads * self.head_size
-        {
+        let fused = matches!(
+            m,
+            ModuleKind::CausalSelfAttention | ModuleKind::MultiheadAttention
+        );
+        if fused && Some(self.embd) != self.heads.checked_mul(self.head_size) {
             return Err(Error::config(
                 "embd",
                 format!(
-                    "{m} needs embd = heads * head_size = {}, got {}",
-                    self.heads * self.head_size,
-                    self.embd
+                    "{m} needs embd = heads * head_size = {} * {}, got {}",
+                    self.heads, self.head_size, self.embd
                 ),
             ));
         }
-        if self.mode == Mode::Decode && (m != "causal_self_attention" || self.seq < 2) {
+        if self.mode == Mode::Decode && (m != ModuleKind::CausalSelfAttention || self.seq < 2) {
             return Err(Error::config(
                 "mode",
                 "decode runs causal_self_attention with seq >= 2 (seq - 1 cached tokens, one new)",
@@ -150,13 +153,7 @@ impl BenchConfig {
     /// Causal attention counts the `T (T + 1) / 2` query-key pairs it keeps (as
     /// FlashAttention's papers do); a backward pass counts twice its forward.
     pub fn flops(&self) -> f64 {
-        let (b, t, c, nh, hs) = (
-            self.batch as f64,
-            self.seq as f64,
-            self.embd as f64,
-            self.heads as f64,
-            self.head_size as f64,
-        );
+        let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
         let (tq, pairs) = match self.mode {
             Mode::Decode => (1.0, t),
@@ -165,88 +162,172 @@ impl BenchConfig {
         let attention = 2.0 * 2.0 * b * nh * pairs * hs; // q @ k^T and weights @ v
         let linear = |inp: f64, out: f64| 2.0 * b * tq * inp * out;
         let forward = attention
-            + match self.module.as_str() {
-                "head" | "multi_head" => {
-                    let proj = if self.module == "multi_head" {
-                        linear(nh * hs, c)
-                    } else {
-                        0.0
-                    };
-                    nh * linear(c, 3.0 * hs) + proj
-                }
-                "causal_self_attention" | "multihead_attention" => {
+            + match self.module {
+                ModuleKind::Head => nh * linear(c, 3.0 * hs),
+                ModuleKind::MultiHead => nh * linear(c, 3.0 * hs) + linear(nh * hs, c),
+                ModuleKind::CausalSelfAttention | ModuleKind::MultiheadAttention => {
                     linear(c, 3.0 * c) + linear(c, c)
                 }
-                _ => 0.0,
+                ModuleKind::Sdpa => 0.0,
             };
         match self.mode {
             Mode::Backward => 3.0 * forward,
             _ => forward,
         }
     }
+
+    /// `(B, T, C, nh, hs)` as floats, for estimates.
+    pub(crate) fn sizes(&self) -> (f64, f64, f64, f64, f64) {
+        (
+            self.batch as f64,
+            self.seq as f64,
+            self.embd as f64,
+            self.heads as f64,
+            self.head_size as f64,
+        )
+    }
+}
+
+/// `bench/suites.json`: a comment and the four suites, nothing else.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuitesFile {
+    #[serde(rename = "_comment")]
+    _comment: String,
+    small: Suite,
+    gpt2: Suite,
+    long: Suite,
+    decode: Suite,
+}
+
+/// One suite: what it is about, its smoke caps, its configurations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suite {
+    #[serde(rename = "about")]
+    _about: String,
+    smoke: SmokeCaps,
+    configs: Vec<SuiteEntry>,
+}
+
+/// The caps `--smoke` applies; an absent cap leaves the value as it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmokeCaps {
+    max_batch: Option<i64>,
+    max_seq: Option<i64>,
+    repeats: Option<usize>,
+    warmup: Option<usize>,
+}
+
+/// One configuration as the file writes it. The `target_*` ratios and `full` are
+/// scripts/bench_compare.py's; they are read here only so that a misspelt key fails.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteEntry {
+    name: String,
+    module: ModuleKind,
+    mode: Mode,
+    batch: i64,
+    seq: i64,
+    embd: i64,
+    heads: i64,
+    head_size: i64,
+    warmup: usize,
+    repeats: usize,
+    #[serde(rename = "target_time_ratio")]
+    _target_time_ratio: Option<f64>,
+    #[serde(rename = "target_mem_ratio")]
+    _target_mem_ratio: Option<f64>,
+    #[serde(rename = "target_step_over_full")]
+    _target_step_over_full: Option<f64>,
+    #[serde(rename = "full")]
+    _full: Option<String>,
+}
+
+/// Parses a suites file; errors name `source` and, from serde, the key and line.
+fn parse_suites(source: &str, text: &str) -> Result<SuitesFile> {
+    serde_json::from_str(text).map_err(|e| Error::malformed(source, e.to_string()))
 }
 
 /// The configurations of suite `name` (one of [`SUITES`]); `smoke` applies the suite's
 /// smoke caps (sizes and repeats) for a run of seconds.
 pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<BenchConfig>> {
-    let all: Map<String, Value> = serde_json::from_str(SUITES_JSON)
-        .map_err(|e| Error::malformed("bench/suites.json", e.to_string()))?;
-    let bad = |reason: String| Error::malformed("bench/suites.json", reason);
-    let s = all
-        .get(name)
-        .filter(|_| SUITES.contains(&name))
-        .ok_or_else(|| {
-            Error::config(
+    let file = parse_suites("bench/suites.json", SUITES_JSON)?;
+    let s = match name {
+        "small" => &file.small,
+        "gpt2" => &file.gpt2,
+        "long" => &file.long,
+        "decode" => &file.decode,
+        _ => {
+            return Err(Error::config(
                 "suite",
                 format!("expected one of {SUITES:?} or all, got {name:?}"),
-            )
-        })?;
-    let caps = s.get("smoke").cloned().unwrap_or(Value::Null);
-    let cap = |key: &str| caps.get(key).and_then(Value::as_i64);
-    let configs = s
-        .get("configs")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad(format!("suite {name} has no configs")))?;
-    configs
+            ))
+        }
+    };
+    let caps = if smoke {
+        &s.smoke
+    } else {
+        &SmokeCaps::default()
+    };
+    s.configs
         .iter()
         .map(|c| {
-            let int = |key: &str| {
-                c.get(key)
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| bad(format!("suite {name}: a config lacks integer {key}")))
-            };
-            let text = |key: &str| {
-                c.get(key)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad(format!("suite {name}: a config lacks string {key}")))
-            };
-            let mut config = BenchConfig {
+            let config = BenchConfig {
                 suite: name.to_string(),
-                name: text("name")?.to_string(),
-                module: text("module")?.to_string(),
-                mode: Mode::parse(text("mode")?)?,
-                batch: int("batch")?,
-                seq: int("seq")?,
-                embd: int("embd")?,
-                heads: int("heads")?,
-                head_size: int("head_size")?,
+                name: c.name.clone(),
+                module: c.module,
+                mode: c.mode,
+                batch: c.batch.min(caps.max_batch.unwrap_or(i64::MAX)),
+                seq: c.seq.min(caps.max_seq.unwrap_or(i64::MAX)),
+                embd: c.embd,
+                heads: c.heads,
+                head_size: c.head_size,
                 kind,
                 device,
-                warmup: int("warmup")? as usize,
-                repeats: int("repeats")? as usize,
+                warmup: c.warmup.min(caps.warmup.unwrap_or(usize::MAX)),
+                repeats: c.repeats.min(caps.repeats.unwrap_or(usize::MAX)),
             };
-            if smoke {
-                config.batch = config.batch.min(cap("max_batch").unwrap_or(i64::MAX));
-                config.seq = config.seq.min(cap("max_seq").unwrap_or(i64::MAX));
-                config.repeats = config
-                    .repeats
-                    .min(cap("repeats").unwrap_or(i64::MAX) as usize);
-                config.warmup = config
-                    .warmup
-                    .min(cap("warmup").unwrap_or(i64::MAX) as usize);
-            }
             config.validate()?;
             Ok(config)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_suites, suite, SUITES, SUITES_JSON};
+    use tch::{Device, Kind};
+
+    #[test]
+    fn every_suite_parses_and_validates() {
+        for name in SUITES {
+            for smoke in [false, true] {
+                let configs = suite(name, Kind::Float, Device::Cpu, smoke).unwrap();
+                assert!(!configs.is_empty(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_misspelt_key_in_suites_json_names_the_file_and_the_key() {
+        for (from, to) in [
+            ("\"batch\": 4,", "\"bacth\": 4,"),
+            ("\"max_seq\"", "\"max_sequence\""),
+            ("\"decode\": {", "\"decoding\": {"),
+            ("\"mode\": \"forward\"", "\"mode\": \"fwd\""),
+        ] {
+            assert!(SUITES_JSON.contains(from), "{from}");
+            let text = SUITES_JSON.replacen(from, to, 1);
+            let err = parse_suites("bench/suites.json", &text)
+                .unwrap_err()
+                .to_string();
+            let key = to
+                .split('"')
+                .nth(if to.starts_with("\"mode\"") { 3 } else { 1 });
+            assert!(err.starts_with("bench/suites.json: "), "{err}");
+            assert!(err.contains(key.unwrap()), "{to}: {err}");
+        }
+    }
 }

@@ -2,15 +2,18 @@
 //! the PyTorch references, so that the two can be compared side by side (`make bench`).
 //!
 //! - [`config`]: one configuration, and the named suites of `bench/suites.json`;
+//! - [`limits`]: the threads and memory a machine allows, checked before allocating;
 //! - [`workload`]: the module, inputs and one timed step for a configuration;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
 
 pub mod config;
+pub mod limits;
 pub mod memory;
 pub mod runner;
 pub mod stats;
 pub mod workload;
 
 pub use config::{BenchConfig, Mode, SUITES};
+pub use limits::check_threads;
 pub use runner::{matmul_gflops, measure, Measurement};

@@ -16,11 +16,15 @@ use crate::error::Result;
 /// What one configuration measured.
 #[derive(Debug, Clone)]
 pub struct Measurement {
+    /// What was measured.
     pub config: BenchConfig,
+    /// libtorch's intra-op threads during the measurement.
     pub threads: i32,
     /// One step (forward, forward + backward, or one decoded token), milliseconds.
     pub median_ms: f64,
+    /// The 10th percentile of the step times, milliseconds.
     pub p10_ms: f64,
+    /// The 90th percentile of the step times, milliseconds.
     pub p90_ms: f64,
     /// [`BenchConfig::flops`] over the median time.
     pub gflops: f64,

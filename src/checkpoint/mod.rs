@@ -7,6 +7,6 @@ mod layout;
 mod module;
 mod state_dict;
 
-pub use layout::{convert, detect, BiasPolicy, ConvertOptions, Found, Layout};
+pub use layout::{convert, detect, BiasPolicy, ConvertOptions, Found, Layout, BLOCK_SIZE, HEADS};
 pub use module::{load_checkpoint, load_state_dict, save_checkpoint, FromCheckpoint, StateDict};
 pub use state_dict::{load_into, state_dict};

@@ -11,10 +11,82 @@
 //! Lists and dicts are shared (`Rc<RefCell<..>>`) because pickle mutates objects after
 //! memoising them (`EMPTY_DICT`, `BINPUT`, ..., `SETITEMS`): a later `BINGET` must see
 //! the filled dict, and a memo reused a million times must not copy it a million times.
+//!
+//! Nothing here recurses over the value tree: a 2 MB pickle nests lists a million deep,
+//! which a recursive walk (or the compiler's recursive drop) would overflow the stack
+//! on. [`Value`]'s `Drop` and `Debug` are written out for that reason, and dict keys are
+//! indexed so that a state_dict of 200k keys is built in linear time.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
 use std::rc::Rc;
+
+/// The opcodes, under the names CPython's `pickle.py` and `pickletools` give them.
+mod op {
+    // Protocol 0 and 1.
+    pub const MARK: u8 = b'(';
+    pub const STOP: u8 = b'.';
+    pub const POP: u8 = b'0';
+    pub const POP_MARK: u8 = b'1';
+    pub const DUP: u8 = b'2';
+    pub const FLOAT: u8 = b'F';
+    pub const INT: u8 = b'I';
+    pub const BININT: u8 = b'J';
+    pub const BININT1: u8 = b'K';
+    pub const LONG: u8 = b'L';
+    pub const BININT2: u8 = b'M';
+    pub const NONE: u8 = b'N';
+    pub const BINPERSID: u8 = b'Q';
+    pub const REDUCE: u8 = b'R';
+    pub const BINUNICODE: u8 = b'X';
+    pub const APPEND: u8 = b'a';
+    pub const BUILD: u8 = b'b';
+    pub const GLOBAL: u8 = b'c';
+    pub const DICT: u8 = b'd';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const APPENDS: u8 = b'e';
+    pub const GET: u8 = b'g';
+    pub const BINGET: u8 = b'h';
+    pub const LONG_BINGET: u8 = b'j';
+    pub const LIST: u8 = b'l';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const PUT: u8 = b'p';
+    pub const BINPUT: u8 = b'q';
+    pub const LONG_BINPUT: u8 = b'r';
+    pub const SETITEM: u8 = b's';
+    pub const TUPLE: u8 = b't';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const SETITEMS: u8 = b'u';
+    pub const BINFLOAT: u8 = b'G';
+    // Protocol 2.
+    pub const PROTO: u8 = 0x80;
+    pub const NEWOBJ: u8 = 0x81;
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE2: u8 = 0x86;
+    pub const TUPLE3: u8 = 0x87;
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const LONG1: u8 = 0x8a;
+    pub const LONG4: u8 = 0x8b;
+    // Protocol 3.
+    pub const BINBYTES: u8 = b'B';
+    pub const SHORT_BINBYTES: u8 = b'C';
+    // Protocol 4.
+    pub const SHORT_BINUNICODE: u8 = 0x8c;
+    pub const BINUNICODE8: u8 = 0x8d;
+    pub const BINBYTES8: u8 = 0x8e;
+    pub const EMPTY_SET: u8 = 0x8f;
+    pub const ADDITEMS: u8 = 0x90;
+    pub const FROZENSET: u8 = 0x91;
+    pub const NEWOBJ_EX: u8 = 0x92;
+    pub const STACK_GLOBAL: u8 = 0x93;
+    pub const MEMOIZE: u8 = 0x94;
+    pub const FRAME: u8 = 0x95;
+    // Protocol 5.
+    pub const BYTEARRAY8: u8 = 0x96;
+    pub const READONLY_BUFFER: u8 = 0x98;
+}
 
 /// A persistent id resolved by the caller: for `torch.save`, a storage in the archive.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,31 +103,50 @@ pub struct StorageRef {
 /// storage, not yet read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// The storage the view reads.
     pub storage: StorageRef,
+    /// The view's first element, in elements from the storage's start.
     pub offset: i64,
+    /// The view's size.
     pub size: Vec<i64>,
+    /// The view's stride, in elements.
     pub stride: Vec<i64>,
 }
 
+/// A value pickle may mutate after memoising it.
 pub type Shared<T> = Rc<RefCell<T>>;
 
 /// A Python value, as far as a state_dict needs it.
-#[derive(Debug, Clone)]
+///
+/// `Clone` is shallow (lists, dicts and tuples are shared); `Drop` and `Debug` never
+/// recurse, however deep the nesting.
+#[derive(Clone)]
 pub enum Value {
+    /// `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer that fits in i64.
     Int(i64),
     /// An integer too large for i64 (`LONG1`/`LONG4`); only its size is kept.
     BigInt,
+    /// A float; its value is not needed.
     Float,
+    /// A `str`.
     Str(String),
+    /// `bytes` or `bytearray`; only that it was there is kept.
     Bytes,
+    /// A tuple.
     Tuple(Rc<Vec<Value>>),
+    /// A list (sets become lists too).
     List(Shared<Vec<Value>>),
-    Dict(Shared<Vec<(Value, Value)>>),
+    /// A dict, `OrderedDict` included.
+    Dict(Shared<Dict>),
     /// A class or function named by `GLOBAL`/`STACK_GLOBAL`: `module.name`.
     Global(Rc<str>),
+    /// A storage, as the persistent-id callback resolved it.
     Storage(StorageRef),
+    /// A tensor: a view of a storage.
     Tensor(Rc<TensorRef>),
     /// Anything else a callable would have built; only its class is known.
     Object(Rc<str>),
@@ -85,6 +176,7 @@ impl Value {
         }
     }
 
+    /// The string, if this is a `str`.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -92,6 +184,7 @@ impl Value {
         }
     }
 
+    /// The integer, if this is an `int` that fits in i64 or a `bool`.
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -107,6 +200,123 @@ impl Value {
             Value::List(l) => Some(l.borrow().clone()),
             _ => None,
         }
+    }
+
+    /// Moves the children this value alone owns into `out`, leaving it without any:
+    /// the one step of the iterative drop.
+    fn take_children(&mut self, out: &mut Vec<Value>) {
+        match self {
+            Value::Tuple(t) => {
+                if let Some(items) = Rc::get_mut(t) {
+                    out.append(items);
+                }
+            }
+            Value::List(l) => {
+                if let Some(items) = Rc::get_mut(l) {
+                    out.append(items.get_mut());
+                }
+            }
+            Value::Dict(d) => {
+                if let Some(dict) = Rc::get_mut(d) {
+                    let dict = dict.get_mut();
+                    dict.index.clear();
+                    for (k, v) in dict.items.drain(..) {
+                        out.push(k);
+                        out.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Drops the tree with a work list instead of the call stack: the derived drop
+/// recurses once per level and overflows on a pickle of lists nested a million deep.
+impl Drop for Value {
+    fn drop(&mut self) {
+        let mut work = Vec::new();
+        self.take_children(&mut work);
+        while let Some(mut v) = work.pop() {
+            v.take_children(&mut work);
+            // `v` is dropped here with no children left, so this does not recurse.
+        }
+    }
+}
+
+/// One level only (containers show their length), so that a deep or cyclic value
+/// prints in bounded time and stack.
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "Int({i})"),
+            Value::Bool(b) => write!(f, "Bool({b})"),
+            Value::Str(s) => write!(f, "Str({s:?})"),
+            Value::Tuple(t) => write!(f, "Tuple(len {})", t.len()),
+            Value::List(l) => write!(f, "List(len {})", l.borrow().len()),
+            Value::Dict(d) => write!(f, "Dict(len {})", d.borrow().len()),
+            Value::Storage(s) => write!(f, "{s:?}"),
+            Value::Tensor(t) => write!(f, "{t:?}"),
+            other => f.write_str(&other.describe()),
+        }
+    }
+}
+
+/// A key pickle's dicts are looked up by: `str` and `int` (the keys a state_dict has).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Str(String),
+    Int(i64),
+}
+
+impl Key {
+    fn of(v: &Value) -> Option<Key> {
+        match v {
+            Value::Str(s) => Some(Key::Str(s.clone())),
+            Value::Int(i) => Some(Key::Int(*i)),
+            _ => None,
+        }
+    }
+}
+
+/// A dict's items in insertion order (Python's), indexed by key so that setting an item
+/// is O(1): a linear search made a 200k-key state_dict take minutes.
+#[derive(Default)]
+pub struct Dict {
+    items: Vec<(Value, Value)>,
+    index: HashMap<Key, usize>,
+}
+
+impl Dict {
+    /// Sets `key` to `value`: a later value for a key replaces the earlier one in place,
+    /// as in Python. Keys other than `str` and `int` are never equal to another.
+    pub fn insert(&mut self, key: Value, value: Value) {
+        match Key::of(&key) {
+            Some(k) => match self.index.get(&k) {
+                Some(&at) => self.items[at].1 = value,
+                None => {
+                    self.index.insert(k, self.items.len());
+                    self.items.push((key, value));
+                }
+            },
+            None => self.items.push((key, value)),
+        }
+    }
+
+    /// The value under the string key `key`.
+    pub fn get_str(&self, key: &str) -> Option<&Value> {
+        let at = *self.index.get(&Key::Str(key.to_string()))?;
+        Some(&self.items[at].1)
+    }
+
+    /// The items, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = &(Value, Value)> {
+        self.items.iter()
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
     }
 }
 
@@ -131,6 +341,9 @@ struct Machine<'d> {
     memo: HashMap<u32, Value>,
 }
 
+/// Whether a group of opcodes knew the opcode it was given.
+type Handled = Result<bool, String>;
+
 impl<'d> Machine<'d> {
     fn take(&mut self, n: usize) -> Result<&'d [u8], String> {
         let end = self
@@ -149,20 +362,26 @@ impl<'d> Machine<'d> {
         Ok(s)
     }
 
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+        Ok(u16::from_le_bytes(self.array()?))
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+        Ok(u32::from_le_bytes(self.array()?))
     }
 
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+        Ok(u64::from_le_bytes(self.array()?))
     }
 
     /// A length prefix, checked against the bytes left before it is used.
@@ -190,10 +409,16 @@ impl<'d> Machine<'d> {
         Ok(s)
     }
 
-    fn utf8(&mut self, n: usize) -> Result<Value, String> {
+    fn utf8(&mut self, n: u64) -> Result<Value, String> {
+        let n = self.len(n)?;
         let bytes = self.take(n)?;
         let s = std::str::from_utf8(bytes).map_err(|_| "pickle: a string is not UTF-8")?;
         Ok(Value::Str(s.to_string()))
+    }
+
+    fn push(&mut self, v: Value) -> Handled {
+        self.stack.push(v);
+        Ok(true)
     }
 
     fn pop(&mut self) -> Result<Value, String> {
@@ -222,11 +447,240 @@ impl<'d> Machine<'d> {
         Ok(items)
     }
 
-    fn memo_get(&self, i: u32) -> Result<Value, String> {
-        self.memo
+    fn run(mut self, persistent_load: &mut PersistentLoad) -> Result<Value, String> {
+        loop {
+            let op = self.u8()?;
+            if op == op::STOP {
+                return self.pop();
+            }
+            let known = self.control(op)?
+                || self.number(op)?
+                || self.string(op)?
+                || self.container(op)?
+                || self.fill(op)?
+                || self.memo(op)?
+                || self.call(op, persistent_load)?;
+            if !known {
+                return Err(format!(
+                    "pickle opcode 0x{op:02x} at offset {} is not supported",
+                    self.pos - 1
+                ));
+            }
+        }
+    }
+
+    /// The protocol header, framing and plain stack manipulation.
+    fn control(&mut self, op: u8) -> Handled {
+        match op {
+            op::PROTO => {
+                let proto = self.u8()?;
+                if proto > 5 {
+                    return Err(format!("pickle protocol {proto} is not supported"));
+                }
+            }
+            op::FRAME => {
+                self.u64()?; // a size hint only
+            }
+            op::MARK => self.stack.push(Value::Mark),
+            op::POP => {
+                self.pop()?;
+            }
+            op::DUP => {
+                let v = self.top()?.clone();
+                self.stack.push(v)
+            }
+            op::POP_MARK => {
+                self.pop_mark()?;
+            }
+            // Marks the bytearray below as read-only: nothing to do with bytes not kept.
+            op::READONLY_BUFFER => {
+                self.top()?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn number(&mut self, op: u8) -> Handled {
+        let v = match op {
+            op::NONE => Value::None,
+            op::NEWTRUE => Value::Bool(true),
+            op::NEWFALSE => Value::Bool(false),
+            op::BININT => Value::Int(i32::from_le_bytes(self.array()?).into()),
+            op::BININT1 => Value::Int(self.u8()?.into()),
+            op::BININT2 => Value::Int(self.u16()?.into()),
+            op::LONG1 | op::LONG4 => {
+                // little-endian two's complement of n bytes
+                let n = if op == op::LONG1 {
+                    u64::from(self.u8()?)
+                } else {
+                    u64::from(self.u32()?)
+                };
+                let n = self.len(n)?;
+                long(self.take(n)?)
+            }
+            op::INT | op::LONG => {
+                // protocol 0: decimal text; "01"/"00" are True/False.
+                let line = self.line()?.trim_end_matches('L');
+                match line {
+                    "01" => Value::Bool(true),
+                    "00" => Value::Bool(false),
+                    _ => line.parse().map(Value::Int).unwrap_or(Value::BigInt),
+                }
+            }
+            op::BINFLOAT => {
+                self.take(8)?;
+                Value::Float
+            }
+            op::FLOAT => {
+                self.line()?
+                    .parse::<f64>()
+                    .map_err(|_| "pickle: bad FLOAT")?;
+                Value::Float
+            }
+            _ => return Ok(false),
+        };
+        self.push(v)
+    }
+
+    fn string(&mut self, op: u8) -> Handled {
+        let v = match op {
+            op::BINUNICODE => {
+                let n = self.u32()?;
+                self.utf8(n.into())?
+            }
+            op::SHORT_BINUNICODE => {
+                let n = self.u8()?;
+                self.utf8(n.into())?
+            }
+            op::BINUNICODE8 => {
+                let n = self.u64()?;
+                self.utf8(n)?
+            }
+            op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
+                // skipped, after checking the length
+                let n = match op {
+                    op::SHORT_BINBYTES => u64::from(self.u8()?),
+                    op::BINBYTES => u64::from(self.u32()?),
+                    _ => self.u64()?,
+                };
+                let n = self.len(n)?;
+                self.take(n)?;
+                Value::Bytes
+            }
+            _ => return Ok(false),
+        };
+        self.push(v)
+    }
+
+    /// The opcodes that build a tuple, list, set or dict.
+    fn container(&mut self, op: u8) -> Handled {
+        let v = match op {
+            op::EMPTY_TUPLE => Value::Tuple(Rc::new(Vec::new())),
+            op::TUPLE => Value::Tuple(Rc::new(self.pop_mark()?)),
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let n = usize::from(op - op::TUPLE1 + 1);
+                if self.stack.len() < n {
+                    return Err("pickle: stack underflow".into());
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                if items.iter().any(|v| matches!(v, Value::Mark)) {
+                    return Err("pickle: a MARK inside a tuple".into());
+                }
+                Value::Tuple(Rc::new(items))
+            }
+            // Sets become lists.
+            op::EMPTY_LIST | op::EMPTY_SET => Value::List(Rc::default()),
+            op::LIST | op::FROZENSET => Value::List(Rc::new(RefCell::new(self.pop_mark()?))),
+            op::EMPTY_DICT => Value::Dict(Rc::default()),
+            op::DICT => {
+                let items = self.pop_mark()?;
+                let dict = Value::Dict(Rc::default());
+                set_items(&dict, items)?;
+                dict
+            }
+            _ => return Ok(false),
+        };
+        self.push(v)
+    }
+
+    /// The opcodes that add to the list, set or dict on the stack.
+    fn fill(&mut self, op: u8) -> Handled {
+        match op {
+            op::APPEND => {
+                let v = self.pop()?;
+                match self.top()? {
+                    Value::List(l) => l.borrow_mut().push(v),
+                    other => return Err(format!("pickle: APPEND to {}", other.describe())),
+                }
+            }
+            op::APPENDS | op::ADDITEMS => {
+                let items = self.pop_mark()?;
+                match self.top()? {
+                    Value::List(l) => l.borrow_mut().extend(items),
+                    // list subclasses and other objects: the items are not needed
+                    Value::Object(_) => {}
+                    other => return Err(format!("pickle: APPENDS to {}", other.describe())),
+                }
+            }
+            op::SETITEM => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                set_items(self.top()?, vec![k, v])?
+            }
+            op::SETITEMS => {
+                let items = self.pop_mark()?;
+                set_items(self.top()?, items)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn memo(&mut self, op: u8) -> Handled {
+        let index = |line: &str| line.parse::<u32>().map_err(|_| "pickle: bad memo index");
+        match op {
+            op::PUT => {
+                let i = index(self.line()?)?;
+                self.memo_put(i)?
+            }
+            op::BINPUT => {
+                let i = self.u8()?.into();
+                self.memo_put(i)?
+            }
+            op::LONG_BINPUT => {
+                let i = self.u32()?;
+                self.memo_put(i)?
+            }
+            op::MEMOIZE => {
+                let i = u32::try_from(self.memo.len()).map_err(|_| "pickle: memo full")?;
+                self.memo_put(i)?
+            }
+            op::GET => {
+                let i = index(self.line()?)?;
+                self.memo_get(i)?
+            }
+            op::BINGET => {
+                let i = self.u8()?.into();
+                self.memo_get(i)?
+            }
+            op::LONG_BINGET => {
+                let i = self.u32()?;
+                self.memo_get(i)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn memo_get(&mut self, i: u32) -> Result<(), String> {
+        let v = self
+            .memo
             .get(&i)
             .cloned()
-            .ok_or_else(|| format!("pickle: memo {i} read before it was written"))
+            .ok_or_else(|| format!("pickle: memo {i} read before it was written"))?;
+        self.stack.push(v);
+        Ok(())
     }
 
     fn memo_put(&mut self, i: u32) -> Result<(), String> {
@@ -235,254 +689,48 @@ impl<'d> Machine<'d> {
         Ok(())
     }
 
-    fn run(mut self, persistent_load: &mut PersistentLoad) -> Result<Value, String> {
-        loop {
-            let op = self.u8()?;
-            match op {
-                0x80 => {
-                    let proto = self.u8()?;
-                    if proto > 5 {
-                        return Err(format!("pickle protocol {proto} is not supported"));
-                    }
-                }
-                0x95 => {
-                    self.u64()?; // FRAME: a size hint only
-                }
-                b'.' => return self.pop(), // STOP
-                b'(' => self.stack.push(Value::Mark),
-                b'N' => self.stack.push(Value::None),
-                0x88 => self.stack.push(Value::Bool(true)),
-                0x89 => self.stack.push(Value::Bool(false)),
-                b'J' => {
-                    let v = i32::from_le_bytes(self.take(4)?.try_into().unwrap());
-                    self.stack.push(Value::Int(v.into()))
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.stack.push(Value::Int(v.into()))
-                }
-                b'M' => {
-                    let v = self.u16()?;
-                    self.stack.push(Value::Int(v.into()))
-                }
-                0x8a | 0x8b => {
-                    // LONG1 / LONG4: little-endian two's complement of n bytes.
-                    let n = if op == 0x8a {
-                        u64::from(self.u8()?)
-                    } else {
-                        u64::from(self.u32()?)
-                    };
-                    let n = self.len(n)?;
-                    let bytes = self.take(n)?;
-                    self.stack.push(long(bytes));
-                }
-                b'I' | b'L' => {
-                    // INT / LONG (protocol 0): decimal text; "01"/"00" are True/False.
-                    let line = self.line()?.trim_end_matches('L');
-                    let v = match line {
-                        "01" => Value::Bool(true),
-                        "00" => Value::Bool(false),
-                        _ => line.parse().map(Value::Int).unwrap_or(Value::BigInt),
-                    };
-                    self.stack.push(v)
-                }
-                b'G' => {
-                    self.take(8)?;
-                    self.stack.push(Value::Float)
-                }
-                b'F' => {
-                    self.line()?
-                        .parse::<f64>()
-                        .map_err(|_| "pickle: bad FLOAT")?;
-                    self.stack.push(Value::Float)
-                }
-                b'X' => {
-                    let n = u64::from(self.u32()?);
-                    let n = self.len(n)?;
-                    let v = self.utf8(n)?;
-                    self.stack.push(v)
-                }
-                0x8c => {
-                    let n = u64::from(self.u8()?);
-                    let n = self.len(n)?;
-                    let v = self.utf8(n)?;
-                    self.stack.push(v)
-                }
-                0x8d => {
-                    let n = self.u64()?;
-                    let n = self.len(n)?;
-                    let v = self.utf8(n)?;
-                    self.stack.push(v)
-                }
-                b'C' | b'B' | 0x8e | 0x96 => {
-                    // SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8: skipped, length kept.
-                    let n = match op {
-                        b'C' => u64::from(self.u8()?),
-                        b'B' => u64::from(self.u32()?),
-                        _ => self.u64()?,
-                    };
-                    let n = self.len(n)?;
-                    self.take(n)?;
-                    self.stack.push(Value::Bytes)
-                }
-                b')' => self.stack.push(Value::Tuple(Rc::new(Vec::new()))),
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(Rc::new(items)))
-                }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    if self.stack.len() < n {
-                        return Err("pickle: stack underflow".into());
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    if items.iter().any(|v| matches!(v, Value::Mark)) {
-                        return Err("pickle: a MARK inside a tuple".into());
-                    }
-                    self.stack.push(Value::Tuple(Rc::new(items)))
-                }
-                b']' => self.stack.push(Value::List(Rc::default())),
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.stack.push(Value::List(Rc::new(RefCell::new(items))))
-                }
-                b'}' => self.stack.push(Value::Dict(Rc::default())),
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let dict = Value::Dict(Rc::default());
-                    set_items(&dict, items)?;
-                    self.stack.push(dict)
-                }
-                0x8f => self.stack.push(Value::List(Rc::default())), // EMPTY_SET
-                0x90 | 0x91 => {
-                    // ADDITEMS / FROZENSET: sets become lists.
-                    let items = self.pop_mark()?;
-                    if op == 0x91 {
-                        self.stack.push(Value::List(Rc::new(RefCell::new(items))))
-                    } else if let Value::List(l) = self.top()? {
-                        l.borrow_mut().extend(items)
-                    }
-                }
-                b'a' => {
-                    let v = self.pop()?;
-                    match self.top()? {
-                        Value::List(l) => l.borrow_mut().push(v),
-                        other => return Err(format!("pickle: APPEND to {}", other.describe())),
-                    }
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    match self.top()? {
-                        Value::List(l) => l.borrow_mut().extend(items),
-                        // list subclasses and other objects: the items are not needed
-                        Value::Object(_) => {}
-                        other => return Err(format!("pickle: APPENDS to {}", other.describe())),
-                    }
-                }
-                b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    let d = self.top()?.clone();
-                    set_items(&d, vec![k, v])?
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let d = self.top()?.clone();
-                    set_items(&d, items)?
-                }
-                b'p' => {
-                    let line = self.line()?;
-                    let i = line.parse().map_err(|_| "pickle: bad PUT index")?;
-                    self.memo_put(i)?
-                }
-                b'q' => {
-                    let i = u32::from(self.u8()?);
-                    self.memo_put(i)?
-                }
-                b'r' => {
-                    let i = self.u32()?;
-                    self.memo_put(i)?
-                }
-                0x94 => {
-                    let i = u32::try_from(self.memo.len()).map_err(|_| "pickle: memo full")?;
-                    self.memo_put(i)?
-                }
-                b'g' => {
-                    let line = self.line()?;
-                    let i = line.parse().map_err(|_| "pickle: bad GET index")?;
-                    let v = self.memo_get(i)?;
-                    self.stack.push(v)
-                }
-                b'h' => {
-                    let i = u32::from(self.u8()?);
-                    let v = self.memo_get(i)?;
-                    self.stack.push(v)
-                }
-                b'j' => {
-                    let i = self.u32()?;
-                    let v = self.memo_get(i)?;
-                    self.stack.push(v)
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    self.stack
-                        .push(Value::Global(format!("{module}.{name}").into()))
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module.as_str(), name.as_str()) {
-                        (Some(m), Some(n)) => {
-                            self.stack.push(Value::Global(format!("{m}.{n}").into()))
-                        }
-                        _ => return Err("pickle: STACK_GLOBAL needs two strings".into()),
-                    }
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    let v = reduce(&callable, &args)?;
-                    self.stack.push(v)
-                }
-                0x81 | 0x92 => {
-                    // NEWOBJ / NEWOBJ_EX: cls.__new__(cls, *args[, **kwargs])
-                    if op == 0x92 {
-                        self.pop()?;
-                    }
-                    self.pop()?;
-                    let cls = self.pop()?;
-                    self.stack.push(object_of(&cls))
-                }
-                b'b' => {
-                    // BUILD: sets an object's state; nothing a state_dict needs.
-                    self.pop()?;
-                    self.top()?;
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    let v = persistent_load(&pid)?;
-                    self.stack.push(v)
-                }
-                b'0' => {
-                    self.pop()?;
-                }
-                b'2' => {
-                    let v = self.top()?.clone();
-                    self.stack.push(v)
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                0x97 => {} // READONLY_BUFFER
-                _ => {
-                    return Err(format!(
-                        "pickle opcode 0x{op:02x} at offset {} is not supported",
-                        self.pos - 1
-                    ))
+    /// Names of classes and the opcodes that would call them: nothing is ever called.
+    fn call(&mut self, op: u8, persistent_load: &mut PersistentLoad) -> Handled {
+        let v = match op {
+            op::GLOBAL => {
+                let module = self.line()?;
+                let name = self.line()?;
+                Value::Global(format!("{module}.{name}").into())
+            }
+            op::STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                match (module.as_str(), name.as_str()) {
+                    (Some(m), Some(n)) => Value::Global(format!("{m}.{n}").into()),
+                    _ => return Err("pickle: STACK_GLOBAL needs two strings".into()),
                 }
             }
-        }
+            op::REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                reduce(&callable, &args)?
+            }
+            op::NEWOBJ | op::NEWOBJ_EX => {
+                // cls.__new__(cls, *args[, **kwargs])
+                if op == op::NEWOBJ_EX {
+                    self.pop()?;
+                }
+                self.pop()?;
+                object_of(&self.pop()?)
+            }
+            op::BUILD => {
+                // sets an object's state: nothing a state_dict needs
+                self.pop()?;
+                self.top()?;
+                return Ok(true);
+            }
+            op::BINPERSID => {
+                let pid = self.pop()?;
+                persistent_load(&pid)?
+            }
+            _ => return Ok(false),
+        };
+        self.push(v)
     }
 }
 
@@ -508,26 +756,13 @@ fn set_items(target: &Value, items: Vec<Value>) -> Result<(), String> {
             let mut d = d.borrow_mut();
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                // A later value for the same key replaces the earlier one, as in Python.
-                if let Some(slot) = d.iter_mut().find(|(old, _)| same_key(old, &k)) {
-                    slot.1 = v;
-                } else {
-                    d.push((k, v));
-                }
+                d.insert(k, v);
             }
             Ok(())
         }
         // dict subclasses pickled as objects: their items are not needed.
         Value::Object(_) => Ok(()),
         other => Err(format!("pickle: SETITEMS on {}", other.describe())),
-    }
-}
-
-fn same_key(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Str(a), Value::Str(b)) => a == b,
-        (Value::Int(a), Value::Int(b)) => a == b,
-        _ => false,
     }
 }
 
@@ -620,15 +855,15 @@ mod tests {
         // pickle.dumps({'a': [1, 2**40, -3], 'b': 'x'}, protocol=2) built by hand
         let data: &[u8] = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01\x8a\x06\x00\x00\x00\x00\x00\x01J\xfd\xff\xff\xffeX\x01\x00\x00\x00bq\x03X\x01\x00\x00\x00xq\x04u.";
         let v = unpickle(data, &mut no_pid).unwrap();
-        let Value::Dict(d) = v else {
+        let Value::Dict(d) = &v else {
             panic!("not a dict")
         };
         let d = d.borrow();
         assert_eq!(d.len(), 2);
-        let list = d[0].1.items().unwrap();
+        let list = d.get_str("a").unwrap().items().unwrap();
         let ints: Vec<_> = list.iter().map(|v| v.as_int().unwrap()).collect();
         assert_eq!(ints, vec![1, 1 << 40, -3]);
-        assert_eq!(d[1].1.as_str(), Some("x"));
+        assert_eq!(d.get_str("b").unwrap().as_str(), Some("x"));
     }
 
     #[test]
@@ -651,5 +886,37 @@ mod tests {
         // c os\nsystem\n (X 'echo' tR.  -> an opaque object, nothing runs
         let v = unpickle(b"cos\nsystem\n(X\x04\x00\x00\x00echotR.", &mut no_pid).unwrap();
         assert_eq!(v.describe(), "a os.system object");
+    }
+
+    #[test]
+    fn a_later_value_replaces_an_earlier_one_in_place() {
+        // {'a': 1, 'b': 2} then SETITEM 'a' = 3: Python keeps 'a' first, with 3.
+        let data: &[u8] =
+            b"\x80\x02}(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bK\x02uX\x01\x00\x00\x00aK\x03s.";
+        let v = unpickle(data, &mut no_pid).unwrap();
+        let Value::Dict(d) = &v else {
+            panic!("not a dict")
+        };
+        let d = d.borrow();
+        let items: Vec<_> = d
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap(), v.as_int().unwrap()))
+            .collect();
+        assert_eq!(items, [("a", 3), ("b", 2)]);
+    }
+
+    #[test]
+    fn deep_and_cyclic_values_print_and_drop_in_bounded_stack() {
+        // 200k nested lists, then a list appended to itself (memo 0, BINGET 0, APPEND).
+        let depth = 200_000;
+        let mut data = vec![op::PROTO, 2];
+        data.extend(std::iter::repeat_n(op::EMPTY_LIST, depth));
+        data.extend(std::iter::repeat_n(op::APPEND, depth - 1));
+        data.push(op::STOP);
+        let deep = unpickle(&data, &mut no_pid).unwrap();
+        assert_eq!(format!("{deep:?}"), "List(len 1)");
+        drop(deep);
+        let cyclic = unpickle(b"\x80\x02]q\x00h\x00a.", &mut no_pid).unwrap();
+        assert_eq!(format!("{cyclic:?}"), "List(len 1)");
     }
 }

@@ -18,7 +18,9 @@ use crate::io::atomic::{write_file, Overwrite};
 /// The tensors of a safetensors file, by name (sorted), and its metadata.
 #[derive(Debug, Default)]
 pub struct Safetensors {
+    /// The tensors, on the CPU, by name.
     pub tensors: BTreeMap<String, Tensor>,
+    /// The header's `__metadata__` (empty when it has none).
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -7,11 +7,15 @@
 //! compressed). This reader unpickles with [`super::pickle`], which never imports or
 //! calls anything, then checks every view against its storage before a byte is copied.
 //!
+//! An archive with two entries under one name is refused: PyTorch's reader takes the
+//! first and the `zip` crate the last, so one file would hold different tensors for
+//! PyTorch and for this crate.
+//!
 //! Not readable, with an error that says what to do: the legacy format of PyTorch < 1.6
 //! (a bare pickle stream), TorchScript archives (`torch.jit.save`), big-endian archives
 //! and compressed entries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Cursor, Read};
 use std::rc::Rc;
 
@@ -24,38 +28,17 @@ use crate::error::{Error, Result};
 /// keys as saved.
 pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
     let err = |reason: String| Error::malformed(name, reason);
-    let zip = zip::ZipArchive::new(Cursor::new(bytes))
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
+    refuse_duplicates(&mut zip).map_err(err)?;
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let mut zip = Archive {
         zip,
         len: bytes.len() as u64,
         name,
     };
-    let pkl = names
-        .iter()
-        .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
-        .min()
-        .ok_or_else(|| {
-            if names.iter().any(|n| n.ends_with("/constants.pkl")) {
-                err(
-                    "a TorchScript archive (torch.jit.save), not a state_dict: in PyTorch, \
-                     torch.save(model.state_dict(), path) instead"
-                        .into(),
-                )
-            } else {
-                err("a zip archive without <root>/data.pkl: not written by torch.save".into())
-            }
-        })?
-        .clone();
+    let pkl = find_data_pkl(&names).map_err(err)?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
-    if names.contains(&format!("{root}constants.pkl")) {
-        return Err(err(
-            "a TorchScript archive (torch.jit.save), not a state_dict: in PyTorch, \
-             torch.save(model.state_dict(), path) instead"
-                .into(),
-        ));
-    }
     if let Some(order) = zip.read_optional(&format!("{root}byteorder"))? {
         if order != b"little" {
             return Err(err(format!(
@@ -83,6 +66,51 @@ pub(crate) fn read_torch_zip(name: &str, bytes: &[u8]) -> Result<BTreeMap<String
         tensors.insert(key, t);
     }
     Ok(tensors)
+}
+
+/// `<root>/data.pkl`, refusing TorchScript archives (which hold `constants.pkl` beside
+/// it) with what to do instead.
+fn find_data_pkl(names: &[String]) -> std::result::Result<String, String> {
+    let torchscript = "a TorchScript archive (torch.jit.save), not a state_dict: in \
+                       PyTorch, torch.save(model.state_dict(), path) instead";
+    let pkl = names
+        .iter()
+        .filter(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+        .min()
+        .ok_or_else(|| {
+            if names.iter().any(|n| n.ends_with("/constants.pkl")) {
+                torchscript.to_string()
+            } else {
+                "a zip archive without <root>/data.pkl: not written by torch.save".to_string()
+            }
+        })?;
+    let root = pkl.trim_end_matches("data.pkl");
+    if names.contains(&format!("{root}constants.pkl")) {
+        return Err(torchscript.into());
+    }
+    Ok(pkl.clone())
+}
+
+/// Errors on two entries with one name (see the module docs). The `zip` crate's name
+/// lookup keeps only the last, so the central directory is walked by index.
+fn refuse_duplicates(zip: &mut zip::ZipArchive<Cursor<&[u8]>>) -> std::result::Result<(), String> {
+    if zip.file_names().count() == zip.len() {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| format!("zip entry {i}: {e}"))?;
+        if !seen.insert(entry.name().to_string()) {
+            return Err(format!(
+                "the archive has two entries named {}; PyTorch would read the first and \
+                 other readers the last, so it is refused",
+                entry.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// torch.compile wraps a module as `_orig_mod`, so a compiled model's state_dict keys
@@ -128,21 +156,13 @@ fn find_state_dict(value: &Value) -> std::result::Result<Vec<(String, TensorRef)
             value.describe()
         ));
     };
-    let top = top.borrow();
-    let holder = ["model", "state_dict"].iter().find_map(|k| {
-        top.iter()
-            .find(|(key, v)| key.as_str() == Some(k) && matches!(v, Value::Dict(_)))
-    });
-    let dict = match holder {
-        Some((_, Value::Dict(d))) => d.clone(),
-        _ => {
-            drop(top);
-            let Value::Dict(d) = value else {
-                unreachable!()
-            };
-            d.clone()
-        }
-    };
+    let holder = ["model", "state_dict"]
+        .iter()
+        .find_map(|k| match top.borrow().get_str(k) {
+            Some(Value::Dict(d)) => Some(d.clone()),
+            _ => None,
+        });
+    let dict = holder.unwrap_or_else(|| top.clone());
     let dict = dict.borrow();
     let mut out = Vec::with_capacity(dict.len());
     for (k, v) in dict.iter() {

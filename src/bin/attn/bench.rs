@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
 use tch_attention::bench::runner::device_name;
-use tch_attention::bench::{matmul_gflops, measure, BenchConfig, Measurement, Mode, SUITES};
+use tch_attention::bench::{
+    check_threads, matmul_gflops, measure, BenchConfig, Measurement, Mode, SUITES,
+};
 use tch_attention::doctor::loaded_libtorch_version;
 
 use crate::DeviceArg;
@@ -68,9 +70,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if args.threads < 1 {
-        bail!("--threads: must be at least 1, got {}", args.threads);
-    }
+    check_threads(args.threads.into()).context("--threads")?;
     let kind = parse_dtype(&args.dtype)?;
     let device = args.device.device()?;
     let mut configs = match (&args.suite, &args.module) {
@@ -145,7 +145,7 @@ fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<Ben
     let config = BenchConfig {
         suite: "custom".into(),
         name: module.into(),
-        module: module.into(),
+        module: module.parse().context("--module")?,
         mode: if args.backward {
             Mode::Backward
         } else if args.decode {

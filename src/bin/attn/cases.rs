@@ -50,7 +50,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("{}", case.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("case".to_string(), case.display().to_string());
-    meta.insert("module".to_string(), c.module.clone());
+    meta.insert("module".to_string(), c.module().to_string());
     write_safetensors_new(
         &output,
         outcome.tensors.iter().map(|(k, v)| (k.as_str(), v)),
@@ -106,7 +106,7 @@ fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCod
                     .collect();
                 if json {
                     let obj = serde_json::json!({
-                        "case": name, "module": case.module, "dtype": dtype,
+                        "case": name, "module": case.module(), "dtype": dtype,
                         "max_abs": report.max_abs(), "max_rel": report.max_rel(),
                         "pass": pass, "failures": failures,
                     });
@@ -119,7 +119,7 @@ fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCod
                     };
                     println!(
                         "{name:<60} {:<22} {dtype:<9} {:>11.3e} {:>11.3e}  {verdict}",
-                        case.module,
+                        case.module(),
                         report.max_abs(),
                         report.max_rel()
                     );

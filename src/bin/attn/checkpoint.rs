@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use tch_attention::checkpoint::{convert, detect, BiasPolicy, ConvertOptions, Layout};
+use tch_attention::checkpoint::{
+    convert, detect, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE, HEADS,
+};
 use tch_attention::io::{read_checkpoint, write_safetensors_new, Overwrite};
 
 /// The layouts, as `--from`/`--to` values.
@@ -105,7 +107,7 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
         mask_buffer: args.mask_buffer,
     };
     let source = args.input.display().to_string();
-    let out = convert(&ckpt.tensors, from, to, &opts, &source)?;
+    let out = convert(&ckpt.tensors, from, to, &opts, &source).map_err(option_to_flag)?;
     let mut meta = ckpt.metadata.clone();
     meta.insert("layout".into(), to.name().into());
     meta.insert("converted_from".into(), from.name().into());
@@ -121,6 +123,20 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The library names the [`ConvertOptions`] field an error is about; the user sets it
+/// with a flag.
+fn option_to_flag(e: tch_attention::Error) -> anyhow::Error {
+    match &e {
+        tch_attention::Error::Invalid { arg, reason } if arg == HEADS => {
+            anyhow::anyhow!("--heads: {reason}")
+        }
+        tch_attention::Error::Invalid { arg, reason } if arg == BLOCK_SIZE => {
+            anyhow::anyhow!("--block-size: {reason}")
+        }
+        _ => e.into(),
+    }
 }
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {

@@ -146,13 +146,7 @@ impl Head {
     /// the ~11 us this path takes at the notebook's size, stays differentiable, and can
     /// never be stale.
     fn f_forward_fused(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _c) = check::sequence(
-            "x",
-            x,
-            self.config.n_embd,
-            Some(self.config.block_size),
-            &self.key.weight,
-        )?;
+        let (b, t, _c) = self.check_x(x)?;
         let hs = self.config.head_size;
         let w = Tensor::f_cat(
             &[&self.query.weight, &self.key.weight, &self.value.weight],
@@ -197,15 +191,16 @@ impl Head {
         causal
     }
 
+    /// `x` must be `(B, T, n_embd)`, `T <= block_size`, like the weights. Returns
+    /// `(B, T, C)`.
+    fn check_x(&self, x: &Tensor) -> Result<(i64, i64, i64)> {
+        let cfg = &self.config;
+        check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), &self.key.weight)
+    }
+
     /// The forward pass, also returning the weights `(B, T, T)` after dropout.
     pub fn f_forward_with_weights(&self, x: &Tensor, train: bool) -> Result<Attention> {
-        let (_b, t, _c) = check::sequence(
-            "x",
-            x,
-            self.config.n_embd,
-            Some(self.config.block_size),
-            &self.key.weight,
-        )?;
+        let (_b, t, _c) = self.check_x(x)?;
         let k = self.key.f_forward(x)?; // (B, T, hs)
         let q = self.query.f_forward(x)?; // (B, T, hs)
                                           // Scaled so that the scores keep unit variance and softmax does not saturate.

@@ -14,6 +14,7 @@ use std::borrow::Borrow;
 use tch::nn::{ModuleT, Path};
 use tch::Tensor;
 
+use crate::attention::merge_heads;
 use crate::check;
 use crate::error::Result;
 use crate::models::lecture::{fused_causal_heads, Head, HeadConfig};
@@ -135,7 +136,7 @@ impl MultiHeadAttention {
         stacked.extend(self.heads.iter().map(|h| &h.value.weight));
         let w = Tensor::f_cat(&stacked, 0)?; // (3 nh hs, C): all queries, all keys, all values
         let y = fused_causal_heads(x, &w, (b, t), nh, hs)?; // (B, nh, T, hs)
-        let y = y.f_transpose(1, 2)?.f_reshape([b, t, nh * hs])?; // torch.cat(heads, dim=-1)
+        let y = merge_heads(&y)?; // (B, T, nh * hs): torch.cat(heads, dim=-1)
         self.proj.f_forward(&y)
     }
 }

@@ -5,8 +5,9 @@ use tch::Tensor;
 
 use super::CausalSelfAttention;
 use crate::attention::kv_cache::causal_mask;
-use crate::attention::{scaled_dot_product_attention, KvCache, SdpaOptions};
-use crate::check;
+use crate::attention::{
+    merge_heads, scaled_dot_product_attention, split_heads, KvCache, SdpaOptions,
+};
 use crate::error::{Error, Result};
 
 impl CausalSelfAttention {
@@ -28,7 +29,7 @@ impl CausalSelfAttention {
     pub fn f_forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let cfg = &self.config;
         let like = &self.c_attn.weight;
-        let (b, t, c) = check::sequence("x", x, cfg.n_embd, Some(cfg.block_size), like)?;
+        let (b, t, c) = self.check_x(x)?;
         let (nh, hs) = (cfg.n_head, c / cfg.n_head);
         let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
         if past + t > cfg.block_size {
@@ -41,11 +42,8 @@ impl CausalSelfAttention {
             ));
         }
         let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
-        let heads = |t_: &Tensor| -> Result<Tensor> {
-            Ok(t_.f_view([b, t, nh, hs])?.f_transpose(1, 2)?) // (B, nh, T, hs)
-        };
-        let q = heads(&qkv[0])?;
-        let (k, v) = cache.extended(&heads(&qkv[1])?, &heads(&qkv[2])?)?; // (B, nh, S, hs)
+        let q = split_heads(&qkv[0], nh)?; // (B, nh, T, hs)
+        let (k, v) = cache.extended(&split_heads(&qkv[1], nh)?, &split_heads(&qkv[2], nh)?)?; // (B, nh, S, hs)
         let (attn_mask, is_causal) = causal_mask(past, t, x.device())?;
         let options = SdpaOptions {
             attn_mask,
@@ -54,7 +52,7 @@ impl CausalSelfAttention {
             ..SdpaOptions::default()
         };
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
-        let y = y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?; // re-assemble heads side by side
+        let y = merge_heads(&y)?; // (B, T, C): re-assemble heads side by side
         let y = self.c_proj.f_forward(&y)?;
         cache.store(k, v);
         Ok(y)

@@ -12,8 +12,9 @@ use tch::nn::{ModuleT, Path};
 use tch::Tensor;
 
 use crate::attention::functional::{scaled_dot_product_attention, Backend, SdpaOptions};
+use crate::attention::{merge_heads, split_heads};
 use crate::check;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{linear, Linear};
 
 /// The fields of nanoGPT's `GPTConfig` that the attention uses, with its defaults.
@@ -76,15 +77,7 @@ impl CausalSelfAttentionConfig {
         check::positive("n_head", self.n_head)?;
         check::positive("block_size", self.block_size)?;
         check::dropout("dropout", self.dropout)?;
-        if self.n_embd % self.n_head != 0 {
-            return Err(Error::config(
-                "n_embd",
-                format!(
-                    "must be divisible by n_head = {}, got {}",
-                    self.n_head, self.n_embd
-                ),
-            ));
-        }
+        check::divisible_by_heads("n_embd", self.n_embd, "n_head", self.n_head)?;
         Ok(())
     }
 }
@@ -123,19 +116,11 @@ impl CausalSelfAttention {
     /// `x (B, T, C) -> (B, T, C)`; `train` enables both dropouts.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let cfg = &self.config;
-        let (b, t, c) = check::sequence(
-            "x",
-            x,
-            cfg.n_embd,
-            Some(cfg.block_size),
-            &self.c_attn.weight,
-        )?;
-        let (nh, hs) = (cfg.n_head, c / cfg.n_head);
+        let (_, _, c) = self.check_x(x)?;
+        let nh = cfg.n_head;
         let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
-        let heads = |t_: &Tensor| -> Result<Tensor> {
-            Ok(t_.f_view([b, t, nh, hs])?.f_transpose(1, 2)?) // (B, nh, T, hs)
-        };
-        let (q, k, v) = (heads(&qkv[0])?, heads(&qkv[1])?, heads(&qkv[2])?);
+        let q = split_heads(&qkv[0], nh)?; // (B, nh, T, hs)
+        let (k, v) = (split_heads(&qkv[1], nh)?, split_heads(&qkv[2], nh)?);
         let options = SdpaOptions {
             dropout_p: if train { cfg.dropout } else { 0.0 },
             is_causal: true,
@@ -143,8 +128,23 @@ impl CausalSelfAttention {
             ..SdpaOptions::default()
         };
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
-        let y = y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?; // re-assemble heads side by side
+        let y = merge_heads(&y)?; // (B, T, C): re-assemble heads side by side
         Ok(self.c_proj.f_forward(&y)?.f_dropout(cfg.dropout, train)?)
+    }
+}
+
+impl CausalSelfAttention {
+    /// `x` must be `(B, T, n_embd)`, `T <= block_size`, like the weights. Returns
+    /// `(B, T, C)`.
+    pub(super) fn check_x(&self, x: &Tensor) -> Result<(i64, i64, i64)> {
+        let cfg = &self.config;
+        check::sequence(
+            "x",
+            x,
+            cfg.n_embd,
+            Some(cfg.block_size),
+            &self.c_attn.weight,
+        )
     }
 }
 
