@@ -54,6 +54,8 @@
 //!   conversion between them, strict `load_state_dict`, saving modules;
 //! - [`parity`]: parity cases (a module, its inputs and PyTorch's outputs in one file)
 //!   and `assert_close` comparison;
+//! - [`train`]: training as PyTorch does it, step for step (the lecture's `gpt.py`,
+//!   `torch.optim.AdamW`); [`generate`]: sampling text from a trained model;
 //! - [`heatmap`]: attention weights drawn as PNG heatmaps;
 //! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
 //!   the PyTorch side's;
@@ -73,6 +75,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod doctor;
 pub mod error;
+pub mod generate;
 pub mod heatmap;
 pub mod io;
 pub mod models;
@@ -80,4 +83,5 @@ pub mod nn;
 pub mod notebook;
 pub mod parity;
 pub mod pretty;
+pub mod train;
 pub use error::{Error, Result};

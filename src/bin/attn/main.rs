@@ -21,6 +21,8 @@ mod heatmap;
 mod model;
 mod model_dir;
 mod notebook;
+mod sample;
+mod train;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
 #[derive(Parser, Debug)]
@@ -52,6 +54,10 @@ enum Command {
     Embed(embed::Args),
     /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
     Bench(bench::Args),
+    /// Train a model as its PyTorch script does, step for step (the lecture's gpt.py).
+    Train(train::Args),
+    /// Sample text from a checkpoint `attn train` wrote.
+    Sample(sample::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -205,5 +211,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => explain::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Sample(args) => sample::run(args),
     }
 }
