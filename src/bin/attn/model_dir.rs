@@ -31,29 +31,34 @@ pub fn default_model_dir() -> anyhow::Result<PathBuf> {
 
 /// The folders [`default_model_dir`] looks in, each once, in order.
 fn candidates() -> Vec<PathBuf> {
-    let mut tried = Vec::new();
+    site_packages()
+        .into_iter()
+        .map(|site| site.join(PACKAGE_MODEL_DIR))
+        .collect()
+}
+
+/// The site-packages folders the installed packages (models, the default corpus) are
+/// looked for in, each once, in order: that of the libtorch this binary was built
+/// against (`site-packages/torch/lib`), then those of the setup's environment. No Python
+/// runs.
+pub fn site_packages() -> Vec<PathBuf> {
+    let mut found = Vec::new();
     let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
     if !built.is_empty() {
         // .../site-packages/torch/lib
         if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
-            tried.push(site.join(PACKAGE_MODEL_DIR));
+            found.push(site.to_path_buf());
         }
     }
-    if let Some(venv) = setup_venv() {
-        if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
-            let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            pythons.sort();
-            tried.extend(
-                pythons
-                    .into_iter()
-                    .map(|p| p.join("site-packages").join(PACKAGE_MODEL_DIR)),
-            );
-        }
+    if let Some(Ok(entries)) = setup_venv().map(|v| std::fs::read_dir(v.join("lib"))) {
+        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        pythons.sort();
+        found.extend(pythons.iter().map(|p| p.join("site-packages")));
     }
     // The build's libtorch usually lives in the setup's environment: one path, once.
     let mut seen = std::collections::HashSet::new();
-    tried.retain(|p| seen.insert(p.clone()));
-    tried
+    found.retain(|p| seen.insert(p.clone()));
+    found
 }
 
 /// The setup's Python environment: `$TCH_ATTENTION_VENV`, else where scripts/setup.sh

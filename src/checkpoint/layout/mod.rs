@@ -236,6 +236,18 @@ impl Attn {
     }
 }
 
+/// The error for a file holding no `from` block: what it does hold instead.
+pub(crate) fn none_found(source: &str, from: Layout, found: &[Found]) -> Error {
+    let seen: Vec<String> = found
+        .iter()
+        .map(|f| format!("{} at {:?}", f.layout, f.prefix))
+        .collect();
+    Error::malformed(
+        source,
+        format!("no {from} attention weights found (recognised: {seen:?})"),
+    )
+}
+
 /// Every attention block in `tensors`, by layout then prefix.
 pub fn detect(tensors: &BTreeMap<String, Tensor>) -> Vec<Found> {
     detect_with(tensors, true)
@@ -300,14 +312,7 @@ pub fn convert(
         None => candidate_prefixes(tensors, from, true),
     };
     if prefixes.is_empty() {
-        let seen: Vec<String> = detect(tensors)
-            .iter()
-            .map(|f| format!("{} at {:?}", f.layout, f.prefix))
-            .collect();
-        return Err(Error::malformed(
-            source,
-            format!("no {from} attention weights found (recognised: {seen:?})"),
-        ));
+        return Err(none_found(source, from, &detect(tensors)));
     }
     let mut consumed = BTreeSet::new();
     let mut written = Vec::new();

@@ -15,8 +15,8 @@ use std::path::Path;
 use tch::Tensor;
 
 use super::{
-    at_prefix, candidate_prefixes, detect_with, emit, extract, extract_with, normalise_prefix,
-    stand_ins, ConvertOptions, Layout,
+    at_prefix, candidate_prefixes, detect_with, emit, extract, extract_with, none_found,
+    normalise_prefix, stand_ins, ConvertOptions, Layout,
 };
 use crate::error::{Error, Result};
 use crate::io::{
@@ -126,14 +126,7 @@ fn plan_blocks(
         out.push((block, planned));
     }
     if out.is_empty() {
-        let seen: Vec<String> = detect_with(&stand_ins, false)
-            .iter()
-            .map(|f| format!("{} at {:?}", f.layout, f.prefix))
-            .collect();
-        return Err(Error::malformed(
-            source,
-            format!("no {from} attention weights found (recognised: {seen:?})"),
-        ));
+        return Err(none_found(source, from, &detect_with(&stand_ins, false)));
     }
     Ok(out)
 }
