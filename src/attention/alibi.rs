@@ -43,6 +43,14 @@ pub fn alibi_slopes(num_heads: i64) -> Vec<f32> {
 }
 
 impl Alibi {
+    /// A second handle on the same slopes.
+    pub fn shallow_clone(&self) -> Self {
+        match self {
+            Alibi::Bloom => Alibi::Bloom,
+            Alibi::Slopes(t) => Alibi::Slopes(t.shallow_clone()),
+        }
+    }
+
     /// Given slopes must be a floating `(H,)` on the query's device, `H` the heads of the
     /// scores (their dimension -3).
     pub(crate) fn check(&self, scores: &[i64], device: Device) -> Result<()> {

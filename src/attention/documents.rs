@@ -70,6 +70,14 @@ impl Documents {
         })
     }
 
+    /// A second handle on the same ids.
+    pub fn shallow_clone(&self) -> Self {
+        Documents {
+            query: self.query.shallow_clone(),
+            key: self.key.shallow_clone(),
+        }
+    }
+
     /// Self-attention over packed documents: the same ids `(T,)` or `(N, T)` for queries
     /// and keys.
     pub fn same(ids: Tensor) -> Result<Self> {
