@@ -67,6 +67,8 @@ import torch.nn.functional as F  # noqa: E402
 
 # The lecture's and nanoGPT's modules.
 from reference_modules import CausalSelfAttention, Head, MultiHeadAttention  # noqa: E402
+from reference_modules import attention_with_options, bloom_alibi_slopes  # noqa: E402
+from reference_modules import cu_seqlens_to_ids  # noqa: E402
 
 import bert_reference  # noqa: E402
 import checkpoint_reference  # noqa: E402
@@ -75,20 +77,42 @@ import pretty_reference  # noqa: E402
 FORMAT = "tch-attention-case/1"
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("head", "multi_head", "causal_self_attention", "multihead_attention", "sdpa")
-GRAD_INPUTS = ("x", "query", "key", "value")
+GRAD_INPUTS = ("x", "query", "key", "value", "sinks")
+# sdpa's option inputs besides query/key/value/attn_mask (docs/parity-cases.md).
+SDPA_OPTION_INPUTS = ("sinks", "alibi_slopes", "document_ids", "document_ids_q",
+                      "document_ids_k", "cu_seqlens_q", "cu_seqlens_k")
+SDPA_OPTION_KEYS = ("window", "softcap", "alibi")
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPE_TAG = {F64: "f64", F32: "f32", BF16: "bf16", F16: "f16"}
 
 
 class Sdpa(nn.Module):
-    """F.scaled_dot_product_attention as a parameterless module, so every case runs alike"""
+    """F.scaled_dot_product_attention as a parameterless module, so every case runs alike;
+    with any of the options PyTorch lacks (window, softcap, sinks, ALiBi, documents), the
+    eager reference_modules.attention_with_options instead."""
 
     def forward(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                scale=None, enable_gqa=False):
-        return F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-            is_causal=is_causal, scale=scale, enable_gqa=enable_gqa,
+                scale=None, enable_gqa=False, window=None, softcap=None, alibi=False,
+                sinks=None, alibi_slopes=None, document_ids=None, document_ids_q=None,
+                document_ids_k=None, cu_seqlens_q=None, cu_seqlens_k=None):
+        if document_ids is not None:
+            document_ids_q = document_ids_k = document_ids
+        if cu_seqlens_q is not None:
+            document_ids_q = cu_seqlens_to_ids(cu_seqlens_q)
+            document_ids_k = cu_seqlens_to_ids(cu_seqlens_k)
+        if alibi and alibi_slopes is None:
+            alibi_slopes = bloom_alibi_slopes(query.shape[-3])
+        options = (window, softcap, sinks, alibi_slopes, document_ids_q)
+        if all(o is None for o in options):
+            return F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
+                is_causal=is_causal, scale=scale, enable_gqa=enable_gqa,
+            )
+        return attention_with_options(
+            query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+            scale=scale, enable_gqa=enable_gqa, window=window, softcap=softcap, sinks=sinks,
+            alibi_slopes=alibi_slopes, doc_q=document_ids_q, doc_k=document_ids_k,
         )
 
 
@@ -118,8 +142,9 @@ def run_forward(module, m, inputs, forward):
         return m(inputs["x"]), None
     if module == "sdpa":
         kw = {k: v for k, v in forward.items() if k != "train"}
+        extra = {k: inputs[k] for k in SDPA_OPTION_INPUTS if k in inputs}
         return m(inputs["query"], inputs["key"], inputs["value"],
-                 attn_mask=inputs.get("attn_mask"), **kw), None
+                 attn_mask=inputs.get("attn_mask"), **extra, **kw), None
     kw = {k: v for k, v in forward.items() if k != "train"}
     out, weights = m(inputs["query"], inputs["key"], inputs["value"],
                      key_padding_mask=inputs.get("key_padding_mask"),
@@ -311,7 +336,7 @@ def check_case(where, tensors, metadata, nan):
     inputs = {k[6:]: v for k, v in tensors.items() if k.startswith("input.")}
     allowed = {
         "head": {"x"}, "multi_head": {"x"}, "causal_self_attention": {"x"},
-        "sdpa": {"query", "key", "value", "attn_mask"},
+        "sdpa": {"query", "key", "value", "attn_mask", *SDPA_OPTION_INPUTS},
         "multihead_attention": {"query", "key", "value", "key_padding_mask", "attn_mask"},
     }[module]
     required = {"x"} if "x" in allowed else {"query", "key", "value"}
@@ -319,7 +344,9 @@ def check_case(where, tensors, metadata, nan):
 
     dtype = params[min(params)].dtype if params else inputs["query"].dtype
     for k, v in list(params.items()) + list(inputs.items()):
-        assert v.dtype == dtype or (k.endswith("mask") and v.dtype == torch.bool), (where, k)
+        integer = k.startswith(("document_ids", "cu_seqlens")) and v.dtype == torch.int64
+        assert v.dtype == dtype or (k.endswith("mask") and v.dtype == torch.bool) or integer, \
+            (where, k)
 
     need_weights = module == "multihead_attention" and forward.get("need_weights", True)
     assert ("expected.attn_weights" in tensors) == bool(need_weights), where
@@ -653,6 +680,219 @@ def sdpa_cases(c):
         grad=False, description="bfloat16, dropout_p 0.3")
 
 
+def sdpa_broadcast_cases(c):
+    """Batch dimensions that broadcast and empty inputs: PyTorch's own SDPA."""
+    def add(name, seed, dtype, inputs, forward=None, grad=True, description=""):
+        c.add("sdpa", name, seed=seed, dtype=dtype, config={}, forward=forward or {},
+              inputs=inputs, grad=grad, description=description)
+
+    add("bcast_q1_kv2_f32", 480, F32,
+        {"query": (1, 2, 4, 8), "key": (2, 2, 6, 8), "value": (2, 2, 6, 8)},
+        description="query batch 1 against key/value batch 2: output batch 2, the query's "
+                    "gradient summed over the broadcast batch")
+    add("bcast_3d_q_4d_kv_f64", 481, F64,
+        {"query": (2, 4, 8), "key": (3, 2, 6, 8), "value": (3, 2, 6, 8)},
+        description="3-D query (2, L, E) against 4-D key/value (3, 2, S, E): output 4-D")
+    add("bcast_5d_f32", 482, F32,
+        {"query": (2, 1, 3, 4, 8), "key": (1, 5, 3, 6, 8), "value": (1, 5, 3, 6, 8)},
+        description="5-D inputs whose first two dimensions broadcast to (2, 5)")
+    add("bcast_value_batch1_mask_f64", 483, F64,
+        {"query": (2, 2, 4, 8), "key": (2, 2, 6, 8), "value": (1, 2, 6, 5),
+         "attn_mask": lambda d: d.attend(2, 1, 4, 6)},
+        description="value batch 1 (Ev=5) against key batch 2, bool mask [N, 1, L, S]")
+    add("bcast_kv_heads1_causal_f32", 484, F32,
+        {"query": (2, 3, 5, 8), "key": (2, 1, 5, 8), "value": (2, 1, 5, 8)},
+        forward={"is_causal": True},
+        description="key/value with 1 head broadcast over 3 query heads without enable_gqa")
+    add("bcast_gqa_q1_f64", 485, F64,
+        {"query": (1, 4, 4, 8), "key": (2, 2, 6, 8), "value": (2, 2, 6, 8)},
+        forward={"enable_gqa": True},
+        description="enable_gqa 4 -> 2 heads with the query's batch 1 broadcast to 2")
+    add("bcast_2d_f32", 486, F32, {"query": (4, 8), "key": (6, 8), "value": (6, 3)},
+        description="2-D inputs (L, E), (S, E), (S, Ev)")
+    add("bcast_dropout_f32", 487, F32,
+        {"query": (1, 2, 4, 8), "key": (3, 2, 6, 8), "value": (3, 2, 6, 8)},
+        forward={"dropout_p": 0.3, "train": True},
+        description="broadcast batch with dropout_p 0.3 (seed parity)")
+    add("bcast_q1_kv2_bf16", 488, BF16,
+        {"query": (1, 2, 4, 8), "key": (2, 2, 6, 8), "value": (2, 2, 6, 8)},
+        description="query batch 1 against batch 2 in bfloat16")
+    add("bcast_3d_q_4d_kv_f16", 489, F16,
+        {"query": (2, 4, 8), "key": (2, 2, 6, 8), "value": (2, 2, 6, 8)},
+        description="3-D query against 4-D key/value in float16")
+    add("empty_batch_f32", 490, F32,
+        {"query": (0, 2, 4, 8), "key": (0, 2, 6, 8), "value": (0, 2, 6, 8)},
+        description="batch 0: an empty output and empty gradients")
+    add("empty_batch_3d_mask_f64", 491, F64,
+        {"query": (0, 4, 8), "key": (0, 6, 8), "value": (0, 6, 8),
+         "attn_mask": lambda d: d.attend(4, 6)},
+        description="3-D, batch 0, bool mask [L, S]")
+    add("empty_L_f32", 492, F32,
+        {"query": (2, 2, 0, 8), "key": (2, 2, 6, 8), "value": (2, 2, 6, 8)},
+        description="no queries (L = 0): empty output, zero key/value gradients")
+    add("empty_S_f64", 493, F64,
+        {"query": (2, 2, 4, 8), "key": (2, 2, 0, 8), "value": (2, 2, 0, 8)},
+        description="no keys (S = 0): every output row is 0")
+    add("empty_E_f32", 494, F32,
+        {"query": (2, 2, 4, 0), "key": (2, 2, 6, 0), "value": (2, 2, 6, 8)},
+        description="E = 0: every score is 0, so each output row is the mean of the values")
+    add("empty_batch_bf16", 495, BF16,
+        {"query": (0, 2, 4, 8), "key": (0, 2, 6, 8), "value": (0, 2, 6, 8)},
+        forward={"is_causal": True}, description="batch 0 in bfloat16, is_causal")
+
+
+def check_option_references():
+    """attention_with_options gives what transformers' own eager code gives: Gemma 2's
+    soft-capping and gpt-oss's sinks (float32, GQA 4 -> 2, causal as an additive mask)."""
+    import types
+
+    import transformers.models.gemma2.modeling_gemma2 as gemma2
+    import transformers.models.gpt_oss.modeling_gpt_oss as gpt_oss
+
+    d = Draw(699)
+    q, k, v = (d.randn(2, 4, 6, 8, std=3.0).float(), d.randn(2, 2, 6, 8).float(),
+               d.randn(2, 2, 6, 8).float())
+    module = types.SimpleNamespace(num_key_value_groups=2, training=False, head_dim=8,
+                                   sinks=d.randn(4).float())
+    causal = torch.zeros(6, 6).masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(),
+                                           float("-inf"))
+    theirs, _ = gemma2.eager_attention_forward(module, q, k, v, causal, softcap=2.0)
+    ours = attention_with_options(q, k, v, is_causal=True, softcap=2.0, enable_gqa=True)
+    torch.testing.assert_close(theirs.transpose(1, 2), ours)
+    theirs, _ = gpt_oss.eager_attention_forward(module, q, k, v, causal, scaling=8 ** -0.5)
+    ours = attention_with_options(q, k, v, is_causal=True, sinks=module.sinks, enable_gqa=True)
+    torch.testing.assert_close(theirs.transpose(1, 2), ours)
+
+
+def option_cases(c):
+    """The options PyTorch's SDPA lacks, against reference_modules.attention_with_options."""
+    def add(name, seed, dtype, inputs, forward=None, grad=True, description=""):
+        c.add("sdpa", name, seed=seed, dtype=dtype, config={}, forward=forward or {},
+              inputs=inputs, grad=grad, description=description)
+
+    B, H, L, S, E = 2, 4, 6, 6, 8
+    selfq = {"query": (B, H, L, E), "key": (B, H, S, E), "value": (B, H, S, E)}
+    cross = {"query": (B, H, 4, E), "key": (B, H, 7, E), "value": (B, H, 7, E)}
+    gqa = {"query": (B, H, L, E), "key": (B, 2, S, E), "value": (B, 2, S, E)}
+    big = {"query": lambda d: d.randn(B, H, L, E, std=3.0), "key": (B, H, S, E),
+           "value": (B, H, S, E)}
+    sinks = {"sinks": lambda d: d.randn(H)}
+    docs = {"document_ids": lambda d: torch.tensor([0, 0, 0, 1, 1, 2])}
+
+    # Sliding windows (flash-attention's window_size; bottom-right aligned).
+    add("window_2_0_f32", 600, F32, selfq, {"window": [2, 0]},
+        description="window (2, 0): each query sees itself and the 2 keys before it")
+    add("window_sliding3_causal_f64", 601, F64, selfq, {"window": [2, -1], "is_causal": True},
+        description="transformers' sliding_window = 3 with causal masking: window (2, -1) "
+                    "and is_causal")
+    add("window_1_1_L4_S7_f32", 602, F32, cross, {"window": [1, 1]},
+        description="window (1, 1) with L=4 < S=7: aligned bottom-right, query i sits at "
+                    "key i + 3")
+    add("window_unbounded_left_f16", 603, F16, cross, {"window": [-1, 0]},
+        description="window (-1, 0): bottom-right causal in float16")
+    add("window_gqa_mask_f64", 604, F64, {**gqa, "attn_mask": lambda d: d.attend(B, 1, L, S)},
+        {"window": [1, 2], "enable_gqa": True},
+        description="window (1, 2), enable_gqa 4 -> 2, bool mask [N, 1, L, S]")
+    add("window_dropout_f32", 605, F32, selfq,
+        {"window": [3, 0], "dropout_p": 0.3, "train": True},
+        description="window (3, 0) with dropout_p 0.3 (seed parity)")
+    add("window_causal_bf16", 606, BF16, selfq, {"window": [1, 0], "is_causal": True},
+        description="window (1, 0) and is_causal in bfloat16")
+
+    # Logit soft-capping (Gemma 2).
+    add("softcap2_f32", 610, F32, big, {"softcap": 2.0},
+        description="softcap 2.0 on scores of std ~3: cap * tanh(scores / cap)")
+    add("softcap_causal_gqa_f64", 611, F64,
+        {**gqa, "query": lambda d: d.randn(B, H, L, E, std=3.0)},
+        {"softcap": 1.5, "is_causal": True, "enable_gqa": True},
+        description="softcap 1.5 before the causal mask, enable_gqa 4 -> 2")
+    add("softcap_float_mask_f64", 612, F64,
+        {**big, "attn_mask": lambda d: d.additive(1, 1, L, S)},
+        {"softcap": 3.0, "scale": 0.5},
+        description="softcap 3.0 applied to the scaled scores (scale 0.5), then the float mask")
+    add("softcap_dropout_f32", 613, F32, big, {"softcap": 2.0, "dropout_p": 0.2, "train": True},
+        description="softcap 2.0 with dropout_p 0.2 (seed parity)")
+    add("softcap_bf16", 614, BF16, big, {"softcap": 2.0, "is_causal": True},
+        description="softcap in bfloat16 with is_causal")
+    add("softcap_f16", 615, F16, big, {"softcap": 2.0}, description="softcap in float16")
+
+    # Attention sinks (gpt-oss).
+    add("sinks_f32", 620, F32, {**selfq, **sinks},
+        description="one sink logit per head joins each row's softmax; gradient of the sinks")
+    add("sinks_gqa_causal_f64", 621, F64, {**gqa, **sinks}, {"is_causal": True, "enable_gqa": True},
+        description="sinks with is_causal and enable_gqa 4 -> 2 (gpt-oss: 64 query heads, 8 "
+                    "key/value heads)")
+    add("sinks_window_dropout_f32", 622, F32, {**selfq, **sinks},
+        {"window": [2, 0], "dropout_p": 0.3, "train": True},
+        description="sinks with gpt-oss's sliding window (2, 0) and dropout 0.3 (seed parity)")
+
+    def masked_row(d):
+        m = d.attend(L, S)
+        m[2] = False
+        return m
+
+    add("sinks_masked_row_f64", 623, F64, {**selfq, **sinks, "attn_mask": masked_row},
+        description="sinks with a bool mask whose row 2 is all False: the sink takes the "
+                    "whole row, its output is 0")
+    add("sinks_bf16", 624, BF16, {**selfq, **sinks}, {"is_causal": True},
+        description="sinks in bfloat16 with is_causal")
+    add("sinks_f16", 625, F16, {**cross, **sinks}, description="sinks in float16, L != S")
+
+    # ALiBi (BLOOM's slopes unless input.alibi_slopes).
+    add("alibi_bloom_4heads_causal_f32", 630, F32, selfq, {"alibi": True, "is_causal": True},
+        description="ALiBi with BLOOM's slopes for 4 heads and is_causal")
+    add("alibi_bloom_3heads_f32", 631, F32,
+        {"query": (B, 3, L, E), "key": (B, 3, S, E), "value": (B, 3, S, E)}, {"alibi": True},
+        description="BLOOM's slopes for 3 heads (not a power of 2: 2 + 1 extra)")
+    add("alibi_bloom_12heads_L4_S7_f32", 632, F32,
+        {"query": (1, 12, 4, E), "key": (1, 12, 7, E), "value": (1, 12, 7, E)},
+        {"alibi": True}, description="BLOOM's slopes for 12 heads (8 + 4 extra), L=4 < S=7 "
+                                     "(queries at positions 3..6)")
+    add("alibi_slopes_gqa_f64", 633, F64, {**gqa, "alibi_slopes": lambda d: d.rand(H)},
+        {"alibi": True, "enable_gqa": True, "is_causal": True},
+        description="ALiBi with given slopes (input.alibi_slopes), enable_gqa, is_causal")
+    add("alibi_dropout_mask_f32", 634, F32, {**selfq, "attn_mask": lambda d: d.additive(B, 1, 1, S)},
+        {"alibi": True, "dropout_p": 0.3, "train": True},
+        description="ALiBi plus a float key-padding mask, dropout 0.3 (seed parity)")
+    add("alibi_bf16", 635, BF16, selfq, {"alibi": True, "is_causal": True},
+        description="ALiBi in bfloat16 with is_causal")
+    add("alibi_f16", 636, F16, cross, {"alibi": True}, description="ALiBi in float16, L != S")
+
+    # Packed documents (FlexAttention's document mask_mod, flash-attention's varlen).
+    add("documents_causal_f32", 640, F32, {**selfq, **docs}, {"is_causal": True},
+        description="documents [0,0,0,1,1,2] with is_causal: block-diagonal causal attention")
+    add("documents_per_row_f64", 641, F64,
+        {**selfq, "document_ids": lambda d: torch.tensor([[0, 0, 1, 1, 1, 1], [0, 1, 2, 2, 3, 3]])},
+        {"is_causal": True}, description="per-row document ids (N, T), is_causal")
+    add("documents_cu_seqlens_f32", 642, F32,
+        {**selfq, "cu_seqlens_q": lambda d: torch.tensor([0, 2, 5, 6]),
+         "cu_seqlens_k": lambda d: torch.tensor([0, 2, 5, 6])},
+        {"is_causal": True}, description="flash-attention's cu_seqlens [0, 2, 5, 6], causal")
+    add("documents_cross_f64", 643, F64,
+        {**cross, "document_ids_q": lambda d: torch.tensor([0, 0, 1, 1]),
+         "document_ids_k": lambda d: torch.tensor([0, 0, 0, 1, 1, 1, 1])},
+        description="query and key documents of different lengths (L=4, S=7), not causal")
+    add("documents_gqa_dropout_f32", 644, F32, {**gqa, **docs},
+        {"is_causal": True, "enable_gqa": True, "dropout_p": 0.2, "train": True},
+        description="documents, causal, enable_gqa, dropout 0.2 (seed parity)")
+    add("documents_bf16", 645, BF16, {**selfq, **docs}, {"is_causal": True},
+        description="documents with is_causal in bfloat16")
+    add("documents_window_f16", 646, F16, {**selfq, **docs}, {"window": [1, 0]},
+        description="documents with window (1, 0) in float16")
+
+    # Everything at once.
+    add("all_options_f64", 650, F64,
+        {**gqa, **sinks, **docs, "query": lambda d: d.randn(B, H, L, E, std=3.0)},
+        {"window": [2, 0], "softcap": 2.5, "alibi": True, "enable_gqa": True,
+         "is_causal": True},
+        description="window, softcap, sinks, BLOOM's ALiBi, documents, GQA and causal together")
+    add("all_options_dropout_f32", 651, F32,
+        {**selfq, **sinks, **docs, "query": lambda d: d.randn(B, H, L, E, std=3.0),
+         "alibi_slopes": lambda d: d.rand(H)},
+        {"window": [3, 0], "softcap": 2.0, "alibi": True, "dropout_p": 0.3, "train": True},
+        description="every option with dropout 0.3 (seed parity)")
+
+
 def mha_cases(c):
     E, H, N, L, S = 8, 2, 2, 4, 5
 
@@ -948,6 +1188,9 @@ def main(argv=None):
     lecture_cases(cases)
     nanogpt_cases(cases)
     sdpa_cases(cases)
+    sdpa_broadcast_cases(cases)
+    check_option_references()
+    option_cases(cases)
     mha_cases(cases)
     write_readme_mha(out)
     write_others(out)

@@ -10,9 +10,13 @@ cases that the project did not write itself.
 writes DIR/<module>_<index>.safetensors for the five modules (head, multi_head,
 causal_self_attention, multihead_attention, sdpa) in turn, each with a random but valid
 configuration, a distinct seed, random parameters and inputs, and what PyTorch computed.
-The output is a function of --seed and --count only.
+The output is a function of --seed and --count only. The sdpa cases also draw batch
+dimensions that broadcast, empty batches, and the options of the page (window, softcap,
+sinks, alibi with or without slopes, document ids or cu_seqlens), computed as the page
+words them.
 """
 import argparse
+import math
 import json
 import os
 import random
@@ -105,13 +109,84 @@ class CausalSelfAttention(nn.Module):
 
 
 class SDPA(nn.Module):
-    def __init__(self, **fwd):
-        super().__init__()
-        self.fwd = fwd
+    """sdpa with the options of docs/parity-cases.md, written from that page."""
 
-    def forward(self, query, key, value, attn_mask=None):
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
-                                              **self.fwd)
+    def __init__(self, window=None, softcap=None, alibi=False, **fwd):
+        super().__init__()
+        self.fwd, self.window, self.softcap, self.alibi = fwd, window, softcap, alibi
+
+    def forward(self, query, key, value, attn_mask=None, sinks=None, alibi_slopes=None,
+                document_ids=None, cu_seqlens_q=None, cu_seqlens_k=None):
+        docs = document_ids is not None or cu_seqlens_q is not None
+        if not (self.window or self.softcap or self.alibi or docs or sinks is not None):
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                                  **self.fwd)
+        L, S = query.shape[-2], key.shape[-2]
+        rank = max(query.dim(), key.dim(), value.dim())
+        bias = attn_mask if attn_mask is not None and attn_mask.dtype != torch.bool else None
+        if self.alibi:
+            slopes = alibi_slopes if alibi_slopes is not None else docs_slopes(query.shape[-3])
+            qpos = torch.arange(L, dtype=torch.float64)[:, None] + (S - L)
+            kpos = torch.arange(S, dtype=torch.float64)[None, :]
+            ab = (-slopes.double().view(-1, 1, 1) * (qpos - kpos)).to(query.dtype)
+            bias = ab if bias is None else bias + ab
+        keep = torch.ones(L, S, dtype=torch.bool)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            keep = keep & attn_mask
+        if self.fwd.get("is_causal"):
+            keep = keep & torch.ones(L, S, dtype=torch.bool).tril()
+        if self.window:
+            left, right = self.window
+            off = torch.arange(S)[None, :] - (torch.arange(L)[:, None] + (S - L))
+            if left >= 0:
+                keep = keep & (off >= -left)
+            if right >= 0:
+                keep = keep & (off <= right)
+        if docs:
+            if document_ids is not None:
+                idq = idk = document_ids
+            else:
+                idq = torch.searchsorted(cu_seqlens_q[1:], torch.arange(L), right=True)
+                idk = torch.searchsorted(cu_seqlens_k[1:], torch.arange(S), right=True)
+            same = idq[..., :, None] == idk[..., None, :]
+            if same.dim() == 3:  # per-row ids (N, L, S) go with the scores' first dim
+                same = same.reshape(same.shape[0], *[1] * (rank - 3), L, S)
+            keep = keep & same
+        p = self.fwd.get("dropout_p", 0.0)
+        if self.softcap is None and sinks is None:
+            mask = keep if bias is None else bias.masked_fill(~keep, float("-inf"))
+            return F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=p, scale=self.fwd.get("scale"),
+                enable_gqa=self.fwd.get("enable_gqa", False))
+        if self.fwd.get("enable_gqa"):
+            key = key.repeat_interleave(query.shape[-3] // key.shape[-3], -3)
+            value = value.repeat_interleave(query.shape[-3] // value.shape[-3], -3)
+        scale = self.fwd.get("scale") or query.shape[-1] ** -0.5
+        sc = query @ key.transpose(-2, -1) * scale
+        if self.softcap:
+            sc = self.softcap * torch.tanh(sc / self.softcap)
+        if bias is not None:
+            sc = sc + bias
+        sc = sc.masked_fill(~keep, float("-inf"))
+        if sinks is not None:
+            col = sinks.view(-1, 1, 1).expand(*sc.shape[:-1], 1)
+            full = torch.cat([sc, col], -1)
+            w = torch.softmax(full - full.amax(-1, keepdim=True), -1)[..., :-1]
+        else:
+            w = torch.softmax(sc, -1).nan_to_num(0.0)  # a row with no key gives 0
+        if p > 0:
+            w = F.dropout(w, p, training=True)
+        return w @ value
+
+
+def docs_slopes(h):
+    """ALiBi slopes as docs/parity-cases.md words BLOOM's rule, in float32."""
+    c = 2 ** int(math.floor(math.log2(h)))
+    first = torch.tensor(2.0 ** (-8.0 / c), dtype=torch.float32) ** torch.arange(1, c + 1)
+    rest = min(c, h - c)
+    extra = (torch.tensor(2.0 ** (-4.0 / c), dtype=torch.float32) ** torch.arange(1, 2 * rest, 2)
+             if rest else torch.zeros(0))
+    return torch.cat([first, extra])
 
 
 # ---------------------------------------------------------------- random helpers
@@ -247,14 +322,23 @@ def build_sdpa(r, g):
     Hq = Hk * r.randint(2, 3) if gqa else Hk
     lead_q = (B, Hq) if four_d else (B,)
     lead_k = (B, Hk) if four_d else (B,)
+    lead_v = lead_k
+    if r.random() < 0.25:  # batch dimensions that broadcast (docs: "broadcast together")
+        lead_q = (1,) + lead_q[1:] if B > 1 and r.random() < 0.5 else lead_q
+        lead_v = (1,) + lead_k[1:] if r.random() < 0.5 else lead_k
+        if r.random() < 0.3:
+            lead_q, lead_k, lead_v = (2,) + lead_q, (1,) + lead_k, (1,) + lead_v
+    if r.random() < 0.05:
+        lead_q, lead_k, lead_v = (0,) + lead_q[1:], (0,) + lead_k[1:], (0,) + lead_v[1:]
     dtype = pick_dtype(r, True)
-    shapes = {"query": lead_q + (L, E), "key": lead_k + (S, E), "value": lead_k + (S, Ev)}
+    shapes = {"query": lead_q + (L, E), "key": lead_k + (S, E), "value": lead_v + (S, Ev)}
+    full = tuple(max(a, b, c) if 0 not in (a, b, c) else 0
+                 for a, b, c in zip(lead_q, lead_k, lead_v)) + (L, S)
     fwd, masks = {}, {}
     is_causal = r.random() < 0.2
     if is_causal:
         fwd["is_causal"] = True
     elif r.random() < 0.6:
-        full = lead_q + (L, S)
         nd = r.randint(2, len(full))  # SDPA wants a mask of at least 2 dims
         mshape = [d if r.random() < 0.6 else 1 for d in full[-nd:]]
         mshape[-1] = S
@@ -273,7 +357,35 @@ def build_sdpa(r, g):
     maybe(r, fwd, "scale", scale, None)
     maybe(r, fwd, "enable_gqa", gqa, False)
     kw = {"dropout_p": dropout_p, "is_causal": is_causal, "scale": scale, "enable_gqa": gqa}
+    kw.update(pick_options(r, g, fwd, masks, full, dtype))
     return SDPA(**kw), {}, dtype, shapes, fwd, masks
+
+
+def pick_options(r, g, fwd, masks, full, dtype):
+    """The options of docs/parity-cases.md, each now and then."""
+    L, S, opts = full[-2], full[-1], {}
+    heads = full[-3] if len(full) >= 3 else None
+    if r.random() < 0.25:
+        opts["window"] = fwd["window"] = [r.randint(-1, 3), r.randint(-1, 3)]
+    if r.random() < 0.2:
+        opts["softcap"] = fwd["softcap"] = round(r.uniform(0.5, 5.0), 3)
+    if heads and r.random() < 0.2:
+        masks["sinks"] = randn(g, (heads,), dtype)
+    if heads and r.random() < 0.2:
+        opts["alibi"] = fwd["alibi"] = True
+        if r.random() < 0.5:
+            masks["alibi_slopes"] = torch.rand(heads, generator=g, dtype=torch.float64).to(dtype)
+    if L == S and r.random() < 0.2:
+        cuts = sorted(r.sample(range(1, L), min(L - 1, r.randint(0, 2)))) if L > 1 else []
+        if r.random() < 0.5:
+            ids = torch.zeros(L, dtype=torch.int64)
+            for c in cuts:
+                ids[c:] += 1
+            masks["document_ids"] = ids
+        else:
+            cu = torch.tensor([0] + cuts + [L], dtype=torch.int64)
+            masks["cu_seqlens_q"], masks["cu_seqlens_k"] = cu, cu.clone()
+    return opts
 
 
 # ---------------------------------------------------------------- one case
@@ -299,6 +411,8 @@ def make_case(module, index, r, case_seed, out_dir):
     m = m.to(dtype)
     m.train(train)
     inputs = {n: randn(g, s, dtype) for n, s in shapes.items()}
+    if "sinks" in masks:  # a floating input of its own, with a gradient (docs)
+        inputs["sinks"] = masks.pop("sinks")
     with_grad = r.random() < 0.5
     params = dict(m.named_parameters())
     for t in list(inputs.values()) + list(params.values()):

@@ -83,3 +83,122 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs
         y = self.resid_dropout(self.c_proj(y))
         return y
+
+
+# --------------------------------------------------------------------------------------
+# The attention options of current models (docs/parity-cases.md, `sdpa`), written from
+# the implementations that define them. PyTorch's SDPA has none of them as arguments.
+# --------------------------------------------------------------------------------------
+
+
+def bloom_alibi_slopes(num_heads):
+    """BLOOM's slopes, read from transformers' own `build_alibi_tensor` (modeling_bloom.py):
+    its tensor holds slope_h * j for key position j, so position 1 gives the slopes."""
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    alibi = build_alibi_tensor(torch.ones(1, 2), num_heads, torch.float32)  # (H, 1, 2)
+    return alibi[:, 0, 1]
+
+
+def window_keep(L, S, left, right):
+    """flash-attention's window_size (flash_attn_func docstring): query i attends to keys
+    [i + S - L - left, i + S - L + right] inclusive; -1 = unbounded."""
+    i = torch.arange(L)[:, None] + S - L
+    j = torch.arange(S)[None, :]
+    keep = torch.ones(L, S, dtype=torch.bool)
+    if left >= 0:
+        keep &= j >= i - left
+    if right >= 0:
+        keep &= j <= i + right
+    return keep
+
+
+def cu_seqlens_to_ids(cu):
+    """flash-attention's varlen layout [0, end_0, end_1, ..] as one document id per position."""
+    lengths = (cu[1:] - cu[:-1]).tolist()
+    return torch.cat([torch.full((n,), d, dtype=torch.int64) for d, n in enumerate(lengths)]
+                     + [torch.zeros(0, dtype=torch.int64)])
+
+
+def document_keep(doc_q, doc_k, N, H, L, S):
+    """FlexAttention's document masking, its `mask_mod` run eagerly by `create_mask`: a
+    query sees only the keys of its own document. Ids are (L,)/(S,) or (N, L)/(N, S)."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    per_row = doc_q.dim() == 2
+    dq = doc_q if per_row else doc_q[None]
+    dk = doc_k if per_row else doc_k[None]
+
+    def document_mask(b, h, q_idx, kv_idx):
+        return dq[b if per_row else 0, q_idx] == dk[b if per_row else 0, kv_idx]
+
+    return create_mask(document_mask, N if per_row else 1, 1, L, S, device="cpu")  # (N|1, 1, L, S)
+
+
+def attention_with_options(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                           scale=None, enable_gqa=False, window=None, softcap=None, sinks=None,
+                           alibi_slopes=None, doc_q=None, doc_k=None):
+    """Attention with the options, in the order transformers' eager code applies them:
+    `q @ k^T * scale`; Gemma 2's soft-capping (modeling_gemma2.py: / cap, tanh, * cap);
+    ALiBi's bias -slope_h * (i - j) (BLOOM's slopes; query positions bottom-right); the
+    mask (bool: True takes part; float: added); causal (top-left, as SDPA's is_causal),
+    window and document masks; softmax, with gpt-oss's sink column (modeling_gpt_oss.py:
+    cat, minus the row max, softmax, drop the column) or SDPA's `_safe_softmax` (a row with
+    no key gives 0); dropout; `@ v`.
+
+    Without soft-capping and sinks the options are one mask (a bias, with -inf where a key
+    is masked out, when ALiBi or a float mask takes part), handed to PyTorch's own SDPA as
+    the equivalent of flash-attention's and FlexAttention's kernels. Otherwise the eager
+    code runs, its softmax in the input dtype (transformers upcasts to float32, which
+    would throw away float64's precision)."""
+    L, S, E = query.shape[-2], key.shape[-2], query.shape[-1]
+    bias = attn_mask if attn_mask is not None and attn_mask.dtype != torch.bool else None
+    if alibi_slopes is not None:
+        i = torch.arange(L, dtype=torch.float64)[:, None] + S - L
+        j = torch.arange(S, dtype=torch.float64)[None, :]
+        alibi = (-alibi_slopes.double()[:, None, None] * (i - j)).to(query.dtype)  # (H, L, S)
+        bias = alibi if bias is None else bias + alibi
+    keep = torch.ones(L, S, dtype=torch.bool)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        keep = keep & attn_mask
+    if is_causal:
+        keep = keep & torch.ones(L, S, dtype=torch.bool).tril()
+    if window is not None:
+        keep = keep & window_keep(L, S, *window)
+    if doc_q is not None:
+        N = doc_q.shape[0] if doc_q.dim() == 2 else 1
+        docs = document_keep(doc_q, doc_k, N, 1, L, S)  # (N|1, 1, L, S)
+        # (L, S) for shared ids; (N, 1, .., L, S) lined up with the scores' first dim.
+        rank = max(query.dim(), key.dim(), value.dim())
+        docs = docs[0, 0] if doc_q.dim() == 1 else docs.reshape(N, *[1] * (rank - 3), L, S)
+        keep = keep & docs
+    if softcap is None and sinks is None:
+        mask = keep if bias is None else torch.where(keep, bias, float("-inf"))
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask,
+                                              dropout_p=dropout_p, scale=scale,
+                                              enable_gqa=enable_gqa)
+
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        key = key.repeat_interleave(query.shape[-3] // key.shape[-3], -3)
+    if enable_gqa and value.shape[-3] != query.shape[-3]:
+        value = value.repeat_interleave(query.shape[-3] // value.shape[-3], -3)
+    scaling = E ** -0.5 if scale is None else scale
+    w = torch.matmul(query, key.transpose(-2, -1)) * scaling
+    if softcap is not None:
+        w = w / softcap
+        w = torch.tanh(w)
+        w = w * softcap
+    if bias is not None:
+        w = w + bias
+    w = w.masked_fill(~keep, float("-inf"))
+    if sinks is not None:
+        sink = sinks.reshape(-1, 1, 1).expand(*w.shape[:-1], 1)
+        combined = torch.cat([w, sink], dim=-1)
+        combined = combined - combined.max(dim=-1, keepdim=True).values
+        probs = F.softmax(combined, dim=-1, dtype=combined.dtype)
+        w = probs[..., :-1]
+    else:
+        w = torch.ops.aten._safe_softmax(w, -1)
+    if dropout_p > 0:
+        w = F.dropout(w, p=dropout_p, training=True)
+    return torch.matmul(w, value)

@@ -89,9 +89,9 @@ proptest! {
         prop_assert!(max_diff(&sums, &sums.ones_like()) < 1e-12);
     }
 
-    /// Any shapes at all give an output of shape (N, .., L, Ev) or a shape error that
-    /// names query, key or value and reports that argument's shape: never a panic, an
-    /// abort or an error from inside libtorch.
+    /// Any shapes at all give an output of shape (batch dimensions broadcast, L, Ev) or a
+    /// shape error that names query, key or value and reports that argument's shape:
+    /// never a panic, an abort or an error from inside libtorch.
     #[test]
     fn any_shapes_give_an_output_or_a_shape_error(
         dims in proptest::collection::vec(0i64..4, 0..5),
@@ -103,8 +103,9 @@ proptest! {
             let options = SdpaOptions { backend, ..SdpaOptions::default() };
             match scaled_dot_product_attention(&q, &k, &v, &options) {
                 Ok(out) => {
-                    let mut want = dims[..dims.len() - 1].to_vec();
-                    want.push(vdims[vdims.len() - 1]);
+                    let batch = |s: &[i64]| s[..s.len() - 2].to_vec();
+                    let mut want = broadcast(&broadcast(&batch(&dims), &batch(&kdims)).unwrap(), &batch(&vdims)).unwrap();
+                    want.extend([dims[dims.len() - 2], vdims[vdims.len() - 1]]);
                     prop_assert_eq!(out.size(), want, "{:?}", backend);
                 }
                 Err(Error::Shape { arg, got, .. }) => {
@@ -130,8 +131,8 @@ proptest! {
             let options = SdpaOptions { backend, ..SdpaOptions::default() };
             let (q, k, v) = (randn(&qs, Kind::Float), randn(&ks, Kind::Float), randn(&vs, Kind::Float));
             prop_assert!(scaled_dot_product_attention(&q, &k, &v, &options).is_ok());
-            for (which, zeroed) in (0..BREAKS).flat_map(|w| (0..3).map(move |z| (w, z))) {
-                let (shapes, want_arg, needle) = broken(which, zeroed, [qs.clone(), ks.clone(), vs.clone()]);
+            for which in 0..BREAKS {
+                let (shapes, want_arg, needle) = broken(which, [qs.clone(), ks.clone(), vs.clone()]);
                 let [q, k, v] = shapes.each_ref().map(|s| randn(s, Kind::Float));
                 match scaled_dot_product_attention(&q, &k, &v, &options) {
                     Err(Error::Shape { arg, expected, got }) => {
@@ -156,39 +157,46 @@ fn valid_shapes(dims: &[i64], four_d: bool) -> (Vec<i64>, Vec<i64>, Vec<i64>) {
     (with(l, e), with(s, e), with(s, ev))
 }
 
+/// NumPy's broadcasting of two shapes, right-aligned (written here independently of
+/// the crate's).
+fn broadcast(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
+    let n = a.len().max(b.len());
+    let pad = |s: &[i64]| [vec![1; n - s.len()], s.to_vec()].concat();
+    let (a, b) = (pad(a), pad(b));
+    a.iter()
+        .zip(&b)
+        .map(|(&x, &y)| match (x, y) {
+            _ if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
+        })
+        .collect()
+}
+
 /// How many ways [`broken`] knows.
 const BREAKS: usize = 8;
 
-/// `[query, key, value]` shapes with one thing broken (the `which`-th way; the
-/// `zeroed`-th tensor for a zero-sized dimension), the argument the error must name, and
-/// a piece of what it must say was expected.
-fn broken(
-    which: usize,
-    zeroed: usize,
-    mut s: [Vec<i64>; 3],
-) -> ([Vec<i64>; 3], &'static str, &'static str) {
+/// `[query, key, value]` shapes with one thing broken (the `which`-th way), the argument the error must name, and a piece of what it
+/// must say was expected. Batch dimensions that differ break only when neither is 1:
+/// PyTorch broadcasts them otherwise.
+fn broken(which: usize, mut s: [Vec<i64>; 3]) -> ([Vec<i64>; 3], &'static str, &'static str) {
     let rank = s[0].len();
     let (arg, needle) = match which {
         0 => {
-            s[0] = s[0][rank - 2..].to_vec();
-            ("query", "3-D (N, L, E) or 4-D")
+            s[0] = s[0][rank - 1..].to_vec();
+            ("query", "at least 2-D")
         }
-        1 => {
-            s[0].splice(0..0, vec![1; 5 - rank]);
-            ("query", "3-D (N, L, E) or 4-D")
+        1 | 2 => {
+            s[which] = s[which][rank - 1..].to_vec();
+            (["query", "key", "value"][which], "at least 2-D")
         }
-        2 => {
-            s[zeroed][rank - 1] = 0;
-            (["query", "key", "value"][zeroed], "no zero-sized dimension")
-        }
-        // Key 3-D beside a 4-D query, or 4-D beside a 3-D one.
+        // Key and value batches that do not broadcast with the query's.
         3 => {
-            if rank == 4 {
-                s[1].remove(1);
-            } else {
-                s[1].insert(1, 1);
-            }
-            ("key", "-D like query")
+            s[0][0] += 1;
+            s[1][0] = s[0][0] + 1;
+            s[2][0] = s[0][0] + 1;
+            ("key", "broadcast with query")
         }
         4 => {
             s[1][rank - 1] += 1;
@@ -198,21 +206,21 @@ fn broken(
             s[2][rank - 2] += 1;
             ("value", "(.., S, Ev)")
         }
+        // Only the value's batch is off.
         6 => {
-            s[1][0] += 1;
-            s[2][0] += 1;
-            ("key", "batch N")
+            s[0][0] += 1;
+            s[1][0] = s[0][0];
+            s[2][0] = s[0][0] + 1;
+            ("value", "broadcast with query")
         }
-        // Heads differ (4-D; GQA off); 3-D has no heads, so its batch differs instead.
-        _ if rank == 4 => {
-            s[1][1] += 1;
-            s[2][1] += 1;
-            ("key", "heads like query")
-        }
+        // Heads differ (4-D; GQA off), neither being 1; 3-D has no heads, so its batch
+        // differs instead.
         _ => {
-            s[1][0] += 2;
-            s[2][0] += 2;
-            ("key", "batch N")
+            let d = if rank == 4 { 1 } else { 0 };
+            s[0][d] += 1;
+            s[1][d] = s[0][d] + 1;
+            s[2][d] = s[0][d] + 1;
+            ("key", "broadcast with query")
         }
     };
     (s, arg, needle)
@@ -348,7 +356,7 @@ fn bad_inputs_name_the_argument() {
     ));
     assert!(e.starts_with("key:"), "{e}");
     let e = err_text(sdpa(
-        &randn(&[3, 4], Kind::Float),
+        &randn(&[4], Kind::Float),
         &q,
         &q,
         SdpaOptions::default(),

@@ -409,3 +409,48 @@ fn mha_unsupported_configs_are_typed_errors() {
         assert!(cache.is_empty());
     }
 }
+
+/// A rolling cache for a sliding window of `w` keys, fed a prompt and then token by
+/// token (or in chunks), gives the outputs of the whole sequence at once under the
+/// windowed causal mask, and never holds more than `w - 1` positions.
+#[test]
+fn rolling_window_cache_matches_the_full_windowed_forward() {
+    use tch_attention::attention::Window;
+    let (n, t) = (2, 11);
+    for batch_first in [false, true] {
+        let (_vs, m) = mha(
+            12,
+            MultiheadAttentionConfig::new(E, H).with_batch_first(batch_first),
+        );
+        let x = mha_input(&m, n, t, E);
+        for w in [1, 3, 4] {
+            let window = Window::sliding(w).unwrap();
+            // The full forward: a query sees itself and the w - 1 keys before it.
+            let keep = window.keep(t, t, Device::Cpu).unwrap();
+            let options = MhaOptions {
+                attn_mask: Some(Mask::keep(keep).unwrap().flip_convention().unwrap()),
+                need_weights: false,
+                ..MhaOptions::default()
+            };
+            let full = m.f_forward_t(&x, &x, &x, &options, false).unwrap().0;
+            let seq = if batch_first { 1 } else { 0 };
+            for lens in [vec![1; t as usize], vec![4, 1, 1, 3, 1, 1]] {
+                let mut cache = KvCache::rolling(window).unwrap();
+                let (mut outs, mut start) = (Vec::new(), 0);
+                for len in lens.iter().copied() {
+                    let part = x.narrow(seq, start, len);
+                    outs.push(
+                        m.f_forward_cached(&part, &part, &part, &mut cache, true)
+                            .expect("cached step"),
+                    );
+                    start += len;
+                    assert!(cache.len() < w, "the cache keeps only the window");
+                }
+                let what = format!("rolling w={w} batch_first={batch_first} {lens:?}");
+                assert_close(&Tensor::cat(&outs, seq), &full, &what);
+            }
+        }
+    }
+    assert!(KvCache::rolling(Window::new(-1, 0).unwrap()).is_err());
+    assert!(KvCache::rolling(Window::new(2, 1).unwrap()).is_err());
+}

@@ -10,15 +10,23 @@
 //! out of bounds when key and value lengths differ and silently accepts a mask together
 //! with `is_causal`.
 //!
+//! Beyond PyTorch's arguments, [`SdpaOptions`] has the attention options of current
+//! models: sliding windows ([`Window`]), logit soft-capping, attention sinks, ALiBi
+//! ([`Alibi`]) and packed documents ([`Documents`]).
+//!
 //! # Shapes
-//! - query `(N, ..., Hq, L, E)`, key `(N, ..., H, S, E)`, value `(N, ..., H, S, Ev)`,
-//!   3-D `(N, L, E)` or 4-D `(N, H, L, E)`;
-//! - attn_mask broadcastable to `(N, Hq, L, S)`;
-//! - output `(N, ..., Hq, L, Ev)`; weights `(N, ..., Hq, L, S)`.
+//! - query `(.., Hq, L, E)`, key `(.., H, S, E)`, value `(.., H, S, Ev)`, each at least
+//!   2-D; their batch dimensions broadcast together, as in PyTorch (`shapes.rs`);
+//! - attn_mask broadcastable to the scores `(.., Hq, L, S)`;
+//! - output `(.., Hq, L, Ev)`; weights `(.., Hq, L, S)`.
 
 use tch::{Kind, Tensor};
 
+use crate::attention::alibi::Alibi;
+use crate::attention::documents::Documents;
 use crate::attention::mask::Mask;
+use crate::attention::window::{self, Window};
+use crate::attention::{shapes, sinks, softcap};
 use crate::error::{Error, Result};
 
 /// Which implementation computes the attention.
@@ -44,15 +52,24 @@ pub enum MaskedRows {
     Zero,
 }
 
-/// The non-tensor arguments of [`scaled_dot_product_attention`], with PyTorch's defaults.
+/// The non-tensor arguments of [`scaled_dot_product_attention`], with PyTorch's defaults,
+/// and the options of the attention of current models that PyTorch's SDPA lacks as
+/// arguments (sliding windows, soft-capping, sinks, ALiBi, packed documents), each off by
+/// default.
+///
+/// The masks combine: a key takes part only where every one of `attn_mask`, `is_causal`,
+/// `window` and `documents` lets it. The scores are computed in this order:
+/// `q @ k^T * scale`, soft-capping, `+ alibi`, `+ attn_mask` (or its `-inf`s), the causal,
+/// window and document masks, softmax (with the sink column), dropout, `@ v`.
 #[derive(Debug, Default)]
 pub struct SdpaOptions {
-    /// `attn_mask`: broadcastable to `(N, Hq, L, S)`. Default: none.
+    /// `attn_mask`: broadcastable to the scores `(.., L, S)`. Default: none.
     pub attn_mask: Option<Mask>,
     /// `dropout_p`, applied to the weights whenever it is nonzero (the functional form
     /// has no train flag). Default 0.0.
     pub dropout_p: f64,
-    /// `is_causal`: query `i` sees keys `0..=i` (top-left aligned). Default false.
+    /// `is_causal`: query `i` sees keys `0..=i` (top-left aligned, as PyTorch's). Default
+    /// false. For a bottom-right aligned causal mask, use `window: (-1, 0)`.
     pub is_causal: bool,
     /// `scale`; `None` means `1 / sqrt(E)`.
     pub scale: Option<f64>,
@@ -62,6 +79,29 @@ pub struct SdpaOptions {
     pub backend: Backend,
     /// Fully masked rows; `None` means PyTorch SDPA's behaviour (zeros).
     pub masked_rows: Option<MaskedRows>,
+    /// Sliding-window attention, flash-attention's `window_size` (bottom-right aligned,
+    /// see [`Window`]). Default none (every key).
+    pub window: Option<Window>,
+    /// Logit soft-capping (Gemma 2): `cap * tanh(scores / cap)` on the scaled scores,
+    /// before any mask; `cap > 0`. Default none. Computed on the math path.
+    pub softcap: Option<f64>,
+    /// Attention sinks (gpt-oss): one logit per head `(H,)`, in the query's dtype, joining
+    /// each row's softmax as an extra column that is then dropped. Default none. Computed
+    /// on the math path.
+    pub sinks: Option<Tensor>,
+    /// ALiBi's per-head linear bias `-slope_h * (i - j)` (see [`Alibi`]). Default none.
+    pub alibi: Option<Alibi>,
+    /// Packed documents: a query sees only the keys of its own document (see
+    /// [`Documents`]). Default none.
+    pub documents: Option<Documents>,
+}
+
+impl SdpaOptions {
+    /// Whether any option needs the math path: soft-capping and sinks change the softmax
+    /// itself, which no mask or bias given to the fused kernel can express.
+    fn needs_math(&self) -> bool {
+        self.softcap.is_some() || self.sinks.is_some()
+    }
 }
 
 /// The result of the math path: the output and the weights actually applied to the
@@ -75,9 +115,13 @@ pub struct Attention {
     pub weights: Tensor,
 }
 
-/// `torch.nn.functional.scaled_dot_product_attention(query, key, value, ...)`.
+/// `torch.nn.functional.scaled_dot_product_attention(query, key, value, ...)`, with the
+/// options of [`SdpaOptions`].
 ///
-/// Returns the output `(N, ..., Hq, L, Ev)`.
+/// Returns the output `(.., L, Ev)`, its batch dimensions those of query, key and value
+/// broadcast together. The fused backend hands libtorch's kernel every mask and bias the
+/// options amount to; soft-capping and sinks, which change the softmax itself, and empty
+/// inputs run on the math path.
 pub fn scaled_dot_product_attention(
     query: &Tensor,
     key: &Tensor,
@@ -85,28 +129,11 @@ pub fn scaled_dot_product_attention(
     options: &SdpaOptions,
 ) -> Result<Tensor> {
     let scores = check_inputs(query, key, value, options)?;
-    match options.backend {
-        Backend::Math => Ok(math(query, key, value, options)?.output),
-        Backend::Fused => {
-            let out = Tensor::f_scaled_dot_product_attention(
-                query,
-                key,
-                value,
-                fused_mask(options.attn_mask.as_ref())?.as_ref(),
-                options.dropout_p,
-                options.is_causal,
-                options.scale,
-                options.enable_gqa,
-            )?;
-            match options.masked_rows {
-                Some(MaskedRows::Nan) => {
-                    let rows = fully_masked_rows(&scores, options, query.device())?;
-                    Ok(out.f_masked_fill(&rows.f_unsqueeze(-1)?, f64::NAN)?)
-                }
-                Some(MaskedRows::Zero) | None => Ok(out),
-            }
-        }
+    let empty = [query, key, value].iter().any(|t| t.numel() == 0);
+    if options.backend == Backend::Math || options.needs_math() || empty {
+        return Ok(math(query, key, value, options, &scores)?.output);
     }
+    fused(query, key, value, options, &scores)
 }
 
 /// The math path, returning the weights as well: the notebook's ops, line for line.
@@ -116,29 +143,61 @@ pub fn scaled_dot_product_attention_with_weights(
     value: &Tensor,
     options: &SdpaOptions,
 ) -> Result<Attention> {
-    check_inputs(query, key, value, options)?;
-    math(query, key, value, options)
+    let scores = check_inputs(query, key, value, options)?;
+    math(query, key, value, options, &scores)
 }
 
-fn math(query: &Tensor, key: &Tensor, value: &Tensor, o: &SdpaOptions) -> Result<Attention> {
-    let (l, s, e) = (dim(query, -2), dim(key, -2), dim(query, -1));
-    let scale = o.scale.unwrap_or(1.0 / (e as f64).sqrt());
-    // GQA: each key/value head serves a group of consecutive query heads.
-    let (key, value) = if o.enable_gqa && query.dim() == 4 && dim(query, -3) != dim(key, -3) {
-        let groups = dim(query, -3) / dim(key, -3);
-        (
-            key.f_repeat_interleave_self_int(groups, -3, None)?,
-            value.f_repeat_interleave_self_int(groups, -3, None)?,
-        )
-    } else {
-        (key.shallow_clone(), value.shallow_clone())
+fn fused(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions, scores: &[i64]) -> Result<Tensor> {
+    if let Some(out) = window::blocked(q, k, v, o, scores)? {
+        return Ok(out);
+    }
+    let (mask, is_causal) = fused_mask(o, scores, q.kind(), q.device())?;
+    let out = Tensor::f_scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        mask.as_ref(),
+        o.dropout_p,
+        is_causal,
+        o.scale,
+        o.enable_gqa,
+    )?;
+    match o.masked_rows {
+        Some(MaskedRows::Nan) => {
+            let rows = fully_masked_rows(scores, o, q.device())?;
+            Ok(out.f_masked_fill(&rows.f_unsqueeze(-1)?, f64::NAN)?)
+        }
+        Some(MaskedRows::Zero) | None => Ok(out),
+    }
+}
+
+fn math(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    o: &SdpaOptions,
+    scores: &[i64],
+) -> Result<Attention> {
+    let (n, e) = (scores.len(), dim(query, -1));
+    let (l, s) = (scores[n - 2], scores[n - 1]);
+    // With E = 0 the scores are 0 whatever the scale (PyTorch's math path scales q and k
+    // before their product); 1/sqrt(0) * 0 would make them NaN.
+    let scale = match o.scale {
+        _ if e == 0 => 1.0,
+        Some(scale) => scale,
+        None => 1.0 / (e as f64).sqrt(),
     };
+    // GQA: each key/value head serves a group of consecutive query heads.
+    let key = repeat_heads(key, shapes::groups(query, key, o.enable_gqa))?;
+    let value = repeat_heads(value, shapes::groups(query, value, o.enable_gqa))?;
     let mut wei = query
         .f_matmul(&key.f_transpose(-2, -1)?)?
         .f_mul_scalar(scale)?; // (.., L, S)
-    if o.is_causal {
-        let keep = Tensor::f_ones([l, s], (Kind::Bool, query.device()))?.f_tril(0)?;
-        wei = wei.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?;
+    if let Some(cap) = o.softcap {
+        wei = softcap::soft_cap(&wei, cap)?;
+    }
+    if let Some(alibi) = &o.alibi {
+        wei = wei.f_add(&alibi.bias(scores[n - 3], l, s, query.kind(), query.device())?)?;
     }
     match &o.attn_mask {
         None => {}
@@ -147,10 +206,15 @@ fn math(query: &Tensor, key: &Tensor, value: &Tensor, o: &SdpaOptions) -> Result
             wei = wei.f_masked_fill(&mask.to_keep()?.f_logical_not()?, f64::NEG_INFINITY)?
         }
     }
-    let mut wei = match o.masked_rows.unwrap_or(MaskedRows::Zero) {
-        MaskedRows::Nan => wei.f_softmax(-1, None::<Kind>)?,
+    if let Some(keep) = structural_keep(o, scores, query.device())? {
+        wei = wei.f_masked_fill(&keep.f_logical_not()?, f64::NEG_INFINITY)?;
+    }
+    let mut wei = match (&o.sinks, o.masked_rows.unwrap_or(MaskedRows::Zero)) {
+        // The sink column is never masked, so no row is empty.
+        (Some(sinks), _) => sinks::softmax_with_sinks(&wei, sinks)?,
+        (None, MaskedRows::Nan) => wei.f_softmax(-1, None::<Kind>)?,
         // `_safe_softmax`: softmax, then 0 for rows that are all -inf.
-        MaskedRows::Zero => wei.f_internal_safe_softmax(-1, None::<Kind>)?,
+        (None, MaskedRows::Zero) => wei.f_internal_safe_softmax(-1, None::<Kind>)?,
     };
     if o.dropout_p > 0.0 {
         wei = wei.f_dropout(o.dropout_p, true)?;
@@ -162,21 +226,98 @@ fn math(query: &Tensor, key: &Tensor, value: &Tensor, o: &SdpaOptions) -> Result
     })
 }
 
-/// libtorch's fused kernel takes bool (keep) or additive masks; a block-mask is flipped.
-fn fused_mask(mask: Option<&Mask>) -> Result<Option<Tensor>> {
-    Ok(match mask {
-        None => None,
-        Some(Mask::Keep(t)) | Some(Mask::Bias(t)) => Some(t.shallow_clone()),
-        Some(block @ Mask::Block(_)) => Some(block.to_keep()?),
+/// `t` with each head (dimension -3) repeated `groups` times in place: GQA's key/value
+/// heads lined up with the query heads they serve.
+fn repeat_heads(t: &Tensor, groups: i64) -> Result<Tensor> {
+    Ok(if groups == 1 {
+        t.shallow_clone()
+    } else {
+        t.f_repeat_interleave_self_int(groups, -3, None)?
     })
+}
+
+/// The keep-mask of `is_causal`, `window` and `documents` together, broadcastable to
+/// the scores; `None` when none of them masks anything.
+pub(crate) fn structural_keep(
+    o: &SdpaOptions,
+    scores: &[i64],
+    device: tch::Device,
+) -> Result<Option<Tensor>> {
+    let n = scores.len();
+    let (l, s) = (scores[n - 2], scores[n - 1]);
+    let mut parts = Vec::new();
+    if o.is_causal {
+        parts.push(Tensor::f_ones([l, s], (Kind::Bool, device))?.f_tril(0)?);
+    }
+    if let Some(w) = o.window.filter(|w| !w.is_unbounded()) {
+        parts.push(w.keep(l, s, device)?);
+    }
+    if let Some(documents) = &o.documents {
+        parts.push(documents.keep(n)?);
+    }
+    let mut parts = parts.into_iter();
+    let Some(mut keep) = parts.next() else {
+        return Ok(None);
+    };
+    for part in parts {
+        keep = keep.f_logical_and(&part)?;
+    }
+    Ok(Some(keep))
+}
+
+/// The `(attn_mask, is_causal)` for libtorch's fused kernel: the caller's mask as it is
+/// when no option adds one (so the kernel sees exactly what PyTorch's would); otherwise
+/// every mask and bias folded into one, a bool keep-mask, or an additive bias with `-inf`
+/// where a key is masked out when ALiBi or a floating `attn_mask` takes part.
+fn fused_mask(
+    o: &SdpaOptions,
+    scores: &[i64],
+    kind: Kind,
+    device: tch::Device,
+) -> Result<(Option<Tensor>, bool)> {
+    let windowed = o.window.is_some_and(|w| !w.is_unbounded());
+    if !windowed && o.documents.is_none() && o.alibi.is_none() {
+        let mask = match &o.attn_mask {
+            None => None,
+            Some(Mask::Keep(t)) | Some(Mask::Bias(t)) => Some(t.shallow_clone()),
+            Some(block @ Mask::Block(_)) => Some(block.to_keep()?),
+        };
+        return Ok((mask, o.is_causal));
+    }
+    let mut keep = structural_keep(o, scores, device)?;
+    let mut bias = None;
+    match &o.attn_mask {
+        None => {}
+        Some(Mask::Bias(b)) => bias = Some(b.shallow_clone()),
+        Some(mask) => {
+            let m = mask.to_keep()?;
+            keep = Some(match keep {
+                Some(k) => k.f_logical_and(&m)?,
+                None => m,
+            });
+        }
+    }
+    if let Some(alibi) = &o.alibi {
+        let n = scores.len();
+        let a = alibi.bias(scores[n - 3], scores[n - 2], scores[n - 1], kind, device)?;
+        bias = Some(match bias {
+            Some(b) => b.f_add(&a)?,
+            None => a,
+        });
+    }
+    let mask = match (bias, keep) {
+        (None, keep) => keep,
+        (Some(b), None) => Some(b),
+        (Some(b), Some(k)) => Some(b.f_where_scalarother(&k, f64::NEG_INFINITY)?),
+    };
+    Ok((mask, false))
 }
 
 /// Bool `(.., L)`: true where every key is masked out for that query.
 fn fully_masked_rows(scores: &[i64], o: &SdpaOptions, device: tch::Device) -> Result<Tensor> {
-    let (l, s) = (scores[scores.len() - 2], scores[scores.len() - 1]);
     let mut keep = Tensor::f_ones(scores, (Kind::Bool, device))?;
-    if o.is_causal {
-        keep = keep.f_logical_and(&Tensor::f_ones([l, s], (Kind::Bool, device))?.f_tril(0)?)?;
+    if let Some(structural) = structural_keep(o, scores, device)? {
+        keep = keep.f_logical_and(&structural)?;
     }
     if let Some(mask) = &o.attn_mask {
         let mask_keep = match mask {
@@ -193,87 +334,9 @@ fn dim(t: &Tensor, d: i64) -> i64 {
     size[(size.len() as i64 + d) as usize]
 }
 
-/// Validates every argument; returns the shape of the scores `(N, .., Hq, L, S)`.
+/// Validates every argument and option; returns the shape of the scores `(.., L, S)`.
 fn check_inputs(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions) -> Result<Vec<i64>> {
-    let (qs, ks, vs) = (q.size(), k.size(), v.size());
-    for (arg, t, s) in [("query", q, &qs), ("key", k, &ks), ("value", v, &vs)] {
-        if !(3..=4).contains(&s.len()) {
-            return Err(Error::shape(arg, "3-D (N, L, E) or 4-D (N, H, L, E)", s));
-        }
-        if s.contains(&0) {
-            return Err(Error::shape(arg, "no zero-sized dimension", s));
-        }
-        if !t.is_floating_point() {
-            return Err(Error::Dtype {
-                arg: arg.into(),
-                expected: "a floating dtype".into(),
-                got: t.kind(),
-            });
-        }
-    }
-    for (arg, t, s) in [("key", k, &ks), ("value", v, &vs)] {
-        if s.len() != qs.len() {
-            return Err(Error::shape(
-                arg,
-                format!("{}-D like query {qs:?}", qs.len()),
-                s,
-            ));
-        }
-        if t.kind() != q.kind() {
-            return Err(Error::Dtype {
-                arg: arg.into(),
-                expected: format!("the query's dtype {:?}", q.kind()),
-                got: t.kind(),
-            });
-        }
-        if t.device() != q.device() {
-            return Err(Error::Device {
-                arg: arg.into(),
-                expected: q.device(),
-                got: t.device(),
-            });
-        }
-    }
-    let n = qs.len();
-    let (l, e, s) = (qs[n - 2], qs[n - 1], ks[n - 2]);
-    if ks[n - 1] != e {
-        return Err(Error::shape(
-            "key",
-            format!("last dimension E = {e} like query {qs:?}"),
-            &ks,
-        ));
-    }
-    if vs[..n - 1] != ks[..n - 1] {
-        return Err(Error::shape(
-            "value",
-            format!(
-                "(.., S, Ev) with (.., S) = {:?} like key {ks:?}",
-                &ks[..n - 1]
-            ),
-            &vs,
-        ));
-    }
-    if ks[0] != qs[0] {
-        return Err(Error::shape(
-            "key",
-            format!("batch N = {} like query {qs:?}", qs[0]),
-            &ks,
-        ));
-    }
-    if n == 4 && ks[1] != qs[1] {
-        let divides = ks[1] > 0 && qs[1] % ks[1] == 0;
-        if !o.enable_gqa || !divides {
-            let expected = if o.enable_gqa {
-                format!(
-                    "a number of heads that divides the query's {} (enable_gqa)",
-                    qs[1]
-                )
-            } else {
-                format!("{} heads like query {qs:?} (or set enable_gqa)", qs[1])
-            };
-            return Err(Error::shape("key", expected, &ks));
-        }
-    }
+    let scores = shapes::check(q, k, v, o.enable_gqa)?;
     if !(0.0..1.0).contains(&o.dropout_p) {
         return Err(Error::invalid(
             "dropout_p",
@@ -288,8 +351,7 @@ fn check_inputs(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions) -> Result<V
             ));
         }
     }
-    let mut scores = qs[..n - 2].to_vec();
-    scores.extend([l, s]);
+    let (kind, device) = (q.kind(), q.device());
     if let Some(mask) = &o.attn_mask {
         if o.is_causal {
             return Err(Error::invalid(
@@ -297,7 +359,22 @@ fn check_inputs(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions) -> Result<V
                 "must be None when is_causal is true (PyTorch rejects both together)",
             ));
         }
-        mask.check("attn_mask", &scores, q.kind(), q.device())?;
+        mask.check("attn_mask", &scores, kind, device)?;
+    }
+    if let Some(w) = &o.window {
+        w.validate()?;
+    }
+    if let Some(cap) = o.softcap {
+        softcap::check(cap)?;
+    }
+    if let Some(sinks) = &o.sinks {
+        sinks::check(sinks, &scores, kind, device)?;
+    }
+    if let Some(alibi) = &o.alibi {
+        alibi.check(&scores, device)?;
+    }
+    if let Some(documents) = &o.documents {
+        documents.check(&scores, device)?;
     }
     Ok(scores)
 }

@@ -20,6 +20,7 @@ use tch::{Device, Kind, Tensor};
 use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
 use crate::attention::mask::Mask;
 use crate::attention::multihead_attention::MultiheadAttention;
+use crate::attention::window::Window;
 use crate::attention::{merge_heads_seq_first, split_heads_seq_first};
 use crate::check;
 use crate::error::{Error, Result};
@@ -31,10 +32,16 @@ use crate::error::{Error, Result};
 /// The cache grows by concatenation, so a decode of `S` tokens copies `O(S^2)` elements
 /// in all; that is negligible next to the attention itself at the lengths
 /// `block_size` allows.
+///
+/// A rolling cache ([`KvCache::rolling`]) serves sliding-window attention (Mistral,
+/// Gemma 2's local layers, gpt-oss): it keeps only the keys and values the window can
+/// still reach, so its memory stays bounded however long the decode.
 #[derive(Debug, Default)]
 pub struct KvCache {
     keys: Option<Tensor>,
     values: Option<Tensor>,
+    /// For a rolling cache: the window's `left`, the most positions kept after a step.
+    keep_last: Option<i64>,
 }
 
 impl KvCache {
@@ -42,6 +49,33 @@ impl KvCache {
     /// device.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A rolling cache for the causal sliding window `window` (`(left, 0)`, e.g.
+    /// [`Window::sliding(w)`](crate::attention::Window::sliding)): each step attends
+    /// through the window, bottom-right aligned, and afterwards the cache keeps only the
+    /// last `left` positions, all the next token can see.
+    pub fn rolling(window: Window) -> Result<Self> {
+        window.validate()?;
+        if window.left < 0 || window.right != 0 {
+            return Err(Error::invalid(
+                "window",
+                format!(
+                    "a rolling cache needs a causal window bounded on the left, (left >= 0, 0), \
+                     got ({}, {})",
+                    window.left, window.right
+                ),
+            ));
+        }
+        Ok(KvCache {
+            keep_last: Some(window.left),
+            ..KvCache::default()
+        })
+    }
+
+    /// The window of a rolling cache, `(left, 0)`; `None` for a growing one.
+    pub fn window(&self) -> Option<Window> {
+        self.keep_last.map(|left| Window { left, right: 0 })
     }
 
     /// The number of cached positions (S).
@@ -61,6 +95,7 @@ impl KvCache {
         Self {
             keys: self.keys.as_ref().map(Tensor::shallow_clone),
             values: self.values.as_ref().map(Tensor::shallow_clone),
+            keep_last: self.keep_last,
         }
     }
 
@@ -144,9 +179,38 @@ impl KvCache {
         })
     }
 
+    /// Keeps `keys` and `values` `(N, H, S, hd)` for the next step: all of them, or for a
+    /// rolling cache the last `left` positions (a view; the next step's concatenation
+    /// copies it, so the memory held stays bounded).
     pub(crate) fn store(&mut self, keys: Tensor, values: Tensor) {
-        self.keys = Some(keys);
-        self.values = Some(values);
+        let last = |t: Tensor| match self.keep_last {
+            // In range by the guard: `narrow` cannot fail.
+            Some(left) if t.size()[2] > left => {
+                let s = t.size()[2];
+                t.narrow(2, s - left, left)
+            }
+            _ => t,
+        };
+        self.keys = Some(last(keys));
+        self.values = Some(last(values));
+    }
+
+    /// The causal masking of `t` new queries after `past` cached positions, as
+    /// `(attn_mask, is_causal, window)` for [`SdpaOptions`]: through the window for a
+    /// rolling cache, [`causal_mask`] otherwise.
+    pub(crate) fn step_masking(
+        &self,
+        past: i64,
+        t: i64,
+        device: Device,
+    ) -> Result<(Option<Mask>, bool, Option<Window>)> {
+        Ok(match self.window() {
+            Some(window) => (None, false, Some(window)),
+            None => {
+                let (mask, is_causal) = causal_mask(past, t, device)?;
+                (mask, is_causal, None)
+            }
+        })
     }
 }
 
@@ -222,14 +286,15 @@ impl MultiheadAttention {
             &split_heads_seq_first(&k, h)?,
             &split_heads_seq_first(&v, h)?,
         )?; // (N, H, S, hd)
-        let (attn_mask, is_causal) = if causal {
-            causal_mask(past, l, device)?
+        let (attn_mask, is_causal, window) = if causal {
+            cache.step_masking(past, l, device)?
         } else {
-            (None, false)
+            (None, false, None)
         };
         let options = SdpaOptions {
             attn_mask,
             is_causal,
+            window,
             masked_rows: Some(self.masked_rows.unwrap_or(MaskedRows::Zero)),
             ..SdpaOptions::default()
         };

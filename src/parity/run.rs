@@ -15,6 +15,7 @@ use super::spec::{
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::mask::Mask;
 use crate::attention::multihead_attention::{MhaOptions, MultiheadAttention};
+use crate::attention::{Alibi, Documents, Window};
 use crate::checkpoint::load_into;
 use crate::error::Result;
 use crate::models::lecture::{Head, MultiHeadAttention};
@@ -72,14 +73,14 @@ impl Case {
     }
 
     /// The inputs on `device`. With a backward pass, the floating ones among
-    /// x/query/key/value require grad: they take part in the gradient.
+    /// x/query/key/value/sinks require grad: they take part in the gradient.
     fn inputs_on(&self, device: Device, backward: bool) -> Result<Inputs> {
         let mut inputs = BTreeMap::new();
         for (name, t) in &self.inputs {
             let t = t.f_to_device(device)?;
             let wants_grad = backward
                 && t.is_floating_point()
-                && ["x", "query", "key", "value"].contains(&name.as_str());
+                && ["x", "query", "key", "value", "sinks"].contains(&name.as_str());
             let t = if wants_grad {
                 t.f_set_requires_grad(true)?
             } else {
@@ -192,7 +193,12 @@ impl Case {
     fn sdpa(&self, f: &SdpaForward, inputs: &Inputs) -> Result<Forward> {
         let [q, k, v] = ["query", "key", "value"].map(|n| self.input(inputs, n));
         let (q, k, v) = (q?, k?, v?);
-        let mask = inputs.get("attn_mask").map(Tensor::shallow_clone);
+        let get = |name: &str| inputs.get(name).map(Tensor::shallow_clone);
+        let mask = get("attn_mask");
+        let sinks = get("sinks");
+        let alibi = self.alibi(f, get("alibi_slopes"))?;
+        let documents = self.documents(inputs)?;
+        let window = f.window.map(|[l, r]| Window::new(l, r)).transpose()?;
         let f = f.clone();
         Ok(Box::new(move || {
             let options = SdpaOptions {
@@ -204,10 +210,64 @@ impl Case {
                 is_causal: f.is_causal.unwrap_or(false),
                 scale: f.scale,
                 enable_gqa: f.enable_gqa.unwrap_or(false),
+                window,
+                softcap: f.softcap,
+                sinks: sinks.as_ref().map(Tensor::shallow_clone),
+                alibi: alibi.as_ref().map(Alibi::shallow_clone),
+                documents: documents.as_ref().map(Documents::shallow_clone),
                 ..SdpaOptions::default()
             };
             Ok((scaled_dot_product_attention(&q, &k, &v, &options)?, None))
         }))
+    }
+
+    /// `forward.alibi` with `input.alibi_slopes` (given slopes) or without (BLOOM's).
+    fn alibi(&self, f: &SdpaForward, slopes: Option<Tensor>) -> Result<Option<Alibi>> {
+        Ok(match (f.alibi.unwrap_or(false), slopes) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(self.err("input.alibi_slopes needs forward \"alibi\": true"))
+            }
+            (true, None) => Some(Alibi::Bloom),
+            (true, Some(t)) => Some(Alibi::Slopes(t)),
+        })
+    }
+
+    /// The documents of `input.document_ids` (shared), `input.document_ids_q` with
+    /// `input.document_ids_k`, or `input.cu_seqlens_q` with `input.cu_seqlens_k`.
+    fn documents(&self, inputs: &Inputs) -> Result<Option<Documents>> {
+        let pairs = [
+            ("document_ids_q", "document_ids_k"),
+            ("cu_seqlens_q", "cu_seqlens_k"),
+        ];
+        let given: Vec<_> = [
+            "document_ids",
+            pairs[0].0,
+            pairs[0].1,
+            pairs[1].0,
+            pairs[1].1,
+        ]
+        .into_iter()
+        .filter(|n| inputs.contains_key(*n))
+        .collect();
+        Ok(match given.as_slice() {
+            [] => None,
+            ["document_ids"] => Some(Documents::same(self.input(inputs, "document_ids")?)?),
+            [a, b] if (*a, *b) == pairs[0] => Some(Documents::new(
+                self.input(inputs, a)?,
+                self.input(inputs, b)?,
+            )?),
+            [a, b] if (*a, *b) == pairs[1] => Some(Documents::from_cu_seqlens(
+                &self.input(inputs, a)?,
+                &self.input(inputs, b)?,
+            )?),
+            _ => {
+                return Err(self.err(format!(
+                    "documents: give input.document_ids, or document_ids_q with \
+                     document_ids_k, or cu_seqlens_q with cu_seqlens_k; got {given:?}"
+                )))
+            }
+        })
     }
 
     /// The backward pass of `sum(output * grad_output)`: the gradients of the inputs that

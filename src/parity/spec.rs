@@ -142,6 +142,15 @@ pub struct SdpaForward {
     /// `train`: accepted for symmetry with the modules; a function has no mode.
     #[serde(default)]
     pub train: Option<bool>,
+    /// `window`: flash-attention's `window_size` `[left, right]` (default null: none).
+    #[serde(default)]
+    pub window: Option<[i64; 2]>,
+    /// `softcap`: Gemma 2's logit soft-capping (default null: none).
+    #[serde(default)]
+    pub softcap: Option<f64>,
+    /// `alibi`: ALiBi, with `input.alibi_slopes` or else BLOOM's slopes (default false).
+    #[serde(default)]
+    pub alibi: Option<bool>,
 }
 
 /// What a case runs: its module, with that module's typed config and forward arguments.

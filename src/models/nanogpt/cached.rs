@@ -4,7 +4,6 @@
 use tch::Tensor;
 
 use super::CausalSelfAttention;
-use crate::attention::kv_cache::causal_mask;
 use crate::attention::{
     merge_heads, scaled_dot_product_attention, split_heads, KvCache, SdpaOptions,
 };
@@ -44,10 +43,11 @@ impl CausalSelfAttention {
         let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
         let q = split_heads(&qkv[0], nh)?; // (B, nh, T, hs)
         let (k, v) = cache.extended(&split_heads(&qkv[1], nh)?, &split_heads(&qkv[2], nh)?)?; // (B, nh, S, hs)
-        let (attn_mask, is_causal) = causal_mask(past, t, x.device())?;
+        let (attn_mask, is_causal, window) = cache.step_masking(past, t, x.device())?;
         let options = SdpaOptions {
             attn_mask,
             is_causal,
+            window,
             backend: self.backend,
             ..SdpaOptions::default()
         };
