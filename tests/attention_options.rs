@@ -279,3 +279,20 @@ fn bad_options_are_typed_errors_naming_the_option() {
     };
     assert_eq!(invalid_arg(run(o)), "document_ids.query");
 }
+
+/// The one documented difference from PyTorch (README, "Where results differ"): a query
+/// of batch 1 against keys and values of batch 0 broadcasts to batch 0, as `q @ k^T`
+/// does in PyTorch; PyTorch 2.13's SDPA returns batch 1 there. Both paths agree.
+#[test]
+fn batch_one_against_batch_zero_broadcasts_to_zero() {
+    let q = randn(&[1, 2, 3, 4]);
+    let (k, v) = (randn(&[0, 2, 5, 4]), randn(&[0, 2, 5, 4]));
+    for backend in [Backend::Math, Backend::Fused] {
+        let options = SdpaOptions {
+            backend,
+            ..SdpaOptions::default()
+        };
+        let out = scaled_dot_product_attention(&q, &k, &v, &options).expect("broadcasts");
+        assert_eq!(out.size(), [0, 2, 3, 4], "{backend:?}");
+    }
+}
