@@ -42,6 +42,25 @@ def run(argv):
     return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, wall, proc.returncode
 
 
+def libtorch_floor():
+    """(peak RSS MiB, added MiB, CPU s, wall s) of loading libtorch_cpu and nothing else:
+    a Python that dlopens it, less a Python that does not (best of three each). The
+    torch package is found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return None
+    lib = Path(spec.origin).parent / "lib" / "libtorch_cpu.so"
+    if not lib.is_file():
+        return None
+    load = [sys.executable, "-c", "import ctypes, sys; ctypes.CDLL(sys.argv[1])", str(lib)]
+    bare = [sys.executable, "-c", "pass"]
+    with_lib = min((run(load) for _ in range(3)), key=lambda r: r[1])
+    without = min((run(bare) for _ in range(3)), key=lambda r: r[1])
+    return (with_lib[0], 0.0, with_lib[1] - without[1], with_lib[2] - without[2])
+
+
 def write_checkpoints(folder, size_mib):
     """The two files, written by a child process: a process's peak RSS counts what it
     inherited when forked, so the measuring process must stay small (no torch here)."""
@@ -81,6 +100,10 @@ def measure(attn, size_mib):
             (run([attn, "--version"]) for _ in range(3)), key=lambda r: r[1])
         rows.append(("start-up", "attn --version", None, base_rss, 0.0, base_cpu, base_wall,
                      "<= 150 MiB, <= 0.3 s CPU", base_rss <= 150 and base_cpu <= 0.3))
+        floor = libtorch_floor()
+        if floor is not None:
+            rows.append(("floor", "libtorch_cpu loaded alone", None, *floor, "(what start-up "
+                         "cannot go below)", True))
         for f in files:
             size = f.stat().st_size / MiB
             rss, cpu, wall, rc = run([attn, "inspect", f])
