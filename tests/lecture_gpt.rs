@@ -319,6 +319,13 @@ fn named_parameters_are_model_parameters_in_pytorch_order() {
         .filter(|k| !k.ends_with(".tril"))
         .collect();
     assert_eq!(sorted.iter().collect::<Vec<_>>(), params);
+    // The count loaders check a checkpoint's config against, before building anything.
+    let numel: u64 = model
+        .named_parameters()
+        .iter()
+        .map(|(_, t)| t.numel() as u64)
+        .sum();
+    assert_eq!(config.parameter_count(), Some(numel));
 }
 
 /// A model with random (but not trivial) weights, for the decoding tests.
@@ -496,6 +503,23 @@ fn bad_sampling_input_is_one_line_and_exit_2() {
         &attn(&["sample", "--checkpoint", foreign.to_str().unwrap()]),
         "not a lecture GPT checkpoint",
     );
+    // A config that asks for ~200 G parameters beside the file's few thousand is refused
+    // before anything is allocated.
+    let mut file = read_safetensors(&ckpt).unwrap();
+    let mut config: Value = serde_json::from_str(&file.metadata["config"]).unwrap();
+    config["n_embd"] = 16384.into();
+    config["n_layer"] = 64.into();
+    file.metadata.insert("config".into(), config.to_string());
+    let bomb = dir.join("bomb.safetensors");
+    let named: Vec<(&str, &tch::Tensor)> =
+        file.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    tch_attention::io::write_safetensors(&bomb, named, &file.metadata).unwrap();
+    let start = std::time::Instant::now();
+    assert_usage_error(
+        &attn(&["sample", "--checkpoint", bomb.to_str().unwrap()]),
+        "parameters, but the file holds",
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
     let garbage = write(&dir, "garbage.safetensors", "not a checkpoint at all");
     assert_usage_error(
         &attn(&["sample", "--checkpoint", garbage.to_str().unwrap()]),

@@ -123,6 +123,22 @@ pub fn load(path: &Path, device: Device) -> Result<LectureCheckpoint> {
     config
         .validate()
         .map_err(|e| Error::malformed(&name, format!("config: {e}")))?;
+    // Before anything is built: a config describing more parameters than the file holds
+    // would otherwise allocate them all first (a few bytes of metadata could ask for
+    // tens of GB).
+    let in_file: u64 = file.tensors.values().map(|t| t.numel() as u64).sum();
+    match config.parameter_count() {
+        Some(n) if n <= in_file => {}
+        n => {
+            return Err(Error::malformed(
+                &name,
+                format!(
+                    "its config describes {} parameters, but the file holds {in_file} elements",
+                    n.map_or("more than 2^64".to_string(), |n| n.to_string())
+                ),
+            ))
+        }
+    }
     let vs = VarStore::new(device);
     let model = GptLanguageModel::new(vs.root(), config)?;
     load_into(&vs, &file.tensors, &name)?;

@@ -62,6 +62,30 @@ pub struct GptConfig {
 }
 
 impl GptConfig {
+    /// The number of trainable parameters a model of this config has (the `tril`
+    /// buffers not counted); `None` when it overflows `u64`. A checkpoint must hold at
+    /// least this many elements: loaders compare before building anything.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let [v, b, c, l] = [self.vocab_size, self.block_size, self.n_embd, self.n_layer]
+            .map(|x| u64::try_from(x).unwrap_or(u64::MAX));
+        let linear = |i: u64, o: u64, bias: bool| i.checked_mul(o)?.checked_add(bias as u64 * o);
+        let norm = c.checked_mul(2)?;
+        // heads' key/query/value (no bias), proj, the feed-forward, two LayerNorms
+        let attention = linear(c, c, false)?
+            .checked_mul(3)?
+            .checked_add(linear(c, c, true)?)?;
+        let c4 = c.checked_mul(4)?;
+        let ffwd = linear(c, c4, true)?.checked_add(linear(c4, c, true)?)?;
+        let block = attention
+            .checked_add(ffwd)?
+            .checked_add(norm.checked_mul(2)?)?;
+        let embeddings = v.checked_add(b)?.checked_mul(c)?;
+        embeddings
+            .checked_add(block.checked_mul(l)?)?
+            .checked_add(norm)?
+            .checked_add(linear(c, v, true)?)
+    }
+
     /// The lecture's model for a vocabulary of `vocab_size`: block 256, n_embd 384,
     /// 6 heads, 6 layers, dropout 0.2.
     pub fn new(vocab_size: i64) -> Self {
