@@ -78,6 +78,19 @@ pub enum Error {
         path: std::path::PathBuf,
     },
 
+    /// Something would need more memory than the machine has available now: checked
+    /// before allocating, so a hostile file or an absurd size is this error rather than
+    /// a process the kernel kills.
+    #[error("{what} needs {} in memory, more than the {} available", crate::memory::human_bytes(*needed), crate::memory::human_bytes(*available))]
+    TooLarge {
+        /// What needs it (the file and the tensor, say).
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes available ([`crate::memory::available_memory`]).
+        available: u64,
+    },
+
     /// Something the call needs is not installed (a model package, say).
     #[error("{what} is not installed (looked in {})", looked_in.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotInstalled {

@@ -78,6 +78,7 @@ pub mod error;
 pub mod generate;
 pub mod heatmap;
 pub mod io;
+pub mod memory;
 pub mod models;
 pub mod nn;
 pub mod notebook;

@@ -37,15 +37,7 @@ pub fn available_memory(device: Device) -> Option<f64> {
     if device != Device::Cpu {
         return None;
     }
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: f64 = line["MemAvailable:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024.0)
+    crate::memory::available_memory().map(|bytes| bytes as f64)
 }
 
 /// Refuses `config` when [`min_bytes`] exceeds [`MEMORY_SHARE`] of `available` bytes,

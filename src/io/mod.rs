@@ -26,7 +26,7 @@ pub use checkpoint_file::{
     read_checkpoint, read_checkpoint_bytes, Checkpoint, CheckpointFile, Format,
 };
 pub(crate) use materialise::check_fits;
-pub use materialise::{available_memory, contiguous_checked};
+pub use materialise::contiguous_checked;
 pub use regular::{read_regular, read_text};
 pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
