@@ -40,7 +40,7 @@ pub fn available_memory(device: Device) -> Option<f64> {
     crate::memory::available_memory().map(|bytes| bytes as f64)
 }
 
-/// Refuses `config` when [`min_bytes`] exceeds [`MEMORY_SHARE`] of `available` bytes,
+/// Refuses `config` when [`min_bytes`] exceeds `MEMORY_SHARE` of `available` bytes,
 /// or (whatever the machine) when its sizes overflow libtorch's 64-bit sizes.
 pub fn check_memory(config: &BenchConfig, available: Option<f64>) -> Result<()> {
     let need = min_bytes(config);

@@ -23,7 +23,8 @@ pub(crate) fn check_fits(bytes: u64, source: &str, what: &str) -> Result<()> {
 }
 
 /// `t` itself if it is contiguous (it already has its memory); else its contiguous copy,
-/// after [`check_fits`] for that copy's size. `source` and `key` name the file and the
+/// after checking that copy's size fits in memory ([`Error::TooLarge`] otherwise).
+/// `source` and `key` name the file and the
 /// tensor in the error.
 pub fn contiguous_checked(t: &Tensor, source: &str, key: &str) -> Result<Tensor> {
     if t.is_contiguous() {
