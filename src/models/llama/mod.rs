@@ -11,10 +11,12 @@
 
 mod attention;
 mod cache;
+mod chat;
 mod config;
 mod layer;
 mod mlp;
 mod model;
+mod tokenizer;
 mod weights;
 
 use std::path::PathBuf;
@@ -23,10 +25,12 @@ use tch::nn::{Init, Path};
 
 pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
+pub use chat::{render_chat, ChatMessage};
 pub use config::LlamaConfig;
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel};
+pub use tokenizer::LlamaTokenizer;
 pub use weights::{gguf_name, unpermute_rows};
 
 use crate::error::{Error, Result};

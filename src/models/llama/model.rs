@@ -49,11 +49,7 @@ impl LlamaModel {
 
     /// The last hidden states `(N, L, E)` of token ids `(N, L)` (int64), placed after
     /// the positions `cache` holds, which it then holds too.
-    pub fn f_forward(
-        &self,
-        input_ids: &Tensor,
-        cache: Option<&mut LlamaCache>,
-    ) -> Result<Tensor> {
+    pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
         let size = input_ids.size();
         if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
             return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
