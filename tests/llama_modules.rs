@@ -182,3 +182,77 @@ fn bad_inputs_are_typed_errors() {
     assert!(err.contains("do not fit"), "{err}");
     assert_eq!(cache.len(), 0, "a refused step leaves the cache as it was");
 }
+
+fn generation_fixture() -> serde_json::Value {
+    let text = std::fs::read_to_string(tiny().join("generate.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn greedy_and_seeded_sampled_generation_match_transformers() {
+    use tch_attention::models::llama::{generate, Decoding, GenerateOptions, SamplingConfig};
+    let f = generation_fixture();
+    let m = model();
+    let prompt = ids(&f["prompt"]);
+    let greedy = GenerateOptions {
+        max_new_tokens: 12,
+        decoding: Decoding::Greedy,
+        eos_token_ids: m.config.eos_token_ids.clone(),
+    };
+    let mut streamed = Vec::new();
+    let out = generate(&m, &prompt, &greedy, |t| streamed.push(t)).unwrap();
+    assert_eq!(out.ids, ids(&f["greedy"]));
+    assert_eq!(streamed, out.ids);
+    let s = &f["sampled"];
+    let sampled = GenerateOptions {
+        decoding: Decoding::Sample {
+            config: SamplingConfig {
+                temperature: s["temperature"].as_f64().unwrap(),
+                top_k: s["top_k"].as_i64().unwrap(),
+                top_p: s["top_p"].as_f64().unwrap(),
+            },
+            seed: Some(s["seed"].as_u64().unwrap()),
+        },
+        ..greedy
+    };
+    let out = generate(&m, &prompt, &sampled, |_| {}).unwrap();
+    assert_eq!(out.ids, ids(&s["ids"]));
+}
+
+#[test]
+fn warpers_follow_transformers() {
+    use tch_attention::models::llama::{top_k, top_p, SamplingConfig};
+    let scores = Tensor::from_slice(&[1.0f32, 3.0, 2.0, 3.0, 0.5]).view([1, 5]);
+    let inf = f32::NEG_INFINITY;
+    // Ties with the k-th score are kept.
+    let k = top_k(&scores, 2).unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(k.view([-1])).unwrap(),
+        [inf, 3.0, inf, 3.0, inf]
+    );
+    // top_p = 0: only the most likely token stays.
+    let p = top_p(&scores, 0.0).unwrap();
+    let kept: Vec<bool> = Vec::<f32>::try_from(p.view([-1]))
+        .unwrap()
+        .iter()
+        .map(|v| v.is_finite())
+        .collect();
+    assert_eq!(kept.iter().filter(|k| **k).count(), 1);
+    let bad = SamplingConfig {
+        temperature: 0.0,
+        ..Default::default()
+    };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("temperature"));
+}

@@ -14,7 +14,10 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::{read_safetensors, Gguf};
-use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer};
+use tch_attention::models::llama::{
+    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer,
+    SamplingConfig,
+};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama")
@@ -155,4 +158,45 @@ fn chat_templates_render_as_transformers_renders_them() {
             assert_eq!(tok.encode(&text).unwrap(), ids(&g["prompt_ids"]));
         }
     }
+}
+
+#[test]
+fn greedy_generations_equal_transformers_token_for_token() {
+    let f = fixture();
+    let m = model();
+    let tok = tokenizer();
+    let options = GenerateOptions {
+        max_new_tokens: f["max_new_tokens"].as_i64().unwrap(),
+        decoding: Decoding::Greedy,
+        eos_token_ids: m.config.eos_token_ids.clone(),
+    };
+    let mut stopped_early = 0;
+    for g in f["greedy"].as_array().unwrap() {
+        let out = generate(&m, &ids(&g["prompt_ids"]), &options, |_| {}).unwrap();
+        let prompt = g["prompt"].as_str().unwrap();
+        assert_eq!(out.ids, ids(&g["ids"]), "greedy continuation of {prompt:?}");
+        assert_eq!(tok.decode(&out.ids).unwrap(), g["text"].as_str().unwrap());
+        stopped_early += usize::from(out.stopped_at_eos);
+    }
+    assert!(stopped_early > 0, "some prompt ends at EOS, which is kept");
+}
+
+#[test]
+fn a_seeded_sampled_generation_equals_transformers() {
+    let f = &fixture()["sampled"];
+    let m = model();
+    let options = GenerateOptions {
+        max_new_tokens: fixture()["max_new_tokens"].as_i64().unwrap(),
+        decoding: Decoding::Sample {
+            config: SamplingConfig {
+                temperature: f["temperature"].as_f64().unwrap(),
+                top_k: f["top_k"].as_i64().unwrap(),
+                top_p: f["top_p"].as_f64().unwrap(),
+            },
+            seed: Some(f["seed"].as_u64().unwrap()),
+        },
+        eos_token_ids: m.config.eos_token_ids.clone(),
+    };
+    let out = generate(&m, &ids(&f["prompt_ids"]), &options, |_| {}).unwrap();
+    assert_eq!(out.ids, ids(&f["ids"]));
 }

@@ -13,10 +13,12 @@ mod attention;
 mod cache;
 mod chat;
 mod config;
+mod generate;
 mod layer;
 mod mlp;
 mod model;
 mod tokenizer;
+mod warpers;
 mod weights;
 
 use std::path::PathBuf;
@@ -27,10 +29,12 @@ pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
 pub use chat::{render_chat, ChatMessage};
 pub use config::LlamaConfig;
+pub use generate::{generate, Decoding, GenerateOptions, Generation};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use tokenizer::LlamaTokenizer;
+pub use warpers::{temperature, top_k, top_p, SamplingConfig};
 pub use weights::{gguf_name, unpermute_rows};
 
 use crate::error::{Error, Result};
@@ -52,12 +56,22 @@ pub fn find_model_file(candidates: &[PathBuf]) -> Result<PathBuf> {
 /// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
 /// `_init_weights` does for Llama.
 fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Linear> {
-    let init = Init::Randn {
-        mean: 0.0,
-        stdev: std,
-    };
     Ok(Linear {
-        weight: path.f_var("weight", &[out_features, in_features], init)?,
+        weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
         bias: None,
     })
+}
+
+/// N(0, std); for std = 0, zeros without drawing from the default generator, so that
+/// building a model only to load weights into it neither costs the draws nor moves the
+/// generator a seeded sampler relies on.
+fn normal(std: f64) -> Init {
+    if std == 0.0 {
+        Init::Const(0.0)
+    } else {
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        }
+    }
 }

@@ -3,12 +3,13 @@
 
 use std::borrow::Borrow;
 
-use tch::nn::{Init, Path};
+use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
+use super::normal;
 use crate::error::{Error, Result};
 use crate::nn::{rms_norm, RmsNorm, RotaryEmbedding};
 
@@ -30,10 +31,7 @@ impl LlamaModel {
     pub fn new<'a>(path: impl Borrow<Path<'a>>, config: &LlamaConfig) -> Result<Self> {
         let p = path.borrow();
         config.validate()?;
-        let init = Init::Randn {
-            mean: 0.0,
-            stdev: config.initializer_range,
-        };
+        let init = normal(config.initializer_range);
         let embed_tokens =
             (p / "embed_tokens").f_var("weight", &[config.vocab_size, config.hidden_size], init)?;
         let layers = (0..config.num_hidden_layers as usize)
@@ -113,10 +111,7 @@ impl LlamaForCausalLM {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            let init = Init::Randn {
-                mean: 0.0,
-                stdev: config.initializer_range,
-            };
+            let init = normal(config.initializer_range);
             Some((p / "lm_head").f_var("weight", &[config.vocab_size, config.hidden_size], init)?)
         };
         Ok(Self {

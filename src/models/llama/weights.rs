@@ -70,8 +70,7 @@ impl LlamaForCausalLM {
     /// Hugging Face's names.
     pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_gguf(g)?;
-        let vs = VarStore::new(device);
-        let model = Self::new(vs.root(), config)?;
+        let (vs, model) = Self::to_load(config, device)?;
         let mut wanted = BTreeMap::new();
         for name in vs.variables().into_keys() {
             let gname = gguf_name(&name).ok_or_else(|| {
@@ -103,6 +102,18 @@ impl LlamaForCausalLM {
         Ok((vs, model))
     }
 
+    /// A model of `config` with zero weights (nothing drawn), to load weights into.
+    fn to_load(config: LlamaConfig, device: Device) -> Result<(VarStore, Self)> {
+        let vs = VarStore::new(device);
+        let zeros = LlamaConfig {
+            initializer_range: 0.0,
+            ..config.clone()
+        };
+        let mut model = Self::new(vs.root(), zeros)?;
+        model.config = config;
+        Ok((vs, model))
+    }
+
     /// The model of a Hugging Face folder: `config.json` and `model.safetensors`
     /// (a tied `lm_head.weight`, if saved, is the embedding and is not loaded twice).
     pub fn from_hf_dir(dir: &Path, device: Device) -> Result<(VarStore, Self)> {
@@ -112,8 +123,7 @@ impl LlamaForCausalLM {
         if config.tie_word_embeddings {
             tensors.remove("lm_head.weight");
         }
-        let vs = VarStore::new(device);
-        let model = Self::new(vs.root(), config)?;
+        let (vs, model) = Self::to_load(config, device)?;
         load_into(&vs, &tensors, &file.display().to_string())?;
         Ok((vs, model))
     }
