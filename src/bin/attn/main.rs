@@ -17,10 +17,12 @@ mod checkpoint;
 mod doctor;
 mod embed;
 mod explain;
+mod generate;
 mod heatmap;
 mod model;
 mod model_dir;
 mod notebook;
+mod tokenize;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
 #[derive(Parser, Debug)]
@@ -52,6 +54,10 @@ enum Command {
     Embed(embed::Args),
     /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
     Bench(bench::Args),
+    /// A decoder LM's token ids for a text (SmolLM2-135M-Instruct by default).
+    Tokenize(tokenize::Args),
+    /// Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF.
+    Generate(generate::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -205,5 +211,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(args) => explain::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

@@ -79,8 +79,10 @@ impl LlamaModel {
             c.check_room(l)?;
         }
         let positions = RotaryEmbedding::positions(n, offset, l, input_ids.device())?;
-        let (cos, sin) = self.rotary_emb.f_cos_sin(&positions)?; // (N, L, D)
         let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+                                                                                           // Computed in float32, then in the hidden states' dtype, as transformers does.
+        let (cos, sin) = self.rotary_emb.f_cos_sin(&positions)?; // (N, L, D)
+        let (cos, sin) = (cos.f_to_kind(x.kind())?, sin.f_to_kind(x.kind())?);
         for layer in &self.layers {
             x = layer.f_forward(&x, &cos, &sin, cache.as_deref())?;
         }
