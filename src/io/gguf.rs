@@ -299,9 +299,9 @@ impl Gguf {
     /// (slowest dimension first).
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let info = self.tensor_info(name)?;
-        let values = dequant::dequantize(info.ggml_type, self.raw_data(info))
+        let values = dequant::dequantize_tensor(info.ggml_type, self.raw_data(info))
             .map_err(|e| Error::malformed(&self.source_name, format!("tensor {name}: {e}")))?;
-        Ok(Tensor::f_from_slice(&values)?.f_reshape(&info.shape)?)
+        Ok(values.f_reshape(&info.shape)?)
     }
 }
 

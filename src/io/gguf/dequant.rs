@@ -2,6 +2,13 @@
 //! value as gguf-py's `gguf.quants.dequantize` (which transformers' GGUF loader calls):
 //! each block's scale (and minimum) is a float16 widened to float32, and `d * q (+ m)`
 //! is computed in float32, unfused.
+//!
+//! Two paths that agree bit for bit (tested): [`dequantize_tensor`], whole tensors
+//! through libtorch's elementwise ops (what loading uses: fast even in a debug build),
+//! and [`dequantize`], the same arithmetic block by block in plain Rust, which reads
+//! as ggml's `dequantize_row_*`.
+
+use tch::{Kind, Tensor};
 
 /// A ggml tensor type, by its id in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +109,80 @@ impl GgmlType {
     }
 }
 
+/// The float32 values stored in `bytes` as `ty`, as a 1-D tensor (whole blocks, as the
+/// reader checked).
+pub(super) fn dequantize_tensor(ty: GgmlType, bytes: &[u8]) -> Result<Tensor, String> {
+    let (block, block_bytes) = ty.block();
+    let n_blocks = (bytes.len() as u64 / block_bytes) as i64;
+    let torch = |e: tch::TchError| e.to_string();
+    let raw = |kind| Tensor::f_from_data_size(bytes, &[bytes.len() as i64 / elem_size(kind)], kind);
+    let out = match ty {
+        GgmlType::F32 => raw(Kind::Float).map_err(torch)?,
+        GgmlType::F16 => raw(Kind::Half)
+            .and_then(|t| t.f_to_kind(Kind::Float))
+            .map_err(torch)?,
+        GgmlType::BF16 => raw(Kind::BFloat16)
+            .and_then(|t| t.f_to_kind(Kind::Float))
+            .map_err(torch)?,
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            let blocks =
+                Tensor::f_from_data_size(bytes, &[n_blocks, block_bytes as i64], Kind::Uint8)
+                    .map_err(torch)?;
+            quantized_blocks(ty, &blocks).map_err(torch)?
+        }
+        other => return Err(format!("ggml type {other:?} cannot be dequantised yet")),
+    };
+    debug_assert_eq!(out.numel() as u64, n_blocks as u64 * block);
+    Ok(out)
+}
+
+fn elem_size(kind: Kind) -> i64 {
+    match kind {
+        Kind::Float => 4,
+        _ => 2,
+    }
+}
+
+/// The float16 at byte `at` of every block, widened: `(n_blocks, 1)` float32.
+fn block_scale(blocks: &Tensor, at: i64) -> Result<Tensor, tch::TchError> {
+    blocks
+        .f_narrow(1, at, 2)?
+        .f_contiguous()?
+        .f_view_dtype(Kind::Half)?
+        .f_to_kind(Kind::Float)
+}
+
+/// 16 bytes of nibbles from byte `at` of every block: low nibbles first, then high
+/// ones, `(n_blocks, 32)` float32.
+fn nibbles(blocks: &Tensor, at: i64) -> Result<Tensor, tch::TchError> {
+    let qs = blocks.f_narrow(1, at, 16)?;
+    let lo = qs.f_bitwise_and(0x0f)?;
+    let hi = qs.f_bitwise_right_shift_tensor_scalar(4)?;
+    Tensor::f_cat(&[&lo, &hi], 1)?.f_to_kind(Kind::Float)
+}
+
+fn quantized_blocks(ty: GgmlType, blocks: &Tensor) -> Result<Tensor, tch::TchError> {
+    let d = block_scale(blocks, 0)?;
+    let values = match ty {
+        // x = q * d, q signed bytes.
+        GgmlType::Q8_0 => blocks
+            .f_narrow(1, 2, 32)?
+            .f_contiguous()?
+            .f_view_dtype(Kind::Int8)?
+            .f_to_kind(Kind::Float)?
+            .f_mul(&d)?,
+        // x = (q - 8) * d.
+        GgmlType::Q4_0 => nibbles(blocks, 2)?.f_sub_scalar(8)?.f_mul(&d)?,
+        // x = q * d + m, the product rounded before the sum.
+        _ => nibbles(blocks, 4)?
+            .f_mul(&d)?
+            .f_add(&block_scale(blocks, 2)?)?,
+    };
+    values.f_reshape([-1])
+}
+
 /// The float32 values stored in `bytes` as `ty` (whole blocks, as the reader checked).
+#[cfg_attr(not(test), allow(dead_code))] // the reference path; loading uses the tensors
 pub(super) fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let (block, block_bytes) = ty.block();
     let block_bytes = block_bytes as usize;
@@ -186,6 +266,35 @@ mod tests {
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
         assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+
+    #[test]
+    fn tensor_path_equals_the_scalar_path_bit_for_bit() {
+        // Every byte pattern's nibbles and scales, including f16 subnormals, inf, NaN.
+        let bytes: Vec<u8> = (0..20 * 34 * 8)
+            .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+        ] {
+            let (_, bb) = ty.block();
+            let n = bytes.len() / (bb as usize * 4) * bb as usize * 4;
+            let scalar = dequantize(ty, &bytes[..n]).unwrap();
+            let tensor = dequantize_tensor(ty, &bytes[..n]).unwrap();
+            let tensor = Vec::<f32>::try_from(&tensor).unwrap();
+            assert_eq!(scalar.len(), tensor.len(), "{ty:?}");
+            for (i, (a, b)) in scalar.iter().zip(&tensor).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{ty:?}[{i}]: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]
