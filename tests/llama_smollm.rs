@@ -104,6 +104,7 @@ fn prompt_logits_match_transformers_within_1e_4() {
     ] {
         assert_eq!(got.size(), want.size(), "{name}");
         let diff = (got - want).abs().max().double_value(&[]);
+        eprintln!("{name}: max abs diff {diff:.3e}");
         assert!(diff <= 1e-4, "{name}: max |difference| {diff:.3e} > 1e-4");
     }
     assert_eq!(
