@@ -116,31 +116,7 @@ impl LlamaConfig {
     }
 
     fn from_raw(raw: RawConfig) -> Result<Self> {
-        if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(Error::config(
-                "hidden_act",
-                format!("only silu is implemented, got {act}"),
-            ));
-        }
-        for (field, on) in [
-            ("attention_bias", raw.attention_bias),
-            ("mlp_bias", raw.mlp_bias),
-        ] {
-            if on == Some(true) {
-                return Err(Error::config(field, "biases are not implemented, got true"));
-            }
-        }
-        for rope in [&raw.rope_parameters, &raw.rope_scaling]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(t) = rope.rope_type.as_deref().filter(|t| *t != "default") {
-                return Err(Error::config(
-                    "rope_type",
-                    format!("only default RoPE is implemented, got {t}"),
-                ));
-            }
-        }
+        refuse_unimplemented(&raw)?;
         let d = Self::default();
         let hidden_size = raw.hidden_size.unwrap_or(d.hidden_size);
         let heads = raw.num_attention_heads.unwrap_or(d.num_attention_heads);
@@ -289,4 +265,35 @@ impl LlamaConfig {
         }
         Ok(())
     }
+}
+
+/// Options of `LlamaConfig` this implementation does not have, refused rather than
+/// silently ignored: another activation, biases, scaled RoPE.
+fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
+    if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
+        return Err(Error::config(
+            "hidden_act",
+            format!("only silu is implemented, got {act}"),
+        ));
+    }
+    for (field, on) in [
+        ("attention_bias", raw.attention_bias),
+        ("mlp_bias", raw.mlp_bias),
+    ] {
+        if on == Some(true) {
+            return Err(Error::config(field, "biases are not implemented, got true"));
+        }
+    }
+    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = rope.rope_type.as_deref().filter(|t| *t != "default") {
+            return Err(Error::config(
+                "rope_type",
+                format!("only default RoPE is implemented, got {t}"),
+            ));
+        }
+    }
+    Ok(())
 }

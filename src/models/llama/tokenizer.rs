@@ -54,22 +54,6 @@ impl LlamaTokenizer {
                 tokens.len()
             )));
         }
-        let merges = g
-            .get_strings("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| bad(format!("tokenizer.ggml.merges: {m:?} is not a pair")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Python's {word: i for i, word in enumerate(tokens)}: a repeated token keeps its
-        // last id.
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), i as u32))
-            .collect();
         let token_of = |key: &str| -> Result<Option<String>> {
             match g.metadata.get(key).and_then(|v| v.as_u64()) {
                 None => Ok(None),
@@ -79,14 +63,8 @@ impl LlamaTokenizer {
                     .ok_or_else(|| bad(format!("{key}: {id} is not a token id"))),
             }
         };
-        let mut bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .fuse_unk(true)
-            .byte_fallback(true);
-        if let Some(unk) = token_of("tokenizer.ggml.unknown_token_id")? {
-            bpe = bpe.unk_token(unk);
-        }
-        let bpe = bpe.build().map_err(|e| bad(format!("tokenizer: {e}")))?;
+        let unk = token_of("tokenizer.ggml.unknown_token_id")?;
+        let bpe = bpe_of(g, &tokens, unk)?;
         let mut inner = Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
         inner.with_decoder(Some(decoder().map_err(|e| bad(format!("tokenizer: {e}")))?));
@@ -164,6 +142,35 @@ impl LlamaTokenizer {
             self.eos_token.as_deref(),
         )
     }
+}
+
+/// The BPE model over the file's tokens and merges, as `GGUFLlamaConverter.tokenizer`.
+fn bpe_of(g: &Gguf, tokens: &[&str], unk: Option<String>) -> Result<BPE> {
+    let bad = |reason: String| Error::malformed(&g.source_name, reason);
+    let merges = g
+        .get_strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| bad(format!("tokenizer.ggml.merges: {m:?} is not a pair")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Python's {word: i for i, word in enumerate(tokens)}: a repeated token keeps its
+    // last id.
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    let mut bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .fuse_unk(true)
+        .byte_fallback(true);
+    if let Some(unk) = unk {
+        bpe = bpe.unk_token(unk);
+    }
+    bpe.build().map_err(|e| bad(format!("tokenizer: {e}")))
 }
 
 /// transformers' decoder for a GGUF gpt2 tokenizer (`GGUFLlamaConverter.decoder` with
