@@ -27,7 +27,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
-	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz
+	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -52,7 +52,18 @@ test: setup
 check-fixtures: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/make_fixtures.py --out "$$tmp"; \
-	scripts/compare_fixtures.sh tests/fixtures "$$tmp"
+	PYTHON=$(PYTHON) scripts/compare_fixtures.sh tests/fixtures "$$tmp"
+
+# The Llama fixtures scripts/make_fixtures.py leaves to scripts/llama_reference.py (the
+# tiny Llama with libtorch's native kernels, and SmolLM2 through transformers: about five
+# minutes, so not part of `make test`): regenerated and compared byte for byte.
+check-llama-fixtures: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) scripts/llama_reference.py --out "$$tmp" >/dev/null; \
+	for f in tiny/config.json tiny/generate.json tiny/model.gguf tiny/model.safetensors \
+	  tiny/reference.safetensors smollm.json smollm_logits.safetensors; do \
+	  cmp "tests/fixtures/llama/$$f" "$$tmp/$$f" || exit 1; \
+	done; echo "llama fixtures: reproduced byte for byte"
 
 # Cases written by scripts/random_cases.py, an independent generator made from
 # docs/parity-cases.md alone, must pass `attn verify` too (built by `cargo test`).

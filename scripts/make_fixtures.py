@@ -72,6 +72,8 @@ from reference_modules import cu_seqlens_to_ids  # noqa: E402
 
 import bert_reference  # noqa: E402
 import checkpoint_reference  # noqa: E402
+import lecture_gpt_reference  # noqa: E402
+import llama_reference  # noqa: E402
 import pretty_reference  # noqa: E402
 
 FORMAT = "tch-attention-case/1"
@@ -1149,11 +1151,23 @@ def write_init(out):
 def write_others(out):
     """The fixtures the sibling scripts write, under the same pins: a checkpoint per
     layout and format (checkpoint_reference.py, out/checkpoints/), PyTorch's reprs
-    (pretty_reference.py, out/pretty/) and the pretrained all-MiniLM-L6-v2 through
-    sentence-transformers and transformers (bert_reference.py, out/bert/)."""
+    (pretty_reference.py, out/pretty/), the pretrained all-MiniLM-L6-v2 through
+    sentence-transformers and transformers (bert_reference.py, out/bert/), the lecture
+    GPT's training text (lecture_gpt_reference.py, out/lecture_gpt/), and the GGUF and
+    GGUF reader's fixtures (llama_reference.py, out/llama/small*). The tiny Llama's and
+    SmolLM2's fixtures (out/llama/tiny/, out/llama/smollm*) are written by
+    `llama_reference.py` alone, with libtorch's native kernels (under this script's
+    portable-kernel pins the tiny model's layer outputs move by 5e-5, past float32's
+    assert_close against the crate's vectorised kernels) and, for SmolLM2, minutes of
+    transformers; check-fixtures leaves them out and says so, and `make
+    check-llama-fixtures` regenerates and compares them."""
     checkpoint_reference.write(out)
     pretty_reference.write(out)
     bert_reference.write(out)
+    (out / "lecture_gpt").mkdir(parents=True, exist_ok=True)
+    lecture_gpt_reference.write_excerpt(out / "lecture_gpt" / "hamlet.txt")
+    (out / "llama").mkdir(parents=True, exist_ok=True)
+    llama_reference.write_small_gguf(out / "llama")
 
 
 def main(argv=None):

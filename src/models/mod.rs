@@ -4,8 +4,10 @@
 //! - [`lecture`]: Karpathy's "Let's build GPT" lecture (`gpt.py`): `Head`,
 //!   `MultiHeadAttention`;
 //! - [`nanogpt`]: nanoGPT's `model.py`: `CausalSelfAttention`;
-//! - [`bert`]: a BERT encoder for sentence embeddings (all-MiniLM-L6-v2).
+//! - [`bert`]: a BERT encoder for sentence embeddings (all-MiniLM-L6-v2);
+//! - [`llama`]: a Llama-family decoder LM (SmolLM2-135M-Instruct, from a GGUF).
 
 pub mod bert;
 pub mod lecture;
+pub mod llama;
 pub mod nanogpt;

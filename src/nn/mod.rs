@@ -5,6 +5,10 @@
 
 mod layer_norm;
 mod linear;
+mod rms_norm;
+mod rotary;
 
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
+pub use rms_norm::{rms_norm, RmsNorm};
+pub use rotary::{apply_rotary, rotate_half, RotaryEmbedding};

@@ -17,11 +17,13 @@ mod checkpoint;
 mod doctor;
 mod embed;
 mod explain;
+mod generate;
 mod heatmap;
 mod model;
 mod model_dir;
 mod notebook;
 mod sample;
+mod tokenize;
 mod train;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
@@ -58,6 +60,10 @@ enum Command {
     Train(train::Args),
     /// Sample text from a checkpoint `attn train` wrote.
     Sample(sample::Args),
+    /// A decoder LM's token ids for a text (SmolLM2-135M-Instruct by default).
+    Tokenize(tokenize::Args),
+    /// Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF.
+    Generate(generate::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -213,5 +219,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Generate(args) => generate::run(args),
     }
 }

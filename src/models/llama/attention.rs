@@ -1,0 +1,113 @@
+//! transformers' `LlamaAttention`: grouped-query attention (Ainslie et al., "GQA",
+//! 2023) with rotary position embeddings, through the crate's SDPA with `enable_gqa`,
+//! reading and writing the caller's [`LlamaCache`].
+
+use std::borrow::Borrow;
+
+use tch::nn::Path;
+use tch::Tensor;
+
+use super::cache::LlamaCache;
+use super::config::LlamaConfig;
+use super::projection;
+use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions};
+use crate::error::{Error, Result};
+use crate::nn::{apply_rotary, Linear};
+
+/// Self-attention with H query heads over Hkv key/value heads of size D, under
+/// `q_proj`, `k_proj`, `v_proj`, `o_proj` (no biases).
+#[derive(Debug)]
+pub struct LlamaAttention {
+    /// `q_proj`: E -> H * D.
+    pub q_proj: Linear,
+    /// `k_proj`: E -> Hkv * D.
+    pub k_proj: Linear,
+    /// `v_proj`: E -> Hkv * D.
+    pub v_proj: Linear,
+    /// `o_proj`: H * D -> E.
+    pub o_proj: Linear,
+    /// H.
+    pub num_heads: i64,
+    /// Hkv, a divisor of H: each key/value head serves H / Hkv consecutive query heads.
+    pub num_kv_heads: i64,
+    /// D.
+    pub head_dim: i64,
+    /// Which layer it is, to find its slot in the cache.
+    pub layer_idx: usize,
+}
+
+impl LlamaAttention {
+    /// The attention of layer `layer_idx` under `path` (`model.layers.{i}.self_attn`).
+    pub fn new<'a>(
+        path: impl Borrow<Path<'a>>,
+        config: &LlamaConfig,
+        layer_idx: usize,
+    ) -> Result<Self> {
+        let p = path.borrow();
+        let (e, h, hkv, d) = (
+            config.hidden_size,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+        );
+        let std = config.initializer_range;
+        Ok(Self {
+            q_proj: projection(&(p / "q_proj"), e, h * d, std)?,
+            k_proj: projection(&(p / "k_proj"), e, hkv * d, std)?,
+            v_proj: projection(&(p / "v_proj"), e, hkv * d, std)?,
+            o_proj: projection(&(p / "o_proj"), h * d, e, std)?,
+            num_heads: h,
+            num_kv_heads: hkv,
+            head_dim: d,
+            layer_idx,
+        })
+    }
+
+    /// `x` `(N, L, E)` with the rotary `cos`, `sin` `(N, L, D)` of its positions, which
+    /// follow the `cache.len()` already cached (0 without a cache); returns `(N, L, E)`.
+    /// Query `i` sees the cached keys and the new keys up to its own.
+    pub fn f_forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: Option<&LlamaCache>,
+    ) -> Result<Tensor> {
+        let e = self.q_proj.in_features();
+        let xs = x.size();
+        if xs.len() != 3 || xs[2] != e {
+            return Err(Error::shape("x", format!("(N, L, E) with E = {e}"), &xs));
+        }
+        let (n, l) = (xs[0], xs[1]);
+        let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        // (N, L, H*D) -> (N, L, H, D) -> (N, H, L, D)
+        let heads = |t: Tensor, heads: i64| t.f_view([n, l, heads, d])?.f_transpose(1, 2);
+        let q = heads(self.q_proj.f_forward(x)?, h)?;
+        let k = heads(self.k_proj.f_forward(x)?, hkv)?;
+        let v = heads(self.v_proj.f_forward(x)?, hkv)?;
+        let (q, k) = (apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?);
+        let offset = cache.map_or(0, LlamaCache::len);
+        let (k, v) = match cache {
+            Some(c) => c.update(self.layer_idx, &k, &v)?, // (N, Hkv, offset + L, D)
+            None => (k, v),
+        };
+        let options = SdpaOptions {
+            // A single new query sees everything cached; a block of new queries sees the
+            // cache and the causal triangle of itself (bottom-right aligned).
+            is_causal: l > 1 && offset == 0,
+            attn_mask: if l > 1 && offset > 0 {
+                let keep = Tensor::f_ones([l, offset + l], (tch::Kind::Bool, x.device()))?
+                    .f_tril(offset)?;
+                Some(Mask::keep(keep)?)
+            } else {
+                None
+            },
+            enable_gqa: h != hkv,
+            ..Default::default()
+        };
+        let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, D)
+                                                                     // (N, H, L, D) -> (N, L, H, D) -> (N, L, H*D)
+        let y = y.f_transpose(1, 2)?.f_reshape([n, l, h * d])?;
+        self.o_proj.f_forward(&y)
+    }
+}

@@ -1,0 +1,299 @@
+//! `transformers.LlamaConfig`: read from a Hugging Face `config.json` (serde) or from a
+//! GGUF's `llama.*` metadata, as transformers' GGUF loader maps it.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::io::Gguf;
+
+/// The architecture of a Llama-family decoder (Hugging Face's `LlamaConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// `vocab_size` (default 32000).
+    pub vocab_size: i64,
+    /// `hidden_size`, E (default 4096).
+    pub hidden_size: i64,
+    /// `intermediate_size` of the SwiGLU MLP (default 11008).
+    pub intermediate_size: i64,
+    /// `num_hidden_layers` (default 32).
+    pub num_hidden_layers: i64,
+    /// `num_attention_heads`, the query heads H (default 32).
+    pub num_attention_heads: i64,
+    /// `num_key_value_heads`, Hkv (default: H); divides H (grouped-query attention).
+    pub num_key_value_heads: i64,
+    /// `head_dim`, D (default E / H).
+    pub head_dim: i64,
+    /// `rms_norm_eps` (default 1e-6).
+    pub rms_norm_eps: f64,
+    /// `rope_theta`, the rotary base (default 10000).
+    pub rope_theta: f64,
+    /// `max_position_embeddings` (default 2048): the longest context.
+    pub max_position_embeddings: i64,
+    /// `tie_word_embeddings` (default false): the output head is the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// `bos_token_id` (default 1).
+    pub bos_token_id: Option<i64>,
+    /// `eos_token_id` (default 2): generation stops after any of these.
+    pub eos_token_ids: Vec<i64>,
+    /// `initializer_range` (default 0.02): the standard deviation of fresh weights.
+    pub initializer_range: f64,
+}
+
+impl Default for LlamaConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 32000,
+            hidden_size: 4096,
+            intermediate_size: 11008,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: 32,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10000.0,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+            initializer_range: 0.02,
+        }
+    }
+}
+
+/// `config.json`'s keys that this decoder reads; every other key is tolerated. Options
+/// this implementation does not have (biases, another activation, scaled RoPE) are
+/// read so that they can be refused instead of silently ignored.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    vocab_size: Option<i64>,
+    hidden_size: Option<i64>,
+    intermediate_size: Option<i64>,
+    num_hidden_layers: Option<i64>,
+    num_attention_heads: Option<i64>,
+    num_key_value_heads: Option<i64>,
+    head_dim: Option<i64>,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_parameters: Option<RopeParameters>,
+    rope_scaling: Option<RopeParameters>,
+    max_position_embeddings: Option<i64>,
+    tie_word_embeddings: Option<bool>,
+    bos_token_id: Option<i64>,
+    eos_token_id: Option<EosIds>,
+    initializer_range: Option<f64>,
+    hidden_act: Option<String>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+}
+
+/// transformers 5's `rope_parameters` (and older configs' `rope_scaling`).
+#[derive(Debug, Default, Deserialize)]
+struct RopeParameters {
+    rope_theta: Option<f64>,
+    rope_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EosIds {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl LlamaConfig {
+    /// Reads a Hugging Face `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let text = crate::io::read_text(path)?;
+        let raw: RawConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::malformed(&name, format!("not a Llama config.json: {e}")))?;
+        Self::from_raw(raw).map_err(|e| match e {
+            Error::Config { field, reason } => Error::malformed(name, format!("{field}: {reason}")),
+            e => e,
+        })
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Self> {
+        refuse_unimplemented(&raw)?;
+        let d = Self::default();
+        let hidden_size = raw.hidden_size.unwrap_or(d.hidden_size);
+        let heads = raw.num_attention_heads.unwrap_or(d.num_attention_heads);
+        let rope_theta = raw
+            .rope_parameters
+            .as_ref()
+            .and_then(|r| r.rope_theta)
+            .or(raw.rope_theta)
+            .unwrap_or(d.rope_theta);
+        let config = Self {
+            vocab_size: raw.vocab_size.unwrap_or(d.vocab_size),
+            hidden_size,
+            intermediate_size: raw.intermediate_size.unwrap_or(d.intermediate_size),
+            num_hidden_layers: raw.num_hidden_layers.unwrap_or(d.num_hidden_layers),
+            num_attention_heads: heads,
+            num_key_value_heads: raw.num_key_value_heads.unwrap_or(heads),
+            head_dim: raw
+                .head_dim
+                .unwrap_or(if heads > 0 { hidden_size / heads } else { 0 }),
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(d.rms_norm_eps),
+            rope_theta,
+            max_position_embeddings: raw
+                .max_position_embeddings
+                .unwrap_or(d.max_position_embeddings),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(d.tie_word_embeddings),
+            bos_token_id: raw.bos_token_id.or(d.bos_token_id),
+            eos_token_ids: match raw.eos_token_id {
+                Some(EosIds::One(id)) => vec![id],
+                Some(EosIds::Many(ids)) => ids,
+                None => d.eos_token_ids,
+            },
+            initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config of a GGUF whose `general.architecture` is `llama`, from the keys
+    /// transformers' GGUF loader reads (`llama.block_count`, `llama.embedding_length`,
+    /// ...); tied embeddings when the file has no `output.weight`.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(Error::malformed(
+                &g.source_name,
+                format!("general.architecture: expected llama, got {arch}"),
+            ));
+        }
+        let int = |key: &str| -> Result<i64> {
+            let v = g.get_u64(&format!("llama.{key}"))?;
+            i64::try_from(v).map_err(|_| {
+                Error::malformed(&g.source_name, format!("llama.{key}: {v} is too large"))
+            })
+        };
+        let hidden_size = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let head_dim = if g.metadata.contains_key("llama.attention.key_length") {
+            int("attention.key_length")?
+        } else if heads > 0 {
+            hidden_size / heads
+        } else {
+            0
+        };
+        let vocab_size = match g.metadata.get("llama.vocab_size") {
+            Some(_) => int("vocab_size")?,
+            None => g.get_strings("tokenizer.ggml.tokens")?.len() as i64,
+        };
+        if g.metadata.contains_key("llama.rope.dimension_count")
+            && int("rope.dimension_count")? != head_dim
+        {
+            return Err(Error::malformed(
+                &g.source_name,
+                "llama.rope.dimension_count: partial rotary embeddings are not implemented",
+            ));
+        }
+        let d = Self::default();
+        let token = |key: &str| g.metadata.get(key).and_then(|v| v.as_i64());
+        let config = Self {
+            vocab_size,
+            hidden_size,
+            intermediate_size: int("feed_forward_length")?,
+            num_hidden_layers: int("block_count")?,
+            num_attention_heads: heads,
+            num_key_value_heads: match g.metadata.get("llama.attention.head_count_kv") {
+                Some(_) => int("attention.head_count_kv")?,
+                None => heads,
+            },
+            head_dim,
+            rms_norm_eps: g.get_f64("llama.attention.layer_norm_rms_epsilon")?,
+            rope_theta: match g.metadata.get("llama.rope.freq_base") {
+                Some(_) => g.get_f64("llama.rope.freq_base")?,
+                None => d.rope_theta,
+            },
+            max_position_embeddings: int("context_length")?,
+            tie_word_embeddings: g.tensor_info("output.weight").is_err(),
+            bos_token_id: token("tokenizer.ggml.bos_token_id").or(d.bos_token_id),
+            eos_token_ids: token("tokenizer.ggml.eos_token_id")
+                .map_or(d.eos_token_ids, |id| vec![id]),
+            initializer_range: d.initializer_range,
+        };
+        config
+            .validate()
+            .map_err(|e| Error::malformed(&g.source_name, e.to_string()))?;
+        Ok(config)
+    }
+
+    /// Checks that the sizes fit together: positive, H divisible by Hkv, D even.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v <= 0 {
+                return Err(Error::config(field, format!("must be positive, got {v}")));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(Error::config(
+                "num_key_value_heads",
+                format!(
+                    "must divide num_attention_heads {}, got {}",
+                    self.num_attention_heads, self.num_key_value_heads
+                ),
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(Error::config(
+                "head_dim",
+                format!("must be even for RoPE, got {}", self.head_dim),
+            ));
+        }
+        if !(self.rms_norm_eps >= 0.0 && self.rope_theta > 0.0) {
+            return Err(Error::config(
+                "rms_norm_eps / rope_theta",
+                format!(
+                    "expected eps >= 0 and theta > 0, got {} and {}",
+                    self.rms_norm_eps, self.rope_theta
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Options of `LlamaConfig` this implementation does not have, refused rather than
+/// silently ignored: another activation, biases, scaled RoPE.
+fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
+    if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
+        return Err(Error::config(
+            "hidden_act",
+            format!("only silu is implemented, got {act}"),
+        ));
+    }
+    for (field, on) in [
+        ("attention_bias", raw.attention_bias),
+        ("mlp_bias", raw.mlp_bias),
+    ] {
+        if on == Some(true) {
+            return Err(Error::config(field, "biases are not implemented, got true"));
+        }
+    }
+    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = rope.rope_type.as_deref().filter(|t| *t != "default") {
+            return Err(Error::config(
+                "rope_type",
+                format!("only default RoPE is implemented, got {t}"),
+            ));
+        }
+    }
+    Ok(())
+}

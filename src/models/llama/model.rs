@@ -1,0 +1,148 @@
+//! transformers' `LlamaModel` (embeddings, decoder layers, final norm) and
+//! `LlamaForCausalLM` (the language-model head, tied to the embeddings or not).
+
+use std::borrow::Borrow;
+
+use tch::nn::Path;
+use tch::{Kind, Tensor};
+
+use super::cache::LlamaCache;
+use super::config::LlamaConfig;
+use super::layer::LlamaDecoderLayer;
+use super::normal;
+use crate::error::{Error, Result};
+use crate::nn::{rms_norm, RmsNorm, RotaryEmbedding};
+
+/// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
+#[derive(Debug)]
+pub struct LlamaModel {
+    /// `embed_tokens.weight`, `[V, E]`.
+    pub embed_tokens: Tensor,
+    /// The decoder layers.
+    pub layers: Vec<LlamaDecoderLayer>,
+    /// The final RMSNorm.
+    pub norm: RmsNorm,
+    /// The rotary embedding every layer shares (a buffer, not a parameter).
+    pub rotary_emb: RotaryEmbedding,
+}
+
+impl LlamaModel {
+    /// The stack of `config` under `path` (`model`).
+    pub fn new<'a>(path: impl Borrow<Path<'a>>, config: &LlamaConfig) -> Result<Self> {
+        let p = path.borrow();
+        config.validate()?;
+        let init = normal(config.initializer_range);
+        let embed_tokens =
+            (p / "embed_tokens").f_var("weight", &[config.vocab_size, config.hidden_size], init)?;
+        let layers = (0..config.num_hidden_layers as usize)
+            .map(|i| LlamaDecoderLayer::new(p / "layers" / i, config, i))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm: rms_norm(p / "norm", config.hidden_size, config.rms_norm_eps)?,
+            rotary_emb: RotaryEmbedding::new(config.head_dim, config.rope_theta, p.device())?,
+        })
+    }
+
+    /// The last hidden states `(N, L, E)` of token ids `(N, L)` (int64), placed after
+    /// the positions `cache` holds, which it then holds too.
+    pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
+        let size = input_ids.size();
+        if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
+            return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
+        }
+        let v = self.embed_tokens.size()[0];
+        let (lo, hi) = (
+            input_ids.f_min()?.int64_value(&[]),
+            input_ids.f_max()?.int64_value(&[]),
+        );
+        if lo < 0 || hi >= v {
+            return Err(Error::invalid(
+                "input_ids",
+                format!("ids must lie in 0..{v}, got {lo}..={hi}"),
+            ));
+        }
+        let (n, l) = (size[0], size[1]);
+        let offset = cache.as_deref().map_or(0, LlamaCache::len);
+        if let Some(c) = cache.as_deref() {
+            if c.num_layers() != self.layers.len() {
+                return Err(Error::invalid(
+                    "cache",
+                    format!(
+                        "made for {} layers, the model has {}",
+                        c.num_layers(),
+                        self.layers.len()
+                    ),
+                ));
+            }
+            c.check_room(l)?;
+        }
+        let positions = RotaryEmbedding::positions(n, offset, l, input_ids.device())?;
+        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+                                                                                           // Computed in float32, then in the hidden states' dtype, as transformers does.
+        let (cos, sin) = self.rotary_emb.f_cos_sin(&positions)?; // (N, L, D)
+        let (cos, sin) = (cos.f_to_kind(x.kind())?, sin.f_to_kind(x.kind())?);
+        for layer in &self.layers {
+            x = layer.f_forward(&x, &cos, &sin, cache.as_deref())?;
+        }
+        if let Some(c) = cache {
+            c.advance(l);
+        }
+        self.norm.f_forward(&x)
+    }
+}
+
+/// A Llama decoder with its language-model head: token ids in, next-token logits out.
+#[derive(Debug)]
+pub struct LlamaForCausalLM {
+    /// The config it was built from.
+    pub config: LlamaConfig,
+    /// The decoder stack, under `model`.
+    pub model: LlamaModel,
+    /// `lm_head.weight` `[V, E]`; `None` when tied to `model.embed_tokens.weight`.
+    pub lm_head: Option<Tensor>,
+}
+
+impl LlamaForCausalLM {
+    /// The model of `config` under `path` (the root, so that the names are
+    /// `model.layers.0.self_attn.q_proj.weight`, ..., `lm_head.weight` unless tied).
+    pub fn new<'a>(path: impl Borrow<Path<'a>>, config: LlamaConfig) -> Result<Self> {
+        let p = path.borrow();
+        let model = LlamaModel::new(p / "model", &config)?;
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            let init = normal(config.initializer_range);
+            Some((p / "lm_head").f_var("weight", &[config.vocab_size, config.hidden_size], init)?)
+        };
+        Ok(Self {
+            config,
+            model,
+            lm_head,
+        })
+    }
+
+    /// The output projection's weight `[V, E]`.
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.model.embed_tokens)
+    }
+
+    /// The logits `(N, L, V)` of every position of `input_ids` `(N, L)`.
+    pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
+        let h = self.model.f_forward(input_ids, cache)?;
+        Ok(h.f_linear::<Tensor>(self.lm_head_weight(), None)?)
+    }
+
+    /// The logits `(N, V)` of the last position only, as `generate` computes them
+    /// (`logits_to_keep=1`): the head runs on one position instead of L.
+    pub fn f_forward_last(
+        &self,
+        input_ids: &Tensor,
+        cache: Option<&mut LlamaCache>,
+    ) -> Result<Tensor> {
+        let h = self.model.f_forward(input_ids, cache)?;
+        let last = h.f_select(1, h.size()[1] - 1)?; // (N, E)
+        Ok(last.f_linear::<Tensor>(self.lm_head_weight(), None)?)
+    }
+}

@@ -1,0 +1,186 @@
+//! The tokenizer of a GGUF whose `tokenizer.ggml.model` is `gpt2` (byte-level BPE, as
+//! SmolLM2 and Llama 3 use), built with Hugging Face's `tokenizers` exactly as
+//! transformers' `GGUFLlamaConverter` builds it (`integrations/ggml.py`): a BPE over the
+//! file's tokens and merges (`unk_token`, `fuse_unk`, `byte_fallback`), every token of
+//! type 3 (control) added as a special token, no normalizer, the byte-level
+//! pre-tokenizer (GPT-2's regex, no prefix space), and the decoder sequence
+//! ByteFallback, Fuse, Replace("▁", " "), ByteLevel. No BOS is added
+//! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
+
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::chat::{render_chat, ChatMessage};
+use crate::error::{Error, Result};
+use crate::io::Gguf;
+
+/// GGUF's token type for control (special) tokens.
+const CONTROL: i64 = 3;
+
+/// Text <-> token ids for a GGUF model, with its chat template.
+#[derive(Debug, Clone)]
+pub struct LlamaTokenizer {
+    inner: Tokenizer,
+    /// `tokenizer.chat_template`, a Jinja template, when the file has one.
+    pub chat_template: Option<String>,
+    /// The BOS token's text (`tokenizer.ggml.bos_token_id`), for templates that use it.
+    pub bos_token: Option<String>,
+    /// The EOS token's text (`tokenizer.ggml.eos_token_id`), for templates that use it.
+    pub eos_token: Option<String>,
+}
+
+impl LlamaTokenizer {
+    /// The tokenizer described by `g`'s `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let bad = |reason: String| Error::malformed(&g.source_name, reason);
+        let model = g.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(bad(format!(
+                "tokenizer.ggml.model: only gpt2 (byte-level BPE) is implemented, got {model}"
+            )));
+        }
+        let tokens = g.get_strings("tokenizer.ggml.tokens")?;
+        let types = g.get_i64s("tokenizer.ggml.token_type")?;
+        if types.len() != tokens.len() {
+            return Err(bad(format!(
+                "tokenizer.ggml.token_type: {} entries for {} tokens",
+                types.len(),
+                tokens.len()
+            )));
+        }
+        let token_of = |key: &str| -> Result<Option<String>> {
+            match g.metadata.get(key).and_then(|v| v.as_u64()) {
+                None => Ok(None),
+                Some(id) => tokens
+                    .get(id as usize)
+                    .map(|t| Some(t.to_string()))
+                    .ok_or_else(|| bad(format!("{key}: {id} is not a token id"))),
+            }
+        };
+        let unk = token_of("tokenizer.ggml.unknown_token_id")?;
+        let bpe = bpe_of(g, &tokens, unk)?;
+        let mut inner = Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
+        inner.with_decoder(Some(decoder().map_err(|e| bad(format!("tokenizer: {e}")))?));
+        let special: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, &ty)| ty == CONTROL)
+            .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
+            .collect();
+        inner.add_special_tokens(&special);
+        Ok(Self {
+            inner,
+            chat_template: g
+                .metadata
+                .get("tokenizer.chat_template")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            bos_token: token_of("tokenizer.ggml.bos_token_id")?,
+            eos_token: token_of("tokenizer.ggml.eos_token_id")?,
+        })
+    }
+
+    /// The ids of `text`, as `tokenizer(text)["input_ids"]`: special tokens written in
+    /// the text (`<|im_start|>`) are recognised as such.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::invalid("text", format!("cannot be tokenised: {e}")))?;
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
+    /// The text of `ids`, as `tokenizer.decode(ids)` (special tokens kept).
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        let n = self.vocab_size();
+        let ids = ids
+            .iter()
+            .map(|&i| {
+                u32::try_from(i)
+                    .ok()
+                    .filter(|&u| (u as usize) < n)
+                    .ok_or_else(|| Error::invalid("ids", format!("{i} is not in 0..{n}")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        self.inner
+            .decode(&ids, false)
+            .map_err(|e| Error::invalid("ids", format!("cannot be decoded: {e}")))
+    }
+
+    /// The token of `id` as stored (byte-level symbols such as `Ġ` for a space).
+    pub fn token(&self, id: i64) -> Option<String> {
+        self.inner.id_to_token(u32::try_from(id).ok()?)
+    }
+
+    /// The number of ids, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// `messages` through the chat template, as transformers'
+    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self.chat_template.as_deref().ok_or_else(|| {
+            Error::invalid("chat_template", "the model has no tokenizer.chat_template")
+        })?;
+        render_chat(
+            template,
+            messages,
+            add_generation_prompt,
+            self.bos_token.as_deref(),
+            self.eos_token.as_deref(),
+        )
+    }
+}
+
+/// The BPE model over the file's tokens and merges, as `GGUFLlamaConverter.tokenizer`.
+fn bpe_of(g: &Gguf, tokens: &[&str], unk: Option<String>) -> Result<BPE> {
+    let bad = |reason: String| Error::malformed(&g.source_name, reason);
+    let merges = g
+        .get_strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| bad(format!("tokenizer.ggml.merges: {m:?} is not a pair")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Python's {word: i for i, word in enumerate(tokens)}: a repeated token keeps its
+    // last id.
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    let mut bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .fuse_unk(true)
+        .byte_fallback(true);
+    if let Some(unk) = unk {
+        bpe = bpe.unk_token(unk);
+    }
+    bpe.build().map_err(|e| bad(format!("tokenizer: {e}")))
+}
+
+/// transformers' decoder for a GGUF gpt2 tokenizer (`GGUFLlamaConverter.decoder` with
+/// `is_llama_3_tokenizer` and no prefix space).
+fn decoder() -> tokenizers::Result<DecoderWrapper> {
+    Ok(DecoderSequence::new(vec![
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+        Replace::new("▁", " ")?.into(),
+        ByteLevel::new(false, false, true).into(),
+    ])
+    .into())
+}

@@ -1,0 +1,130 @@
+//! Loading a Llama's weights by their Hugging Face names: from a GGUF (llama.cpp's
+//! names, dequantised to float32, the query and key rows put back in Hugging Face's
+//! order) or from a Hugging Face folder (`config.json`, `model.safetensors`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+use super::config::LlamaConfig;
+use super::model::LlamaForCausalLM;
+use crate::checkpoint::load_into;
+use crate::error::{Error, Result};
+use crate::io::{read_safetensors, Gguf};
+
+/// The GGUF name of the Hugging Face parameter `hf`, as transformers' GGUF loader maps
+/// llama.cpp's names (`model.layers.3.self_attn.q_proj.weight` <-> `blk.3.attn_q.weight`).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    let fixed = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
+    if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+        return Some(g.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, module) = rest.split_once('.')?;
+    layer.parse::<usize>().ok()?;
+    let g = match module {
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{g}"))
+}
+
+/// Undoes llama.cpp's permutation of a query or key projection `[heads * D, E]`.
+///
+/// llama.cpp's converter (`LlamaModel.permute`) reorders each head's rows from
+/// transformers' halves `(x1, x2)` into interleaved pairs, `reshape(heads, 2, D/2, E)
+/// .swapaxes(1, 2)`; this is transformers' `_reverse_permute_weights`,
+/// `reshape(heads, D/2, 2, E).swapaxes(1, 2)`, its inverse.
+pub fn unpermute_rows(w: &Tensor, heads: i64) -> Result<Tensor> {
+    let size = w.size();
+    if size.len() != 2 || heads <= 0 || size[0] % (2 * heads) != 0 {
+        return Err(Error::shape(
+            "weight",
+            format!("(heads * D, E) with heads = {heads} and D even"),
+            &size,
+        ));
+    }
+    let half = size[0] / heads / 2;
+    Ok(w.f_reshape([heads, half, 2, size[1]])?
+        .f_transpose(1, 2)?
+        .f_reshape(&size)?)
+}
+
+impl LlamaForCausalLM {
+    /// The model of a Llama GGUF, its config from the metadata and every weight
+    /// dequantised to float32, on `device`. The VarStore holds the weights under
+    /// Hugging Face's names.
+    pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
+        let config = LlamaConfig::from_gguf(g)?;
+        let (vs, model) = Self::to_load(config, device)?;
+        let mut wanted = BTreeMap::new();
+        for name in vs.variables().into_keys() {
+            let gname = gguf_name(&name).ok_or_else(|| {
+                Error::malformed(&g.source_name, format!("no GGUF name for parameter {name}"))
+            })?;
+            wanted.insert(gname, name);
+        }
+        if let Some(extra) = g.tensors.iter().find(|t| !wanted.contains_key(&t.name)) {
+            return Err(Error::malformed(
+                &g.source_name,
+                format!("unexpected tensor {} for this config", extra.name),
+            ));
+        }
+        let (h, hkv) = (
+            model.config.num_attention_heads,
+            model.config.num_key_value_heads,
+        );
+        let mut tensors = BTreeMap::new();
+        for (gname, name) in wanted {
+            let mut t = g.tensor(&gname)?;
+            if gname.ends_with(".attn_q.weight") {
+                t = unpermute_rows(&t, h)?;
+            } else if gname.ends_with(".attn_k.weight") {
+                t = unpermute_rows(&t, hkv)?;
+            }
+            tensors.insert(name, t);
+        }
+        load_into(&vs, &tensors, &g.source_name)?;
+        Ok((vs, model))
+    }
+
+    /// A model of `config` with zero weights (nothing drawn), to load weights into.
+    fn to_load(config: LlamaConfig, device: Device) -> Result<(VarStore, Self)> {
+        let vs = VarStore::new(device);
+        let zeros = LlamaConfig {
+            initializer_range: 0.0,
+            ..config.clone()
+        };
+        let mut model = Self::new(vs.root(), zeros)?;
+        model.config = config;
+        Ok((vs, model))
+    }
+
+    /// The model of a Hugging Face folder: `config.json` and `model.safetensors`
+    /// (a tied `lm_head.weight`, if saved, is the embedding and is not loaded twice).
+    pub fn from_hf_dir(dir: &Path, device: Device) -> Result<(VarStore, Self)> {
+        let config = LlamaConfig::from_file(&dir.join("config.json"))?;
+        let file = dir.join("model.safetensors");
+        let mut tensors = read_safetensors(&file)?.tensors;
+        if config.tie_word_embeddings {
+            tensors.remove("lm_head.weight");
+        }
+        let (vs, model) = Self::to_load(config, device)?;
+        load_into(&vs, &tensors, &file.display().to_string())?;
+        Ok((vs, model))
+    }
+}
