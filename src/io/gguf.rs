@@ -1,6 +1,6 @@
 //! GGUF files (llama.cpp's model format, versions 2 and 3): the header, the metadata
 //! key/value pairs (arrays included), the tensor infos, and each tensor dequantised to
-//! float32 ([`dequant`]).
+//! float32 (`gguf/dequant.rs`).
 //!
 //! The layout follows ggml's `docs/gguf.md` and gguf-py's `GGUFReader`: magic `GGUF`,
 //! version, tensor and key/value counts, the pairs, the tensor infos, padding to
