@@ -45,10 +45,23 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 fn token_ids_equal_the_models_own_tokenizer() {
     let r = reference();
     let m = model();
-    for (i, s) in r.sentences.iter().enumerate() {
-        let expected = Vec::<i64>::try_from(&r.tensors[&format!("input_ids.{i}")]).unwrap();
-        let got = m.tokenizer.encode(s);
-        assert_eq!(got.ids, expected, "sentence {i}: {s:?} -> {:?}", got.tokens);
+    // The folder's tokenizer.json through Hugging Face's tokenizers (what `Pretrained`
+    // loads), and the hand-written WordPiece over vocab.txt (folders without one).
+    let word_piece = tch_attention::models::bert::Tokenizer::from_vocab_file(
+        &m.dir.join("vocab.txt"),
+        *m.tokenizer.options(),
+    )
+    .unwrap();
+    for (name, tokenizer) in [("tokenizer.json", &m.tokenizer), ("vocab.txt", &word_piece)] {
+        for (i, s) in r.sentences.iter().enumerate() {
+            let expected = Vec::<i64>::try_from(&r.tensors[&format!("input_ids.{i}")]).unwrap();
+            let got = tokenizer.encode(s).unwrap();
+            assert_eq!(
+                got.ids, expected,
+                "{name}, sentence {i}: {s:?} -> {:?}",
+                got.tokens
+            );
+        }
     }
 }
 

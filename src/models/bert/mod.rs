@@ -107,10 +107,18 @@ impl Pretrained {
                 .unwrap_or(defaults.handle_chinese_chars),
             max_len,
         };
-        let tokenizer = Tokenizer::from_vocab_file(&dir.join("vocab.txt"), options)?;
+        // tokenizer.json (Hugging Face's tokenizers, as sentence-transformers runs it)
+        // where the folder has one; vocab.txt and the hand-written WordPiece otherwise.
+        let json = dir.join("tokenizer.json");
+        let (tokenizer, vocab_file) = if json.is_file() {
+            (Tokenizer::from_tokenizer_json(&json, options)?, json)
+        } else {
+            let vocab = dir.join("vocab.txt");
+            (Tokenizer::from_vocab_file(&vocab, options)?, vocab)
+        };
         if tokenizer.vocab_size() as i64 != config.vocab_size {
             return Err(Error::malformed(
-                dir.join("vocab.txt").display().to_string(),
+                vocab_file.display().to_string(),
                 format!(
                     "{} tokens, but config.json says vocab_size {}",
                     tokenizer.vocab_size(),
@@ -142,7 +150,7 @@ impl Pretrained {
                     self.tokenizer.encode(s)
                 }
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let l = encodings.iter().map(|e| e.ids.len()).max().unwrap_or(0);
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
         for e in &encodings {

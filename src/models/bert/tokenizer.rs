@@ -9,6 +9,11 @@
 //! (`unicode_categories`), so "punctuation" and "control" mean what they mean there.
 //! Checked token for token against the model's own tokenizer in
 //! `tests/fixtures/bert/minilm.safetensors`.
+//!
+//! A folder that ships `tokenizer.json` is tokenised by Hugging Face's own `tokenizers`
+//! library instead ([`Tokenizer::from_tokenizer_json`]), which is what
+//! sentence-transformers runs; the hand-written path serves folders with `vocab.txt`
+//! alone. Both give the fixture's ids (`tests/bert.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,9 +50,20 @@ impl Default for TokenizerOptions {
 /// Words longer than this (in characters) become `[UNK]`, as in WordPiece's default.
 const MAX_INPUT_CHARS_PER_WORD: usize = 100;
 
+/// What turns text into ids.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The WordPiece below, over `vocab.txt`.
+    WordPiece,
+    /// Hugging Face's `tokenizers` over the folder's `tokenizer.json`, truncated to
+    /// `max_len` and unpadded (as sentence-transformers sets it).
+    Hf(Box<tokenizers::Tokenizer>),
+}
+
 /// A WordPiece vocabulary and the options to tokenise with it.
 #[derive(Debug, Clone)]
 pub struct Tokenizer {
+    backend: Backend,
     vocab: HashMap<String, i64>,
     tokens: Vec<String>,
     options: TokenizerOptions,
@@ -100,6 +116,7 @@ impl Tokenizer {
                 .ok_or_else(|| Error::invalid("vocab", format!("has no {name} token")))
         };
         Ok(Self {
+            backend: Backend::WordPiece,
             cls: special("[CLS]")?,
             sep: special("[SEP]")?,
             unk: special("[UNK]")?,
@@ -108,6 +125,42 @@ impl Tokenizer {
             tokens,
             options,
         })
+    }
+
+    /// Reads a Hugging Face `tokenizer.json` (a BERT WordPiece one, with `[CLS]`,
+    /// `[SEP]`, `[UNK]` and `[PAD]`) and tokenises with the `tokenizers` library, each
+    /// sequence truncated to `options.max_len` tokens and not padded (the file's own
+    /// truncation and padding are replaced, as sentence-transformers does).
+    pub fn from_tokenizer_json(path: &Path, options: TokenizerOptions) -> Result<Self> {
+        let name = path.display().to_string();
+        let text = crate::io::read_text(path)?;
+        let bad = |e: tokenizers::Error| Error::malformed(&name, format!("tokenizer: {e}"));
+        let mut hf: tokenizers::Tokenizer = text.parse().map_err(bad)?;
+        let truncation = tokenizers::TruncationParams {
+            max_length: options.max_len,
+            ..Default::default()
+        };
+        hf.with_truncation(Some(truncation)).map_err(bad)?;
+        hf.with_padding(None);
+        let vocab = hf.get_vocab(true);
+        let mut tokens = vec![String::new(); vocab.len()];
+        for (token, id) in vocab {
+            match tokens.get_mut(id as usize) {
+                Some(slot) => *slot = token,
+                None => {
+                    return Err(Error::malformed(
+                        &name,
+                        format!("token id {id} out of range"),
+                    ))
+                }
+            }
+        }
+        let mut tokenizer = Self::new(tokens, options).map_err(|e| match e {
+            Error::Invalid { reason, .. } => Error::malformed(&name, reason),
+            other => other,
+        })?;
+        tokenizer.backend = Backend::Hf(Box::new(hf));
+        Ok(tokenizer)
     }
 
     /// The options it tokenises with.
@@ -126,7 +179,21 @@ impl Tokenizer {
     }
 
     /// `[CLS] wordpieces [SEP]`, the wordpieces truncated so the whole fits `max_len`.
-    pub fn encode(&self, text: &str) -> Encoding {
+    pub fn encode(&self, text: &str) -> Result<Encoding> {
+        let Backend::Hf(hf) = &self.backend else {
+            return Ok(self.encode_word_piece(text));
+        };
+        let e = hf
+            .encode(text, true)
+            .map_err(|e| Error::invalid("text", format!("tokenizer: {e}")))?;
+        Ok(Encoding {
+            ids: e.get_ids().iter().map(|&id| i64::from(id)).collect(),
+            tokens: e.get_tokens().to_vec(),
+        })
+    }
+
+    /// [`Tokenizer::encode`] by the hand-written WordPiece.
+    fn encode_word_piece(&self, text: &str) -> Encoding {
         let mut ids = vec![self.cls];
         for word in pre_tokenize(&self.normalize(text)) {
             self.word_piece(&word, &mut ids);
@@ -276,7 +343,7 @@ mod tests {
     #[test]
     fn longest_match_first_and_unknown_words() {
         let t = tiny();
-        let e = t.encode("UnAffable, Café!  unknown");
+        let e = t.encode("UnAffable, Café!  unknown").unwrap();
         assert_eq!(
             e.tokens,
             ["[CLS]", "un", "##aff", "##able", ",", "cafe", "!", "[UNK]", "[SEP]"]
@@ -287,6 +354,9 @@ mod tests {
     fn truncation_keeps_sep() {
         let mut t = tiny();
         t.options.max_len = 3;
-        assert_eq!(t.encode("un un un").tokens, ["[CLS]", "un", "[SEP]"]);
+        assert_eq!(
+            t.encode("un un un").unwrap().tokens,
+            ["[CLS]", "un", "[SEP]"]
+        );
     }
 }
