@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
-use common::{assert_usage_error, attn, fixtures, tempdir};
+use common::{assert_usage_error, attn, fixtures, setup_python, tempdir};
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -54,19 +54,6 @@ const NEW_TOKENS: &str = "100";
 
 fn text() -> PathBuf {
     fixtures().join("lecture_gpt/hamlet.txt")
-}
-
-/// The Python of the environment whose libtorch this build links, or
-/// `$TCH_ATTENTION_VENV/bin/python` (as tests/notebook.rs finds it).
-fn setup_python() -> PathBuf {
-    let lib = Path::new(env!("TCH_ATTENTION_LIBTORCH_LIB"));
-    let from_build = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"));
-    from_build
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("TCH_ATTENTION_VENV").map(|v| PathBuf::from(v).join("bin/python"))
-        })
-        .expect("the setup's Python (run `make setup`, or set TCH_ATTENTION_VENV)")
 }
 
 /// PyTorch's run: its JSON and the folder holding init.safetensors and

@@ -10,8 +10,12 @@
 //!   committing machine by 6e-8 in `wei` and 2.4e-7 in `out`), so bit equality can only
 //!   be asked of PyTorch on the same CPU.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::Mutex;
+
+use common::setup_python;
 
 use tch::Tensor;
 use tch_attention::io::read_safetensors;
@@ -28,20 +32,6 @@ fn replay(config: NotebookConfig) -> tch_attention::Result<Notebook> {
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python of the environment whose libtorch this build links
-/// (`.../site-packages/torch/lib` -> `.../bin/python`), or `$TCH_ATTENTION_VENV/bin/python`.
-fn setup_python() -> PathBuf {
-    let lib = Path::new(env!("TCH_ATTENTION_LIBTORCH_LIB"));
-    // lib = VENV/lib/pythonX.Y/site-packages/torch/lib
-    let from_build = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"));
-    from_build
-        .filter(|p| p.is_file())
-        .or_else(|| {
-            std::env::var_os("TCH_ATTENTION_VENV").map(|v| PathBuf::from(v).join("bin/python"))
-        })
-        .expect("the setup's Python (run `make setup`, or set TCH_ATTENTION_VENV)")
 }
 
 /// The notebook as PyTorch computes it on this machine, with its native kernels.

@@ -1,4 +1,4 @@
-//! Helpers shared by the tests that run the `attn` binary.
+//! Helpers shared by the tests that run the `attn` binary or the setup's Python.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::PathBuf;
@@ -43,4 +43,18 @@ pub fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The Python of the environment whose libtorch this build links
+/// (`VENV/lib/pythonX.Y/site-packages/torch/lib` -> `VENV/bin/python`), or
+/// `$TCH_ATTENTION_VENV/bin/python`: the PyTorch the references are computed with.
+pub fn setup_python() -> PathBuf {
+    let lib = std::path::Path::new(env!("TCH_ATTENTION_LIBTORCH_LIB"));
+    let from_build = lib.ancestors().nth(5).map(|venv| venv.join("bin/python"));
+    from_build
+        .filter(|p| p.is_file())
+        .or_else(|| {
+            std::env::var_os("TCH_ATTENTION_VENV").map(|v| PathBuf::from(v).join("bin/python"))
+        })
+        .expect("the setup's Python (run `make setup`, or set TCH_ATTENTION_VENV)")
 }
