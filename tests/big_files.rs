@@ -22,6 +22,7 @@ use tch_attention::io::{
 
 mod common;
 
+use common::torch_save::{self, Entry};
 use common::{fixtures, tempdir};
 
 const MIB: f64 = (1 << 20) as f64;
@@ -56,57 +57,37 @@ fn view(
     }
 }
 
-fn unicode(out: &mut Vec<u8>, s: &str) {
-    out.push(b'X');
-    out.extend((s.len() as u32).to_le_bytes());
-    out.extend(s.as_bytes());
-}
-
-fn int_tuple(out: &mut Vec<u8>, xs: &[i32]) {
-    out.push(b'(');
-    for x in xs {
-        out.push(b'J');
-        out.extend(x.to_le_bytes());
-    }
-    out.push(b't');
-}
-
+/// `data.pkl` of `views`, each a float storage view at offset 0.
 fn pickle(views: &[View]) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b'}', b'('];
-    for v in views {
-        unicode(&mut p, &v.key);
-        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
-        unicode(&mut p, "storage");
-        p.extend(b"ctorch\nFloatStorage\n");
-        unicode(&mut p, v.storage);
-        unicode(&mut p, "cpu");
-        p.extend([0x8a, 8]);
-        p.extend(v.numel.to_le_bytes());
-        p.extend(b"tQJ\0\0\0\0"); // BINPERSID, offset 0
-        int_tuple(&mut p, &v.size);
-        int_tuple(&mut p, &v.stride);
-        p.extend(b"\x89ccollections\nOrderedDict\n)RtR");
-    }
-    p.extend(b"u.");
-    p
+    let entries: Vec<Entry> = views
+        .iter()
+        .map(|v| Entry {
+            key: &v.key,
+            class: "FloatStorage",
+            storage: v.storage,
+            numel: v.numel,
+            offset: 0,
+            size: &v.size,
+            stride: &v.stride,
+        })
+        .collect();
+    torch_save::pickle(&entries)
 }
 
 /// A torch.save archive of `views` over `storages` (name, f32 values).
 fn torch_file(path: &Path, views: &[View], storages: &[(&str, Vec<f32>)]) {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts =
-        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    w.start_file("archive/data.pkl", opts).unwrap();
-    w.write_all(&pickle(views)).unwrap();
-    w.start_file("archive/byteorder", opts).unwrap();
-    w.write_all(b"little").unwrap();
-    for (name, values) in storages {
-        w.start_file(format!("archive/data/{name}"), opts).unwrap();
-        for v in values {
-            w.write_all(&v.to_le_bytes()).unwrap();
-        }
-    }
-    std::fs::write(path, w.finish().unwrap().into_inner()).unwrap();
+    let pkl = pickle(views);
+    let data: Vec<(String, Vec<u8>)> = storages
+        .iter()
+        .map(|(name, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (format!("archive/data/{name}"), bytes)
+        })
+        .collect();
+    let mut records: Vec<(&str, &[u8])> =
+        vec![("archive/data.pkl", &pkl), ("archive/byteorder", b"little")];
+    records.extend(data.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    std::fs::write(path, torch_save::zip(&records)).unwrap();
 }
 
 /// A tiny nanoGPT block (C = 4) of real storages "q" (c_attn) and "o" (c_proj), plus

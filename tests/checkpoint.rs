@@ -3,7 +3,6 @@
 //! outputs as the reference, lossless round trips, and hostile files.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
@@ -11,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 mod common;
 
 use common::tempdir;
+use common::torch_save::{pickle, unicode, zip, Entry};
 use tch_attention::attention::mask::Mask;
 use tch_attention::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
@@ -408,68 +408,6 @@ fn clone(m: &BTreeMap<String, Tensor>) -> BTreeMap<String, Tensor> {
 // Hostile files: each must be an error naming the file (and the tensor where there is
 // one), never a crash, a hang or a huge allocation.
 // ---------------------------------------------------------------------------------------
-
-/// A protocol-2 pickle of `{key: _rebuild_tensor_v2(storage, offset, size, stride)}`.
-struct Entry<'a> {
-    key: &'a str,
-    class: &'a str,
-    storage: &'a str,
-    numel: u64,
-    offset: i32,
-    size: &'a [i32],
-    stride: &'a [i32],
-}
-
-fn unicode(out: &mut Vec<u8>, s: &str) {
-    out.push(b'X');
-    out.extend((s.len() as u32).to_le_bytes());
-    out.extend(s.as_bytes());
-}
-
-fn int_tuple(out: &mut Vec<u8>, xs: &[i32]) {
-    out.push(b'(');
-    for x in xs {
-        out.push(b'J');
-        out.extend(x.to_le_bytes());
-    }
-    out.push(b't');
-}
-
-fn pickle(entries: &[Entry]) -> Vec<u8> {
-    let mut p = vec![0x80, 2, b'}', b'('];
-    for e in entries {
-        unicode(&mut p, e.key);
-        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
-        p.push(b'(');
-        unicode(&mut p, "storage");
-        p.extend(format!("ctorch\n{}\n", e.class).as_bytes());
-        unicode(&mut p, e.storage);
-        unicode(&mut p, "cpu");
-        p.extend([0x8a, 8]);
-        p.extend(e.numel.to_le_bytes());
-        p.extend(b"tQ");
-        p.push(b'J');
-        p.extend(e.offset.to_le_bytes());
-        int_tuple(&mut p, e.size);
-        int_tuple(&mut p, e.stride);
-        p.push(0x89);
-        p.extend(b"ccollections\nOrderedDict\n)R");
-        p.extend(b"tR");
-    }
-    p.extend(b"u.");
-    p
-}
-
-fn zip(records: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts =
-        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, data) in records {
-        w.start_file(*name, opts).unwrap();
-        w.write_all(data).unwrap();
-    }
-    w.finish().unwrap().into_inner()
-}
 
 fn floats(n: usize) -> Vec<u8> {
     (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()

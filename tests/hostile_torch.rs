@@ -2,7 +2,6 @@
 //! nesting, huge dicts, duplicate zip entries, and safetensors files whose first byte
 //! looks like a pickle. Each file is generated here, small, by the helpers below.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use tch::Tensor;
@@ -89,15 +88,9 @@ impl Pickle {
 /// any `extra` entries (appended after, so duplicates are possible).
 fn archive(pkl: &[u8], numel: usize, extra: &[(&str, &[u8])]) -> Vec<u8> {
     let storage: Vec<u8> = (0..numel).flat_map(|i| (i as f32).to_le_bytes()).collect();
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts =
-        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let entries = [("archive/data.pkl", pkl), ("archive/data/0", &storage[..])];
-    for (name, data) in entries.iter().chain(extra) {
-        w.start_file(*name, opts).unwrap();
-        w.write_all(data).unwrap();
-    }
-    w.finish().unwrap().into_inner()
+    let mut records = vec![("archive/data.pkl", pkl), ("archive/data/0", &storage[..])];
+    records.extend_from_slice(extra);
+    common::torch_save::zip(&records)
 }
 
 /// A torch-mha block with E = 2 (`in_proj_weight [6, 2]`, `out_proj.weight [2, 2]`, one
