@@ -33,39 +33,11 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from reference_modules import MultiHeadAttention
+
 
 def build_model(vocab_size, block_size, n_embd, n_head, n_layer, dropout):
     """GPTLanguageModel with gpt.py's globals bound."""
-
-    class Head(nn.Module):
-        def __init__(self, head_size):
-            super().__init__()
-            self.key = nn.Linear(n_embd, head_size, bias=False)
-            self.query = nn.Linear(n_embd, head_size, bias=False)
-            self.value = nn.Linear(n_embd, head_size, bias=False)
-            self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
-            self.dropout = nn.Dropout(dropout)
-
-        def forward(self, x):
-            T = x.shape[1]
-            k = self.key(x)
-            q = self.query(x)
-            wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B, T, T)
-            wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
-            wei = F.softmax(wei, dim=-1)
-            wei = self.dropout(wei)
-            return wei @ self.value(x)
-
-    class MultiHeadAttention(nn.Module):
-        def __init__(self, num_heads, head_size):
-            super().__init__()
-            self.heads = nn.ModuleList([Head(head_size) for _ in range(num_heads)])
-            self.proj = nn.Linear(head_size * num_heads, n_embd)
-            self.dropout = nn.Dropout(dropout)
-
-        def forward(self, x):
-            out = torch.cat([h(x) for h in self.heads], dim=-1)
-            return self.dropout(self.proj(out))
 
     class FeedFoward(nn.Module):
         def __init__(self, n_embd):
@@ -84,7 +56,8 @@ def build_model(vocab_size, block_size, n_embd, n_head, n_layer, dropout):
         def __init__(self, n_embd, n_head):
             super().__init__()
             head_size = n_embd // n_head
-            self.sa = MultiHeadAttention(n_head, head_size)
+            # The lecture's Head and MultiHeadAttention, as the fixtures use them.
+            self.sa = MultiHeadAttention(n_embd, n_head, head_size, block_size, dropout)
             self.ffwd = FeedFoward(n_embd)
             self.ln1 = nn.LayerNorm(n_embd)
             self.ln2 = nn.LayerNorm(n_embd)

@@ -1,9 +1,10 @@
 """The reference modules, as the lecture (gpt.py) and nanoGPT (model.py) write them, with
 their globals made arguments. One copy for every script that runs them: the fixtures
-(make_fixtures.py, checkpoint_reference.py) and the PyTorch side of the benchmarks
-(bench_torch.py). Importing this file pins nothing: the fixture scripts import
-fixture_common.py first, which sets the kernel pins before torch loads; bench_torch.py
-runs libtorch's native kernels.
+(make_fixtures.py, checkpoint_reference.py), the lecture GPT's training reference
+(lecture_gpt_reference.py) and the PyTorch side of the benchmarks (bench_torch.py).
+Importing this file pins nothing: the fixture scripts import fixture_common.py first,
+which sets the kernel pins before torch loads; bench_torch.py runs libtorch's native
+kernels.
 
 scripts/random_cases.py keeps copies of its own on purpose: it is written from
 docs/parity-cases.md alone, as an independent check.
