@@ -19,6 +19,7 @@ mod safetensors_writer;
 mod stored;
 mod torch_file;
 
+pub(crate) use self::safetensors::read_safetensors_metadata;
 pub use self::safetensors::{
     read_safetensors, write_safetensors, write_safetensors_new, Safetensors,
 };

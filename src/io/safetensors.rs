@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, Metadata};
+use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use super::safetensors_writer::{write_safetensors_streamed, Planned};
@@ -46,8 +47,10 @@ pub fn read_safetensors(path: &Path) -> Result<Safetensors> {
 /// then offsets, dtypes and shapes checked by the crate's own validation.
 pub(crate) type Header = (BTreeMap<String, StoredTensor>, BTreeMap<String, String>);
 
-/// Reads the [`Header`] of the safetensors file in `src`, `len` bytes long.
-pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) -> Result<Header> {
+/// The header's JSON, checked (its length against the file's `len` and the 100 MB cap,
+/// then the `safetensors` crate's validation, then the data's length against the
+/// file's), and where the data starts.
+fn read_json(name: &str, src: &(impl ReadAt + ?Sized), len: u64) -> Result<(Metadata, u64)> {
     let err =
         |reason: String| Error::malformed(name, format!("not a valid safetensors file: {reason}"));
     let mut n = [0u8; 8];
@@ -67,7 +70,9 @@ pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) ->
     let mut json = vec![0u8; n as usize];
     src.read_exact_at(&mut json, 8)
         .map_err(|e| err(format!("cannot read the header: {e}")))?;
-    let header: Metadata = serde_json::from_slice(&json).map_err(|e| err(e.to_string()))?;
+    let raw: serde_json::Value = serde_json::from_slice(&json).map_err(|e| err(e.to_string()))?;
+    check_shapes(&raw).map_err(err)?;
+    let header: Metadata = serde_json::from_value(raw).map_err(|e| err(e.to_string()))?;
     let data_start = 8 + n;
     let data = header.data_len() as u64;
     if data_start + data != len {
@@ -76,6 +81,12 @@ pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) ->
             len - data_start
         )));
     }
+    Ok((header, data_start))
+}
+
+/// Reads the [`Header`] of the safetensors file in `src`, `len` bytes long.
+pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) -> Result<Header> {
+    let (header, data_start) = read_json(name, src, len)?;
     let mut tensors = BTreeMap::new();
     for (tname, info) in header.tensors() {
         let kind = kind_of(info.dtype).ok_or_else(|| {
@@ -84,12 +95,8 @@ pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) ->
                 format!("tensor {tname}: dtype {:?} is not supported", info.dtype),
             )
         })?;
-        let shape = info
-            .shape
-            .iter()
-            .map(|&d| i64::try_from(d))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| err(format!("tensor {tname}: shape {:?}", info.shape)))?;
+        // Within i64: check_shapes has seen every one.
+        let shape = info.shape.iter().map(|&d| d as i64).collect();
         let (begin, end) = info.data_offsets;
         let stored =
             StoredTensor::contiguous(kind, shape, data_start + begin as u64, (end - begin) as u64);
@@ -102,6 +109,56 @@ pub(crate) fn read_header(name: &str, src: &(impl ReadAt + ?Sized), len: u64) ->
         .into_iter()
         .collect();
     Ok((tensors, metadata))
+}
+
+/// The `__metadata__` of the safetensors file at `path` (regular files only, never
+/// opened otherwise: a FIFO would block), from its checked header alone, whatever its
+/// tensors' dtypes.
+pub(crate) fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let (file, len) = crate::io::regular::open_regular(path)?;
+    let (header, _) = read_json(&path.display().to_string(), &file, len)?;
+    Ok(header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// Every tensor's shape as libtorch needs it, named, before the `safetensors` crate's
+/// validation (whose overflow error names no tensor): each size a non-negative integer,
+/// and the product of the sizes (counting 0 as 1, as libtorch's strides do) and its
+/// bytes within `i64`. A shape such as `[2^63, 0]` holds no bytes, so the format's own
+/// checks pass it, and libtorch would then see a negative dimension. Entries of another
+/// form are left to the crate.
+fn check_shapes(raw: &serde_json::Value) -> std::result::Result<(), String> {
+    let Some(entries) = raw.as_object() else {
+        return Ok(());
+    };
+    for (tname, entry) in entries.iter().filter(|(k, _)| *k != "__metadata__") {
+        let Some(shape) = entry.get("shape").and_then(|s| s.as_array()) else {
+            continue;
+        };
+        let shown = entry["shape"].to_string();
+        let too_large = || {
+            format!("tensor {tname}: shape {shown} is too large (sizes must fit in 64-bit signed integers)")
+        };
+        let bytes = entry
+            .get("dtype")
+            .and_then(|d| Dtype::deserialize(d).ok())
+            .and_then(kind_of)
+            .map_or(8, |k| k.elt_size_in_bytes() as i64);
+        let mut extent: i64 = 1;
+        for d in shape {
+            let d = d.as_u64().ok_or_else(|| {
+                format!("tensor {tname}: shape {shown}: sizes must be non-negative integers")
+            })?;
+            let d = i64::try_from(d).map_err(|_| too_large())?;
+            extent = extent.checked_mul(d.max(1)).ok_or_else(too_large)?;
+        }
+        extent.checked_mul(bytes).ok_or_else(too_large)?;
+    }
+    Ok(())
 }
 
 /// Writes `tensors` (moved to the CPU, made contiguous) and `metadata` to `path`,
@@ -164,4 +221,37 @@ pub(crate) fn dtype_of(kind: Kind) -> Option<Dtype> {
         Kind::Double => Dtype::F64,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_header;
+
+    /// A header-only file whose one tensor, `x`, has `shape` and no bytes.
+    fn file(shape: &str) -> Vec<u8> {
+        let json =
+            format!(r#"{{"x": {{"dtype": "F32", "shape": {shape}, "data_offsets": [0, 0]}}}}"#);
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(json.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn shapes_that_overflow_or_go_negative_are_refused() {
+        let read = |shape: &str| {
+            let bytes = file(shape);
+            read_header("f", &bytes[..], bytes.len() as u64)
+        };
+        assert!(read("[2, 3]").is_err()); // 24 bytes declared, none there
+        assert!(read("[0, 5]").is_ok());
+        for bad in [
+            "[9223372036854775808, 0]",
+            "[4294967296, 4294967296, 0]",
+            "[2305843009213693952, 4]",
+            "[-1, 4]",
+        ] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains('x') && err.starts_with("f: "), "{bad}: {err}");
+        }
+    }
 }

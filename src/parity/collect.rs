@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
-use super::header::read_header;
 use crate::error::{Error, Result};
+use crate::io::read_safetensors_metadata;
 
 /// The case files under `paths`: files given by name as they are; in folders, searched
 /// recursively, every `*.safetensors` whose `format` is a case format or whose header
@@ -109,10 +109,9 @@ fn looks_like_case(path: &Path, meta: &Metadata) -> bool {
     if !meta.is_file() {
         return true;
     }
-    match read_header(path) {
-        None => true,
-        Some(header) => header
-            .metadata
+    match read_safetensors_metadata(path) {
+        Err(_) => true,
+        Ok(metadata) => metadata
             .get("format")
             .is_some_and(|f| f.starts_with("tch-attention-case")),
     }

@@ -3,14 +3,13 @@
 //! module and comparing with `torch.testing.assert_close`'s tolerances.
 //!
 //! - `kind.rs`: [`ModuleKind`], the modules by name (shared with `bench`);
-//! - `case.rs`, `spec.rs`, `header.rs`: the format, its typed metadata, and reading it;
+//! - `case.rs`, `spec.rs`: the format, its typed metadata, and reading it (through `crate::io`'s safetensors header reader, which checks shapes first);
 //! - `run.rs`: running a case; `compare.rs`: checking the result;
 //! - `collect.rs`: finding case files in folders.
 
 mod case;
 mod collect;
 mod compare;
-mod header;
 mod kind;
 mod run;
 mod spec;
