@@ -70,14 +70,14 @@ check-llama-fixtures: setup
 check-random-cases: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/random_cases.py --out "$$tmp" --count 60 --seed 0 >/dev/null; \
-	$(CARGO) build --quiet --bin attn; \
+	$(CARGO) build --quiet --bins; \
 	target/debug/attn verify "$$tmp" >"$$tmp/verify.txt" || { cat "$$tmp/verify.txt"; exit 1; }
 
 # Every attention layout, saved by PyTorch as its users do, converted by `attn convert`
 # to every other, loaded back by PyTorch with strict=True: same outputs, and the way
 # back gives the original bits.
 check-checkpoints: setup
-	@$(CARGO) build --quiet --bin attn --example save_layouts
+	@$(CARGO) build --quiet --bins --example save_layouts
 	@$(PYTHON) scripts/checkpoint_reference.py roundtrip --attn target/debug/attn \
 		--save-layouts target/debug/examples/save_layouts
 
@@ -151,7 +151,7 @@ bench: release
 # are not timed tests; this only proves that `make bench` would run.
 bench-smoke: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	$(CARGO) build --quiet --bin attn; \
+	$(CARGO) build --quiet --bins; \
 	target/debug/attn bench --suite all --smoke --json >"$$tmp/tch.jsonl"; \
 	$(PYTHON) scripts/bench_torch.py --suite all --smoke --json >"$$tmp/torch.jsonl"; \
 	$(PYTHON) scripts/bench_compare.py "$$tmp/tch.jsonl" "$$tmp/torch.jsonl" >/dev/null; \

@@ -1,5 +1,7 @@
-//! `attn`: the command-line face of tch-attention. Only options and wiring live here,
-//! one file per subcommand; everything it does, a program can do through the library.
+//! `attn-torch`: the command-line face of tch-attention, started by `attn` (the front
+//! door, src/bin/attn-front, which answers `--help` and `--version` without loading
+//! libtorch). Only options and wiring live here, one file per subcommand; everything it
+//! does, a program can do through the library.
 //!
 //! Exit codes: 0 success; 1 a parity check failed; 2 bad usage, bad input or an
 //! unhealthy install (one line on stderr).
@@ -28,7 +30,9 @@ mod train;
 
 /// Transformer self-attention on libtorch, checked against PyTorch.
 #[derive(Parser, Debug)]
-#[command(name = "attn", version, about)]
+// bin_name: usage lines say `attn`, the name users type, also when the front door
+// (src/bin/attn-front) has started this executable as attn-torch.
+#[command(name = "attn", bin_name = "attn", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,6 +105,11 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => {
             let _ = e.print(); // --help, --version
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // clap would print the whole help to stderr; one line says what is missing.
+            eprintln!("attn: no command given (see 'attn --help')");
+            return ExitCode::from(2);
         }
         Err(e) => {
             // clap's first paragraph, joined: a missing argument is named on its second line.
