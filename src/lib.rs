@@ -75,6 +75,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod doctor;
 pub mod error;
+pub mod explain;
 pub mod generate;
 pub mod heatmap;
 pub mod io;

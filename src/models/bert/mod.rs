@@ -29,7 +29,8 @@ pub use crate::nn::{layer_norm, LayerNorm};
 pub use attention::BertAttention;
 pub use config::BertConfig;
 pub use embeddings::BertEmbeddings;
-pub use explain::{Explanation, Focus, Heads};
+// Where they were before `attn explain` learned decoders.
+pub use crate::explain::{Explanation, Focus, Heads};
 pub use layer::BertLayer;
 pub use model::{BertModel, BertOutput};
 pub use pooling::{l2_normalize, mean_pooling};

@@ -13,6 +13,7 @@ mod attention;
 mod cache;
 mod chat;
 mod config;
+mod explain;
 mod generate;
 mod layer;
 mod mlp;

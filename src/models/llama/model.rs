@@ -48,6 +48,40 @@ impl LlamaModel {
     /// The last hidden states `(N, L, E)` of token ids `(N, L)` (int64), placed after
     /// the positions `cache` holds, which it then holds too.
     pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
+        let offset = cache.as_deref().map_or(0, LlamaCache::len);
+        let (mut x, cos, sin) = self.f_embed(input_ids, offset)?;
+        let l = x.size()[1];
+        if let Some(c) = cache.as_deref() {
+            if c.num_layers() != self.layers.len() {
+                return Err(Error::invalid(
+                    "cache",
+                    format!(
+                        "made for {} layers, the model has {}",
+                        c.num_layers(),
+                        self.layers.len()
+                    ),
+                ));
+            }
+            c.check_room(l)?;
+        }
+        for layer in &self.layers {
+            x = layer.f_forward(&x, &cos, &sin, cache.as_deref())?;
+        }
+        if let Some(c) = cache {
+            c.advance(l);
+        }
+        self.norm.f_forward(&x)
+    }
+}
+
+impl LlamaModel {
+    /// The checked embeddings `(N, L, E)` of `input_ids` `(N, L)` and the rotary `cos`,
+    /// `sin` `(N, L, D)` of positions `offset..offset + L`, in the embeddings' dtype.
+    pub(super) fn f_embed(
+        &self,
+        input_ids: &Tensor,
+        offset: i64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let size = input_ids.size();
         if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
             return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
@@ -63,33 +97,15 @@ impl LlamaModel {
                 format!("ids must lie in 0..{v}, got {lo}..={hi}"),
             ));
         }
-        let (n, l) = (size[0], size[1]);
-        let offset = cache.as_deref().map_or(0, LlamaCache::len);
-        if let Some(c) = cache.as_deref() {
-            if c.num_layers() != self.layers.len() {
-                return Err(Error::invalid(
-                    "cache",
-                    format!(
-                        "made for {} layers, the model has {}",
-                        c.num_layers(),
-                        self.layers.len()
-                    ),
-                ));
-            }
-            c.check_room(l)?;
-        }
-        let positions = RotaryEmbedding::positions(n, offset, l, input_ids.device())?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
-                                                                                           // Computed in float32, then in the hidden states' dtype, as transformers does.
+        let positions = RotaryEmbedding::positions(size[0], offset, size[1], input_ids.device())?;
+        let x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+                                                                                       // Computed in float32, then in the hidden states' dtype, as transformers does.
         let (cos, sin) = self.rotary_emb.f_cos_sin(&positions)?; // (N, L, D)
-        let (cos, sin) = (cos.f_to_kind(x.kind())?, sin.f_to_kind(x.kind())?);
-        for layer in &self.layers {
-            x = layer.f_forward(&x, &cos, &sin, cache.as_deref())?;
-        }
-        if let Some(c) = cache {
-            c.advance(l);
-        }
-        self.norm.f_forward(&x)
+        Ok((
+            x.shallow_clone(),
+            cos.f_to_kind(x.kind())?,
+            sin.f_to_kind(x.kind())?,
+        ))
     }
 }
 

@@ -119,6 +119,12 @@ impl LlamaTokenizer {
         self.inner.id_to_token(u32::try_from(id).ok()?)
     }
 
+    /// Whether `id` is a special (control) token, such as `<|im_start|>`.
+    pub fn is_special(&self, id: i64) -> bool {
+        self.token(id)
+            .is_some_and(|t| self.inner.get_added_vocabulary().is_special_token(&t))
+    }
+
     /// The number of ids, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
