@@ -18,6 +18,7 @@ mod safetensors;
 mod safetensors_writer;
 mod stored;
 mod torch_file;
+pub mod torch_writer;
 
 pub(crate) use self::safetensors::read_safetensors_metadata;
 pub use self::safetensors::{
@@ -33,3 +34,4 @@ pub use materialise::contiguous_checked;
 pub use regular::{read_regular, read_text};
 pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
+pub use torch_writer::{write_torch_save, TorchValue};
