@@ -161,6 +161,7 @@ def parse():
 def main():
     a = parse()
     torch.set_num_threads(a.threads)
+    a.dataset = os.path.basename(os.path.normpath(a.data_dir))
     cfg = {k: getattr(a, k) for k in DEFAULTS}
     torch.manual_seed(a.seed)
     train_data = np.memmap(os.path.join(a.data_dir, "train.bin"), dtype=np.uint16, mode="r")

@@ -12,7 +12,7 @@ mod blocks;
 mod checkpoint_file;
 pub mod gguf;
 mod materialise;
-mod pickle;
+pub(crate) mod pickle;
 mod regular;
 mod safetensors;
 mod safetensors_writer;
@@ -31,6 +31,7 @@ pub use checkpoint_file::{
 pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
 pub(crate) use materialise::check_fits;
 pub use materialise::contiguous_checked;
+pub(crate) use regular::open_regular;
 pub use regular::{read_regular, read_text};
 pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
