@@ -335,3 +335,50 @@ fn train_py_from_scratch_gives_pytorchs_losses_and_ckpt() {
     let worst = assert_same_checkpoint(&ours_dir.join("ckpt.pt"), &theirs_dir.join("ckpt.pt"));
     eprintln!("largest ckpt.pt tensor difference from PyTorch: {worst:e}");
 }
+
+/// A fresh folder named `name` holding a copy of `from/ckpt.pt`.
+fn copy_ckpt(from: &Path, name: &str) -> PathBuf {
+    let dir = tempdir(name);
+    std::fs::copy(from.join("ckpt.pt"), dir.join("ckpt.pt")).expect("copy ckpt.pt");
+    dir
+}
+
+/// Resume both ways, from the iteration-8 `ckpt.pt` of a scratch run on each side, to
+/// `max_iters` 12: PyTorch resuming the crate's checkpoint runs as PyTorch resuming its
+/// own, and so does the crate resuming PyTorch's (and its own).
+#[test]
+fn resume_either_way_continues_as_pytorch_does() {
+    let theirs_dir = tempdir("nanogpt-resume-theirs");
+    reference_train(&theirs_dir, &[]);
+    let ours_dir = tempdir("nanogpt-resume-ours");
+    {
+        let _guard = rng();
+        let data = TokenData::open(data_dir(), 16).unwrap();
+        let mut trainer = Trainer::new(data, train_config(), Device::Cpu).unwrap();
+        trainer.run(&ours_dir, |_| {}).unwrap();
+    }
+    let more = ["--init-from", "resume", "--max-iters", "12"];
+    let pt_own = reference_train(&copy_ckpt(&theirs_dir, "nanogpt-resume-pt-own"), &more);
+    let pt_ours = reference_train(&copy_ckpt(&ours_dir, "nanogpt-resume-pt-ours"), &more);
+    assert_eq!(pt_own[0]["iter"], 8, "{pt_own:?}");
+    let worst = assert_same_run(&pt_ours, &pt_own);
+    eprintln!("PyTorch resuming ours vs its own: largest loss difference {worst:e}");
+
+    for (from, name) in [
+        (&theirs_dir, "nanogpt-resume-rs-theirs"),
+        (&ours_dir, "nanogpt-resume-rs-own"),
+    ] {
+        let dir = copy_ckpt(from, name);
+        let _guard = rng();
+        let data = TokenData::open(data_dir(), 16).unwrap();
+        let config = TrainConfig {
+            max_iters: 12,
+            ..train_config()
+        };
+        let mut trainer = Trainer::resume(data, config, Device::Cpu, &dir.join("ckpt.pt")).unwrap();
+        let mut events = Vec::new();
+        trainer.run(&dir, |e| events.push(*e)).unwrap();
+        let worst = assert_same_run(&as_json(&events), &pt_own);
+        eprintln!("{name}: largest loss difference from PyTorch resuming its own {worst:e}");
+    }
+}

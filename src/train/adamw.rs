@@ -163,6 +163,19 @@ impl AdamW {
         &self.groups
     }
 
+    /// Replaces the hyperparameters of group `g` (restoring a checkpoint's
+    /// `param_groups`), after [`AdamWConfig::validate`].
+    pub fn set_group_config(&mut self, g: usize, config: AdamWConfig) -> Result<()> {
+        config.validate()?;
+        let n = self.groups.len();
+        let group = self
+            .groups
+            .get_mut(g)
+            .ok_or_else(|| Error::invalid("group", format!("{g} is not below the {n} groups")))?;
+        group.0 = config;
+        Ok(())
+    }
+
     /// `for g in optimizer.param_groups: g['lr'] = lr`.
     pub fn set_lr(&mut self, lr: f64) -> Result<()> {
         if lr.is_nan() || lr < 0.0 {
