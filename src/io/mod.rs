@@ -12,12 +12,13 @@ mod blocks;
 mod checkpoint_file;
 pub mod gguf;
 mod materialise;
-mod pickle;
+pub(crate) mod pickle;
 mod regular;
 mod safetensors;
 mod safetensors_writer;
 mod stored;
 mod torch_file;
+pub mod torch_writer;
 
 pub(crate) use self::safetensors::read_safetensors_metadata;
 pub use self::safetensors::{
@@ -30,6 +31,9 @@ pub use checkpoint_file::{
 pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
 pub(crate) use materialise::check_fits;
 pub use materialise::contiguous_checked;
+pub(crate) use regular::open_regular;
 pub use regular::{read_regular, read_text};
 pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
+pub use torch_file::read_torch_object;
+pub use torch_writer::{write_torch_save, TorchValue};

@@ -130,8 +130,8 @@ pub enum Value {
     Int(i64),
     /// An integer too large for i64 (`LONG1`/`LONG4`); only its size is kept.
     BigInt,
-    /// A float; its value is not needed.
-    Float,
+    /// A float.
+    Float(f64),
     /// A `str`.
     Str(String),
     /// `bytes` or `bytearray`; only that it was there is kept.
@@ -162,7 +162,7 @@ impl Value {
             Value::None => "None".into(),
             Value::Bool(_) => "a bool".into(),
             Value::Int(_) | Value::BigInt => "an int".into(),
-            Value::Float => "a float".into(),
+            Value::Float(_) => "a float".into(),
             Value::Str(_) => "a str".into(),
             Value::Bytes => "bytes".into(),
             Value::Tuple(_) => "a tuple".into(),
@@ -528,16 +528,12 @@ impl<'d> Machine<'d> {
                     _ => line.parse().map(Value::Int).unwrap_or(Value::BigInt),
                 }
             }
-            op::BINFLOAT => {
-                self.take(8)?;
-                Value::Float
-            }
-            op::FLOAT => {
+            op::BINFLOAT => Value::Float(f64::from_be_bytes(self.array()?)),
+            op::FLOAT => Value::Float(
                 self.line()?
                     .parse::<f64>()
-                    .map_err(|_| "pickle: bad FLOAT")?;
-                Value::Float
-            }
+                    .map_err(|_| "pickle: bad FLOAT")?,
+            ),
             _ => return Ok(false),
         };
         self.push(v)

@@ -22,10 +22,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Seek};
 
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use super::pickle::{unpickle, StorageRef, TensorRef, Value};
 use super::stored::StoredTensor;
+use super::torch_writer::TorchValue;
 use crate::error::{Error, Result};
 
 /// The pickled object's tensors, found as described in [`find_state_dict`], under their
@@ -309,6 +310,126 @@ impl<R: Read + Seek> Archive<'_, R> {
             return Ok(None);
         }
         self.read(record).map(Some)
+    }
+}
+
+/// How deep [`read_torch_object`] follows nested containers: a checkpoint nests a few
+/// levels (nanoGPT's optimizer state: dict, dict, dict, tensor); the conversion recurses.
+const MAX_DEPTH: usize = 64;
+
+/// The whole object a `torch.save` archive at `path` holds, not only its state_dict —
+/// nanoGPT's `ckpt.pt` with its optimizer state, ints, floats and strings — every
+/// tensor read onto the CPU after its view is checked against its storage record as
+/// [`read_torch_header`] checks them. Dicts and `OrderedDict`s both come back as
+/// [`TorchValue::Dict`]; anything but plain data (a class, an object, bytes, an int
+/// beyond i64) and containers nested deeper than 64 are errors.
+pub fn read_torch_object(path: &std::path::Path) -> Result<TorchValue> {
+    let name = path.display().to_string();
+    let err = |reason: String| Error::malformed(&name, reason);
+    let (file, len) = super::regular::open_regular(path)?;
+    let mut zip = zip::ZipArchive::new(&file)
+        .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
+    refuse_duplicates(&mut zip).map_err(err)?;
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let mut zip = Archive {
+        zip,
+        len,
+        name: &name,
+    };
+    let pkl = find_data_pkl(&names).map_err(err)?;
+    let root = pkl.trim_end_matches("data.pkl").to_string();
+    if let Some(order) = zip.read_optional(&format!("{root}byteorder"))? {
+        if order != b"little" {
+            return Err(err("a big-endian archive is not supported".into()));
+        }
+    }
+    let data = zip.read(&pkl)?;
+    let value = unpickle(&data, &mut persistent_load).map_err(|e| err(format!("{pkl}: {e}")))?;
+    let mut reader = ObjectReader {
+        zip,
+        file: &file,
+        root,
+        tensors: 0,
+    };
+    reader.convert(&value, 0)
+}
+
+/// [`read_torch_object`]'s walk over the unpickled value.
+struct ObjectReader<'a, R> {
+    zip: Archive<'a, R>,
+    file: &'a std::fs::File,
+    root: String,
+    /// Tensors read so far, to name them in errors.
+    tensors: usize,
+}
+
+impl<R: Read + Seek> ObjectReader<'_, R> {
+    fn convert(&mut self, v: &Value, depth: usize) -> Result<TorchValue> {
+        let name = self.zip.name;
+        if depth > MAX_DEPTH {
+            return Err(Error::malformed(
+                name,
+                format!("containers nested deeper than {MAX_DEPTH}"),
+            ));
+        }
+        let all = |items: &[Value], this: &mut Self| {
+            items
+                .iter()
+                .map(|x| this.convert(x, depth + 1))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(match v {
+            Value::None => TorchValue::None,
+            Value::Bool(b) => TorchValue::Bool(*b),
+            Value::Int(i) => TorchValue::Int(*i),
+            Value::Float(f) => TorchValue::Float(*f),
+            Value::Str(s) => TorchValue::Str(s.clone()),
+            Value::Tuple(t) => TorchValue::Tuple(all(t, self)?),
+            Value::List(l) => TorchValue::List(all(&l.borrow(), self)?),
+            Value::Dict(d) => {
+                let d = d.borrow();
+                let mut items = Vec::with_capacity(d.len());
+                for (k, x) in d.iter() {
+                    items.push((self.convert(k, depth + 1)?, self.convert(x, depth + 1)?));
+                }
+                TorchValue::Dict(items)
+            }
+            Value::Tensor(t) => TorchValue::Tensor(self.tensor(t)?),
+            other => {
+                return Err(Error::malformed(
+                    name,
+                    format!(
+                        "holds {}, which a checkpoint of plain data has not",
+                        other.describe()
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn tensor(&mut self, tref: &TensorRef) -> Result<Tensor> {
+        let name = self.zip.name;
+        self.tensors += 1;
+        let key = format!("tensor #{} (storage {})", self.tensors, tref.storage.key);
+        let terr = |reason: String| Error::malformed(name, format!("{key}: {reason}"));
+        let s = &tref.storage;
+        let (kind, elem) = storage_kind(&s.class)
+            .ok_or_else(|| terr(format!("storage type {} is not supported", s.class)))?;
+        let nbytes = s
+            .numel
+            .checked_mul(elem as u64)
+            .ok_or_else(|| terr(format!("storage declares {} elements", s.numel)))?;
+        let record = format!("{}data/{}", self.root, s.key);
+        let storage = self.zip.locate(&record, nbytes)?;
+        let stored = StoredTensor {
+            kind,
+            shape: tref.size.clone(),
+            stride: tref.stride.clone(),
+            offset: tref.offset,
+            storage,
+        };
+        stored.check_view(s.numel).map_err(terr)?;
+        stored.load(self.file, name, &key)
     }
 }
 

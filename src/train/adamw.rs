@@ -1,5 +1,6 @@
-//! `torch.optim.AdamW` with `amsgrad=False`, `maximize=False`, one parameter group: the
-//! single-tensor update PyTorch runs for CPU parameters (`_single_tensor_adam` with
+//! `torch.optim.AdamW` with `amsgrad=False`, `maximize=False`, one parameter group or
+//! several ([`AdamW::with_groups`], each with its own hyperparameters): the single-tensor
+//! update PyTorch runs for CPU parameters (`_single_tensor_adam` with
 //! `decoupled_weight_decay=True` in `torch/optim/adam.py`), op for op, so the same
 //! gradients give the same parameters to the bit.
 //!
@@ -26,6 +27,7 @@
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::io::TorchValue;
 
 /// `torch.optim.AdamW`'s constructor arguments, with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,30 +99,92 @@ pub struct ParamState {
     pub exp_avg_sq: Tensor,
 }
 
-/// AdamW over a list of parameters (one group), in the order given: the order of
-/// `model.parameters()` numbers the state as PyTorch's `state_dict()` does.
+/// One of `torch.optim.AdamW`'s `param_groups`: its parameters and hyperparameters.
+#[derive(Debug)]
+pub struct ParamGroup {
+    /// The parameters, by name, in order.
+    pub params: Vec<(String, Tensor)>,
+    /// The group's `lr`, `betas`, `eps` and `weight_decay`.
+    pub config: AdamWConfig,
+}
+
+/// AdamW over a list of parameters (one group, or several), in the order given: the
+/// order of `model.parameters()` (group after group) numbers the state as PyTorch's
+/// `state_dict()` does.
 #[derive(Debug)]
 pub struct AdamW {
     params: Vec<(String, Tensor)>,
-    config: AdamWConfig,
+    /// Each group's hyperparameters and how many parameters (in order) it holds.
+    groups: Vec<(AdamWConfig, usize)>,
+    /// The group of each parameter.
+    group_of: Vec<usize>,
     state: Vec<Option<ParamState>>,
 }
 
 impl AdamW {
     /// `torch.optim.AdamW(params, **config)`; the tensors share storage with the model.
     pub fn new(params: Vec<(String, Tensor)>, config: AdamWConfig) -> Result<Self> {
-        config.validate()?;
+        Self::with_groups(vec![ParamGroup { params, config }])
+    }
+
+    /// `torch.optim.AdamW([{'params': ..., **config}, ...])`: several groups, each with
+    /// its own hyperparameters (nanoGPT's `configure_optimizers` decays the matrices
+    /// and not the rest). At least one group.
+    pub fn with_groups(groups: Vec<ParamGroup>) -> Result<Self> {
+        if groups.is_empty() {
+            return Err(Error::invalid("groups", "expected at least one"));
+        }
+        let mut params = Vec::new();
+        let mut sizes = Vec::with_capacity(groups.len());
+        let mut group_of = Vec::new();
+        for (g, group) in groups.into_iter().enumerate() {
+            group.config.validate()?;
+            sizes.push((group.config, group.params.len()));
+            group_of.extend(std::iter::repeat_n(g, group.params.len()));
+            params.extend(group.params);
+        }
         let state = params.iter().map(|_| None).collect();
         Ok(Self {
             params,
-            config,
+            groups: sizes,
+            group_of,
             state,
         })
     }
 
-    /// The hyperparameters.
+    /// The first group's hyperparameters (the only group's, for [`AdamW::new`]).
     pub fn config(&self) -> &AdamWConfig {
-        &self.config
+        &self.groups[0].0
+    }
+
+    /// Every group's hyperparameters, with how many of [`AdamW::params`] (in order) it
+    /// holds.
+    pub fn groups(&self) -> &[(AdamWConfig, usize)] {
+        &self.groups
+    }
+
+    /// Replaces the hyperparameters of group `g` (restoring a checkpoint's
+    /// `param_groups`), after [`AdamWConfig::validate`].
+    pub fn set_group_config(&mut self, g: usize, config: AdamWConfig) -> Result<()> {
+        config.validate()?;
+        let n = self.groups.len();
+        let group = self
+            .groups
+            .get_mut(g)
+            .ok_or_else(|| Error::invalid("group", format!("{g} is not below the {n} groups")))?;
+        group.0 = config;
+        Ok(())
+    }
+
+    /// `for g in optimizer.param_groups: g['lr'] = lr`.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if lr.is_nan() || lr < 0.0 {
+            return Err(Error::config("lr", format!("invalid value {lr}")));
+        }
+        for (config, _) in &mut self.groups {
+            config.lr = lr;
+        }
+        Ok(())
     }
 
     /// The parameters, by name, in order.
@@ -198,7 +262,7 @@ impl AdamW {
             betas: (beta1, beta2),
             eps,
             weight_decay,
-        } = self.config;
+        } = self.groups[self.group_of[i]].0;
         let mut p = self.params[i].1.shallow_clone();
         if grad.size() != p.size() {
             return Err(Error::shape(
@@ -234,5 +298,65 @@ impl AdamW {
         // addcdiv_(exp_avg, denom, value=-step_size); see the module docs.
         let _ = p.f_addcdiv_(&s.exp_avg.f_mul_scalar(-step_size)?, &denom)?;
         Ok(())
+    }
+}
+
+impl AdamW {
+    /// `optimizer.state_dict()` as `torch.optim.AdamW` returns it, for `torch.save`:
+    /// `{'state': {i: {'step', 'exp_avg', 'exp_avg_sq'}}` for every stepped parameter
+    /// (`step` a float32 scalar tensor), `'param_groups': [{every AdamW hyperparameter,
+    /// in PyTorch 2.13's order, 'params': [indices]}]}`. The tensors are the state's own
+    /// (not copies).
+    pub fn state_dict(&self) -> TorchValue {
+        let state = self
+            .state
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let s = s.as_ref()?;
+                let entry = TorchValue::dict([
+                    ("step", TorchValue::Tensor(Tensor::from(s.step as f32))),
+                    ("exp_avg", TorchValue::Tensor(s.exp_avg.shallow_clone())),
+                    (
+                        "exp_avg_sq",
+                        TorchValue::Tensor(s.exp_avg_sq.shallow_clone()),
+                    ),
+                ]);
+                Some((TorchValue::Int(i as i64), entry))
+            })
+            .collect();
+        let mut first = 0;
+        let groups = self
+            .groups
+            .iter()
+            .map(|(c, n)| {
+                let params = (first..first + n).map(|i| TorchValue::Int(i as i64));
+                first += n;
+                TorchValue::dict([
+                    ("weight_decay", TorchValue::Float(c.weight_decay)),
+                    ("lr", TorchValue::Float(c.lr)),
+                    (
+                        "betas",
+                        TorchValue::Tuple(vec![
+                            TorchValue::Float(c.betas.0),
+                            TorchValue::Float(c.betas.1),
+                        ]),
+                    ),
+                    ("eps", TorchValue::Float(c.eps)),
+                    ("amsgrad", TorchValue::Bool(false)),
+                    ("maximize", TorchValue::Bool(false)),
+                    ("foreach", TorchValue::None),
+                    ("capturable", TorchValue::Bool(false)),
+                    ("differentiable", TorchValue::Bool(false)),
+                    ("fused", TorchValue::None),
+                    ("decoupled_weight_decay", TorchValue::Bool(true)),
+                    ("params", TorchValue::List(params.collect())),
+                ])
+            })
+            .collect();
+        TorchValue::dict([
+            ("state", TorchValue::Dict(state)),
+            ("param_groups", TorchValue::List(groups)),
+        ])
     }
 }

@@ -5,6 +5,7 @@
 //!   random batches; the default corpus (Shakespeare's plays);
 //! - [`adamw`]: `torch.optim.AdamW`'s exact update, with its state exposed;
 //! - [`lecture`]: `gpt.py`'s loop (Karpathy's "Let's build GPT");
+//! - [`nanogpt`]: nanoGPT's `train.py`, writing and resuming its `ckpt.pt`;
 //! - [`checkpoint`]: the file `attn train` writes and `attn sample` reads;
 //! - [`curve`]: the loss curve as a PNG.
 
@@ -13,6 +14,7 @@ pub mod checkpoint;
 pub mod curve;
 pub mod data;
 pub mod lecture;
+pub mod nanogpt;
 
-pub use adamw::{AdamW, AdamWConfig, ParamState};
+pub use adamw::{AdamW, AdamWConfig, ParamGroup, ParamState};
 pub use lecture::{Event, TrainConfig, Trainer};

@@ -1,6 +1,6 @@
 //! nanoGPT's modules (Karpathy, `model.py`), under its state_dict names:
 //! [`CausalSelfAttention`], with incremental decoding through a
-//! [`KvCache`](crate::attention::KvCache).
+//! [`KvCache`](crate::attention::KvCache), and the whole [`Gpt`].
 //!
 //! Configs are values: a `with_*` setter returns the changed config, and dropping it is
 //! a warning (`#[must_use]`), here denied:
@@ -13,5 +13,7 @@
 
 mod cached;
 mod causal_self_attention;
+mod gpt;
 
 pub use causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
+pub use gpt::{Block, Gpt, GptConfig, LayerNorm, Mlp};
