@@ -84,6 +84,8 @@ GRAD_INPUTS = ("x", "query", "key", "value", "sinks")
 SDPA_OPTION_INPUTS = ("sinks", "alibi_slopes", "document_ids", "document_ids_q",
                       "document_ids_k", "cu_seqlens_q", "cu_seqlens_k")
 SDPA_OPTION_KEYS = ("window", "softcap", "alibi")
+# causal_self_attention's option inputs besides x (docs/parity-cases.md).
+CSA_OPTION_INPUTS = ("document_ids", "alibi_slopes")
 
 F64, F32, BF16, F16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
 DTYPE_TAG = {F64: "f64", F32: "f32", BF16: "bf16", F16: "f16"}
@@ -140,7 +142,10 @@ def build(module, config):
 def run_forward(module, m, inputs, forward):
     """Runs `m` in the mode and with the arguments the case gives; returns (output, weights)."""
     m.train(bool(forward.get("train", False)))
-    if module in ("head", "multi_head", "causal_self_attention"):
+    if module == "causal_self_attention":
+        extra = {k: inputs[k] for k in CSA_OPTION_INPUTS if k in inputs}
+        return m(inputs["x"], **extra), None
+    if module in ("head", "multi_head"):
         return m(inputs["x"]), None
     if module == "sdpa":
         kw = {k: v for k, v in forward.items() if k != "train"}
@@ -337,7 +342,8 @@ def check_case(where, tensors, metadata, nan):
         assert tuple(v.shape) == state[k], (where, k, v.shape, state[k])
     inputs = {k[6:]: v for k, v in tensors.items() if k.startswith("input.")}
     allowed = {
-        "head": {"x"}, "multi_head": {"x"}, "causal_self_attention": {"x"},
+        "head": {"x"}, "multi_head": {"x"},
+        "causal_self_attention": {"x", *CSA_OPTION_INPUTS},
         "sdpa": {"query", "key", "value", "attn_mask", *SDPA_OPTION_INPUTS},
         "multihead_attention": {"query", "key", "value", "key_padding_mask", "attn_mask"},
     }[module]
@@ -545,6 +551,58 @@ def nanogpt_cases(c):
     c.add("causal_self_attention", "eval_bias_f16", seed=311, dtype=F16, config=cfg,
           forward={}, inputs={"x": (2, 5, 16)}, grad=False,
           description="CausalSelfAttention in float16 with bias")
+
+
+def nanogpt_option_cases(c):
+    """CausalSelfAttention with each option of current models' attention, alone and
+    together, against reference_modules.CausalSelfAttention (attention_with_options)."""
+    base = {"n_embd": 16, "n_head": 4, "block_size": 8}
+    x = {"x": (2, 8, 16)}
+    big = {"x": lambda d: d.randn(2, 8, 16, std=3.0)}
+    docs = {"document_ids": lambda d: torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])}
+
+    def add(name, seed, dtype, config, inputs, forward=None, grad=True, description=""):
+        c.add("causal_self_attention", name, seed=seed, dtype=dtype, config={**base, **config},
+              forward=forward or {}, inputs=inputs, grad=grad, description=description)
+
+    add("window3_f64", 320, F64, {"sliding_window": 3}, x,
+        description="sliding_window 3: each token sees itself and the 2 before it")
+    add("window3_f32", 321, F32, {"sliding_window": 3, "bias": False}, x,
+        description="sliding_window 3, no bias, float32")
+    add("window2_dropout_f32", 322, F32, {"sliding_window": 2, "dropout": 0.2}, x,
+        {"train": True}, description="sliding_window 2, train mode, dropout 0.2 (seed parity)")
+    add("window4_bf16", 323, BF16, {"sliding_window": 4}, {"x": (2, 6, 16)},
+        description="sliding_window 4 in bfloat16")
+    add("softcap_f64", 324, F64, {"softcap": 1.5}, big,
+        description="Gemma 2's soft-capping at 1.5 on scores of std ~3, gradients")
+    add("softcap_f16", 325, F16, {"softcap": 2.0}, big, description="softcap 2.0 in float16")
+    add("sinks_f64", 326, F64, {"sinks": True}, x,
+        description="gpt-oss's sinks: parameter `sinks` [n_head] and its gradient")
+    add("sinks_dropout_f32", 327, F32, {"sinks": True, "dropout": 0.2}, x, {"train": True},
+        description="sinks, train mode, dropout 0.2 (seed parity)")
+    add("alibi_bloom_f64", 328, F64, {"alibi": True}, x,
+        description="ALiBi with BLOOM's slopes for 4 heads")
+    add("alibi_slopes_f32", 329, F32, {"alibi": True, "n_embd": 18, "n_head": 3},
+        {"x": (2, 8, 18), "alibi_slopes": lambda d: d.rand(3)},
+        description="ALiBi with given slopes (input.alibi_slopes), 3 heads")
+    add("alibi_bf16", 330, BF16, {"alibi": True}, x, description="ALiBi in bfloat16")
+    add("documents_f64", 331, F64, {}, {**x, **docs},
+        description="packed documents [0,0,0,1,1,1,1,2]: block-diagonal causal attention")
+    add("documents_per_row_f32", 332, F32, {},
+        {**x, "document_ids": lambda d: torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1],
+                                                      [0, 1, 1, 2, 2, 2, 3, 3]])},
+        description="per-row document ids (B, T)")
+    add("all_options_f64", 333, F64,
+        {"sliding_window": 3, "softcap": 2.0, "sinks": True, "alibi": True}, {**big, **docs},
+        description="sliding_window, softcap, sinks, BLOOM's ALiBi and documents together")
+    add("all_options_dropout_f32", 334, F32,
+        {"sliding_window": 4, "softcap": 1.0, "sinks": True, "alibi": True, "dropout": 0.1},
+        {**x, **docs}, {"train": True},
+        description="every option with dropout 0.1 (seed parity)")
+    add("window_alibi_docs_f32", 335, F32, {"sliding_window": 3, "alibi": True},
+        {**x, **docs},
+        description="the options a mask or bias expresses (window, ALiBi, documents): the "
+                    "fused path")
 
 
 def sdpa_cases(c):
@@ -1205,6 +1263,7 @@ def main(argv=None):
     sdpa_broadcast_cases(cases)
     check_option_references()
     option_cases(cases)
+    nanogpt_option_cases(cases)
     mha_cases(cases)
     write_readme_mha(out)
     write_others(out)

@@ -57,9 +57,18 @@ class MultiHeadAttention(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    """nanoGPT model.py's CausalSelfAttention, flash path (no mask buffer)"""
+    """nanoGPT model.py's CausalSelfAttention, flash path (no mask buffer).
 
-    def __init__(self, n_embd, n_head, block_size, bias=True, dropout=0.0):
+    Beyond nanoGPT, the options of current models' attention (docs/parity-cases.md,
+    `causal_self_attention`), all off by default, which leaves nanoGPT's forward as it is:
+    `sliding_window` (Mistral's name: window (W - 1, 0)), `softcap` (Gemma 2), `sinks`
+    (gpt-oss's learned per-head logits, a parameter named `sinks`), `alibi` (BLOOM's
+    slopes, or `alibi_slopes` given to forward) and packed documents (`document_ids` given
+    to forward). With any of them, the attention is `attention_with_options` with
+    is_causal=True."""
+
+    def __init__(self, n_embd, n_head, block_size, bias=True, dropout=0.0,
+                 sliding_window=None, softcap=None, sinks=False, alibi=False):
         super().__init__()
         assert n_embd % n_head == 0
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
@@ -70,17 +79,35 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = n_embd
         self.dropout = dropout
         self.block_size = block_size
+        self.sliding_window = sliding_window
+        self.softcap = softcap
+        self.alibi = alibi
+        # gpt-oss allocates its sinks empty and draws them in _init_weights; zeros here,
+        # so construction draws nothing beyond the Linears.
+        self.sinks = nn.Parameter(torch.zeros(n_head)) if sinks else None
 
-    def forward(self, x):
+    def forward(self, x, document_ids=None, alibi_slopes=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0,
-            is_causal=True,
-        )
+        dropout_p = self.dropout if self.training else 0
+        options = (self.sliding_window, self.softcap, self.sinks, document_ids)
+        if all(o is None for o in options) and not self.alibi:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=None, dropout_p=dropout_p, is_causal=True,
+            )
+        else:
+            assert alibi_slopes is None or self.alibi
+            if self.alibi and alibi_slopes is None:
+                alibi_slopes = bloom_alibi_slopes(self.n_head)
+            window = None if self.sliding_window is None else (self.sliding_window - 1, 0)
+            y = attention_with_options(
+                q, k, v, dropout_p=dropout_p, is_causal=True, window=window,
+                softcap=self.softcap, sinks=self.sinks, alibi_slopes=alibi_slopes,
+                doc_q=document_ids, doc_k=document_ids,
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs
         y = self.resid_dropout(self.c_proj(y))
         return y

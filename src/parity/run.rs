@@ -145,9 +145,23 @@ impl Case {
         let cfg = args.config();
         cfg.validate()?;
         self.check_param_sizes(&[[cfg.n_embd, cfg.n_embd]])?;
-        let m = CausalSelfAttention::new(vs.root(), cfg)?;
+        let mut m = CausalSelfAttention::new(vs.root(), cfg)?;
+        match (cfg.alibi, inputs.get("alibi_slopes")) {
+            (_, None) => {}
+            (true, Some(slopes)) => m = m.with_alibi_slopes(slopes.shallow_clone())?,
+            (false, Some(_)) => {
+                return Err(self.err("input.alibi_slopes needs config \"alibi\": true"))
+            }
+        }
         let (x, train) = (self.input(inputs, "x")?, self.spec.train());
-        Ok(Box::new(move || Ok((m.f_forward_t(&x, train)?, None))))
+        let documents = inputs.get("document_ids").map(Tensor::shallow_clone);
+        Ok(Box::new(move || {
+            let y = match &documents {
+                Some(ids) => m.f_forward_documents_t(&x, ids, train)?,
+                None => m.f_forward_t(&x, train)?,
+            };
+            Ok((y, None))
+        }))
     }
 
     fn multihead_attention(

@@ -58,6 +58,18 @@ pub struct CausalSelfAttentionArgs {
     /// `dropout` (default 0.0).
     #[serde(default)]
     pub dropout: Option<f64>,
+    /// `sliding_window` W (default null: none).
+    #[serde(default)]
+    pub sliding_window: Option<i64>,
+    /// `softcap` (default null: none).
+    #[serde(default)]
+    pub softcap: Option<f64>,
+    /// `sinks`: the `sinks` parameter `[n_head]` (default false).
+    #[serde(default)]
+    pub sinks: Option<bool>,
+    /// `alibi`: ALiBi, with `input.alibi_slopes` or else BLOOM's slopes (default false).
+    #[serde(default)]
+    pub alibi: Option<bool>,
 }
 
 /// `multihead_attention`'s config: `torch.nn.MultiheadAttention`'s constructor.
@@ -239,9 +251,15 @@ impl MultiHeadArgs {
 impl CausalSelfAttentionArgs {
     /// The crate's config for it.
     pub fn config(&self) -> CausalSelfAttentionConfig {
-        CausalSelfAttentionConfig::new(self.n_embd, self.n_head, self.block_size)
-            .with_bias(self.bias.unwrap_or(true))
-            .with_dropout(self.dropout.unwrap_or(0.0))
+        CausalSelfAttentionConfig {
+            sliding_window: self.sliding_window,
+            softcap: self.softcap,
+            ..CausalSelfAttentionConfig::new(self.n_embd, self.n_head, self.block_size)
+        }
+        .with_bias(self.bias.unwrap_or(true))
+        .with_dropout(self.dropout.unwrap_or(0.0))
+        .with_sinks(self.sinks.unwrap_or(false))
+        .with_alibi(self.alibi.unwrap_or(false))
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`CausalSelfAttention`] with a [`KvCache`]: incremental decoding, the causal mask
-//! aligned bottom-right (see [`crate::attention::kv_cache`]).
+//! aligned bottom-right (see [`crate::attention::kv_cache`]). A block with a sliding
+//! window decodes into a rolling cache ([`CausalSelfAttention::new_cache`]) that keeps
+//! only the keys the window still reaches.
 
 use tch::Tensor;
 
@@ -10,6 +12,15 @@ use crate::attention::{
 use crate::error::{Error, Result};
 
 impl CausalSelfAttention {
+    /// The cache this block decodes into: a rolling cache through its sliding window
+    /// ([`KvCache::rolling`]) when it has one, a growing cache otherwise.
+    pub fn new_cache(&self) -> Result<KvCache> {
+        match self.config.window()? {
+            Some(window) => KvCache::rolling(window),
+            None => Ok(KvCache::new()),
+        }
+    }
+
     /// One step of incremental decoding (eval mode: no dropout): attends the `T_new` new
     /// tokens in `x` to every token cached so far and to themselves, causally, and
     /// appends their keys and values to `cache`.
@@ -18,9 +29,13 @@ impl CausalSelfAttention {
     /// `past + i` and sees keys `0..=past + i`. (PyTorch's `is_causal` aligns top-left,
     /// wrong whenever `T_new < S`; it is used only on the first call, where they agree.)
     ///
+    /// With a sliding window, each new token sees only the window's keys, through a
+    /// rolling cache for that window or a growing one.
+    ///
     /// Errors, leaving `cache` unchanged, when `x` is not `(B, T_new, C)` with the
-    /// module's dtype and device, when `B` differs from the cached batch, or when
-    /// `past + T_new` exceeds `block_size`.
+    /// module's dtype and device, when `B` differs from the cached batch, when
+    /// `past + T_new` exceeds `block_size`, or when `cache` rolls through another window
+    /// than the block's.
     ///
     /// # Shapes
     /// - x `(B, T_new, C)`; output `(B, T_new, C)`;
@@ -31,6 +46,16 @@ impl CausalSelfAttention {
         let (b, t, c) = self.check_x(x)?;
         let (nh, hs) = (cfg.n_head, c / cfg.n_head);
         let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
+        let window = cfg.window()?;
+        if cache.window().is_some() && cache.window() != window {
+            return Err(Error::invalid(
+                "cache",
+                format!(
+                    "rolls through the window {:?}, the block attends through {window:?}",
+                    cache.window()
+                ),
+            ));
+        }
         if past + t > cfg.block_size {
             return Err(Error::invalid(
                 "x",
@@ -43,13 +68,12 @@ impl CausalSelfAttention {
         let qkv = self.c_attn.f_forward(x)?.f_split(c, 2)?; // 3 x (B, T, C)
         let q = split_heads(&qkv[0], nh)?; // (B, nh, T, hs)
         let (k, v) = cache.extended(&split_heads(&qkv[1], nh)?, &split_heads(&qkv[2], nh)?)?; // (B, nh, S, hs)
-        let (attn_mask, is_causal, window) = cache.step_masking(past, t, x.device())?;
+        let (attn_mask, is_causal, cache_window) = cache.step_masking(past, t, x.device())?;
         let options = SdpaOptions {
             attn_mask,
             is_causal,
-            window,
-            backend: self.backend,
-            ..SdpaOptions::default()
+            window: window.or(cache_window),
+            ..self.options()
         };
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (B, nh, T, hs)
         let y = merge_heads(&y)?; // (B, T, C): re-assemble heads side by side
