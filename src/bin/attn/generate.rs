@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use tch::Kind;
 use tch_attention::models::llama::{
-    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer,
+    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer, Quant,
     SamplingConfig,
 };
 
@@ -50,8 +50,15 @@ pub struct Args {
     #[arg(long)]
     ignore_eos: bool,
     /// The weights' dtype: f32 (transformers' tokens) or bf16 (half the memory).
-    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
-    dtype: DtypeArg,
+    /// Default: f32, or bf16 with --quant (whose kernels compute in bf16).
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+    /// Quantise the layers' linear projections (CPU only): int4 keeps the file's
+    /// Q4_0/Q4_1 blocks as 4-bit weights, int8 quantises per output channel. Both run
+    /// libtorch's packed kernels in bf16, so the tokens are not transformers' float32
+    /// ones.
+    #[arg(long, value_enum)]
+    quant: Option<QuantArg>,
     /// libtorch's intra-op threads (default: libtorch's choice).
     #[arg(long)]
     threads: Option<i32>,
@@ -71,7 +78,15 @@ pub enum DtypeArg {
     Bf16,
 }
 
+/// `--quant`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantArg {
+    Int4,
+    Int8,
+}
+
 const FLAGS: &[(&str, &str)] = &[
+    ("quant", "--quant"),
     ("temperature", "--temperature"),
     ("top_k", "--top-k"),
     ("top_p", "--top-p"),
@@ -104,12 +119,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
         anyhow::ensure!(n > 0, "--threads: must be positive, got {n}");
         tch::set_num_threads(n);
     }
+    anyhow::ensure!(
+        args.quant.is_none() || matches!(args.device, DeviceArg::Cpu),
+        "--quant: the int4/int8 kernels are libtorch's CPU ones; drop --device or --quant"
+    );
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
     let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-    let (mut vs, model) = LlamaForCausalLM::from_gguf(&gguf, device)?;
+    let (mut vs, model) = match args.quant {
+        None => LlamaForCausalLM::from_gguf(&gguf, device),
+        Some(q) => {
+            let quant = match q {
+                QuantArg::Int4 => Quant::Int4,
+                QuantArg::Int8 => Quant::Int8,
+            };
+            LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+        }
+    }
+    .map_err(|e| with_flag_names(e, FLAGS))?;
     drop(gguf);
-    if args.dtype == DtypeArg::Bf16 {
+    let default_dtype = match args.quant {
+        None => DtypeArg::F32,
+        Some(_) => DtypeArg::Bf16,
+    };
+    if args.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {
         vs.set_kind(Kind::BFloat16);
     }
     let text = if args.chat {

@@ -12,20 +12,20 @@ use super::config::LlamaConfig;
 use super::projection;
 use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions};
 use crate::error::{Error, Result};
-use crate::nn::{apply_rotary, Linear};
+use crate::nn::{apply_rotary, Projection};
 
 /// Self-attention with H query heads over Hkv key/value heads of size D, under
 /// `q_proj`, `k_proj`, `v_proj`, `o_proj` (no biases).
 #[derive(Debug)]
 pub struct LlamaAttention {
     /// `q_proj`: E -> H * D.
-    pub q_proj: Linear,
+    pub q_proj: Projection,
     /// `k_proj`: E -> Hkv * D.
-    pub k_proj: Linear,
+    pub k_proj: Projection,
     /// `v_proj`: E -> Hkv * D.
-    pub v_proj: Linear,
+    pub v_proj: Projection,
     /// `o_proj`: H * D -> E.
-    pub o_proj: Linear,
+    pub o_proj: Projection,
     /// H.
     pub num_heads: i64,
     /// Hkv, a divisor of H: each key/value head serves H / Hkv consecutive query heads.

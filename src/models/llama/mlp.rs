@@ -9,17 +9,17 @@ use tch::Tensor;
 use super::config::LlamaConfig;
 use super::projection;
 use crate::error::{Error, Result};
-use crate::nn::Linear;
+use crate::nn::Projection;
 
 /// The SwiGLU MLP under `gate_proj`, `up_proj`, `down_proj` (no biases).
 #[derive(Debug)]
 pub struct LlamaMlp {
     /// `gate_proj`: E -> I, through SiLU.
-    pub gate_proj: Linear,
+    pub gate_proj: Projection,
     /// `up_proj`: E -> I.
-    pub up_proj: Linear,
+    pub up_proj: Projection,
     /// `down_proj`: I -> E.
-    pub down_proj: Linear,
+    pub down_proj: Projection,
 }
 
 impl LlamaMlp {

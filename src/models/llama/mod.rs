@@ -18,6 +18,7 @@ mod generate;
 mod layer;
 mod mlp;
 mod model;
+mod quant;
 mod tokenizer;
 mod warpers;
 mod weights;
@@ -34,12 +35,13 @@ pub use generate::{generate, Decoding, GenerateOptions, Generation};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel};
+pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
 pub use warpers::{temperature, top_k, top_p, SamplingConfig};
 pub use weights::{gguf_name, unpermute_rows};
 
 use crate::error::{Error, Result};
-use crate::nn::Linear;
+use crate::nn::{Linear, Projection};
 
 /// The first of `candidates` that is a file, or [`Error::NotInstalled`] listing them
 /// all. Where to look (an installed package, an environment variable) is the caller's
@@ -56,11 +58,11 @@ pub fn find_model_file(candidates: &[PathBuf]) -> Result<PathBuf> {
 
 /// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
 /// `_init_weights` does for Llama.
-fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Linear> {
-    Ok(Linear {
+fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Projection> {
+    Ok(Projection::Float(Linear {
         weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
         bias: None,
-    })
+    }))
 }
 
 /// N(0, std); for std = 0, zeros without drawing from the default generator, so that

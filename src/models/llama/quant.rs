@@ -1,0 +1,194 @@
+//! Quantised Llama weights: the decoder layers' seven linear projections as int4 layers
+//! built from the GGUF's own Q4_0/Q4_1 blocks (no requantisation: the 4-bit codes are
+//! the file's, the scales rounded to bfloat16 as libtorch's kernel takes them), or as
+//! int8 layers quantised per output channel from the float weights. The embeddings, the
+//! norms and the language-model head stay as they are (float).
+
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::layer::LlamaDecoderLayer;
+use super::model::LlamaForCausalLM;
+use super::weights::unpermute_rows;
+use crate::error::{Error, Result};
+use crate::io::{GgmlType, Gguf};
+use crate::nn::{Int4Linear, Int8Linear, Projection};
+
+/// How the decoder layers' linear projections are stored and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    /// The file's Q4_0/Q4_1 blocks (32 values, one scale and minimum each) as 4-bit
+    /// weights through `aten::_weight_int4pack_mm_for_cpu`.
+    Int4,
+    /// int8 weights with one scale per output channel, quantised from the float weights,
+    /// through `aten::_weight_int8pack_mm`.
+    Int8,
+}
+
+/// The block size of Q4_0 and Q4_1: one group of the int4 kernel.
+const Q4_GROUP: i64 = 32;
+
+impl LlamaForCausalLM {
+    /// [`LlamaForCausalLM::from_gguf`] with the layers' projections quantised by
+    /// `quant` (CPU only: the kernels are libtorch's CPU ones). The VarStore keeps the
+    /// other parameters; the quantised projections' float weights in it are emptied, to
+    /// free their memory. [`Quant::Int4`] needs every projection stored as Q4_0 or Q4_1.
+    pub fn from_gguf_quantized(g: &Gguf, device: Device, quant: Quant) -> Result<(VarStore, Self)> {
+        if device != Device::Cpu {
+            return Err(Error::Device {
+                arg: "device (quantised weights)".into(),
+                expected: Device::Cpu,
+                got: device,
+            });
+        }
+        if quant == Quant::Int4 {
+            check_q4(g)?;
+        }
+        let (vs, mut model) = Self::from_gguf(g, device)?;
+        let (h, hkv) = (
+            model.config.num_attention_heads,
+            model.config.num_key_value_heads,
+        );
+        for (i, layer) in model.model.layers.iter_mut().enumerate() {
+            for (name, proj) in projections_mut(layer) {
+                let Projection::Float(linear) = proj else {
+                    continue;
+                };
+                let quantised = match quant {
+                    Quant::Int8 => Projection::Int8(Int8Linear::from_float(&linear.weight)?),
+                    Quant::Int4 => {
+                        let gname = format!("blk.{i}.{name}.weight");
+                        let heads = match name {
+                            "attn_q" => Some(h),
+                            "attn_k" => Some(hkv),
+                            _ => None,
+                        };
+                        Projection::Int4(int4_from_gguf(g, &gname, heads)?)
+                    }
+                };
+                if let Projection::Float(mut old) = std::mem::replace(proj, quantised) {
+                    // Shared with the VarStore's variable: emptying it frees the float copy.
+                    let empty = Tensor::f_empty([0], (Kind::Float, device))?;
+                    tch::no_grad(|| old.weight.set_data(&empty));
+                }
+            }
+        }
+        Ok((vs, model))
+    }
+}
+
+/// The layer's projections under their GGUF names (`blk.{i}.{name}.weight`).
+fn projections_mut(layer: &mut LlamaDecoderLayer) -> [(&'static str, &mut Projection); 7] {
+    let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
+    [
+        ("attn_q", &mut a.q_proj),
+        ("attn_k", &mut a.k_proj),
+        ("attn_v", &mut a.v_proj),
+        ("attn_output", &mut a.o_proj),
+        ("ffn_gate", &mut m.gate_proj),
+        ("ffn_up", &mut m.up_proj),
+        ("ffn_down", &mut m.down_proj),
+    ]
+}
+
+/// Every layer projection of `g` is Q4_0 or Q4_1, or an error naming the first that is
+/// not.
+fn check_q4(g: &Gguf) -> Result<()> {
+    const NAMES: [&str; 7] = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    let projection = |name: &str| {
+        name.strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(_, r)| r.strip_suffix(".weight"))
+            .is_some_and(|m| NAMES.contains(&m))
+    };
+    match g
+        .tensors
+        .iter()
+        .find(|t| projection(&t.name) && !matches!(t.ggml_type, GgmlType::Q4_0 | GgmlType::Q4_1))
+    {
+        Some(t) => Err(Error::invalid(
+            "quant",
+            format!(
+                "int4 keeps the file's Q4_0/Q4_1 blocks, but {} in {} is {:?}",
+                t.name, g.source_name, t.ggml_type
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The int4 layer of the Q4_0/Q4_1 tensor `name` `[N, K]`, its rows put back in Hugging
+/// Face's order for `heads` query or key heads (see [`unpermute_rows`]).
+pub fn int4_from_gguf(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Int4Linear> {
+    let info = g.tensor_info(name)?;
+    let (codes, scales, zeros) = q4_blocks(info.ggml_type, g.raw_data(info), &info.shape)
+        .map_err(|e| Error::malformed(&g.source_name, format!("tensor {name}: {e}")))?;
+    let (codes, scales, zeros) = match heads {
+        Some(h) => (
+            unpermute_rows(&codes, h)?,
+            unpermute_rows(&scales, h)?,
+            unpermute_rows(&zeros, h)?,
+        ),
+        None => (codes, scales, zeros),
+    };
+    Int4Linear::new(&codes, &scales, &zeros, Q4_GROUP)
+}
+
+/// The codes `[N, K]` (uint8, 0..16), scales and zeros `[N, K / 32]` (float32) of
+/// Q4_0/Q4_1 blocks, in the int4 kernel's convention `w = (q - 8) * scale + zero`:
+/// Q4_0's `(q - 8) * d` has zero 0; Q4_1's `q * d + m` has zero `m + 8 d`.
+fn q4_blocks(
+    ty: GgmlType,
+    bytes: &[u8],
+    shape: &[i64],
+) -> Result<(Tensor, Tensor, Tensor), String> {
+    let (n, k) = match shape {
+        [n, k] if k % Q4_GROUP == 0 => (*n, *k),
+        _ => {
+            return Err(format!(
+                "expected [N, K] with K a multiple of 32, got {shape:?}"
+            ))
+        }
+    };
+    let (block_bytes, nibbles_at) = match ty {
+        GgmlType::Q4_0 => (18, 2),
+        GgmlType::Q4_1 => (20, 4),
+        other => return Err(format!("expected Q4_0 or Q4_1 blocks, got {other:?}")),
+    };
+    let torch = |e: tch::TchError| e.to_string();
+    let groups = k / Q4_GROUP;
+    let blocks =
+        Tensor::f_from_data_size(bytes, &[n * groups, block_bytes], Kind::Uint8).map_err(torch)?;
+    let half = |at: i64| -> Result<Tensor, tch::TchError> {
+        blocks
+            .f_narrow(1, at, 2)?
+            .f_contiguous()?
+            .f_view_dtype(Kind::Half)?
+            .f_to_kind(Kind::Float)?
+            .f_reshape([n, groups])
+    };
+    // Byte j holds value j in its low nibble and value j + 16 in its high one.
+    let qs = blocks.f_narrow(1, nibbles_at, 16).map_err(torch)?;
+    let codes = (|| {
+        let lo = qs.f_bitwise_and(0x0f)?;
+        let hi = qs.f_bitwise_right_shift_tensor_scalar(4)?;
+        Tensor::f_cat(&[&lo, &hi], 1)?.f_reshape([n, k])
+    })()
+    .map_err(torch)?;
+    let d = half(0).map_err(torch)?;
+    let zeros = match ty {
+        GgmlType::Q4_0 => d.f_zeros_like().map_err(torch)?,
+        _ => half(2)
+            .and_then(|m| m.f_add(&d.f_mul_scalar(8)?))
+            .map_err(torch)?,
+    };
+    Ok((codes, d, zeros))
+}
