@@ -109,6 +109,7 @@ def table(tch, torch_rows):
                         f"| {full['median_ms']:.4g} ms | {r:.4f} (1/{1 / r:.0f}) "
                         f"| {fmt(target, 'g')} | {verdict(r, target) if side == 'tch' else ''} |"
                     )
+    lines += model_lines(tch, torch_rows, spec)
     if decode_lines:
         lines += [
             "",
@@ -119,6 +120,36 @@ def table(tch, torch_rows):
             "|---|---|---|---|---|---|---|",
         ] + decode_lines
     return lines
+
+
+def model_lines(tch, torch_rows, spec):
+    """Whole models (module lecture_gpt): their own sizes, and per token for sampling."""
+    out = []
+    for key, a in tch.items():
+        if a.get("module") != "lecture_gpt":
+            continue
+        b = torch_rows.get(key)
+        target = spec.get(key, {}).get("target_time_ratio")
+        ratio = a["median_ms"] / b["median_ms"] if b else None
+        n = a.get("new_tokens") if a["mode"] == "sample" else None
+        per = (lambda r: f"{r['median_ms'] / n:.4g}") if n else (lambda r: "-")
+        out.append(
+            f"| {key[1]} | {a['mode']} | {a['batch']} | {a['seq']} | {a['embd']} | {a['heads']} "
+            f"| {a.get('n_layer')} | {a.get('vocab')} | {fmt(n, 'd')} | {a['median_ms']:.4g} "
+            f"| {fmt(b and b['median_ms'], '.4g')} | {per(a)} | {per(b) if b else '-'} "
+            f"| {fmt(ratio, '.3f')} | {fmt(target, 'g')} | {verdict(ratio, target)} |")
+    if not out:
+        return []
+    return [
+        "",
+        "The lecture's whole GPT (suite train): the crate's training step and KV-cached "
+        "sampling over PyTorch's gpt.py loop and `generate` (B, block_size, n_embd, n_head, "
+        "n_layer, vocab; ms per sampled token for sampling):",
+        "",
+        "| name | mode | B | block | C | nh | layers | vocab | new tokens | tch ms | PyTorch ms "
+        "| tch ms/token | PyTorch ms/token | time ratio | target | met |",
+        "|" + "---|" * 16,
+    ] + out
 
 
 def machine(tch, torch_rows):

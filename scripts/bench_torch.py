@@ -1,7 +1,7 @@
 """PyTorch's side of `make bench`: the configurations of bench/suites.json run on the
 reference modules exactly as people write them, measured the way `attn bench` measures.
 
-    python scripts/bench_torch.py --suite small|gpt2|long|decode|all [--smoke] [--json]
+    python scripts/bench_torch.py --suite small|gpt2|long|decode|train|all [--smoke] [--json]
     python scripts/bench_torch.py --module head --batch 4 --seq 8 --embd 32 --head-size 16
 
 The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
@@ -10,7 +10,11 @@ The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
 `nn.Transformer.generate_square_subsequent_mask(T)`, `is_causal=True`,
 `need_weights=False` (PyTorch's own fast path applies when it can), and
 `F.scaled_dot_product_attention(q, k, v, is_causal=True)`. Decoding appends to a
-key/value cache the way Hugging Face's GPT-2 does, on nanoGPT's module.
+key/value cache the way Hugging Face's GPT-2 does, on nanoGPT's module. The lecture's
+whole model (`lecture_gpt`, suite train) is scripts/lecture_gpt_reference.py's
+`GPTLanguageModel`: `train_step` is one iteration of gpt.py's loop (get_batch, forward,
+loss, `zero_grad(set_to_none=True)`, backward, `AdamW(lr)` step), `sample` is its
+`generate` (the cropped context recomputed for every token) in eval mode.
 
 Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
 then each step timed alone (CUDA synchronised before the clock stops); median and
@@ -35,10 +39,13 @@ from torch.nn import functional as F
 
 # A sibling script (scripts/ is first on sys.path when this file runs).
 import reference_modules
+from lecture_gpt_reference import build_model
 from reference_modules import Head, MultiHeadAttention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = ["small", "gpt2", "long", "decode"]
+SUITES = ["small", "gpt2", "long", "decode", "train"]
+# The random text of the lecture_gpt train step: ids split 90/10 (src/bench/lecture_gpt.rs).
+TEXT_LEN = 100_000
 DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16,
           "bf16": torch.bfloat16}
 MODULES = ["head", "multi_head", "causal_self_attention", "multihead_attention", "sdpa"]
@@ -108,8 +115,28 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def lecture_gpt_forward_flops(c, q, past):
+    """As src/bench/lecture_gpt.rs: q new positions after `past` cached ones."""
+    b, C, nh, hs, L, V = c["batch"], c["embd"], c["heads"], c["head_size"], c["n_layer"], c["vocab"]
+    pairs = q * past + q * (q + 1) / 2.0
+    return 2.0 * b * q * (L * 12.0 * C * C + C * V) + L * 2.0 * 2.0 * b * nh * pairs * hs
+
+
+def lecture_gpt_flops(c):
+    """A train step: 3x the forward over T. Sampling: what exact sampling needs (one
+    cached position per token while the context fits in block_size, the window after)."""
+    bs = c["seq"]
+    if c["mode"] != "sample":
+        return 3.0 * lecture_gpt_forward_flops(c, bs, 0)
+    return sum(lecture_gpt_forward_flops(c, 1, t - 1) if t <= bs
+               else lecture_gpt_forward_flops(c, bs, 0)
+               for t in range(1, c["new_tokens"] + 1))
+
+
 def flops(c):
     """As BenchConfig::flops: matmuls only, causal pairs T(T+1)/2, backward = 2x forward."""
+    if c["module"] == "lecture_gpt":
+        return lecture_gpt_flops(c)
     b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
     tq, pairs = (1, t) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
     attention = 2.0 * 2.0 * b * nh * pairs * hs
@@ -127,9 +154,44 @@ def flops(c):
     return 3.0 * forward if c["mode"] == "backward" else forward
 
 
+def prepare_lecture_gpt(c, dtype, device):
+    """The lecture's GPT as gpt.py runs it; returns a function doing one step. The train
+    step draws its batch from a random text of `vocab` ids (seed 0), seeds 1337 before
+    building the model as gpt.py does, then runs the body of gpt.py's loop."""
+    B, T = c["batch"], c["seq"]
+    model = build_model(c["vocab"], T, c["embd"], c["heads"], c["n_layer"], c["dropout"])
+    model = model.to(dtype=dtype, device=device)
+    if c["mode"] == "sample":
+        model.eval()
+        context = torch.zeros((B, 1), dtype=torch.long, device=device)
+        return lambda: model.generate(context, max_new_tokens=c["new_tokens"])
+    data = torch.randint(c["vocab"], (TEXT_LEN,), generator=torch.Generator().manual_seed(0))
+    train_data = data[:int(0.9 * TEXT_LEN)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=c["learning_rate"])
+
+    def get_batch():
+        ix = torch.randint(len(train_data) - T, (B,))
+        x = torch.stack([train_data[i:i + T] for i in ix])
+        y = torch.stack([train_data[i + 1:i + T + 1] for i in ix])
+        return x.to(device), y.to(device)
+
+    def step():
+        xb, yb = get_batch()
+        _, loss = model(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    return step
+
+
 def prepare(c, dtype, device):
     """The module and inputs of configuration `c`; returns a function doing one step."""
     torch.manual_seed(0)
+    if c["module"] == "lecture_gpt":
+        torch.manual_seed(1337)
+        return prepare_lecture_gpt(c, dtype, device)
     b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
     backward = c["mode"] == "backward"
     opts = dict(dtype=dtype, device=device)
@@ -177,7 +239,7 @@ def measure(c, dtype, device, progress):
     baseline = reset_peak()
     total = c["warmup"] + c["repeats"]
     samples = []
-    grad = torch.enable_grad() if c["mode"] == "backward" else torch.no_grad()
+    grad = torch.enable_grad() if c["mode"] in ("backward", "train_step") else torch.no_grad()
     with grad:
         step = prepare(c, dtype, device)
         for i in range(total):
@@ -227,6 +289,8 @@ def suite_configs(name, smoke):
             c["seq"] = min(c["seq"], caps.get("max_seq", c["seq"]))
             c["repeats"] = min(c["repeats"], caps.get("repeats", c["repeats"]))
             c["warmup"] = min(c["warmup"], caps.get("warmup", c["warmup"]))
+            if "new_tokens" in c:
+                c["new_tokens"] = min(c["new_tokens"], caps.get("max_new_tokens", c["new_tokens"]))
         out.append(c)
     return out
 
@@ -311,6 +375,9 @@ def main():
                "device": a.device, "threads": torch.get_num_threads(), "warmup": c["warmup"],
                "repeats": c["repeats"], **r, "matmul_gflops": ceiling,
                "torch_version": torch.__version__}
+        if c["module"] == "lecture_gpt":
+            row.update({k: c.get(k) for k in
+                        ("n_layer", "vocab", "dropout", "learning_rate", "new_tokens")})
         if a.json:
             print(json.dumps(row), flush=True)
         else:

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use tch::{Device, Kind};
 
+use super::lecture_gpt::{self, LectureGptSizes};
 use super::limits;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
@@ -12,7 +13,7 @@ use crate::parity::ModuleKind;
 pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
 
 /// The suite names, in the order `--suite all` runs them.
-pub const SUITES: [&str; 4] = ["small", "gpt2", "long", "decode"];
+pub const SUITES: [&str; 5] = ["small", "gpt2", "long", "decode", "train"];
 
 /// What one timed step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -24,6 +25,13 @@ pub enum Mode {
     Backward,
     /// One new token attended to a KV cache holding `seq - 1` tokens (eval, no grad).
     Decode,
+    /// One iteration of the lecture's training loop on a whole model (`lecture_gpt`):
+    /// `get_batch`, forward, loss, `zero_grad(set_to_none=True)`, backward, AdamW step.
+    #[serde(rename = "train_step")]
+    TrainStep,
+    /// `generate`: `new_tokens` sampled from a zero context by a whole model
+    /// (`lecture_gpt`), in eval mode without grad.
+    Sample,
 }
 
 impl Mode {
@@ -33,6 +41,35 @@ impl Mode {
             Mode::Forward => "forward",
             Mode::Backward => "backward",
             Mode::Decode => "decode",
+            Mode::TrainStep => "train_step",
+            Mode::Sample => "sample",
+        }
+    }
+
+    /// Whether the step needs autograd (the runner turns it off otherwise).
+    pub fn needs_grad(self) -> bool {
+        matches!(self, Mode::Backward | Mode::TrainStep)
+    }
+}
+
+/// What a configuration times: an attention module of the parity cases, or a whole
+/// model built from them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BenchModule {
+    /// One attention module, sized by B, T, C, nh, hs.
+    Attention(ModuleKind),
+    /// `lecture_gpt`: the lecture's `GPTLanguageModel`, with T its `block_size`, C its
+    /// `n_embd`, nh its `n_head` (hs = C / nh), and the sizes the attention fields do
+    /// not cover.
+    LectureGpt(LectureGptSizes),
+}
+
+impl std::fmt::Display for BenchModule {
+    /// The name suites.json gives it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchModule::Attention(m) => m.fmt(f),
+            BenchModule::LectureGpt(_) => f.write_str("lecture_gpt"),
         }
     }
 }
@@ -49,8 +86,8 @@ pub struct BenchConfig {
     pub suite: String,
     /// Its name within the suite (joins the two sides of `make bench`).
     pub name: String,
-    /// The module it times.
-    pub module: ModuleKind,
+    /// The module (or whole model) it times.
+    pub module: BenchModule,
     /// What one step does.
     pub mode: Mode,
     /// B.
@@ -120,7 +157,19 @@ impl BenchConfig {
                 return Err(Error::config(field, format!("must be at least 1, got {v}")));
             }
         }
-        let m = self.module;
+        let m = match self.module {
+            BenchModule::Attention(m) => m,
+            BenchModule::LectureGpt(sizes) => return lecture_gpt::validate(self, &sizes),
+        };
+        if matches!(self.mode, Mode::TrainStep | Mode::Sample) {
+            return Err(Error::config(
+                "mode",
+                format!(
+                    "{} runs a whole model (lecture_gpt), not {m}",
+                    self.mode.name()
+                ),
+            ));
+        }
         if m == ModuleKind::Head && self.heads != 1 {
             return Err(Error::config(
                 "heads",
@@ -153,6 +202,10 @@ impl BenchConfig {
     /// Causal attention counts the `T (T + 1) / 2` query-key pairs it keeps (as
     /// FlashAttention's papers do); a backward pass counts twice its forward.
     pub fn flops(&self) -> f64 {
+        let module = match self.module {
+            BenchModule::Attention(m) => m,
+            BenchModule::LectureGpt(sizes) => return lecture_gpt::flops(self, &sizes),
+        };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
         let (tq, pairs) = match self.mode {
@@ -162,7 +215,7 @@ impl BenchConfig {
         let attention = 2.0 * 2.0 * b * nh * pairs * hs; // q @ k^T and weights @ v
         let linear = |inp: f64, out: f64| 2.0 * b * tq * inp * out;
         let forward = attention
-            + match self.module {
+            + match module {
                 ModuleKind::Head => nh * linear(c, 3.0 * hs),
                 ModuleKind::MultiHead => nh * linear(c, 3.0 * hs) + linear(nh * hs, c),
                 ModuleKind::CausalSelfAttention | ModuleKind::MultiheadAttention => {
@@ -171,7 +224,7 @@ impl BenchConfig {
                 ModuleKind::Sdpa => 0.0,
             };
         match self.mode {
-            Mode::Backward => 3.0 * forward,
+            Mode::Backward | Mode::TrainStep => 3.0 * forward,
             _ => forward,
         }
     }
@@ -198,6 +251,7 @@ struct SuitesFile {
     gpt2: Suite,
     long: Suite,
     decode: Suite,
+    train: Suite,
 }
 
 /// One suite: what it is about, its smoke caps, its configurations.
@@ -218,6 +272,7 @@ struct SmokeCaps {
     max_seq: Option<i64>,
     repeats: Option<usize>,
     warmup: Option<usize>,
+    max_new_tokens: Option<i64>,
 }
 
 /// One configuration as the file writes it. The `target_*` ratios and `full` are
@@ -226,7 +281,8 @@ struct SmokeCaps {
 #[serde(deny_unknown_fields)]
 struct SuiteEntry {
     name: String,
-    module: ModuleKind,
+    /// An attention module's name, or `lecture_gpt` (see [`entry_module`]).
+    module: String,
     mode: Mode,
     batch: i64,
     seq: i64,
@@ -243,6 +299,12 @@ struct SuiteEntry {
     _target_step_over_full: Option<f64>,
     #[serde(rename = "full")]
     _full: Option<String>,
+    /// Whole models only (`lecture_gpt`): see [`LectureGptSizes`].
+    n_layer: Option<i64>,
+    vocab: Option<i64>,
+    dropout: Option<f64>,
+    learning_rate: Option<f64>,
+    new_tokens: Option<i64>,
 }
 
 /// Parses a suites file; errors name `source` and, from serde, the key and line.
@@ -259,6 +321,7 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
         "gpt2" => &file.gpt2,
         "long" => &file.long,
         "decode" => &file.decode,
+        "train" => &file.train,
         _ => {
             return Err(Error::config(
                 "suite",
@@ -277,7 +340,7 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
             let config = BenchConfig {
                 suite: name.to_string(),
                 name: c.name.clone(),
-                module: c.module,
+                module: entry_module(c, caps)?,
                 mode: c.mode,
                 batch: c.batch.min(caps.max_batch.unwrap_or(i64::MAX)),
                 seq: c.seq.min(caps.max_seq.unwrap_or(i64::MAX)),
@@ -293,6 +356,31 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
             Ok(config)
         })
         .collect()
+}
+
+/// The module an entry names: an attention module of the parity cases, or
+/// `lecture_gpt` with the sizes from the entry's model fields (`new_tokens` capped by
+/// the smoke caps; which of them a mode needs, [`BenchConfig::validate`] checks).
+fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
+    const FILE: &str = "bench/suites.json";
+    if c.module != "lecture_gpt" {
+        let m: ModuleKind = c.module.parse().map_err(|e: Error| {
+            Error::malformed(FILE, format!("{}: module: {e} (or lecture_gpt)", c.name))
+        })?;
+        return Ok(BenchModule::Attention(m));
+    }
+    fn required<T>(name: &str, field: &str, v: Option<T>) -> Result<T> {
+        v.ok_or_else(|| Error::malformed(FILE, format!("{name}: lecture_gpt needs {field}")))
+    }
+    Ok(BenchModule::LectureGpt(LectureGptSizes {
+        n_layer: required(&c.name, "n_layer", c.n_layer)?,
+        vocab: required(&c.name, "vocab", c.vocab)?,
+        dropout: required(&c.name, "dropout", c.dropout)?,
+        learning_rate: c.learning_rate,
+        new_tokens: c
+            .new_tokens
+            .map(|n| n.min(caps.max_new_tokens.unwrap_or(i64::MAX))),
+    }))
 }
 
 #[cfg(test)]

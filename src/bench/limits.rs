@@ -4,7 +4,8 @@
 
 use tch::{Device, Kind};
 
-use super::config::{dtype_name, BenchConfig, Mode};
+use super::config::{dtype_name, BenchConfig, BenchModule, Mode};
+use super::lecture_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -88,9 +89,13 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
         Kind::Half | Kind::BFloat16 => 2.0,
         _ => 4.0,
     };
+    let module = match config.module {
+        BenchModule::Attention(m) => m,
+        BenchModule::LectureGpt(sizes) => return elem * lecture_gpt::min_elements(config, &sizes),
+    };
     // Per head of the lecture: tril, then q, k, v and the scores, masked and softmaxed.
     let lecture_head = t * t + b * t * 3.0 * hs + 3.0 * b * t * t;
-    let (params, activations) = match config.module {
+    let (params, activations) = match module {
         ModuleKind::Head => (3.0 * c * hs, lecture_head),
         ModuleKind::MultiHead => (
             nh * 3.0 * c * hs + nh * hs * c,
@@ -103,7 +108,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
     };
     let output = b
         * t
-        * match config.module {
+        * match module {
             ModuleKind::Head => hs,
             ModuleKind::Sdpa => nh * hs,
             _ => c,
@@ -114,7 +119,8 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
         // Decoding prefills the cache: a forward pass over T - 1 tokens, whose keys and
         // values it keeps.
         Mode::Decode => params + 4.0 * b * t * c,
-        Mode::Forward => params + activations + output,
+        // Whole-model modes are refused for attention modules by `validate`.
+        Mode::Forward | Mode::TrainStep | Mode::Sample => params + activations + output,
     };
     elem * held
 }
@@ -122,7 +128,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::{check_memory, check_threads, min_bytes};
-    use crate::bench::{BenchConfig, Mode};
+    use crate::bench::{BenchConfig, BenchModule, Mode};
     use crate::parity::ModuleKind;
     use tch::{Device, Kind};
 
@@ -130,7 +136,7 @@ mod tests {
         BenchConfig {
             suite: "custom".into(),
             name: "sdpa".into(),
-            module: ModuleKind::Sdpa,
+            module: BenchModule::Attention(ModuleKind::Sdpa),
             mode: Mode::Forward,
             batch: 4,
             seq,

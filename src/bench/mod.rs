@@ -4,16 +4,18 @@
 //! - [`config`]: one configuration, and the named suites of `bench/suites.json`;
 //! - [`limits`]: the threads and memory a machine allows, checked before allocating;
 //! - [`workload`]: the module, inputs and one timed step for a configuration;
+//! - [`lecture_gpt`]: the lecture's whole model: a training step, and sampling;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
 
 pub mod config;
+pub mod lecture_gpt;
 pub mod limits;
 pub mod memory;
 pub mod runner;
 pub mod stats;
 pub mod workload;
 
-pub use config::{BenchConfig, Mode, SUITES};
+pub use config::{BenchConfig, BenchModule, Mode, SUITES};
 pub use limits::check_threads;
 pub use runner::{matmul_gflops, measure, Measurement};

@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
-use super::config::{dtype_name, BenchConfig, Mode};
+use super::config::{dtype_name, BenchConfig, BenchModule};
+use super::lecture_gpt::LectureGptSizes;
 use super::memory;
 use super::stats::percentile;
 use super::workload::prepare;
@@ -44,7 +45,7 @@ pub fn measure(config: &BenchConfig, progress: Progress) -> Result<Measurement> 
     let mut samples = Vec::with_capacity(config.repeats);
     {
         // Eval without grad, as `torch.no_grad()` on the PyTorch side.
-        let _no_grad = (config.mode != Mode::Backward).then(tch::no_grad_guard);
+        let _no_grad = (!config.mode.needs_grad()).then(tch::no_grad_guard);
         let mut work = prepare(config)?;
         for i in 0..total {
             let start = Instant::now();
@@ -94,11 +95,11 @@ impl Measurement {
     /// One JSON object: the configuration's fields, then the figures.
     pub fn to_json(&self, matmul_gflops: f64) -> Value {
         let c = &self.config;
-        json!({
+        let mut row = json!({
             "side": "tch",
             "suite": c.suite,
             "name": c.name,
-            "module": c.module,
+            "module": c.module.to_string(),
             "mode": c.mode.name(),
             "batch": c.batch,
             "seq": c.seq,
@@ -117,8 +118,21 @@ impl Measurement {
             "matmul_gflops": matmul_gflops,
             "peak_rss_mb": self.peak_rss_mb,
             "peak_delta_mb": self.peak_delta_mb,
-        })
+        });
+        if let BenchModule::LectureGpt(sizes) = c.module {
+            lecture_gpt_fields(&mut row, &sizes);
+        }
+        row
     }
+}
+
+/// A whole model's own sizes, under suites.json's names, added to its row.
+fn lecture_gpt_fields(row: &mut Value, sizes: &LectureGptSizes) {
+    row["n_layer"] = sizes.n_layer.into();
+    row["vocab"] = sizes.vocab.into();
+    row["dropout"] = sizes.dropout.into();
+    row["learning_rate"] = sizes.learning_rate.into();
+    row["new_tokens"] = sizes.new_tokens.into();
 }
 
 /// `cpu` or `cuda`, as `--device` reads it.

@@ -7,7 +7,8 @@
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{BenchConfig, Mode};
+use super::config::{BenchConfig, BenchModule, Mode};
+use super::lecture_gpt;
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mask::Mask;
@@ -28,6 +29,11 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// A workload of `step` on `device` (synchronised after each step).
+    pub(super) fn new(step: Box<dyn FnMut() -> Result<()>>, device: Device) -> Self {
+        Self { step, device }
+    }
+
     /// Runs one step and waits for the device to finish it.
     pub fn step(&mut self) -> Result<()> {
         (self.step)()?;
@@ -45,12 +51,16 @@ type Forward = Box<dyn Fn(bool) -> Result<Tensor>>;
 pub fn prepare(config: &BenchConfig) -> Result<Workload> {
     config.validate()?;
     tch::manual_seed(0);
+    let module = match config.module {
+        BenchModule::Attention(m) => m,
+        BenchModule::LectureGpt(sizes) => return lecture_gpt::prepare(config, &sizes),
+    };
     let mut vs = VarStore::new(config.device);
     if config.mode == Mode::Decode {
         // `validate` allows decoding for causal_self_attention only.
         return decode(&mut vs, config);
     }
-    let forward = match config.module {
+    let forward = match module {
         ModuleKind::Head => head(&vs, config)?,
         ModuleKind::MultiHead => multi_head(&vs, config)?,
         ModuleKind::CausalSelfAttention => causal_self_attention(&vs, config)?,

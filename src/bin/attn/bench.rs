@@ -10,7 +10,7 @@ use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
 use tch_attention::bench::runner::device_name;
 use tch_attention::bench::{
-    check_threads, matmul_gflops, measure, BenchConfig, Measurement, Mode, SUITES,
+    check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
 };
 use tch_attention::doctor::loaded_libtorch_version;
 
@@ -19,7 +19,7 @@ use crate::DeviceArg;
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["suite", "module"])))]
 pub struct Args {
-    /// A named suite: small, gpt2, long, decode, or all of them.
+    /// A named suite: small, gpt2, long, decode, train (the lecture's GPT), or all of them.
     #[arg(long)]
     suite: Option<String>,
     /// One configuration of this module: head, multi_head, causal_self_attention,
@@ -145,7 +145,7 @@ fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<Ben
     let config = BenchConfig {
         suite: "custom".into(),
         name: module.into(),
-        module: module.parse().context("--module")?,
+        module: BenchModule::Attention(module.parse().context("--module")?),
         mode: if args.backward {
             Mode::Backward
         } else if args.decode {
