@@ -345,7 +345,8 @@ fn copy_ckpt(from: &Path, name: &str) -> PathBuf {
 
 /// Resume both ways, from the iteration-8 `ckpt.pt` of a scratch run on each side, to
 /// `max_iters` 12: PyTorch resuming the crate's checkpoint runs as PyTorch resuming its
-/// own, and so does the crate resuming PyTorch's (and its own).
+/// own, and so does the crate resuming PyTorch's (and its own, and PyTorch's with
+/// torch.compile's `_orig_mod.` keys).
 #[test]
 fn resume_either_way_continues_as_pytorch_does() {
     let theirs_dir = tempdir("nanogpt-resume-theirs");
@@ -364,9 +365,22 @@ fn resume_either_way_continues_as_pytorch_does() {
     let worst = assert_same_run(&pt_ours, &pt_own);
     eprintln!("PyTorch resuming ours vs its own: largest loss difference {worst:e}");
 
+    // torch.compile's model saves its keys as `_orig_mod.transformer...`.
+    let compiled = copy_ckpt(&theirs_dir, "nanogpt-resume-compiled");
+    let prefix = "import sys, torch\np = sys.argv[1]\nc = torch.load(p, weights_only=True)\n\
+                  c['model'] = {'_orig_mod.' + k: v for k, v in c['model'].items()}\n\
+                  torch.save(c, p)";
+    let status = Command::new(setup_python())
+        .args(["-c", prefix])
+        .arg(compiled.join("ckpt.pt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
     for (from, name) in [
         (&theirs_dir, "nanogpt-resume-rs-theirs"),
         (&ours_dir, "nanogpt-resume-rs-own"),
+        (&compiled, "nanogpt-resume-rs-compiled"),
     ] {
         let dir = copy_ckpt(from, name);
         let _guard = rng();
