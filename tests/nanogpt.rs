@@ -20,7 +20,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::read_safetensors;
 use tch_attention::models::nanogpt::{Gpt, GptConfig};
-use tch_attention::train::nanogpt::{Event, TokenData, TrainConfig, Trainer};
+use tch_attention::train::nanogpt::{prepare_chars, Event, TokenData, TrainConfig, Trainer};
 
 /// libtorch's default generator is process-wide: tests that draw from it hold this.
 static RNG: Mutex<()> = Mutex::new(());
@@ -538,4 +538,28 @@ fn attn_train_nanogpt_refuses_bad_input_in_one_line() {
         ckpt_dir.to_str().unwrap(),
     ]);
     common::assert_usage_error(&out, "n_layer = 2, not 3");
+}
+
+/// `--data FILE.txt` is prepared as `shakespeare_char/prepare.py` prepares it: the same
+/// `train.bin` and `val.bin` bytes, and a `meta.pkl` Python loads to the same dict.
+#[test]
+fn prepare_chars_writes_what_prepare_py_writes() {
+    let dir = tempdir("nanogpt-prepare-ours");
+    let n = prepare_chars(&fixtures().join("lecture_gpt/hamlet.txt"), &dir).unwrap();
+    assert_eq!(n as i64, vocab_size());
+    for f in ["train.bin", "val.bin"] {
+        let ours = std::fs::read(dir.join(f)).unwrap();
+        assert!(
+            ours == std::fs::read(data_dir().join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    let same = "import pickle, sys\na, b = (pickle.load(open(p, 'rb')) for p in sys.argv[1:])\nassert a == b and list(a) == list(b), (a, b)";
+    let status = Command::new(setup_python())
+        .args(["-c", same])
+        .arg(dir.join("meta.pkl"))
+        .arg(data_dir().join("meta.pkl"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "meta.pkl differs from prepare.py's");
 }

