@@ -821,6 +821,18 @@ impl Trainer {
             };
             self.optimizer.set_group_config(g, config)?;
         }
+        self.load_param_states(c, c.dict(c.get(opt, "state")?, "state")?, &ids)
+    }
+
+    /// The optimizer's `state`: each entry under its saved id, `ids` listing the saved
+    /// id of each of the optimizer's parameters in order; tensors moved to the
+    /// parameter's dtype and device, as `optimizer.load_state_dict` moves them.
+    fn load_param_states(
+        &mut self,
+        c: &Ckpt,
+        saved: &[(TorchValue, TorchValue)],
+        ids: &[i64],
+    ) -> Result<()> {
         let params: Vec<Tensor> = self
             .optimizer
             .params()
@@ -828,7 +840,7 @@ impl Trainer {
             .map(|(_, p)| p.shallow_clone())
             .collect();
         let mut state: Vec<Option<ParamState>> = params.iter().map(|_| None).collect();
-        for (k, entry) in c.dict(c.get(opt, "state")?, "state")? {
+        for (k, entry) in saved {
             let id = c.int(k, "a state key")?;
             let at = ids
                 .iter()
