@@ -20,7 +20,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::read_safetensors;
 use tch_attention::models::nanogpt::{Gpt, GptConfig};
-use tch_attention::train::nanogpt::{Event, TokenData, TrainConfig, Trainer};
+use tch_attention::train::nanogpt::{prepare_chars, Event, TokenData, TrainConfig, Trainer};
 
 /// libtorch's default generator is process-wide: tests that draw from it hold this.
 static RNG: Mutex<()> = Mutex::new(());
@@ -345,7 +345,8 @@ fn copy_ckpt(from: &Path, name: &str) -> PathBuf {
 
 /// Resume both ways, from the iteration-8 `ckpt.pt` of a scratch run on each side, to
 /// `max_iters` 12: PyTorch resuming the crate's checkpoint runs as PyTorch resuming its
-/// own, and so does the crate resuming PyTorch's (and its own).
+/// own, and so does the crate resuming PyTorch's (and its own, and PyTorch's with
+/// torch.compile's `_orig_mod.` keys).
 #[test]
 fn resume_either_way_continues_as_pytorch_does() {
     let theirs_dir = tempdir("nanogpt-resume-theirs");
@@ -364,9 +365,22 @@ fn resume_either_way_continues_as_pytorch_does() {
     let worst = assert_same_run(&pt_ours, &pt_own);
     eprintln!("PyTorch resuming ours vs its own: largest loss difference {worst:e}");
 
+    // torch.compile's model saves its keys as `_orig_mod.transformer...`.
+    let compiled = copy_ckpt(&theirs_dir, "nanogpt-resume-compiled");
+    let prefix = "import sys, torch\np = sys.argv[1]\nc = torch.load(p, weights_only=True)\n\
+                  c['model'] = {'_orig_mod.' + k: v for k, v in c['model'].items()}\n\
+                  torch.save(c, p)";
+    let status = Command::new(setup_python())
+        .args(["-c", prefix])
+        .arg(compiled.join("ckpt.pt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
     for (from, name) in [
         (&theirs_dir, "nanogpt-resume-rs-theirs"),
         (&ours_dir, "nanogpt-resume-rs-own"),
+        (&compiled, "nanogpt-resume-rs-compiled"),
     ] {
         let dir = copy_ckpt(from, name);
         let _guard = rng();
@@ -381,4 +395,171 @@ fn resume_either_way_continues_as_pytorch_does() {
         let worst = assert_same_run(&as_json(&events), &pt_own);
         eprintln!("{name}: largest loss difference from PyTorch resuming its own {worst:e}");
     }
+}
+
+/// `attn train --model nanogpt` with `TRAIN` as flags and `extra`; its JSON lines.
+fn attn_train(out_dir: &Path, data: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args: Vec<String> = ["train", "--model", "nanogpt", "--json", "--threads", "1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--data-dir".into(), data.display().to_string()]);
+    args.extend(["--out-dir".into(), out_dir.display().to_string()]);
+    // clap takes each flag once: those in `extra` replace TRAIN's.
+    for (k, v) in TRAIN {
+        let flag = format!("--{k}");
+        if !extra.contains(&flag.as_str()) {
+            args.extend([flag, v.to_string()]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::attn(&args);
+    assert!(
+        out.status.success(),
+        "attn failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The CLI from scratch prints PyTorch's lines, and `--init-from resume` of PyTorch's
+/// `ckpt.pt` continues as PyTorch resuming it does.
+#[test]
+fn attn_train_nanogpt_prints_pytorchs_losses_and_resumes_its_ckpt() {
+    let theirs_dir = tempdir("nanogpt-cli-theirs");
+    let theirs = reference_train(&theirs_dir, &[]);
+    let ours = attn_train(&tempdir("nanogpt-cli-ours"), data_dir(), &[]);
+    let worst = assert_same_run(&ours, &theirs);
+    eprintln!("attn train: largest loss difference {worst:e}");
+
+    let more = ["--init-from", "resume", "--max-iters", "12"];
+    let pt_resumed = reference_train(&copy_ckpt(&theirs_dir, "nanogpt-cli-pt-resume"), &more);
+    let dir = copy_ckpt(&theirs_dir, "nanogpt-cli-rs-resume");
+    let resumed = attn_train(&dir, data_dir(), &more);
+    let worst = assert_same_run(&resumed, &pt_resumed);
+    eprintln!("attn train --init-from resume: largest loss difference {worst:e}");
+}
+
+/// Bad data and checkpoints: exit 2, one line naming what is wrong.
+#[test]
+fn attn_train_nanogpt_refuses_bad_input_in_one_line() {
+    let good = data_dir();
+    let run = |data: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "--model", "nanogpt", "--block-size", "16"];
+        args.extend(["--n-layer", "2", "--n-head", "2", "--n-embd", "32"]);
+        let (d, o) = (data.display().to_string(), out.display().to_string());
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["--data-dir".into(), d, "--out-dir".into(), o]);
+        all.extend(extra.iter().map(|s| s.to_string()));
+        common::attn(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let bad_copy = |name: &str| {
+        let dir = tempdir(name);
+        for f in ["train.bin", "val.bin", "meta.pkl"] {
+            std::fs::copy(good.join(f), dir.join(f)).unwrap();
+        }
+        dir
+    };
+    let out = tempdir("nanogpt-bad-out");
+
+    let missing = bad_copy("nanogpt-bad-missing");
+    std::fs::remove_file(missing.join("train.bin")).unwrap();
+    common::assert_usage_error(&run(&missing, &out, &[]), "train.bin");
+
+    let truncated = bad_copy("nanogpt-bad-truncated");
+    let bytes = std::fs::read(truncated.join("val.bin")).unwrap();
+    std::fs::write(truncated.join("val.bin"), &bytes[..bytes.len() - 1]).unwrap();
+    common::assert_usage_error(&run(&truncated, &out, &[]), "truncated");
+
+    let big_token = bad_copy("nanogpt-bad-token");
+    let mut bytes = std::fs::read(big_token.join("train.bin")).unwrap();
+    bytes[10..12].copy_from_slice(&60000u16.to_le_bytes());
+    std::fs::write(big_token.join("train.bin"), &bytes).unwrap();
+    common::assert_usage_error(&run(&big_token, &out, &[]), "token 60000");
+
+    // A pickle that would call os.system: the restricted unpickler builds no object.
+    let foreign = bad_copy("nanogpt-bad-meta");
+    let status = Command::new(setup_python())
+        .args([
+            "-c",
+            "import pickle, os, sys\nclass E:\n    def __reduce__(self): return (os.system, ('true',))\npickle.dump(E(), open(sys.argv[1], 'wb'))",
+        ])
+        .arg(foreign.join("meta.pkl"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    common::assert_usage_error(&run(&foreign, &out, &[]), "meta.pkl");
+
+    // A checkpoint of 2 layers resumed with 3.
+    let ckpt_dir = tempdir("nanogpt-bad-resume");
+    let ok = run(
+        good,
+        &ckpt_dir,
+        &[
+            "--max-iters",
+            "1",
+            "--eval-interval",
+            "1",
+            "--eval-iters",
+            "1",
+            "--batch-size",
+            "2",
+            "--gradient-accumulation-steps",
+            "1",
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = common::attn(&[
+        "train",
+        "--model",
+        "nanogpt",
+        "--block-size",
+        "16",
+        "--n-layer",
+        "3",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "32",
+        "--init-from",
+        "resume",
+        "--data-dir",
+        good.to_str().unwrap(),
+        "--out-dir",
+        ckpt_dir.to_str().unwrap(),
+    ]);
+    common::assert_usage_error(&out, "n_layer = 2, not 3");
+}
+
+/// `--data FILE.txt` is prepared as `shakespeare_char/prepare.py` prepares it: the same
+/// `train.bin` and `val.bin` bytes, and a `meta.pkl` Python loads to the same dict.
+#[test]
+fn prepare_chars_writes_what_prepare_py_writes() {
+    let dir = tempdir("nanogpt-prepare-ours");
+    let n = prepare_chars(&fixtures().join("lecture_gpt/hamlet.txt"), &dir).unwrap();
+    assert_eq!(n as i64, vocab_size());
+    for f in ["train.bin", "val.bin"] {
+        let ours = std::fs::read(dir.join(f)).unwrap();
+        assert!(
+            ours == std::fs::read(data_dir().join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    let same = "import pickle, sys\na, b = (pickle.load(open(p, 'rb')) for p in sys.argv[1:])\nassert a == b and list(a) == list(b), (a, b)";
+    let status = Command::new(setup_python())
+        .args(["-c", same])
+        .arg(dir.join("meta.pkl"))
+        .arg(data_dir().join("meta.pkl"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "meta.pkl differs from prepare.py's");
 }

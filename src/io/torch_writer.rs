@@ -103,6 +103,23 @@ pub fn write_torch_save(path: &Path, value: &TorchValue, overwrite: Overwrite) -
     })
 }
 
+/// `pickle.dumps(value, protocol=2)` of a value without tensors (a plain pickle, such as
+/// nanoGPT's `meta.pkl`); a tensor in it is an error, there being no archive to hold its
+/// storage.
+pub fn to_pickle(value: &TorchValue) -> Result<Vec<u8>> {
+    let mut pickler = Pickler::default();
+    pickler.out.extend([op::PROTO, 2]);
+    pickler.value(value, "pickle")?;
+    if !pickler.storages.is_empty() {
+        return Err(Error::invalid(
+            "value",
+            "holds a tensor, which a plain pickle cannot; write it with write_torch_save",
+        ));
+    }
+    pickler.out.push(op::STOP);
+    Ok(pickler.out)
+}
+
 /// The opcodes written, under `pickle.py`'s names.
 mod op {
     pub const PROTO: u8 = 0x80;

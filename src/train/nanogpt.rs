@@ -821,6 +821,18 @@ impl Trainer {
             };
             self.optimizer.set_group_config(g, config)?;
         }
+        self.load_param_states(c, c.dict(c.get(opt, "state")?, "state")?, &ids)
+    }
+
+    /// The optimizer's `state`: each entry under its saved id, `ids` listing the saved
+    /// id of each of the optimizer's parameters in order; tensors moved to the
+    /// parameter's dtype and device, as `optimizer.load_state_dict` moves them.
+    fn load_param_states(
+        &mut self,
+        c: &Ckpt,
+        saved: &[(TorchValue, TorchValue)],
+        ids: &[i64],
+    ) -> Result<()> {
         let params: Vec<Tensor> = self
             .optimizer
             .params()
@@ -828,7 +840,7 @@ impl Trainer {
             .map(|(_, p)| p.shallow_clone())
             .collect();
         let mut state: Vec<Option<ParamState>> = params.iter().map(|_| None).collect();
-        for (k, entry) in c.dict(c.get(opt, "state")?, "state")? {
+        for (k, entry) in saved {
             let id = c.int(k, "a state key")?;
             let at = ids
                 .iter()
@@ -918,4 +930,47 @@ impl Ckpt {
             _ => Err(self.expected(what, "a tensor")),
         }
     }
+}
+
+/// `data/shakespeare_char/prepare.py` for the text at `text`: its characters sorted into
+/// a vocabulary, the first 90% (`int(n * 0.9)` characters) into `dir/train.bin`, the
+/// rest into `dir/val.bin` (uint16 ids), and `dir/meta.pkl` (`{'vocab_size', 'itos',
+/// 'stoi'}`, pickled), each written atomically. The text is read as Python reads it
+/// (UTF-8, universal newlines). Returns the vocabulary's size.
+pub fn prepare_chars(text: &Path, dir: &Path) -> Result<usize> {
+    let raw = crate::io::read_text(text)?;
+    let text_str = crate::train::data::universal_newlines(&raw);
+    let vocab = crate::train::data::CharVocab::from_text(&text_str);
+    if vocab.len() > 1 << 16 {
+        return Err(Error::malformed(
+            text.display().to_string(),
+            format!("{} distinct characters do not fit uint16 ids", vocab.len()),
+        ));
+    }
+    let ids = vocab.encode(&text_str)?;
+    let n = (ids.len() as f64 * 0.9) as usize;
+    let bytes =
+        |ids: &[i64]| -> Vec<u8> { ids.iter().flat_map(|&i| (i as u16).to_le_bytes()).collect() };
+    let write =
+        |name: &str, data: &[u8]| crate::io::write_file(&dir.join(name), data, Overwrite::Replace);
+    write("train.bin", &bytes(&ids[..n]))?;
+    write("val.bin", &bytes(&ids[n..]))?;
+    let chars = vocab.chars();
+    let itos = chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (TorchValue::Int(i as i64), TorchValue::str(c.to_string())))
+        .collect();
+    let stoi = chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (TorchValue::str(c.to_string()), TorchValue::Int(i as i64)))
+        .collect();
+    let meta = TorchValue::dict([
+        ("vocab_size", TorchValue::Int(vocab.len() as i64)),
+        ("itos", TorchValue::Dict(itos)),
+        ("stoi", TorchValue::Dict(stoi)),
+    ]);
+    write("meta.pkl", &crate::io::to_pickle(&meta)?)?;
+    Ok(vocab.len())
 }

