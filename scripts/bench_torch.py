@@ -9,12 +9,14 @@ The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
 `nn.MultiheadAttention(C, nh, batch_first=True)` called with
 `nn.Transformer.generate_square_subsequent_mask(T)`, `is_causal=True`,
 `need_weights=False` (PyTorch's own fast path applies when it can), and
-`F.scaled_dot_product_attention(q, k, v, is_causal=True)`. Decoding appends to a
-key/value cache the way Hugging Face's GPT-2 does, on nanoGPT's module. The lecture's
-whole model (`lecture_gpt`, suite train) is scripts/lecture_gpt_reference.py's
-`GPTLanguageModel`: `train_step` is one iteration of gpt.py's loop (get_batch, forward,
-loss, `zero_grad(set_to_none=True)`, backward, `AdamW(lr)` step), `sample` is its
-`generate` (the cropped context recomputed for every token) in eval mode.
+`F.scaled_dot_product_attention(q, k, v, is_causal=True)` (with a `window` of W keys,
+`attn_mask` = the equivalent boolean mask, causal and `j > i - W`, built before timing).
+Decoding appends to a key/value cache the way Hugging Face's GPT-2 does, on nanoGPT's
+module. The lecture's whole model (`lecture_gpt`, suite train) is
+scripts/lecture_gpt_reference.py's `GPTLanguageModel`: `train_step` is one iteration of
+gpt.py's loop (get_batch, forward, loss, `zero_grad(set_to_none=True)`, backward,
+`AdamW(lr)` step), `sample` is its `generate` (the cropped context recomputed for every
+token) in eval mode.
 
 Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
 then each step timed alone (CUDA synchronised before the clock stops); median and
@@ -139,6 +141,9 @@ def flops(c):
         return lecture_gpt_flops(c)
     b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
     tq, pairs = (1, t) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
+    w = c.get("window")
+    if c["mode"] != "decode" and w is not None and w < t:
+        pairs = w * (w + 1) / 2 + (t - w) * w  # W pairs per query, fewer for the first
     attention = 2.0 * 2.0 * b * nh * pairs * hs
 
     def linear(i, o):
@@ -220,7 +225,12 @@ def prepare(c, dtype, device):
         x = torch.randn(b, 1, C, **opts)
         return lambda: mod.forward_cached(x, past)
 
-    if m == "sdpa":
+    if m == "sdpa" and c.get("window") is not None:
+        q, k, v = inp(b, nh, t, hs), inp(b, nh, t, hs), inp(b, nh, t, hs)
+        i, j = torch.arange(t, device=device)[:, None], torch.arange(t, device=device)[None, :]
+        keep = (j <= i) & (j > i - c["window"])  # (T, T): itself and the W - 1 before
+        forward = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # noqa: E731
+    elif m == "sdpa":
         q, k, v = inp(b, nh, t, hs), inp(b, nh, t, hs), inp(b, nh, t, hs)
         forward = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
     elif m == "multihead_attention":

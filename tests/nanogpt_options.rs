@@ -249,3 +249,15 @@ fn a_cache_rolling_through_another_window_is_refused_and_left_unchanged() {
     );
     assert!(cache.is_empty());
 }
+
+#[test]
+fn a_block_without_a_window_decodes_through_its_rolling_cache_window() {
+    let plain = CausalSelfAttentionConfig::new(C, NH, BLOCK);
+    let (_a, m) = block(60, plain);
+    let (_b, windowed) = block(60, plain.with_sliding_window(4));
+    let x = randn(&[2, 9, C]);
+    let full = windowed.f_forward_t(&x, false).unwrap();
+    let mut cache = KvCache::rolling(Window::sliding(4).unwrap()).unwrap();
+    let (cached, _) = decode(&m, &x, &[2, 1, 1, 3, 1, 1], &mut cache);
+    assert_close(&cached, &full, "plain block, rolling cache");
+}

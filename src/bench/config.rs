@@ -108,6 +108,9 @@ pub struct BenchConfig {
     pub warmup: usize,
     /// Timed steps.
     pub repeats: usize,
+    /// `sdpa` only: a causal sliding window of W keys (transformers' `sliding_window`:
+    /// each query sees itself and the `W - 1` before it). `None`: plain causal.
+    pub window: Option<i64>,
 }
 
 /// `f32`, `f64`, `f16`, `bf16` as dtypes.
@@ -189,6 +192,14 @@ impl BenchConfig {
                 ),
             ));
         }
+        if let Some(w) = self.window {
+            if m != ModuleKind::Sdpa || w < 1 {
+                return Err(Error::config(
+                    "window",
+                    format!("a window of W >= 1 keys is for sdpa, got {w} for {m}"),
+                ));
+            }
+        }
         if self.mode == Mode::Decode && (m != ModuleKind::CausalSelfAttention || self.seq < 2) {
             return Err(Error::config(
                 "mode",
@@ -208,8 +219,13 @@ impl BenchConfig {
         };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
-        let (tq, pairs) = match self.mode {
-            Mode::Decode => (1.0, t),
+        let (tq, pairs) = match (self.mode, self.window) {
+            (Mode::Decode, _) => (1.0, t),
+            // A window of W keeps W pairs per query, fewer for the first W - 1.
+            (_, Some(w)) if (w as f64) < t => {
+                let w = w as f64;
+                (t, w * (w + 1.0) / 2.0 + (t - w) * w)
+            }
             _ => (t, t * (t + 1.0) / 2.0),
         };
         let attention = 2.0 * 2.0 * b * nh * pairs * hs; // q @ k^T and weights @ v
@@ -305,6 +321,9 @@ struct SuiteEntry {
     dropout: Option<f64>,
     learning_rate: Option<f64>,
     new_tokens: Option<i64>,
+    /// [`BenchConfig::window`].
+    #[serde(default)]
+    window: Option<i64>,
 }
 
 /// Parses a suites file; errors name `source` and, from serde, the key and line.
@@ -351,6 +370,7 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
                 device,
                 warmup: c.warmup.min(caps.warmup.unwrap_or(usize::MAX)),
                 repeats: c.repeats.min(caps.repeats.unwrap_or(usize::MAX)),
+                window: c.window,
             };
             config.validate()?;
             Ok(config)

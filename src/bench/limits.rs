@@ -147,6 +147,7 @@ mod tests {
             device: Device::Cpu,
             warmup: 1,
             repeats: 1,
+            window: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! mirrored in scripts/bench_torch.py — the lecture's `Head` and `MultiHeadAttention`,
 //! nanoGPT's `CausalSelfAttention`, `nn.MultiheadAttention(batch_first=True)` called
 //! with the causal mask, `is_causal=True` and `need_weights=False`, and
-//! `F.scaled_dot_product_attention(q, k, v, is_causal=True)`.
+//! `F.scaled_dot_product_attention(q, k, v, is_causal=True)` (with a sliding window, the
+//! crate's `window` option against PyTorch's SDPA given the equivalent boolean mask).
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -15,6 +16,7 @@ use crate::attention::mask::Mask;
 use crate::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
+use crate::attention::Window;
 use crate::error::Result;
 use crate::models::lecture::{Head, HeadConfig};
 use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
@@ -143,9 +145,11 @@ fn sdpa(config: &BenchConfig) -> Result<Forward> {
         input(config, &shape)?,
         input(config, &shape)?,
     );
+    let window = config.window.map(Window::sliding).transpose()?;
     Ok(Box::new(move |_train| {
         let options = SdpaOptions {
             is_causal: true,
+            window,
             ..SdpaOptions::default()
         };
         scaled_dot_product_attention(&q, &k, &v, &options)

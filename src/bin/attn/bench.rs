@@ -162,6 +162,7 @@ fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<Ben
         device,
         warmup: 10,
         repeats: 50,
+        window: None,
     };
     config.validate()?;
     Ok(config)

@@ -1,6 +1,8 @@
 //! transformers' `LlamaAttention`: grouped-query attention (Ainslie et al., "GQA",
 //! 2023) with rotary position embeddings, through the crate's SDPA with `enable_gqa`,
-//! reading and writing the caller's [`LlamaCache`].
+//! reading and writing the caller's [`LlamaCache`]. With `config.sliding_window` it is
+//! Mistral's attention: each query sees only the window's keys (on the fused path, one
+//! block of queries at a time).
 
 use std::borrow::Borrow;
 
@@ -10,7 +12,7 @@ use tch::Tensor;
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::projection;
-use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions};
+use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions, Window};
 use crate::error::{Error, Result};
 use crate::nn::{apply_rotary, Projection};
 
@@ -34,6 +36,8 @@ pub struct LlamaAttention {
     pub head_dim: i64,
     /// Which layer it is, to find its slot in the cache.
     pub layer_idx: usize,
+    /// `sliding_window` W as flash-attention's `(W - 1, 0)`; `None`: every earlier key.
+    pub window: Option<Window>,
 }
 
 impl LlamaAttention {
@@ -51,6 +55,15 @@ impl LlamaAttention {
             config.head_dim,
         );
         let std = config.initializer_range;
+        let window = match config.sliding_window {
+            Some(w) if w < 1 => {
+                return Err(Error::config(
+                    "sliding_window",
+                    format!("a window covers at least the token itself: expected >= 1, got {w}"),
+                ))
+            }
+            w => w.map(Window::sliding).transpose()?,
+        };
         Ok(Self {
             q_proj: projection(&(p / "q_proj"), e, h * d, std)?,
             k_proj: projection(&(p / "k_proj"), e, hkv * d, std)?,
@@ -60,12 +73,14 @@ impl LlamaAttention {
             num_kv_heads: hkv,
             head_dim: d,
             layer_idx,
+            window,
         })
     }
 
     /// `x` `(N, L, E)` with the rotary `cos`, `sin` `(N, L, D)` of its positions, which
     /// follow the `cache.len()` already cached (0 without a cache); returns `(N, L, E)`.
-    /// Query `i` sees the cached keys and the new keys up to its own.
+    /// Query `i` sees the cached keys and the new keys up to its own (within the window,
+    /// bottom-right aligned so that cached steps see what the full forward sees).
     pub fn f_forward(
         &self,
         x: &Tensor,
@@ -103,6 +118,7 @@ impl LlamaAttention {
                 None
             },
             enable_gqa: h != hkv,
+            window: self.window,
             ..Default::default()
         };
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, D)

@@ -39,6 +39,9 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<i64>,
     /// `initializer_range` (default 0.02): the standard deviation of fresh weights.
     pub initializer_range: f64,
+    /// `sliding_window` W (transformers' Mistral name; default `None`): each token sees
+    /// itself and the `W - 1` tokens before it. Not read from `config.json` or GGUF.
+    pub sliding_window: Option<i64>,
 }
 
 impl Default for LlamaConfig {
@@ -58,6 +61,7 @@ impl Default for LlamaConfig {
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
             initializer_range: 0.02,
+            sliding_window: None,
         }
     }
 }
@@ -149,6 +153,7 @@ impl LlamaConfig {
                 None => d.eos_token_ids,
             },
             initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
+            sliding_window: None,
         };
         config.validate()?;
         Ok(config)
@@ -216,6 +221,7 @@ impl LlamaConfig {
             eos_token_ids: token("tokenizer.ggml.eos_token_id")
                 .map_or(d.eos_token_ids, |id| vec![id]),
             initializer_range: d.initializer_range,
+            sliding_window: None,
         };
         config
             .validate()

@@ -30,7 +30,8 @@ impl CausalSelfAttention {
     /// wrong whenever `T_new < S`; it is used only on the first call, where they agree.)
     ///
     /// With a sliding window, each new token sees only the window's keys, through a
-    /// rolling cache for that window or a growing one.
+    /// rolling cache for that window or a growing one. A block without a window attends
+    /// through the window of a rolling cache.
     ///
     /// Errors, leaving `cache` unchanged, when `x` is not `(B, T_new, C)` with the
     /// module's dtype and device, when `B` differs from the cached batch, when
@@ -47,14 +48,16 @@ impl CausalSelfAttention {
         let (nh, hs) = (cfg.n_head, c / cfg.n_head);
         let past = cache.check_step("x", x, b, (nh, hs), like.kind(), like.device())?;
         let window = cfg.window()?;
-        if cache.window().is_some() && cache.window() != window {
-            return Err(Error::invalid(
-                "cache",
-                format!(
-                    "rolls through the window {:?}, the block attends through {window:?}",
-                    cache.window()
-                ),
-            ));
+        // A block without a window of its own attends through its rolling cache's.
+        if let (Some(rolling), Some(own)) = (cache.window(), window) {
+            if rolling != own {
+                return Err(Error::invalid(
+                    "cache",
+                    format!(
+                        "rolls through the window {rolling:?}, the block attends through {own:?}"
+                    ),
+                ));
+            }
         }
         if past + t > cfg.block_size {
             return Err(Error::invalid(
