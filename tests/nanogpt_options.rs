@@ -7,10 +7,13 @@
 //! Tolerances are `torch.testing.assert_close`'s float32 defaults; every test seeds
 //! libtorch's generator.
 
+use std::collections::BTreeMap;
+
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use tch_attention::attention::functional::Backend;
 use tch_attention::attention::{KvCache, Window};
+use tch_attention::checkpoint::{load_state_dict, StateDict};
 use tch_attention::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 use tch_attention::Error;
 
@@ -192,6 +195,21 @@ fn sinks_are_a_parameter_named_sinks() {
     assert!(sinks.requires_grad());
     let (vs, _m) = block(40, CausalSelfAttentionConfig::new(C, NH, BLOCK));
     assert!(!vs.variables().contains_key("sinks"));
+}
+
+/// The state_dict holds `sinks` too: a block with sinks saves and strictly loads them,
+/// and one without refuses a state_dict that has them.
+#[test]
+fn sinks_are_in_the_state_dict() {
+    let config = CausalSelfAttentionConfig::new(C, NH, BLOCK).with_sinks(true);
+    let (_vs, from) = block(41, config);
+    let tensors: BTreeMap<String, Tensor> = from.named_tensors().into_iter().collect();
+    assert!(tensors.contains_key("sinks"));
+    let (_vs, to) = block(42, config);
+    load_state_dict(&to, &tensors, "test").unwrap();
+    assert_close(to.sinks.as_ref().unwrap(), from.sinks.as_ref().unwrap(), "sinks");
+    let (_vs, plain) = block(43, CausalSelfAttentionConfig::new(C, NH, BLOCK));
+    assert!(load_state_dict(&plain, &tensors, "test").is_err());
 }
 
 #[test]

@@ -177,6 +177,9 @@ impl StateDict for CausalSelfAttention {
         let mut out = Vec::new();
         linear_tensors(&mut out, "c_attn", &self.c_attn);
         linear_tensors(&mut out, "c_proj", &self.c_proj);
+        if let Some(sinks) = &self.sinks {
+            out.push(("sinks".into(), sinks.shallow_clone()));
+        }
         out
     }
     fn convert_options(&self) -> ConvertOptions {
