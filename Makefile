@@ -61,7 +61,9 @@ check-llama-fixtures: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/llama_reference.py --out "$$tmp" >/dev/null; \
 	for f in tiny/config.json tiny/generate.json tiny/model.gguf tiny/model.safetensors \
-	  tiny/reference.safetensors smollm.json smollm_logits.safetensors; do \
+	  tiny/reference.safetensors smollm.json smollm_logits.safetensors \
+	  tiny/model_q4_1.gguf quant_linear.gguf quant_linear.safetensors \
+	  tiny/reference_bf16.safetensors smollm_logits_bf16.safetensors; do \
 	  cmp "tests/fixtures/llama/$$f" "$$tmp/$$f" || exit 1; \
 	done; echo "llama fixtures: reproduced byte for byte"
 

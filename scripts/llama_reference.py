@@ -2,7 +2,7 @@
 """Fixtures for the Llama-family decoder (src/models/llama, src/io/gguf.rs), from gguf-py
 and transformers in the setup's environment (scripts/setup.sh).
 
-    python scripts/llama_reference.py [--out tests/fixtures/llama] [--only gguf|tiny|smollm|quant]
+    python scripts/llama_reference.py [--out tests/fixtures/llama] [--only gguf|tiny|smollm|quant|bf16]
 
 Writes, into --out:
 
@@ -21,7 +21,8 @@ Writes, into --out:
   a dozen strings, rendered chat templates, the logits of one prompt (every 16th vocab
   entry at each position, and the whole last row), greedy generations of 32 tokens on
   raw and chat prompts, and one seeded sampled generation;
-- quant_linear.gguf + quant_linear.safetensors, tiny/model_q4_1.gguf: see write_quant.
+- quant_linear.gguf + quant_linear.safetensors, tiny/model_q4_1.gguf: see write_quant;
+- tiny/reference_bf16.safetensors, smollm_logits_bf16.safetensors: see write_bf16.
 """
 import argparse
 import importlib.util
@@ -330,6 +331,46 @@ def write_quant(out: Path):
     write_tiny_gguf(model, config, out / "tiny" / "model_q4_1.gguf", projections=Q.Q4_1)
 
 
+# --- bfloat16 -----------------------------------------------------------------------------
+
+
+def to_bf16_weights(model):
+    inv_freq = model.model.rotary_emb.inv_freq.clone()
+    model = model.to(torch.bfloat16)
+    model.model.rotary_emb.inv_freq = inv_freq
+    return model
+
+
+def write_bf16(out: Path):
+    """The logits of transformers' models with their weights cast to bfloat16, as
+    `--dtype bf16` casts them: tiny/reference_bf16.safetensors (the tiny model on
+    reference.safetensors' input_ids) and smollm_logits_bf16.safetensors (SmolLM2 on
+    smollm.json's logits_prompt, the same slices as smollm_logits).
+
+    `model.to(torch.bfloat16)` also rounds the rotary embedding's `inv_freq` buffer to
+    bfloat16, which moves SmolLM2's logits by up to 0.5 (its angles at position p are
+    p * inv_freq); the crate computes the rotary angles in float32 whatever the weights'
+    dtype, so the buffer is put back in float32 here."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, _ = tiny_model()
+    g = torch.Generator().manual_seed(SEED + 2)
+    input_ids = torch.randint(0, model.config.vocab_size, (2, 7), generator=g)
+    with torch.no_grad():
+        logits = to_bf16_weights(model)(input_ids).logits
+    (out / "tiny").mkdir(parents=True, exist_ok=True)
+    save_file({"input_ids": input_ids, "logits": logits.contiguous()},
+              str(out / "tiny" / "reference_bf16.safetensors"))
+    d = smollm_dir()
+    tok = AutoTokenizer.from_pretrained(str(d), gguf_file=SMOLLM_FILE)
+    model = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM_FILE).eval()
+    prompt = tok(GREEDY_RAW[0])["input_ids"]
+    with torch.no_grad():
+        logits = to_bf16_weights(model)(torch.tensor([prompt])).logits[0]
+    save_file({"prompt_ids": torch.tensor(prompt), "strided": logits[:, ::16].contiguous(),
+               "last": logits[-1].contiguous()}, str(out / "smollm_logits_bf16.safetensors"))
+
+
 # --- SmolLM2-135M-Instruct --------------------------------------------------------------
 
 TOKENIZE = [
@@ -421,7 +462,7 @@ def write_smollm(out: Path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "tests/fixtures/llama"))
-    p.add_argument("--only", choices=["gguf", "tiny", "smollm", "quant"])
+    p.add_argument("--only", choices=["gguf", "tiny", "smollm", "quant", "bf16"])
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -434,6 +475,8 @@ def main():
         write_smollm(out)
     if a.only in (None, "quant"):
         write_quant(out)
+    if a.only in (None, "bf16"):
+        write_bf16(out)
 
 
 if __name__ == "__main__":

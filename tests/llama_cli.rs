@@ -121,3 +121,42 @@ fn bad_generate_options_are_one_line_errors() {
     let out = attn(&["generate", "--model", tiny.to_str().unwrap(), "hi"]);
     assert_usage_error(&out, "tokenizer.ggml.model");
 }
+
+#[test]
+fn generate_quantised_produces_tokens() {
+    // Not transformers' tokens (the kernels compute in bfloat16): a smoke test.
+    for quant in ["int4", "int8"] {
+        let out = attn(&[
+            "generate",
+            "--quant",
+            quant,
+            "--json",
+            "--ignore-eos",
+            "--threads",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "The capital of France is",
+        ]);
+        let got = json_of(&out);
+        assert_eq!(got["ids"].as_array().unwrap().len(), 4, "{quant}");
+        assert!(!got["text"].as_str().unwrap().is_empty(), "{quant}");
+    }
+}
+
+#[test]
+fn bad_quant_options_are_one_line_errors() {
+    // The tiny model's projections are float32, not Q4 blocks.
+    let tiny = fixtures().join("llama/tiny/model.gguf");
+    let out = attn(&[
+        "generate",
+        "--quant",
+        "int4",
+        "--model",
+        tiny.to_str().unwrap(),
+        "hi",
+    ]);
+    assert_usage_error(&out, "--quant: int4 keeps the file's Q4_0/Q4_1 blocks");
+    let out = attn(&["generate", "--quant", "int8", "--device", "cuda", "hi"]);
+    assert_usage_error(&out, "--quant");
+}

@@ -256,3 +256,18 @@ fn warpers_follow_transformers() {
         .to_string()
         .contains("temperature"));
 }
+
+#[test]
+fn bf16_logits_match_transformers_in_bf16() {
+    // tiny/reference_bf16.safetensors: transformers' model.to(torch.bfloat16), as
+    // `--dtype bf16` casts the VarStore (scripts/llama_reference.py --only bf16).
+    let r = read_safetensors(&tiny().join("reference_bf16.safetensors"))
+        .unwrap()
+        .tensors;
+    assert!(r["input_ids"].equal(&reference()["input_ids"]));
+    let (mut vs, m) = LlamaForCausalLM::from_hf_dir(&tiny(), Device::Cpu).unwrap();
+    vs.set_kind(Kind::BFloat16);
+    let logits = m.f_forward(&r["input_ids"], None).unwrap();
+    assert_eq!(logits.kind(), Kind::BFloat16);
+    assert_close("logits (bf16)", &logits, &r["logits"]);
+}

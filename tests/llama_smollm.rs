@@ -18,6 +18,7 @@ use tch_attention::models::llama::{
     generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer,
     SamplingConfig,
 };
+use tch_attention::parity::compare_tensors;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama")
@@ -112,6 +113,38 @@ fn prompt_logits_match_transformers_within_1e_4() {
         expected["last"].argmax(0, false).int64_value(&[])
     );
     assert_eq!(logits.kind(), Kind::Float);
+}
+
+#[test]
+fn bf16_prompt_logits_match_transformers_in_bf16() {
+    // smollm_logits_bf16.safetensors: transformers' model.to(torch.bfloat16) on the same
+    // prompt (scripts/llama_reference.py --only bf16), compared with assert_close's
+    // bfloat16 tolerances.
+    let expected = read_safetensors(&fixtures().join("smollm_logits_bf16.safetensors"))
+        .unwrap()
+        .tensors;
+    let prompt = ids(&fixture()["logits_prompt"]);
+    assert_eq!(
+        Vec::<i64>::try_from(&expected["prompt_ids"]).unwrap(),
+        prompt
+    );
+    let (mut vs, m) = LlamaForCausalLM::from_gguf(gguf(), Device::Cpu).unwrap();
+    vs.set_kind(Kind::BFloat16);
+    let input = Tensor::from_slice(&prompt).view([1, -1]);
+    let logits = tch::no_grad(|| m.f_forward(&input, None))
+        .unwrap()
+        .squeeze_dim(0);
+    assert_eq!(logits.kind(), Kind::BFloat16);
+    let strided = logits.slice(1, 0, None, 16);
+    let last = logits.select(0, -1);
+    for (name, got, want) in [
+        ("strided", &strided, &expected["strided"]),
+        ("last", &last, &expected["last"]),
+    ] {
+        let check = compare_tensors(name, got, want).unwrap();
+        eprintln!("{name}: max abs diff {:.3e}", check.max_abs);
+        assert!(check.failure.is_none(), "{name}: {:?}", check.failure);
+    }
 }
 
 #[test]

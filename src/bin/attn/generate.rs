@@ -125,7 +125,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
-    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
     let (mut vs, model) = match args.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, device),
         Some(q) => {
@@ -137,6 +136,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     .map_err(|e| with_flag_names(e, FLAGS))?;
+    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
     drop(gguf);
     let default_dtype = match args.quant {
         None => DtypeArg::F32,

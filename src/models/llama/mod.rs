@@ -8,6 +8,11 @@
 //! token ids and generations agree with transformers loading the same file
 //! (`tests/llama_smollm.rs`); every module agrees with transformers' on a small random
 //! model (`tests/llama_modules.rs`); fixtures by `scripts/llama_reference.py`.
+//!
+//! [`LlamaForCausalLM::from_gguf_quantized`] runs the layers' projections on int4
+//! (the GGUF's own Q4 blocks) or int8 weights through libtorch's packed CPU kernels
+//! (`quant.rs`, `crate::nn::Int4Linear`); those compute in bfloat16, so their tokens
+//! are not transformers' (`tests/llama_quant.rs`).
 
 mod attention;
 mod cache;
