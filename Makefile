@@ -138,7 +138,7 @@ doc-docsrs:
 # MALLOC_TRIM_THRESHOLD_=268435456" keeps glibc from returning the activations' pages to
 # the system after every call (bench/RESULTS.md, notes); the default is glibc's own.
 BENCH_THREADS ?= 1
-BENCH_SUITES ?= small gpt2 long decode
+BENCH_SUITES ?= small gpt2 long decode train
 BENCH_ENV ?=
 bench: release
 	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl

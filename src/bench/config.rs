@@ -405,7 +405,7 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_suites, suite, SUITES, SUITES_JSON};
+    use super::{entry_module, parse_suites, suite, SmokeCaps, SuiteEntry, SUITES, SUITES_JSON};
     use tch::{Device, Kind};
 
     #[test]
@@ -437,5 +437,55 @@ mod tests {
             assert!(err.starts_with("bench/suites.json: "), "{err}");
             assert!(err.contains(key.unwrap()), "{to}: {err}");
         }
+    }
+
+    /// The lecture's train step as suites.json writes it, with `edit` applied.
+    fn lecture_gpt_entry(edit: (&str, &str)) -> SuiteEntry {
+        let text = r#"{"name": "t", "module": "lecture_gpt", "mode": "train_step",
+            "batch": 2, "seq": 8, "embd": 16, "heads": 2, "head_size": 8, "n_layer": 1,
+            "vocab": 5, "dropout": 0.0, "learning_rate": 0.001, "warmup": 0, "repeats": 1}"#;
+        serde_json::from_str(&text.replacen(edit.0, edit.1, 1)).unwrap()
+    }
+
+    fn config_of(entry: &SuiteEntry) -> crate::error::Result<super::BenchConfig> {
+        let config = super::BenchConfig {
+            suite: "custom".into(),
+            name: entry.name.clone(),
+            module: entry_module(entry, &SmokeCaps::default())?,
+            mode: entry.mode,
+            batch: entry.batch,
+            seq: entry.seq,
+            embd: entry.embd,
+            heads: entry.heads,
+            head_size: entry.head_size,
+            kind: Kind::Float,
+            device: Device::Cpu,
+            warmup: entry.warmup,
+            repeats: entry.repeats,
+        };
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn whole_model_entries_need_their_fields_and_modes() {
+        assert!(config_of(&lecture_gpt_entry(("", ""))).is_ok());
+        for (edit, field) in [
+            ((r#""n_layer": 1,"#, ""), "n_layer"),
+            ((r#""learning_rate": 0.001,"#, ""), "learning_rate"),
+            (
+                (r#""mode": "train_step""#, r#""mode": "sample""#),
+                "new_tokens",
+            ),
+            ((r#""mode": "train_step""#, r#""mode": "forward""#), "mode"),
+            ((r#""head_size": 8"#, r#""head_size": 4"#), "head_size"),
+            ((r#""embd": 16"#, r#""embd": 15"#), "n_embd"),
+        ] {
+            let err = config_of(&lecture_gpt_entry(edit)).unwrap_err().to_string();
+            assert!(err.contains(field), "{edit:?}: {err}");
+        }
+        // An attention module cannot run a whole model's mode.
+        let head = lecture_gpt_entry((r#""lecture_gpt""#, r#""head""#));
+        let err = config_of(&head).unwrap_err().to_string();
+        assert!(err.contains("mode") && err.contains("lecture_gpt"), "{err}");
     }
 }

@@ -21,7 +21,8 @@ pub struct Measurement {
     pub config: BenchConfig,
     /// libtorch's intra-op threads during the measurement.
     pub threads: i32,
-    /// One step (forward, forward + backward, or one decoded token), milliseconds.
+    /// One step (forward, forward + backward, one decoded token, one training step or
+    /// one whole sample), milliseconds.
     pub median_ms: f64,
     /// The 10th percentile of the step times, milliseconds.
     pub p10_ms: f64,
