@@ -462,6 +462,7 @@ mod tests {
             device: Device::Cpu,
             warmup: entry.warmup,
             repeats: entry.repeats,
+            window: entry.window,
         };
         config.validate().map(|()| config)
     }
