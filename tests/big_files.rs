@@ -122,8 +122,12 @@ struct Run {
 /// (`VmHWM`), read every 2 ms until it exits. (`wait4`'s `ru_maxrss` would not do: a
 /// child spawned from this process counts this process's peak, taken at the exec.)
 fn measured(dir: &Path, args: &[&str]) -> Run {
+    measured_exe(env!("CARGO_BIN_EXE_attn"), dir, args)
+}
+
+fn measured_exe(exe: &str, dir: &Path, args: &[&str]) -> Run {
     let (out, err) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attn"))
+    let mut child = Command::new(exe)
         .args(args)
         .env_remove("LD_LIBRARY_PATH")
         .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
@@ -159,9 +163,11 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 }
 
 /// The peak RSS of `attn --version`: what every other figure is compared with.
+/// What a command that computes starts with: attn-torch with libtorch loaded (`attn
+/// --version` alone is answered by the front door, without libtorch).
 fn start_up(dir: &Path) -> f64 {
     (0..2)
-        .map(|_| measured(dir, &["--version"]).peak_mib)
+        .map(|_| measured_exe(env!("CARGO_BIN_EXE_attn-torch"), dir, &["--version"]).peak_mib)
         .fold(0.0, f64::max)
 }
 
