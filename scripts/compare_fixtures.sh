@@ -12,9 +12,9 @@ committed=$1 fresh=$2
 lists=$(mktemp -d)
 trap 'rm -rf "$lists"' EXIT
 status=0
-# The tiny Llama's and SmolLM2's fixtures come from `scripts/llama_reference.py` alone
-# (native kernels; minutes of transformers for SmolLM2): `make check-llama-fixtures`.
-slow='^\./llama/(smollm|tiny/)'
+# The tiny Llama's, SmolLM2's and the quantised linears' fixtures come from
+# `scripts/llama_reference.py` alone (native kernels; minutes of transformers for SmolLM2): `make check-llama-fixtures`.
+slow='^\./llama/(smollm|tiny/|quant_linear\.)'
 ( cd "$committed" && find . -type f | sort | grep -Ev "$slow" ) > "$lists/committed"
 skipped=$( cd "$committed" && find . -type f | grep -Ec "$slow" || true )
 ( cd "$fresh" && find . -type f | sort ) > "$lists/fresh"
