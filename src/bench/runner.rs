@@ -126,6 +126,7 @@ impl Measurement {
         if let BenchModule::Llama(bench) = c.module {
             row["new_tokens"] = bench.new_tokens.into();
             row["quant"] = quant_name(bench.quant).into();
+            row["head"] = quant_name(bench.head).into();
         }
         row
     }
