@@ -207,11 +207,7 @@ fn sinks_are_in_the_state_dict() {
     assert!(tensors.contains_key("sinks"));
     let (_vs, to) = block(42, config);
     load_state_dict(&to, &tensors, "test").unwrap();
-    assert_close(
-        to.sinks.as_ref().unwrap(),
-        from.sinks.as_ref().unwrap(),
-        "sinks",
-    );
+    assert_close(to.sinks.as_ref().unwrap(), from.sinks.as_ref().unwrap(), "sinks");
     let (_vs, plain) = block(43, CausalSelfAttentionConfig::new(C, NH, BLOCK));
     assert!(load_state_dict(&plain, &tensors, "test").is_err());
 }
