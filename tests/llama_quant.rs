@@ -204,3 +204,73 @@ fn int4_needs_q4_blocks_and_kernel_shapes() {
         "{e}"
     );
 }
+
+/// The tiny model's int4 layers in bfloat16, its ids, and its float embedding table.
+fn tiny_int4() -> (LlamaForCausalLM, Tensor, Tensor) {
+    let g = Gguf::read(&llama_fixtures().join("tiny/model_q4_1.gguf")).unwrap();
+    let ids = read_safetensors(&llama_fixtures().join("tiny/reference.safetensors"))
+        .unwrap()
+        .tensors["input_ids"]
+        .shallow_clone();
+    let (mut vs, model) =
+        LlamaForCausalLM::from_gguf_quantized(&g, Device::Cpu, Quant::Int4).unwrap();
+    vs.set_kind(Kind::BFloat16);
+    let table = model.model.embed_tokens.copy();
+    (model, ids, table)
+}
+
+#[test]
+fn a_quantised_head_runs_the_logits_and_equals_its_math_path() {
+    for head in [Quant::Int8, Quant::Int4] {
+        let (mut model, ids, table) = tiny_int4();
+        model.quantize_head(head).unwrap();
+        let fused = model.f_forward(&ids, None).unwrap();
+        let last = model.f_forward_last(&ids, None).unwrap();
+        assert_close(&format!("{head:?} last"), &last, &fused.select(1, -1));
+        match model.quantized_head.as_mut().unwrap() {
+            Projection::Int4(l) => l.fused = false,
+            Projection::Int8(l) => l.fused = false,
+            Projection::Float(_) => panic!("{head:?}: a float head"),
+        }
+        let unfused = model.f_forward(&ids, None).unwrap();
+        assert_close(&format!("{head:?} head logits"), &fused, &unfused);
+        // The embedding lookup still reads the float table, untouched.
+        assert!(model.model.embed_tokens.equal(&table), "{head:?}");
+    }
+    // The logits come from the quantised head: with its scales zeroed they are zero.
+    let (mut model, ids, _) = tiny_int4();
+    model.quantize_head(Quant::Int8).unwrap();
+    if let Some(Projection::Int8(l)) = model.quantized_head.as_mut() {
+        l.scales = l.scales.zeros_like();
+    }
+    let logits = model.f_forward(&ids, None).unwrap();
+    assert_eq!(logits.abs().max().double_value(&[]), 0.0);
+}
+
+#[test]
+fn int4_from_float_is_within_half_a_step_of_the_weight() {
+    // Round to nearest between each group's minimum and maximum: every weight is within
+    // half a step (scale / 2) of its dequantised value, plus the bf16 rounding of the
+    // group's zero; a constant group is exact.
+    tch::manual_seed(0);
+    let w = Tensor::randn([32, 64], (Kind::Float, Device::Cpu));
+    let _ = w.narrow(1, 32, 32).narrow(0, 0, 1).fill_(0.25);
+    let layer = Int4Linear::from_float(&w, 32).unwrap();
+    let err = (layer.dequantized_weight().unwrap() - &w)
+        .abs()
+        .view([32, 2, 32]);
+    let sz = layer.scales_and_zeros.to_kind(Kind::Float); // [K/G, N, 2]
+    let scale = sz.select(2, 0).transpose(0, 1).unsqueeze(2); // [N, K/G, 1]
+    let zero = sz.select(2, 1).transpose(0, 1).unsqueeze(2).abs();
+    let bound = scale / 2.0 + zero * 2f64.powi(-8);
+    let excess = (err - bound).max().double_value(&[]);
+    assert!(
+        excess <= 1e-6,
+        "int4 error exceeds its bound by {excess:.3e}"
+    );
+    let e = Int4Linear::from_float(&w, 48).unwrap_err();
+    assert!(
+        matches!(e, Error::Invalid { ref arg, .. } if arg == "group_size"),
+        "{e}"
+    );
+}

@@ -6,6 +6,7 @@ use tch::{Device, Kind};
 
 use super::lecture_gpt::{self, LectureGptSizes};
 use super::limits;
+use super::llama::{self, LlamaBench};
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -14,6 +15,10 @@ pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
 
 /// The suite names, in the order `--suite all` runs them.
 pub const SUITES: [&str; 5] = ["small", "gpt2", "long", "decode", "train"];
+
+/// The suites of whole pretrained models, which need a model file from the caller
+/// ([`llama::measure`]); not part of `--suite all` (nor of its smoke run).
+pub const MODEL_SUITES: [&str; 1] = ["generate"];
 
 /// What one timed step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -32,6 +37,9 @@ pub enum Mode {
     /// `generate`: `new_tokens` sampled from a zero context by a whole model
     /// (`lecture_gpt`), in eval mode without grad.
     Sample,
+    /// A whole decoder LM (`smollm2`): the prompt's forward pass into the KV cache and
+    /// the first token's choice.
+    Prefill,
 }
 
 impl Mode {
@@ -43,6 +51,7 @@ impl Mode {
             Mode::Decode => "decode",
             Mode::TrainStep => "train_step",
             Mode::Sample => "sample",
+            Mode::Prefill => "prefill",
         }
     }
 
@@ -62,6 +71,9 @@ pub enum BenchModule {
     /// `n_embd`, nh its `n_head` (hs = C / nh), and the sizes the attention fields do
     /// not cover.
     LectureGpt(LectureGptSizes),
+    /// `smollm2`: SmolLM2 (any Llama GGUF) generating greedily, with T the prompt's
+    /// tokens; the model file comes from the caller ([`llama::measure`]).
+    Llama(LlamaBench),
 }
 
 impl std::fmt::Display for BenchModule {
@@ -70,6 +82,7 @@ impl std::fmt::Display for BenchModule {
         match self {
             BenchModule::Attention(m) => m.fmt(f),
             BenchModule::LectureGpt(_) => f.write_str("lecture_gpt"),
+            BenchModule::Llama(_) => f.write_str("smollm2"),
         }
     }
 }
@@ -163,8 +176,9 @@ impl BenchConfig {
         let m = match self.module {
             BenchModule::Attention(m) => m,
             BenchModule::LectureGpt(sizes) => return lecture_gpt::validate(self, &sizes),
+            BenchModule::Llama(bench) => return llama::validate(self, &bench),
         };
-        if matches!(self.mode, Mode::TrainStep | Mode::Sample) {
+        if matches!(self.mode, Mode::TrainStep | Mode::Sample | Mode::Prefill) {
             return Err(Error::config(
                 "mode",
                 format!(
@@ -216,6 +230,8 @@ impl BenchConfig {
         let module = match self.module {
             BenchModule::Attention(m) => m,
             BenchModule::LectureGpt(sizes) => return lecture_gpt::flops(self, &sizes),
+            // Known once the model file is loaded: llama::measure counts them.
+            BenchModule::Llama(_) => return 0.0,
         };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
@@ -268,6 +284,7 @@ struct SuitesFile {
     long: Suite,
     decode: Suite,
     train: Suite,
+    generate: Suite,
 }
 
 /// One suite: what it is about, its smoke caps, its configurations.
@@ -324,6 +341,10 @@ struct SuiteEntry {
     /// [`BenchConfig::window`].
     #[serde(default)]
     window: Option<i64>,
+    /// `smollm2` only: [`LlamaBench::quant`] (`int4` or `int8`).
+    quant: Option<String>,
+    /// `smollm2` only: [`LlamaBench::head`] (`int4` or `int8`).
+    head: Option<String>,
 }
 
 /// Parses a suites file; errors name `source` and, from serde, the key and line.
@@ -341,10 +362,11 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
         "long" => &file.long,
         "decode" => &file.decode,
         "train" => &file.train,
+        "generate" => &file.generate,
         _ => {
             return Err(Error::config(
                 "suite",
-                format!("expected one of {SUITES:?} or all, got {name:?}"),
+                format!("expected one of {SUITES:?}, {MODEL_SUITES:?} or all, got {name:?}"),
             ))
         }
     };
@@ -383,6 +405,9 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
 /// the smoke caps; which of them a mode needs, [`BenchConfig::validate`] checks).
 fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     const FILE: &str = "bench/suites.json";
+    if c.module == "smollm2" {
+        return llama_entry(c, caps);
+    }
     if c.module != "lecture_gpt" {
         let m: ModuleKind = c.module.parse().map_err(|e: Error| {
             Error::malformed(FILE, format!("{}: module: {e} (or lecture_gpt)", c.name))
@@ -403,9 +428,27 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     }))
 }
 
+/// A `smollm2` entry: `new_tokens` (capped by the smoke caps) and `quant`.
+fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
+    let new_tokens = c.new_tokens.ok_or_else(|| {
+        Error::malformed(
+            "bench/suites.json",
+            format!("{}: smollm2 needs new_tokens", c.name),
+        )
+    })?;
+    Ok(BenchModule::Llama(LlamaBench {
+        new_tokens: new_tokens.min(caps.max_new_tokens.unwrap_or(i64::MAX)),
+        quant: c.quant.as_deref().map(llama::parse_quant).transpose()?,
+        head: c.head.as_deref().map(llama::parse_quant).transpose()?,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{entry_module, parse_suites, suite, SmokeCaps, SuiteEntry, SUITES, SUITES_JSON};
+    use super::{
+        entry_module, parse_suites, suite, BenchModule, SmokeCaps, SuiteEntry, MODEL_SUITES,
+        SUITES, SUITES_JSON,
+    };
     use tch::{Device, Kind};
 
     #[test]
@@ -414,6 +457,19 @@ mod tests {
             for smoke in [false, true] {
                 let configs = suite(name, Kind::Float, Device::Cpu, smoke).unwrap();
                 assert!(!configs.is_empty(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_suites_parse_and_validate() {
+        for name in MODEL_SUITES {
+            for smoke in [false, true] {
+                let configs = suite(name, Kind::Float, Device::Cpu, smoke).unwrap();
+                assert!(!configs.is_empty(), "{name}");
+                assert!(configs
+                    .iter()
+                    .all(|c| matches!(c.module, BenchModule::Llama(_))));
             }
         }
     }

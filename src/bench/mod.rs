@@ -5,17 +5,19 @@
 //! - [`limits`]: the threads and memory a machine allows, checked before allocating;
 //! - [`workload`]: the module, inputs and one timed step for a configuration;
 //! - [`lecture_gpt`]: the lecture's whole model: a training step, and sampling;
+//! - [`llama`]: SmolLM2 (a Llama GGUF) generating: prefill and per-token decoding;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
 
 pub mod config;
 pub mod lecture_gpt;
 pub mod limits;
+pub mod llama;
 pub mod memory;
 pub mod runner;
 pub mod stats;
 pub mod workload;
 
-pub use config::{BenchConfig, BenchModule, Mode, SUITES};
+pub use config::{BenchConfig, BenchModule, Mode, MODEL_SUITES, SUITES};
 pub use limits::check_threads;
 pub use runner::{matmul_gflops, measure, Measurement};

@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{dtype_name, BenchConfig, BenchModule};
 use super::lecture_gpt::LectureGptSizes;
+use super::llama::quant_name;
 use super::memory;
 use super::stats::percentile;
 use super::workload::prepare;
@@ -122,6 +123,11 @@ impl Measurement {
         });
         if let BenchModule::LectureGpt(sizes) = c.module {
             lecture_gpt_fields(&mut row, &sizes);
+        }
+        if let BenchModule::Llama(bench) = c.module {
+            row["new_tokens"] = bench.new_tokens.into();
+            row["quant"] = quant_name(bench.quant).into();
+            row["head"] = quant_name(bench.head).into();
         }
         row
     }

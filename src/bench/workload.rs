@@ -17,7 +17,7 @@ use crate::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
 use crate::attention::Window;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::lecture::{Head, HeadConfig};
 use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
@@ -56,6 +56,12 @@ pub fn prepare(config: &BenchConfig) -> Result<Workload> {
     let module = match config.module {
         BenchModule::Attention(m) => m,
         BenchModule::LectureGpt(sizes) => return lecture_gpt::prepare(config, &sizes),
+        BenchModule::Llama(_) => {
+            return Err(Error::config(
+                "module",
+                "smollm2 needs a model file: time it with bench::llama::measure",
+            ))
+        }
     };
     let mut vs = VarStore::new(config.device);
     if config.mode == Mode::Decode {

@@ -103,6 +103,47 @@ impl Int4Linear {
         })
     }
 
+    /// `weight` `[N, K]` (float) quantised in groups of `group_size` inputs, rounding to
+    /// nearest between each group's minimum and maximum: `scale = bf16((max - min) /
+    /// 15)` (1 for a constant group), `zero = bf16(min + 8 scale)`, `q = round((w -
+    /// zero) / scale) + 8` clamped to 0..=15, so that `w ~ (q - 8) * scale + zero`.
+    /// CPU only; the shapes [`Int4Linear::new`] needs.
+    pub fn from_float(weight: &Tensor, group_size: i64) -> Result<Self> {
+        let size = weight.size();
+        if size.len() != 2 || size.contains(&0) || !weight.is_floating_point() {
+            return Err(Error::shape("weight", "float [N, K], not empty", &size));
+        }
+        if group_size < 1 || size[1] % group_size != 0 {
+            return Err(Error::invalid(
+                "group_size",
+                format!("must divide K = {}, got {group_size}", size[1]),
+            ));
+        }
+        check_cpu("weight", weight)?;
+        let (n, k) = (size[0], size[1]);
+        let bf16 = |t: Tensor| -> Result<Tensor> {
+            Ok(t.f_to_kind(Kind::BFloat16)?.f_to_kind(Kind::Float)?)
+        };
+        let w = weight
+            .f_to_kind(Kind::Float)?
+            .f_reshape([n, k / group_size, group_size])?;
+        let lo = w.f_amin(&[2i64][..], true)?;
+        let hi = w.f_amax(&[2i64][..], true)?;
+        let scales = bf16(hi.f_sub(&lo)?.f_div_scalar(15.0)?)?;
+        let scales = scales.f_where_scalarother(&scales.f_gt(0.0)?, 1.0)?;
+        let zeros = bf16(lo.f_add(&scales.f_mul_scalar(8.0)?)?)?;
+        let codes = w
+            .f_sub(&zeros)?
+            .f_div(&scales)?
+            .f_round()?
+            .f_add_scalar(8.0)?
+            .f_clamp(0.0, 15.0)?
+            .f_to_kind(Kind::Uint8)?
+            .f_reshape([n, k])?;
+        let per_group = |t: Tensor| t.f_reshape([n, k / group_size]);
+        Self::new(&codes, &per_group(scales)?, &per_group(zeros)?, group_size)
+    }
+
     /// `(*, K) -> (*, N)` in `x`'s dtype, computed from `x` rounded to bfloat16.
     pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
         batched(x, self.in_features, |x2| {

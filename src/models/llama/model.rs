@@ -11,7 +11,7 @@ use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::normal;
 use crate::error::{Error, Result};
-use crate::nn::{rms_norm, RmsNorm, RotaryEmbedding};
+use crate::nn::{rms_norm, Projection, RmsNorm, RotaryEmbedding};
 
 /// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
 #[derive(Debug)]
@@ -118,6 +118,10 @@ pub struct LlamaForCausalLM {
     pub model: LlamaModel,
     /// `lm_head.weight` `[V, E]`; `None` when tied to `model.embed_tokens.weight`.
     pub lm_head: Option<Tensor>,
+    /// The head as a quantised projection, used instead of [`Self::lm_head_weight`]
+    /// for the logits when set ([`LlamaForCausalLM::quantize_head`]); the embedding
+    /// lookup keeps the float weights.
+    pub quantized_head: Option<Projection>,
 }
 
 impl LlamaForCausalLM {
@@ -136,6 +140,7 @@ impl LlamaForCausalLM {
             config,
             model,
             lm_head,
+            quantized_head: None,
         })
     }
 
@@ -147,7 +152,7 @@ impl LlamaForCausalLM {
     /// The logits `(N, L, V)` of every position of `input_ids` `(N, L)`.
     pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
         let h = self.model.f_forward(input_ids, cache)?;
-        Ok(h.f_linear::<Tensor>(self.lm_head_weight(), None)?)
+        self.head(&h)
     }
 
     /// The logits `(N, V)` of the last position only, as `generate` computes them
@@ -159,6 +164,15 @@ impl LlamaForCausalLM {
     ) -> Result<Tensor> {
         let h = self.model.f_forward(input_ids, cache)?;
         let last = h.f_select(1, h.size()[1] - 1)?; // (N, E)
-        Ok(last.f_linear::<Tensor>(self.lm_head_weight(), None)?)
+        self.head(&last)
+    }
+
+    /// The logits `(*, V)` of hidden states `(*, E)`: the quantised head if there is
+    /// one, else `F.linear` with the float head.
+    fn head(&self, h: &Tensor) -> Result<Tensor> {
+        match &self.quantized_head {
+            Some(head) => head.f_forward(h),
+            None => Ok(h.f_linear::<Tensor>(self.lm_head_weight(), None)?),
+        }
     }
 }

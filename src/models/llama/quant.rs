@@ -1,8 +1,10 @@
 //! Quantised Llama weights: the decoder layers' seven linear projections as int4 layers
 //! built from the GGUF's own Q4_0/Q4_1 blocks (no requantisation: the 4-bit codes are
 //! the file's, the scales rounded to bfloat16 as libtorch's kernel takes them), or as
-//! int8 layers quantised per output channel from the float weights. The embeddings, the
-//! norms and the language-model head stay as they are (float).
+//! int8 layers quantised per output channel from the float weights. The embeddings and
+//! the norms stay as they are (float); the language-model head too, unless
+//! [`LlamaForCausalLM::quantize_head`] quantises a copy of it for the logits (the
+//! embedding lookup of a tied head still reads the float table).
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -74,6 +76,30 @@ impl LlamaForCausalLM {
             }
         }
         Ok((vs, model))
+    }
+}
+
+impl LlamaForCausalLM {
+    /// Quantises the head `[V, E]` for the logits (CPU only): [`Quant::Int8`] per output
+    /// channel, [`Quant::Int4`] in groups of 32 with one scale and zero each (round to
+    /// nearest between the group's minimum and maximum; not the file's blocks, since a
+    /// tied head is the embedding, which the file may store otherwise). The float head
+    /// stays for the embedding lookup of a tied model; the logits then run on the
+    /// quantised copy, in the kernels' bfloat16.
+    pub fn quantize_head(&mut self, quant: Quant) -> Result<()> {
+        let w = self.lm_head_weight();
+        if w.device() != Device::Cpu {
+            return Err(Error::Device {
+                arg: "head (quantised weights)".into(),
+                expected: Device::Cpu,
+                got: w.device(),
+            });
+        }
+        self.quantized_head = Some(match quant {
+            Quant::Int8 => Projection::Int8(Int8Linear::from_float(w)?),
+            Quant::Int4 => Projection::Int4(Int4Linear::from_float(w, Q4_GROUP)?),
+        });
+        Ok(())
     }
 }
 

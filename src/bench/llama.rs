@@ -1,0 +1,297 @@
+//! A whole decoder LM as a benchmark (`module: smollm2`, suite `generate`): greedy
+//! [`generate`] of a [`LlamaForCausalLM`] loaded from a GGUF file that the caller names
+//! (the library does not know where models are installed), mirrored in
+//! scripts/bench_torch.py by transformers' `generate` on the same file (float32, greedy):
+//!
+//! - `prefill`: the prompt's forward pass into the cache and the first token's choice
+//!   ([`Generation::prefill`]; transformers: a `generate` of one new token);
+//! - `decode`: one later token, the mean over the `new_tokens - 1` steps after the
+//!   prefill ([`Generation::decode_per_token`]; transformers: a `generate` of
+//!   `new_tokens` less one of one token, over `new_tokens - 1`).
+//!
+//! Each repeat is one whole generation of `new_tokens` after a prompt of T tokens
+//! (`seq`), EOS ignored; the prompt is the ids `1000, 1001, ...` on both sides (what the
+//! ids are does not change the time). Each decode row also carries the physical floor:
+//! the bytes of weights one token reads ([`weight_bytes_per_token`]) over the memory
+//! bandwidth measured in the same run ([`read_bandwidth_gbs`]).
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use super::config::{BenchConfig, Mode};
+use super::memory;
+use super::runner::{Measurement, Progress};
+use super::stats::percentile;
+use crate::check;
+use crate::error::{Error, Result};
+use crate::io::Gguf;
+use crate::models::llama::{
+    generate, Decoding, GenerateOptions, Generation, LlamaForCausalLM, Quant,
+};
+use crate::nn::Projection;
+
+/// The first id of the benchmark's prompt (`1000, 1001, ...`).
+const PROMPT_START: i64 = 1000;
+
+/// A `smollm2` configuration's own fields (suites.json's names): T is the prompt's
+/// tokens; C, nh and hs are the model's (informative: the file decides).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LlamaBench {
+    /// Tokens generated per repeat (at least 2 for `decode`: the first is the prefill's).
+    pub new_tokens: i64,
+    /// The layers' projections quantised as `attn generate --quant` does (the rest in
+    /// bfloat16, as there); `None`: float32 throughout (the exact path).
+    pub quant: Option<Quant>,
+    /// The head quantised for the logits ([`LlamaForCausalLM::quantize_head`]; needs
+    /// `quant`, whose kernels it shares); `None`: the float head.
+    pub head: Option<Quant>,
+}
+
+/// `int4` or `int8`, as suites.json and `--quant` write them.
+pub fn parse_quant(s: &str) -> Result<Quant> {
+    match s {
+        "int4" => Ok(Quant::Int4),
+        "int8" => Ok(Quant::Int8),
+        _ => Err(Error::config(
+            "quant",
+            format!("expected int4 or int8, got {s:?}"),
+        )),
+    }
+}
+
+/// The name [`parse_quant`] reads, or `none`.
+pub fn quant_name(quant: Option<Quant>) -> &'static str {
+    match quant {
+        Some(Quant::Int4) => "int4",
+        Some(Quant::Int8) => "int8",
+        None => "none",
+    }
+}
+
+/// The checks of a `smollm2` configuration: prefill or decode, one row, enough tokens.
+pub(super) fn validate(config: &BenchConfig, bench: &LlamaBench) -> Result<()> {
+    if !matches!(config.mode, Mode::Prefill | Mode::Decode) {
+        return Err(Error::config(
+            "mode",
+            format!("smollm2 runs prefill or decode, got {}", config.mode.name()),
+        ));
+    }
+    if config.batch != 1 {
+        return Err(Error::config(
+            "batch",
+            format!("smollm2 generates one sequence, got {}", config.batch),
+        ));
+    }
+    check::positive("new_tokens", bench.new_tokens)?;
+    if config.mode == Mode::Decode && bench.new_tokens < 2 {
+        return Err(Error::config(
+            "new_tokens",
+            format!(
+                "decode needs at least 2 (the first is the prefill's), got {}",
+                bench.new_tokens
+            ),
+        ));
+    }
+    if bench.head.is_some() && bench.quant.is_none() {
+        return Err(Error::config(
+            "head",
+            "a quantised head goes with quantised layers (quant)",
+        ));
+    }
+    if bench.quant.is_some() && config.device != Device::Cpu {
+        return Err(Error::config(
+            "quant",
+            "the int4/int8 kernels are libtorch's CPU ones",
+        ));
+    }
+    Ok(())
+}
+
+/// Loads `model_file` (a GGUF) as `config` asks, then times `warmup + repeats`
+/// generations: each sample is the prefill, or the mean decoding step, of one
+/// generation. Also measures the floor's bandwidth first. Peak memory counts from after
+/// the load.
+pub fn measure(
+    config: &BenchConfig,
+    bench: &LlamaBench,
+    model_file: &Path,
+    progress: Progress,
+) -> Result<LlamaMeasurement> {
+    config.validate()?;
+    validate(config, bench)?;
+    let bandwidth = read_bandwidth_gbs()?;
+    let model = load(model_file, config, bench)?;
+    // After loading, as PyTorch's side (which loads once for the suite) measures.
+    let baseline = memory::reset_peak();
+    let prompt: Vec<i64> = (0..config.seq).map(|i| PROMPT_START + i).collect();
+    let options = GenerateOptions {
+        max_new_tokens: bench.new_tokens,
+        decoding: Decoding::Greedy,
+        eos_token_ids: vec![],
+    };
+    let total = config.warmup + config.repeats;
+    let mut samples = Vec::with_capacity(config.repeats);
+    for i in 0..total {
+        let out = generate(&model, &prompt, &options, |_| {})?;
+        if i >= config.warmup {
+            samples.push(sample_ms(config.mode, &out));
+        }
+        progress(i + 1, total);
+    }
+    let peak = memory::peak();
+    let median_ms = percentile(&samples, 50.0);
+    let flops = forward_flops(&model, config);
+    Ok(LlamaMeasurement {
+        measurement: Measurement {
+            config: config.clone(),
+            threads: tch::get_num_threads(),
+            median_ms,
+            p10_ms: percentile(&samples, 10.0),
+            p90_ms: percentile(&samples, 90.0),
+            gflops: flops / (median_ms * 1e-3) / 1e9,
+            peak_rss_mb: peak,
+            peak_delta_mb: peak.zip(baseline).map(|(p, b)| p - b),
+        },
+        weight_bytes: weight_bytes_per_token(&model)?,
+        read_gbs: bandwidth,
+    })
+}
+
+/// The model of `model_file` as `attn generate` loads it: float32 in the config's
+/// dtype, or quantised projections with bfloat16 for the rest.
+fn load(model_file: &Path, config: &BenchConfig, bench: &LlamaBench) -> Result<LlamaForCausalLM> {
+    let gguf = Gguf::read(model_file)?;
+    let (mut vs, mut model) = match bench.quant {
+        None => LlamaForCausalLM::from_gguf(&gguf, config.device)?,
+        Some(q) => LlamaForCausalLM::from_gguf_quantized(&gguf, config.device, q)?,
+    };
+    let kind = if bench.quant.is_some() {
+        Kind::BFloat16
+    } else {
+        config.kind
+    };
+    if kind != Kind::Float {
+        vs.set_kind(kind);
+    }
+    if let Some(q) = bench.head {
+        model.quantize_head(q)?;
+    }
+    Ok(model)
+}
+
+/// The prefill, or the mean decoding step, of one generation, in milliseconds.
+fn sample_ms(mode: Mode, out: &Generation) -> f64 {
+    let d = match mode {
+        Mode::Decode => out.decode_per_token().unwrap_or_default(),
+        _ => out.prefill,
+    };
+    d.as_secs_f64() * 1e3
+}
+
+/// Matmul FLOPs (2 per multiply-add) of one sample: the projections and the head over
+/// the prompt (prefill) or one token (decode), with the attention's query-key pairs.
+fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
+    let c = &model.config;
+    let (e, l) = (c.hidden_size as f64, c.num_hidden_layers as f64);
+    let kv = (c.num_key_value_heads * c.head_dim) as f64;
+    let per_layer = e * (2.0 * e + 2.0 * kv) + 3.0 * e * c.intermediate_size as f64;
+    let linear = l * per_layer + e * c.vocab_size as f64;
+    let t = config.seq as f64;
+    let (q, pairs) = match config.mode {
+        Mode::Decode => (1.0, t + 1.0),
+        _ => (t, t * (t + 1.0) / 2.0),
+    };
+    // The head runs on the last position only, as generate does.
+    let head = e * c.vocab_size as f64;
+    2.0 * (q * (linear - head) + head) + l * 2.0 * 2.0 * pairs * e
+}
+
+/// The bytes of weights one decoding step reads: every layer's projections as stored
+/// (packed codes with their scales, or the float matrix), the norms, and the head
+/// (the tied embedding, read whole for the logits, or its quantised copy; the embedding
+/// lookup reads one row).
+pub fn weight_bytes_per_token(model: &LlamaForCausalLM) -> Result<f64> {
+    let head = match &model.quantized_head {
+        Some(p) => projection_bytes(p),
+        None => bytes(model.lm_head_weight()),
+    };
+    let mut total = head + bytes(&model.model.norm.weight);
+    for layer in &model.model.layers {
+        let (a, m) = (&layer.self_attn, &layer.mlp);
+        for p in [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ] {
+            total += projection_bytes(p);
+        }
+        total +=
+            bytes(&layer.input_layernorm.weight) + bytes(&layer.post_attention_layernorm.weight);
+    }
+    Ok(total)
+}
+
+/// The bytes of a tensor's elements.
+fn bytes(t: &Tensor) -> f64 {
+    (t.numel() * t.kind().elt_size_in_bytes()) as f64
+}
+
+/// The bytes a projection's forward reads: the float matrix, or the packed codes with
+/// their scales.
+fn projection_bytes(p: &Projection) -> f64 {
+    match p {
+        Projection::Float(linear) => bytes(&linear.weight),
+        Projection::Int4(q) => bytes(&q.packed) + bytes(&q.scales_and_zeros),
+        Projection::Int8(q) => bytes(&q.weight) + bytes(&q.scales),
+    }
+}
+
+/// This machine's read bandwidth, GB/s, on the current thread count: the best of 5
+/// `x.sum()` over 1 GiB of float32 (after one untimed pass), the way a decoding step
+/// streams its weights.
+pub fn read_bandwidth_gbs() -> Result<f64> {
+    const BYTES: i64 = 1 << 30;
+    let x = Tensor::f_ones([BYTES / 4], (Kind::Float, Device::Cpu))?;
+    let _ = x.f_sum(None::<Kind>)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let _ = x.f_sum(None::<Kind>)?.f_double_value(&[])?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(BYTES as f64 / best / 1e9)
+}
+
+/// What a `smollm2` configuration measured: the common figures, and the floor's.
+#[derive(Debug, Clone)]
+pub struct LlamaMeasurement {
+    /// The median (prefill, or ms per decoded token), percentiles, memory.
+    pub measurement: Measurement,
+    /// [`weight_bytes_per_token`] of the model as loaded.
+    pub weight_bytes: f64,
+    /// [`read_bandwidth_gbs`] in the same run.
+    pub read_gbs: f64,
+}
+
+impl LlamaMeasurement {
+    /// The weights' bytes over the bandwidth: the least time a decoding step can take.
+    pub fn floor_ms(&self) -> f64 {
+        self.weight_bytes / (self.read_gbs * 1e9) * 1e3
+    }
+
+    /// [`Measurement::to_json`] with the floor's figures added.
+    pub fn to_json(&self, matmul_gflops: f64) -> Value {
+        let mut row = self.measurement.to_json(matmul_gflops);
+        row["weight_bytes_per_token"] = self.weight_bytes.into();
+        row["read_gbs"] = self.read_gbs.into();
+        row["floor_ms"] = self.floor_ms().into();
+        row
+    }
+}
