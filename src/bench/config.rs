@@ -6,6 +6,7 @@ use tch::{Device, Kind};
 
 use super::lecture_gpt::{self, LectureGptSizes};
 use super::limits;
+use super::nanogpt_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -62,6 +63,9 @@ pub enum BenchModule {
     /// `n_embd`, nh its `n_head` (hs = C / nh), and the sizes the attention fields do
     /// not cover.
     LectureGpt(LectureGptSizes),
+    /// `nanogpt_gpt`: nanoGPT's `GPT` trained as `train.py` trains it, sized as
+    /// `lecture_gpt` (T `block_size`, C `n_embd`, nh `n_head`, and the same model fields).
+    NanoGpt(LectureGptSizes),
 }
 
 impl std::fmt::Display for BenchModule {
@@ -70,6 +74,7 @@ impl std::fmt::Display for BenchModule {
         match self {
             BenchModule::Attention(m) => m.fmt(f),
             BenchModule::LectureGpt(_) => f.write_str("lecture_gpt"),
+            BenchModule::NanoGpt(_) => f.write_str("nanogpt_gpt"),
         }
     }
 }
@@ -163,6 +168,7 @@ impl BenchConfig {
         let m = match self.module {
             BenchModule::Attention(m) => m,
             BenchModule::LectureGpt(sizes) => return lecture_gpt::validate(self, &sizes),
+            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::validate(self, &sizes),
         };
         if matches!(self.mode, Mode::TrainStep | Mode::Sample) {
             return Err(Error::config(
@@ -216,6 +222,7 @@ impl BenchConfig {
         let module = match self.module {
             BenchModule::Attention(m) => m,
             BenchModule::LectureGpt(sizes) => return lecture_gpt::flops(self, &sizes),
+            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::flops(self, &sizes),
         };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
@@ -383,16 +390,19 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
 /// the smoke caps; which of them a mode needs, [`BenchConfig::validate`] checks).
 fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     const FILE: &str = "bench/suites.json";
-    if c.module != "lecture_gpt" {
+    if c.module != "lecture_gpt" && c.module != "nanogpt_gpt" {
         let m: ModuleKind = c.module.parse().map_err(|e: Error| {
-            Error::malformed(FILE, format!("{}: module: {e} (or lecture_gpt)", c.name))
+            Error::malformed(
+                FILE,
+                format!("{}: module: {e} (or lecture_gpt, nanogpt_gpt)", c.name),
+            )
         })?;
         return Ok(BenchModule::Attention(m));
     }
     fn required<T>(name: &str, field: &str, v: Option<T>) -> Result<T> {
         v.ok_or_else(|| Error::malformed(FILE, format!("{name}: lecture_gpt needs {field}")))
     }
-    Ok(BenchModule::LectureGpt(LectureGptSizes {
+    let sizes = LectureGptSizes {
         n_layer: required(&c.name, "n_layer", c.n_layer)?,
         vocab: required(&c.name, "vocab", c.vocab)?,
         dropout: required(&c.name, "dropout", c.dropout)?,
@@ -400,7 +410,12 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
         new_tokens: c
             .new_tokens
             .map(|n| n.min(caps.max_new_tokens.unwrap_or(i64::MAX))),
-    }))
+    };
+    Ok(if c.module == "nanogpt_gpt" {
+        BenchModule::NanoGpt(sizes)
+    } else {
+        BenchModule::LectureGpt(sizes)
+    })
 }
 
 #[cfg(test)]

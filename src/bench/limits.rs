@@ -6,6 +6,7 @@ use tch::{Device, Kind};
 
 use super::config::{dtype_name, BenchConfig, BenchModule, Mode};
 use super::lecture_gpt;
+use super::nanogpt_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -92,6 +93,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
     let module = match config.module {
         BenchModule::Attention(m) => m,
         BenchModule::LectureGpt(sizes) => return elem * lecture_gpt::min_elements(config, &sizes),
+        BenchModule::NanoGpt(sizes) => return elem * nanogpt_gpt::min_elements(config, &sizes),
     };
     // Per head of the lecture: tril, then q, k, v and the scores, masked and softmaxed.
     let lecture_head = t * t + b * t * 3.0 * hs + 3.0 * b * t * t;

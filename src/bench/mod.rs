@@ -5,6 +5,7 @@
 //! - [`limits`]: the threads and memory a machine allows, checked before allocating;
 //! - [`workload`]: the module, inputs and one timed step for a configuration;
 //! - [`lecture_gpt`]: the lecture's whole model: a training step, and sampling;
+//! - [`nanogpt_gpt`]: nanoGPT's whole model: a `train.py` iteration;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod lecture_gpt;
 pub mod limits;
 pub mod memory;
+pub mod nanogpt_gpt;
 pub mod runner;
 pub mod stats;
 pub mod workload;
