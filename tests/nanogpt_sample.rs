@@ -170,3 +170,27 @@ fn a_ckpt_without_a_char_vocabulary_or_a_foreign_prompt_is_refused() {
         "--top-k",
     );
 }
+
+/// `model_args` asking for a model far larger than the weights the file holds are
+/// refused before anything that size is allocated.
+#[test]
+fn model_args_larger_than_the_weights_are_refused_before_allocating() {
+    let dir = tempdir("nanogpt-sample-bomb");
+    std::fs::copy(trained().join("meta.pkl"), dir.join("meta.pkl")).unwrap();
+    let bomb = dir.join("ckpt.pt");
+    let edit = "import torch, sys\n\
+                c = torch.load(sys.argv[1], weights_only=True)\n\
+                c['model_args'].update(n_embd=16384, n_layer=64)\n\
+                torch.save(c, sys.argv[2])\n";
+    let status = Command::new(setup_python())
+        .args(["-c", edit])
+        .arg(trained().join("ckpt.pt"))
+        .arg(&bomb)
+        .status()
+        .expect("run python");
+    assert!(status.success());
+    let start = std::time::Instant::now();
+    let out = attn(&["sample", "--checkpoint", bomb.to_str().unwrap()]);
+    assert_usage_error(&out, "parameters, but the file holds");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}

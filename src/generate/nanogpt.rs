@@ -108,8 +108,6 @@ impl SampleCheckpoint {
                 ),
             ));
         }
-        let vs = VarStore::new(Device::Cpu);
-        let model = Gpt::new(vs.root(), config)?;
         let tensors = dict(weights)
             .ok_or_else(|| bad("'model' is not a dict".into()))?
             .iter()
@@ -118,6 +116,21 @@ impl SampleCheckpoint {
                 _ => Err(bad("'model' is not a dict of str to tensor".into())),
             })
             .collect::<Result<Vec<_>>>()?;
+        // Before building the model: model_args that ask for far more than the file holds
+        // would allocate it all first.
+        let held: f64 = tensors
+            .iter()
+            .filter(|(k, _)| k.replace("_orig_mod.", "") != "lm_head.weight")
+            .map(|(_, t)| t.numel() as f64)
+            .sum();
+        let wanted = parameter_count(&config);
+        if wanted != held {
+            return Err(bad(format!(
+                "model_args ask for {wanted} parameters, but the file holds {held}"
+            )));
+        }
+        let vs = VarStore::new(Device::Cpu);
+        let model = Gpt::new(vs.root(), config)?;
         model.load_state_dict(&tensors)?;
         Ok(Self {
             vs,
@@ -198,6 +211,21 @@ fn model_args(args: &TorchValue) -> std::result::Result<GptConfig, String> {
         dropout,
         bias: int("bias")? != 0,
     })
+}
+
+/// `model.parameters()`' element count of `GPT(config)` (`lm_head` tied to `wte`), in
+/// f64 so that absurd sizes do not overflow.
+fn parameter_count(c: &GptConfig) -> f64 {
+    let [v, t, cc, l] = [c.vocab_size, c.block_size, c.n_embd, c.n_layer].map(|x| x as f64);
+    let b = if c.bias { 1.0 } else { 0.0 };
+    // ln_1, c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj
+    let block = (cc + b * cc)
+        + (3.0 * cc * cc + b * 3.0 * cc)
+        + (cc * cc + b * cc)
+        + (cc + b * cc)
+        + (4.0 * cc * cc + b * 4.0 * cc)
+        + (4.0 * cc * cc + b * cc);
+    v * cc + t * cc + l * block + (cc + b * cc)
 }
 
 /// `meta.pkl` beside the checkpoint, else `data/<config['dataset']>/meta.pkl`.
