@@ -124,10 +124,11 @@ def table(tch, torch_rows):
 
 
 def model_lines(tch, torch_rows, spec):
-    """Whole models (module lecture_gpt): their own sizes, and per token for sampling."""
+    """Whole models (modules lecture_gpt, nanogpt_gpt): their own sizes, and per token
+    for sampling."""
     out = []
     for key, a in tch.items():
-        if a.get("module") != "lecture_gpt":
+        if a.get("module") not in ("lecture_gpt", "nanogpt_gpt"):
             continue
         b = torch_rows.get(key)
         target = spec.get(key, {}).get("target_time_ratio")

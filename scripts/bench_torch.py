@@ -40,8 +40,10 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -49,6 +51,7 @@ from torch.nn import functional as F
 # A sibling script (scripts/ is first on sys.path when this file runs).
 import reference_modules
 from lecture_gpt_reference import build_model
+import nanogpt_reference
 from reference_modules import Head, MultiHeadAttention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,8 +153,8 @@ def lecture_gpt_flops(c):
 
 def flops(c):
     """As BenchConfig::flops: matmuls only, causal pairs T(T+1)/2, backward = 2x forward."""
-    if c["module"] == "lecture_gpt":
-        return lecture_gpt_flops(c)
+    if c["module"] in ("lecture_gpt", "nanogpt_gpt"):
+        return lecture_gpt_flops(c)  # nanoGPT's GPT does the same matmuls
     b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
     tq, pairs = (1, t) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
     w = c.get("window")
@@ -204,12 +207,57 @@ def prepare_lecture_gpt(c, dtype, device):
     return step
 
 
+def prepare_nanogpt_gpt(c, dtype, device):
+    """nanoGPT's GPT (scripts/nanogpt_reference.py) as train.py trains it with
+    config/train_shakespeare_char.py's settings (src/bench/nanogpt_gpt.rs): bias off,
+    gradient_accumulation_steps 1, grad_clip 1.0, AdamW's two groups with weight decay
+    0.1 and betas (0.9, 0.99), a constant lr. The step is one iteration: forward, loss,
+    get_batch for the next micro-step (train.py's, from a uint16 memmap of random ids),
+    backward, clip_grad_norm_, step, zero_grad(set_to_none=True)."""
+    if dtype != torch.float32:
+        fail("nanogpt_gpt's train_step runs float32")
+    B, T = c["batch"], c["seq"]
+    conf = nanogpt_reference.Config(n_layer=c["n_layer"], n_head=c["heads"], n_embd=c["embd"],
+                                    block_size=T, bias=False, vocab_size=c["vocab"],
+                                    dropout=c["dropout"])
+    model = nanogpt_reference.GPT(conf).to(device)
+    optimizer = model.configure_optimizers(0.1, c["learning_rate"], (0.9, 0.99))
+    ids = torch.randint(c["vocab"], (TEXT_LEN,), generator=torch.Generator().manual_seed(0))
+    tmp = tempfile.NamedTemporaryFile(suffix=".bin")
+    ids.numpy().astype(np.uint16).tofile(tmp.name)
+    train_data = np.memmap(tmp.name, dtype=np.uint16, mode="r")
+
+    def get_batch():
+        ix = torch.randint(len(train_data) - T, (B,))
+        x = torch.stack([torch.from_numpy(train_data[i:i + T].astype(np.int64)) for i in ix])
+        y = torch.stack([torch.from_numpy(train_data[i + 1:i + 1 + T].astype(np.int64)) for i in ix])
+        return x.to(device), y.to(device)
+
+    batch = [get_batch()]
+
+    def step():
+        X, Y = batch[0]
+        _, loss = model(X, Y)
+        batch[0] = get_batch()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step.keep = tmp  # the memmap's file lives as long as the step
+
+    model.train()
+    return step
+
+
 def prepare(c, dtype, device):
     """The module and inputs of configuration `c`; returns a function doing one step."""
     torch.manual_seed(0)
     if c["module"] == "lecture_gpt":
         torch.manual_seed(1337)
         return prepare_lecture_gpt(c, dtype, device)
+    if c["module"] == "nanogpt_gpt":
+        torch.manual_seed(1337)
+        return prepare_nanogpt_gpt(c, dtype, device)
     b, t, C, nh, hs = c["batch"], c["seq"], c["embd"], c["heads"], c["head_size"]
     backward = c["mode"] == "backward"
     opts = dict(dtype=dtype, device=device)
@@ -466,7 +514,7 @@ def main():
                "device": a.device, "threads": torch.get_num_threads(), "warmup": c["warmup"],
                "repeats": c["repeats"], **r, "matmul_gflops": ceiling,
                "torch_version": torch.__version__}
-        if c["module"] == "lecture_gpt":
+        if c["module"] in ("lecture_gpt", "nanogpt_gpt"):
             row.update({k: c.get(k) for k in
                         ("n_layer", "vocab", "dropout", "learning_rate", "new_tokens")})
         if c["module"] == "smollm2":

@@ -7,6 +7,7 @@ use tch::{Device, Kind};
 use super::lecture_gpt::{self, LectureGptSizes};
 use super::limits;
 use super::llama::{self, LlamaBench};
+use super::nanogpt_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -74,6 +75,9 @@ pub enum BenchModule {
     /// `smollm2`: SmolLM2 (any Llama GGUF) generating greedily, with T the prompt's
     /// tokens; the model file comes from the caller ([`llama::measure`]).
     Llama(LlamaBench),
+    /// `nanogpt_gpt`: nanoGPT's `GPT` trained as `train.py` trains it, sized as
+    /// `lecture_gpt` (T `block_size`, C `n_embd`, nh `n_head`, and the same model fields).
+    NanoGpt(LectureGptSizes),
 }
 
 impl std::fmt::Display for BenchModule {
@@ -83,6 +87,7 @@ impl std::fmt::Display for BenchModule {
             BenchModule::Attention(m) => m.fmt(f),
             BenchModule::LectureGpt(_) => f.write_str("lecture_gpt"),
             BenchModule::Llama(_) => f.write_str("smollm2"),
+            BenchModule::NanoGpt(_) => f.write_str("nanogpt_gpt"),
         }
     }
 }
@@ -177,6 +182,7 @@ impl BenchConfig {
             BenchModule::Attention(m) => m,
             BenchModule::LectureGpt(sizes) => return lecture_gpt::validate(self, &sizes),
             BenchModule::Llama(bench) => return llama::validate(self, &bench),
+            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::validate(self, &sizes),
         };
         if matches!(self.mode, Mode::TrainStep | Mode::Sample | Mode::Prefill) {
             return Err(Error::config(
@@ -232,6 +238,7 @@ impl BenchConfig {
             BenchModule::LectureGpt(sizes) => return lecture_gpt::flops(self, &sizes),
             // Known once the model file is loaded: llama::measure counts them.
             BenchModule::Llama(_) => return 0.0,
+            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::flops(self, &sizes),
         };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
@@ -408,16 +415,19 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     if c.module == "smollm2" {
         return llama_entry(c, caps);
     }
-    if c.module != "lecture_gpt" {
+    if c.module != "lecture_gpt" && c.module != "nanogpt_gpt" {
         let m: ModuleKind = c.module.parse().map_err(|e: Error| {
-            Error::malformed(FILE, format!("{}: module: {e} (or lecture_gpt)", c.name))
+            Error::malformed(
+                FILE,
+                format!("{}: module: {e} (or lecture_gpt, nanogpt_gpt)", c.name),
+            )
         })?;
         return Ok(BenchModule::Attention(m));
     }
     fn required<T>(name: &str, field: &str, v: Option<T>) -> Result<T> {
         v.ok_or_else(|| Error::malformed(FILE, format!("{name}: lecture_gpt needs {field}")))
     }
-    Ok(BenchModule::LectureGpt(LectureGptSizes {
+    let sizes = LectureGptSizes {
         n_layer: required(&c.name, "n_layer", c.n_layer)?,
         vocab: required(&c.name, "vocab", c.vocab)?,
         dropout: required(&c.name, "dropout", c.dropout)?,
@@ -425,7 +435,12 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
         new_tokens: c
             .new_tokens
             .map(|n| n.min(caps.max_new_tokens.unwrap_or(i64::MAX))),
-    }))
+    };
+    Ok(if c.module == "nanogpt_gpt" {
+        BenchModule::NanoGpt(sizes)
+    } else {
+        BenchModule::LectureGpt(sizes)
+    })
 }
 
 /// A `smollm2` entry: `new_tokens` (capped by the smoke caps) and `quant`.

@@ -6,6 +6,7 @@ use tch::{Device, Kind};
 
 use super::config::{dtype_name, BenchConfig, BenchModule, Mode};
 use super::lecture_gpt;
+use super::nanogpt_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -94,6 +95,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
         BenchModule::LectureGpt(sizes) => return elem * lecture_gpt::min_elements(config, &sizes),
         // The model file's tensors are checked against its size when it is read.
         BenchModule::Llama(_) => return 0.0,
+        BenchModule::NanoGpt(sizes) => return elem * nanogpt_gpt::min_elements(config, &sizes),
     };
     // Per head of the lecture: tril, then q, k, v and the scores, masked and softmaxed.
     let lecture_head = t * t + b * t * 3.0 * hs + 3.0 * b * t * t;

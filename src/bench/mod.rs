@@ -6,6 +6,7 @@
 //! - [`workload`]: the module, inputs and one timed step for a configuration;
 //! - [`lecture_gpt`]: the lecture's whole model: a training step, and sampling;
 //! - [`llama`]: SmolLM2 (a Llama GGUF) generating: prefill and per-token decoding;
+//! - [`nanogpt_gpt`]: nanoGPT's whole model: a `train.py` iteration;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
 
@@ -14,6 +15,7 @@ pub mod lecture_gpt;
 pub mod limits;
 pub mod llama;
 pub mod memory;
+pub mod nanogpt_gpt;
 pub mod runner;
 pub mod stats;
 pub mod workload;

@@ -121,7 +121,7 @@ impl Measurement {
             "peak_rss_mb": self.peak_rss_mb,
             "peak_delta_mb": self.peak_delta_mb,
         });
-        if let BenchModule::LectureGpt(sizes) = c.module {
+        if let BenchModule::LectureGpt(sizes) | BenchModule::NanoGpt(sizes) = c.module {
             lecture_gpt_fields(&mut row, &sizes);
         }
         if let BenchModule::Llama(bench) = c.module {

@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{BenchConfig, BenchModule, Mode};
 use super::lecture_gpt;
+use super::nanogpt_gpt;
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mask::Mask;
@@ -62,6 +63,7 @@ pub fn prepare(config: &BenchConfig) -> Result<Workload> {
                 "smollm2 needs a model file: time it with bench::llama::measure",
             ))
         }
+        BenchModule::NanoGpt(sizes) => return nanogpt_gpt::prepare(config, &sizes),
     };
     let mut vs = VarStore::new(config.device);
     if config.mode == Mode::Decode {

@@ -16,6 +16,8 @@
 
 use tch::{Kind, Tensor};
 
+pub mod nanogpt;
+
 use crate::attention::KvCache;
 use crate::error::{Error, Result};
 use crate::models::lecture::GptLanguageModel;
