@@ -320,7 +320,7 @@ const MAX_DEPTH: usize = 64;
 /// The whole object a `torch.save` archive at `path` holds, not only its state_dict —
 /// nanoGPT's `ckpt.pt` with its optimizer state, ints, floats and strings — every
 /// tensor read onto the CPU after its view is checked against its storage record as
-/// [`read_torch_header`] checks them. Dicts and `OrderedDict`s both come back as
+/// the header reader checks them. Dicts and `OrderedDict`s both come back as
 /// [`TorchValue::Dict`]; anything but plain data (a class, an object, bytes, an int
 /// beyond i64) and containers nested deeper than 64 are errors.
 pub fn read_torch_object(path: &std::path::Path) -> Result<TorchValue> {
