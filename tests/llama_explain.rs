@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use tch::{Device, Kind, Tensor};
+use tch_attention::attention::Window;
 use tch_attention::io::read_safetensors;
 use tch_attention::models::llama::LlamaForCausalLM;
 use tch_attention::parity::compare_tensors;
@@ -58,6 +59,27 @@ fn every_layers_weights_are_transformers_eager_attentions() {
     }
     assert!(model.model.f_attentions(&input, n_layers).is_err());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A layer with a sliding window shows the weights its forward uses: nothing further
+/// back than the window, each row still a distribution.
+#[test]
+fn a_windowed_layers_weights_stay_inside_its_window() {
+    let (_vs, mut model) = LlamaForCausalLM::from_hf_dir(&tiny(), Device::Cpu).unwrap();
+    for layer in &mut model.model.layers {
+        layer.self_attn.window = Some(Window::sliding(3).unwrap());
+    }
+    let input = Tensor::from_slice(&[1i64, 17, 5, 42, 9, 3, 28]).unsqueeze(0);
+    let w = tch::no_grad(|| model.model.f_attentions(&input, 1)).unwrap(); // (1, H, L, L)
+    let l = 7;
+    // Query i sees keys i - 2 ..= i: the band of width 3 below the diagonal.
+    let band = Tensor::ones([l, l], (Kind::Bool, Device::Cpu))
+        .tril(0)
+        .logical_and(&Tensor::ones([l, l], (Kind::Bool, Device::Cpu)).triu(-2));
+    let outside = w.masked_select(&band.logical_not().expand_as(&w));
+    assert_eq!(outside.abs().max().double_value(&[]), 0.0);
+    let rows = w.sum_dim_intlist(-1, false, Kind::Float);
+    assert!(rows.allclose(&rows.ones_like(), 1e-5, 1e-6, false));
 }
 
 #[test]

@@ -88,19 +88,9 @@ impl LlamaAttention {
         sin: &Tensor,
         cache: Option<&LlamaCache>,
     ) -> Result<Tensor> {
-        let e = self.q_proj.in_features();
-        let xs = x.size();
-        if xs.len() != 3 || xs[2] != e {
-            return Err(Error::shape("x", format!("(N, L, E) with E = {e}"), &xs));
-        }
-        let (n, l) = (xs[0], xs[1]);
+        let (q, k, v) = self.f_qkv(x, cos, sin)?;
+        let (n, l) = (x.size()[0], x.size()[1]);
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        // (N, L, H*D) -> (N, L, H, D) -> (N, H, L, D)
-        let heads = |t: Tensor, heads: i64| t.f_view([n, l, heads, d])?.f_transpose(1, 2);
-        let q = heads(self.q_proj.f_forward(x)?, h)?;
-        let k = heads(self.k_proj.f_forward(x)?, hkv)?;
-        let v = heads(self.v_proj.f_forward(x)?, hkv)?;
-        let (q, k) = (apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?);
         let offset = cache.map_or(0, LlamaCache::len);
         let (k, v) = match cache {
             Some(c) => c.update(self.layer_idx, &k, &v)?, // (N, Hkv, offset + L, D)
@@ -125,5 +115,27 @@ impl LlamaAttention {
                                                                      // (N, H, L, D) -> (N, L, H, D) -> (N, L, H*D)
         let y = y.f_transpose(1, 2)?.f_reshape([n, l, h * d])?;
         self.o_proj.f_forward(&y)
+    }
+
+    /// The rotated queries `(N, H, L, D)` and keys `(N, Hkv, L, D)` and the values
+    /// `(N, Hkv, L, D)` of `x` `(N, L, E)`, checked; `cos`, `sin` as [`Self::f_forward`].
+    pub(super) fn f_qkv(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let e = self.q_proj.in_features();
+        let xs = x.size();
+        if xs.len() != 3 || xs[2] != e {
+            return Err(Error::shape("x", format!("(N, L, E) with E = {e}"), &xs));
+        }
+        let (n, l, d) = (xs[0], xs[1], self.head_dim);
+        // (N, L, heads*D) -> (N, L, heads, D) -> (N, heads, L, D)
+        let heads = |t: Tensor, heads: i64| t.f_view([n, l, heads, d])?.f_transpose(1, 2);
+        let q = heads(self.q_proj.f_forward(x)?, self.num_heads)?;
+        let k = heads(self.k_proj.f_forward(x)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.f_forward(x)?, self.num_kv_heads)?;
+        Ok((apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?, v))
     }
 }

@@ -7,28 +7,18 @@ use super::{LlamaAttention, LlamaForCausalLM, LlamaModel, LlamaTokenizer};
 use crate::attention::{scaled_dot_product_attention_with_weights, SdpaOptions};
 use crate::error::{Error, Result};
 use crate::explain::{check_layer, Explanation, Heads};
-use crate::nn::apply_rotary;
 
 impl LlamaAttention {
     /// The weights `(N, H, L, L)` of `x` `(N, L, E)` with the rotary `cos`, `sin`
     /// `(N, L, D)` of positions `0..L`, no cache: each query's softmax over the keys up to
-    /// its own (the math path; key/value heads serve their groups of query heads).
+    /// its own, within the sliding window if the layer has one (the math path; key/value
+    /// heads serve their groups of query heads).
     pub fn f_weights(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let xs = x.size();
-        let e = self.q_proj.in_features();
-        if xs.len() != 3 || xs[2] != e {
-            return Err(Error::shape("x", format!("(N, L, E) with E = {e}"), &xs));
-        }
-        let (n, l, d) = (xs[0], xs[1], self.head_dim);
-        // (N, L, heads*D) -> (N, heads, L, D)
-        let heads = |t: Tensor, heads: i64| t.f_view([n, l, heads, d])?.f_transpose(1, 2);
-        let q = heads(self.q_proj.f_forward(x)?, self.num_heads)?;
-        let k = heads(self.k_proj.f_forward(x)?, self.num_kv_heads)?;
-        let v = heads(self.v_proj.f_forward(x)?, self.num_kv_heads)?;
-        let (q, k) = (apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?);
+        let (q, k, v) = self.f_qkv(x, cos, sin)?;
         let options = SdpaOptions {
             is_causal: true,
             enable_gqa: self.num_heads != self.num_kv_heads,
+            window: self.window,
             ..Default::default()
         };
         Ok(scaled_dot_product_attention_with_weights(&q, &k, &v, &options)?.weights)
