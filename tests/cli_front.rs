@@ -3,23 +3,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{assert_usage_error, attn, tempdir};
-
-fn worker(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attn-torch"))
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("run attn-torch")
-}
+use common::{assert_usage_error, attn, attn_torch, tempdir};
 
 /// Its own command list is a copy of attn-torch's subcommands: any drift shows here.
 #[test]
 fn help_and_version_are_attn_torchs() {
     for flag in ["--help", "-h", "help", "--version", "-V"] {
-        let (front, back) = (attn(&[flag]), worker(&[flag]));
+        let (front, back) = (attn(&[flag]), attn_torch(&[flag]));
         assert_eq!(front.status.code(), back.status.code(), "{flag}");
         assert_eq!(
             String::from_utf8_lossy(&front.stdout),
@@ -56,7 +48,7 @@ fn other_command_lines_reach_attn_torch_unchanged() {
         &["bogus"],
         &[],
     ] {
-        let (front, back) = (attn(args), worker(args));
+        let (front, back) = (attn(args), attn_torch(args));
         assert_eq!(front.status.code(), back.status.code(), "{args:?}");
         assert_eq!(front.stdout, back.stdout, "{args:?}");
         assert_eq!(front.stderr, back.stderr, "{args:?}");

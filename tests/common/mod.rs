@@ -7,11 +7,20 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub fn attn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attn"))
+    run(env!("CARGO_BIN_EXE_attn"), args)
+}
+
+/// attn-torch started directly, as the front door `attn` starts it.
+pub fn attn_torch(args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_attn-torch"), args)
+}
+
+fn run(exe: &str, args: &[&str]) -> Output {
+    Command::new(exe)
         .args(args)
         .env_remove("LD_LIBRARY_PATH")
         .output()
-        .expect("run attn")
+        .unwrap_or_else(|e| panic!("run {exe}: {e}"))
 }
 
 pub fn fixtures() -> PathBuf {
