@@ -40,3 +40,42 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", units[unit])
     }
 }
+
+/// Makes glibc's `malloc` keep the memory libtorch frees for its next allocations,
+/// instead of handing it back to the kernel: every block comes from the heap (no
+/// `mmap` per large tensor) and the heap is never trimmed. Returns whether the
+/// setting took (`false` off glibc, where nothing changes).
+///
+/// Why: glibc serves each block above its mmap threshold (at most 32 MiB) with a fresh
+/// `mmap` and returns it with `munmap` when freed. A training step of nanoGPT's
+/// shakespeare_char configuration allocates its `(B, nh, T, T)` attention tensors
+/// (100 MB each) anew in every layer, forward and backward, so the kernel maps and
+/// zeroes over a million pages per step; on this project's 2-core virtual machine that
+/// was a third of the run's time (`attn train`, 2 iterations: 35 s of system time in
+/// 93 s). With this setting a step after the first reuses the pages it already has
+/// (bench/RESULTS.md). The price: the process keeps its peak memory until it exits.
+///
+/// It helps what the main thread allocates (glibc's main arena, the `brk` heap): the
+/// arenas of other threads are made of mmap'd heaps of at most 64 MiB and keep mapping
+/// larger blocks afresh. libtorch allocates a tensor on the thread that calls the op,
+/// so a program that trains on its main thread, as `attn` does, gets it all.
+///
+/// It changes the whole process, so the library never calls it; the `attn` binary
+/// does for `train` and `bench`, and so may any program that trains. A Python process
+/// can be given the same settings through glibc's environment variables
+/// (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736`).
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets malloc's parameters; both values are documented
+        // ones (man 3 mallopt: -1 disables trimming; 0 disables the use of mmap).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}

@@ -215,6 +215,11 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if matches!(cli.command, Command::Train(_) | Command::Bench(_)) {
+        // Training allocates and frees the same large activations every step; keeping
+        // freed pages saves the kernel's re-zeroing of them (memory::keep_freed_memory).
+        tch_attention::memory::keep_freed_memory();
+    }
     match cli.command {
         Command::Notebook(args) => notebook::run(args),
         Command::Doctor => doctor::run(),
