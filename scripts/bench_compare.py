@@ -157,7 +157,8 @@ def model_lines(tch, torch_rows, spec):
 def smollm2_lines(tch, torch_rows, spec):
     """SmolLM2 generating (module smollm2, suite generate): prefill and ms per decoded
     token over transformers' float32 generate, and each row's physical floor, the bytes of
-    weights one token reads over the read bandwidth measured in the same run."""
+    weights one token reads over the read bandwidth measured in the same run, and the
+    kernels' floor: one token's projections and head timed alone (decode rows)."""
     out = []
     for key, a in tch.items():
         if a.get("module") != "smollm2":
@@ -167,23 +168,29 @@ def smollm2_lines(tch, torch_rows, spec):
         ratio = a["median_ms"] / b["median_ms"] if b else None
         floor = a.get("floor_ms") if a["mode"] == "decode" else None
         over = a["median_ms"] / floor if floor else None
+        kernels = a.get("projections_ms")
+        kernels_ratio = kernels / b["median_ms"] if kernels and b else None
         out.append(
             f"| {key[1]} | {a['mode']} | {a.get('quant')} | {a.get('head')} | {a['seq']} | {a.get('new_tokens')} "
             f"| {a['median_ms']:.4g} ({a['p10_ms']:.4g}-{a['p90_ms']:.4g}) "
             f"| {fmt(b and b['median_ms'], '.4g')} | {fmt(ratio, '.3f')} | {fmt(target, 'g')} "
             f"| {verdict(ratio, target)} | {a.get('weight_bytes_per_token', 0) / 1e6:.1f} "
-            f"| {fmt(a.get('read_gbs'), '.1f')} | {fmt(floor, '.1f')} | {fmt(over, '.2f')} |")
+            f"| {fmt(a.get('read_gbs'), '.1f')} | {fmt(floor, '.1f')} | {fmt(over, '.2f')} "
+            f"| {fmt(kernels, '.1f')} | {fmt(kernels_ratio, '.3f')} |")
     if not out:
         return []
     return [
         "",
         "SmolLM2-135M-Instruct generating (suite generate): the crate's prefill and ms per "
         "decoded token over transformers' `generate` in float32 (for a `quant` row too); "
-        "floor: the weights one token reads over the read bandwidth measured in the run:",
+        "floor: the weights one token reads over the read bandwidth measured in the run; "
+        "kernels: one token's projections and head alone (the least a step on these "
+        "kernels takes), and that time over transformers':",
         "",
         "| name | mode | quant | head | prompt | new tokens | tch ms (p10-p90) | transformers ms "
-        "| time ratio | target | met | weights MB/token | read GB/s | floor ms | tch / floor |",
-        "|" + "---|" * 15,
+        "| time ratio | target | met | weights MB/token | read GB/s | floor ms | tch / floor "
+        "| kernels ms | kernels / transformers |",
+        "|" + "---|" * 17,
     ] + out
 
 

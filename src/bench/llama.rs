@@ -13,7 +13,9 @@
 //! (`seq`), EOS ignored; the prompt is the ids `1000, 1001, ...` on both sides (what the
 //! ids are does not change the time). Each decode row also carries the physical floor:
 //! the bytes of weights one token reads ([`weight_bytes_per_token`]) over the memory
-//! bandwidth measured in the same run ([`read_bandwidth_gbs`]).
+//! bandwidth measured in the same run ([`read_bandwidth_gbs`]); and the kernels' floor:
+//! the time the model's projections and head alone take for one token
+//! ([`projections_ms_per_token`]), which no decoding step on these kernels can beat.
 
 use std::path::Path;
 use std::time::Instant;
@@ -157,6 +159,10 @@ pub fn measure(
         },
         weight_bytes: weight_bytes_per_token(&model)?,
         read_gbs: bandwidth,
+        projections_ms: match config.mode {
+            Mode::Decode => Some(projections_ms_per_token(&model)?),
+            _ => None,
+        },
     })
 }
 
@@ -238,6 +244,59 @@ pub fn weight_bytes_per_token(model: &LlamaForCausalLM) -> Result<f64> {
     Ok(total)
 }
 
+/// The milliseconds that one token's matrix products take on their own: every layer's
+/// seven projections and the head, each on one random row of its input width in the
+/// activations' dtype, in the order a step runs them (the weights streamed from memory
+/// as in decoding: together they outgrow the caches). The median of 10 passes after 2
+/// untimed ones. With `--quant int4` this is the time of libtorch's int4 kernel itself,
+/// the floor of any decoding step that uses it.
+pub fn projections_ms_per_token(model: &LlamaForCausalLM) -> Result<f64> {
+    let kind = model.model.norm.weight.kind();
+    let device = model.model.norm.weight.device();
+    let row = |width: i64| Tensor::f_randn([1, width], (kind, device));
+    let layers = &model.model.layers;
+    let mut inputs = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let (a, m) = (&layer.self_attn, &layer.mlp);
+        let ps = [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ];
+        let xs = ps
+            .iter()
+            .map(|p| row(p.in_features()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        inputs.push((ps, xs));
+    }
+    let h = row(model.config.hidden_size)?;
+    let pass = || -> Result<()> {
+        for (ps, xs) in &inputs {
+            for (p, x) in ps.iter().zip(xs) {
+                let _ = p.f_forward(x)?;
+            }
+        }
+        let _ = model.head(&h)?;
+        Ok(())
+    };
+    let mut samples = Vec::with_capacity(10);
+    tch::no_grad(|| -> Result<()> {
+        for i in 0..12 {
+            let start = Instant::now();
+            pass()?;
+            if i >= 2 {
+                samples.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(percentile(&samples, 50.0))
+}
+
 /// The bytes of a tensor's elements.
 fn bytes(t: &Tensor) -> f64 {
     (t.numel() * t.kind().elt_size_in_bytes()) as f64
@@ -278,6 +337,8 @@ pub struct LlamaMeasurement {
     pub weight_bytes: f64,
     /// [`read_bandwidth_gbs`] in the same run.
     pub read_gbs: f64,
+    /// [`projections_ms_per_token`] of the model as loaded (decode rows).
+    pub projections_ms: Option<f64>,
 }
 
 impl LlamaMeasurement {
@@ -292,6 +353,7 @@ impl LlamaMeasurement {
         row["weight_bytes_per_token"] = self.weight_bytes.into();
         row["read_gbs"] = self.read_gbs.into();
         row["floor_ms"] = self.floor_ms().into();
+        row["projections_ms"] = self.projections_ms.into();
         row
     }
 }

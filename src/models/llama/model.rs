@@ -169,7 +169,7 @@ impl LlamaForCausalLM {
 
     /// The logits `(*, V)` of hidden states `(*, E)`: the quantised head if there is
     /// one, else `F.linear` with the float head.
-    fn head(&self, h: &Tensor) -> Result<Tensor> {
+    pub(crate) fn head(&self, h: &Tensor) -> Result<Tensor> {
         match &self.quantized_head {
             Some(head) => head.f_forward(h),
             None => Ok(h.f_linear::<Tensor>(self.lm_head_weight(), None)?),
