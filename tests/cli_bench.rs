@@ -161,3 +161,39 @@ fn bench_prints_one_json_object_per_configuration() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("decode"));
 }
+
+/// The generate suite on the tiny quantised Llama of the fixtures (its smoke sizes):
+/// every row runs, and each decode row carries the kernels' floor, the time of one
+/// token's projections and head alone, which the whole step cannot beat by much.
+#[test]
+fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
+    let model = common::fixtures().join("llama/tiny/model_q4_1.gguf");
+    let out = attn(&[
+        "bench",
+        "--suite",
+        "generate",
+        "--smoke",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for row in &rows {
+        let kernels = row["projections_ms"].as_f64();
+        if row["mode"] == "decode" {
+            assert!(kernels.is_some_and(|v| v > 0.0), "{row}");
+        } else {
+            assert!(row["projections_ms"].is_null(), "{row}");
+        }
+    }
+}

@@ -128,7 +128,12 @@ pub fn measure(
     let model = load(model_file, config, bench)?;
     // After loading, as PyTorch's side (which loads once for the suite) measures.
     let baseline = memory::reset_peak();
-    let prompt: Vec<i64> = (0..config.seq).map(|i| PROMPT_START + i).collect();
+    // Wrapped into the vocabulary: SmolLM2's 49152 leave the ids as they are; a small
+    // test model gets valid ones.
+    let vocab = model.config.vocab_size;
+    let prompt: Vec<i64> = (0..config.seq)
+        .map(|i| (PROMPT_START + i) % vocab)
+        .collect();
     let options = GenerateOptions {
         max_new_tokens: bench.new_tokens,
         decoding: Decoding::Greedy,
