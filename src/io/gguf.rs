@@ -362,7 +362,8 @@ fn read_header(r: &mut Reader) -> Result<(u32, u64, u64)> {
     let magic = r.array::<4>("the magic number")?;
     if &magic != MAGIC {
         return Err(r.err(format!(
-            "not a GGUF file: expected magic {MAGIC:?}, got {magic:?}"
+            "not a GGUF file: expected the magic bytes \"GGUF\", got {}",
+            magic.escape_ascii()
         )));
     }
     let version = r.u32("the version")?;

@@ -6,31 +6,41 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
+use tch::{Device, Tensor};
 use tch_attention::checkpoint::{
     convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE,
     HEADS,
 };
-use tch_attention::io::{CheckpointFile, Overwrite};
+use tch_attention::io::{write_safetensors_new, CheckpointFile, Gguf, Overwrite};
+use tch_attention::models::llama::LlamaForCausalLM;
 
 /// The layouts, as `--from`/`--to` values.
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutArg {
     Lecture,
     Nanogpt,
     TorchMha,
     HfGpt2,
     HfBert,
+    /// llama.cpp's GGUF file of a Llama-architecture model (only with --to hf-llama).
+    Gguf,
+    /// Hugging Face's Llama names (model.layers.{i}.self_attn.q_proj.weight, ...), in
+    /// float32 (only from --from gguf).
+    HfLlama,
 }
 
-impl From<LayoutArg> for Layout {
-    fn from(l: LayoutArg) -> Self {
-        match l {
+impl LayoutArg {
+    /// The attention layout of the block converter; `None` for the whole-model pair
+    /// gguf -> hf-llama.
+    fn attention(self) -> Option<Layout> {
+        Some(match self {
             LayoutArg::Lecture => Layout::Lecture,
             LayoutArg::Nanogpt => Layout::NanoGpt,
             LayoutArg::TorchMha => Layout::TorchMha,
             LayoutArg::HfGpt2 => Layout::HfGpt2,
             LayoutArg::HfBert => Layout::HfBert,
-        }
+            LayoutArg::Gguf | LayoutArg::HfLlama => return None,
+        })
     }
 }
 
@@ -72,7 +82,8 @@ pub struct ConvertArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     force: bool,
-    /// A state_dict: .safetensors, or a torch.save file (.pt, .pth, .bin).
+    /// A state_dict: .safetensors, or a torch.save file (.pt, .pth, .bin); with --from
+    /// gguf, a GGUF file.
     input: PathBuf,
     /// Where to write the converted state_dict (safetensors).
     output: PathBuf,
@@ -94,7 +105,13 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    let (from, to) = (Layout::from(args.from), Layout::from(args.to));
+    let (from, to) = match (args.from.attention(), args.to.attention()) {
+        (Some(from), Some(to)) => (from, to),
+        _ if (args.from, args.to) == (LayoutArg::Gguf, LayoutArg::HfLlama) => {
+            return convert_gguf(&args)
+        }
+        _ => bail!("--from gguf goes with --to hf-llama, and hf-llama is written only from gguf"),
+    };
     let opts = ConvertOptions {
         prefix: args.prefix,
         heads: args.heads,
@@ -118,6 +135,40 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
     .map_err(option_to_flag)?;
     eprintln!(
         "attn: wrote {written} tensors ({from} -> {to}) to {}",
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A Llama-architecture GGUF to Hugging Face's names in float32 safetensors: every
+/// tensor dequantised as `LlamaForCausalLM::from_gguf` loads it (llama.cpp's query/key
+/// row order undone), under the names transformers' `save_pretrained` writes (a tied
+/// head is the embedding, so there is no `lm_head.weight`).
+fn convert_gguf(args: &ConvertArgs) -> Result<ExitCode> {
+    for (flag, given) in [
+        ("--prefix", args.prefix.is_some()),
+        ("--heads", args.heads.is_some()),
+        ("--block-size", args.block_size.is_some()),
+        ("--mask-buffer", args.mask_buffer.is_some()),
+        ("--bias", !matches!(args.bias, BiasArg::Auto)),
+    ] {
+        if given {
+            bail!("{flag}: applies to attention layouts, not to --from gguf (the whole model is written)");
+        }
+    }
+    let gguf = Gguf::read(&args.input)?;
+    let (vs, _model) = LlamaForCausalLM::from_gguf(&gguf, Device::Cpu)?;
+    drop(gguf);
+    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    write_safetensors_new(
+        &args.output,
+        variables.iter().map(|(k, t)| (k.as_str(), t)),
+        &BTreeMap::from([("format".to_string(), "pt".to_string())]),
+        Overwrite::from(args.force),
+    )?;
+    eprintln!(
+        "attn: wrote {} tensors (gguf -> hf-llama, float32) to {}",
+        variables.len(),
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,97 @@
+//! `attn convert --from gguf --to hf-llama`: a Llama GGUF written under Hugging Face's
+//! names in float32. The tiny fixture model exists in both forms, written by
+//! scripts/llama_reference.py (transformers' `save_pretrained`, and gguf-py with
+//! llama.cpp's query/key row permutation), so the conversion must give back
+//! transformers' file tensor for tensor, bit for bit.
+
+mod common;
+
+use common::{assert_usage_error, attn, fixtures, tempdir};
+use tch_attention::io::read_safetensors;
+
+#[test]
+fn a_gguf_converts_to_transformers_own_tensors() {
+    let dir = tempdir("convert-gguf");
+    let out = dir.join("model.safetensors");
+    let tiny = fixtures().join("llama/tiny");
+    let gguf = tiny.join("model.gguf");
+    let run = attn(&[
+        "convert",
+        "--from",
+        "gguf",
+        "--to",
+        "hf-llama",
+        gguf.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got = read_safetensors(&out).unwrap().tensors;
+    let want = read_safetensors(&tiny.join("model.safetensors"))
+        .unwrap()
+        .tensors;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (name, w) in &want {
+        let g = &got[name];
+        assert_eq!(g.kind(), w.kind(), "{name}");
+        assert!(g.equal(w), "{name} differs");
+    }
+
+    // Written atomically, and never over an existing file without --force.
+    let again = attn(&[
+        "convert",
+        "--from",
+        "gguf",
+        "--to",
+        "hf-llama",
+        gguf.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_usage_error(&again, "exists");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn gguf_conversions_refuse_what_does_not_apply_in_one_line() {
+    let dir = tempdir("convert-gguf-errors");
+    let out = dir.join("x.safetensors");
+    let out = out.to_str().unwrap();
+    let tiny = fixtures().join("llama/tiny");
+    let gguf = tiny.join("model.gguf");
+    let gguf = gguf.to_str().unwrap();
+    let st = tiny.join("model.safetensors");
+    let st = st.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--from", "gguf", "--to", "nanogpt", gguf, out],
+            "--to hf-llama",
+        ),
+        (
+            &["--from", "hf-gpt2", "--to", "hf-llama", gguf, out],
+            "--to hf-llama",
+        ),
+        (
+            &[
+                "--from", "gguf", "--to", "hf-llama", "--heads", "2", gguf, out,
+            ],
+            "--heads",
+        ),
+        (
+            &["--from", "gguf", "--to", "hf-llama", st, out],
+            "not a GGUF file",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["convert"];
+        full.extend_from_slice(args);
+        assert_usage_error(&attn(&full), needle);
+    }
+    assert!(!dir.join("x.safetensors").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
