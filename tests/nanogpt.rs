@@ -563,3 +563,76 @@ fn prepare_chars_writes_what_prepare_py_writes() {
         .unwrap();
     assert!(status.success(), "meta.pkl differs from prepare.py's");
 }
+
+/// A disk that fills while `ckpt.pt` is saved (here: the file-size limit of `ulimit -f`,
+/// with SIGXFSZ ignored so that the write fails with EFBIG as on a full disk): one line,
+/// exit 2, the previous `ckpt.pt` unchanged and no temporary left beside it.
+#[test]
+fn a_failed_save_keeps_the_previous_ckpt() {
+    let data = data_dir().to_str().unwrap().to_string();
+    let dir = tempdir("nanogpt-full-disk");
+    let flags = |max_iters: &'static str| -> Vec<String> {
+        [
+            "train",
+            "--model",
+            "nanogpt",
+            "--block-size",
+            "16",
+            "--n-layer",
+            "2",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "32",
+            "--batch-size",
+            "2",
+            "--eval-iters",
+            "1",
+            "--eval-interval",
+            "1",
+            "--gradient-accumulation-steps",
+            "1",
+            "--max-iters",
+            max_iters,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--data-dir".into(), data.clone()])
+        .chain(["--out-dir".into(), dir.display().to_string()])
+        .collect()
+    };
+    let first = flags("1");
+    let ok = common::attn(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let ckpt = dir.join("ckpt.pt");
+    let before = std::fs::read(&ckpt).unwrap();
+    assert!(
+        before.len() > 64 * 1024,
+        "ckpt.pt is {} bytes",
+        before.len()
+    );
+
+    // Resumed to iteration 2, whose evaluation saves again: the limit (16 KiB) is far
+    // below the checkpoint's size.
+    let mut resume = flags("2");
+    resume.extend(["--init-from".into(), "resume".into()]);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_attn"))
+        .args(&resume)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    common::assert_usage_error(&out, "ckpt.pt");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), before, "ckpt.pt changed");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["ckpt.pt"], "left behind: {names:?}");
+}

@@ -367,14 +367,15 @@ fn write_archive<W: Write + Seek>(
         },
         e => Error::malformed(name, format!("writing the zip archive: {e}")),
     };
-    let mut zip = zip::ZipWriter::new(file);
-    let record = |zip: &mut zip::ZipWriter<W>, record: &str, data: &[u8]| -> Result<()> {
-        start_aligned(zip, &format!("{root}/{record}"), data.len() as u64).map_err(zip_err)?;
-        zip.write_all(data).map_err(|source| Error::Io {
-            path: name.to_string(),
-            source,
-        })
-    };
+    let mut zip = zip::ZipWriter::new(QuietAfterError::new(file));
+    let record =
+        |zip: &mut zip::ZipWriter<QuietAfterError<W>>, record: &str, data: &[u8]| -> Result<()> {
+            start_aligned(zip, &format!("{root}/{record}"), data.len() as u64).map_err(zip_err)?;
+            zip.write_all(data).map_err(|source| Error::Io {
+                path: name.to_string(),
+                source,
+            })
+        };
     record(&mut zip, "data.pkl", &pickler.out)?;
     record(&mut zip, ".format_version", b"1")?;
     record(
@@ -404,6 +405,84 @@ fn write_archive<W: Write + Seek>(
     )?;
     zip.finish().map_err(zip_err)?;
     Ok(())
+}
+
+/// The archive's sink. After its first failed write or seek (a full disk), the later
+/// ones only move a position, as if they had worked: the first error is the one
+/// returned, and the `ZipWriter` dropped on that error path, which finishes an
+/// unfinished archive and prints to stderr when that fails, stays silent. The atomic
+/// writer then removes the temporary.
+struct QuietAfterError<W> {
+    inner: W,
+    failed: bool,
+    /// Where the next byte goes, and the furthest byte so far (the end, for seeks).
+    pos: u64,
+    end: u64,
+}
+
+impl<W> QuietAfterError<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            failed: false,
+            pos: 0,
+            end: 0,
+        }
+    }
+
+    fn moved_to(&mut self, pos: u64) -> u64 {
+        self.pos = pos;
+        self.end = self.end.max(pos);
+        pos
+    }
+}
+
+impl<W: Write> Write for QuietAfterError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = if self.failed {
+            buf.len()
+        } else {
+            match self.inner.write(buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        };
+        self.moved_to(self.pos + n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+impl<W: Seek> Seek for QuietAfterError<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        use std::io::SeekFrom;
+        if !self.failed {
+            return match self.inner.seek(to) {
+                Ok(pos) => Ok(self.moved_to(pos)),
+                Err(e) => {
+                    self.failed = true;
+                    Err(e)
+                }
+            };
+        }
+        let pos = match to {
+            SeekFrom::Start(p) => p,
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            SeekFrom::End(d) => self.end.saturating_add_signed(d),
+        };
+        Ok(self.moved_to(pos))
+    }
 }
 
 /// `_get_storage_alignment()`: where every record's bytes start.
