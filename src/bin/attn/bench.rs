@@ -79,6 +79,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     check_threads(args.threads.into()).context("--threads")?;
+    if matches!(args.suite.as_deref(), Some("train" | "generate")) {
+        // The whole models run as `attn train`, `sample` and `generate` run them, with
+        // freed pages kept (memory::keep_freed_memory); the module suites run on glibc's
+        // default, as PyTorch's side does.
+        tch_attention::memory::keep_freed_memory();
+    }
     let kind = parse_dtype(&args.dtype)?;
     let device = args.device.device()?;
     let mut configs = match (&args.suite, &args.module) {

@@ -215,9 +215,13 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if matches!(cli.command, Command::Train(_) | Command::Bench(_)) {
-        // Training allocates and frees the same large activations every step; keeping
-        // freed pages saves the kernel's re-zeroing of them (memory::keep_freed_memory).
+    if matches!(
+        cli.command,
+        Command::Train(_) | Command::Sample(_) | Command::Generate(_)
+    ) {
+        // A model's steps allocate and free the same large activations again and again;
+        // keeping freed pages saves the kernel's re-zeroing of them
+        // (memory::keep_freed_memory). `bench` decides per suite.
         tch_attention::memory::keep_freed_memory();
     }
     match cli.command {
