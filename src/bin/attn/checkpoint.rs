@@ -91,7 +91,7 @@ pub struct ConvertArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// A state_dict: .safetensors, or a torch.save file (.pt, .pth, .bin).
+    /// A state_dict: .safetensors, or a torch.save file (.pt, .pth, .bin); or a GGUF file.
     file: PathBuf,
     /// One JSON object instead of text.
     #[arg(long)]
@@ -188,8 +188,12 @@ fn option_to_flag(e: tch_attention::Error) -> anyhow::Error {
     }
 }
 
-/// Headers only: no tensor is read, however big the file.
+/// Headers only: no tensor is read, however big the file (a GGUF file is read whole:
+/// its reader checks every tensor against the file).
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    if super::inspect_gguf::is_gguf(&args.file) {
+        return super::inspect_gguf::inspect(&args.file, args.json);
+    }
     let ckpt = CheckpointFile::open(&args.file)?;
     let found = detect_file(&ckpt)?;
     if args.json {

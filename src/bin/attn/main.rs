@@ -21,6 +21,7 @@ mod embed;
 mod explain;
 mod generate;
 mod heatmap;
+mod inspect_gguf;
 mod model;
 mod model_dir;
 mod notebook;
