@@ -16,7 +16,7 @@ fn a_gguf_converts_to_transformers_own_tensors() {
     let out = dir.join("model.safetensors");
     let tiny = fixtures().join("llama/tiny");
     let gguf = tiny.join("model.gguf");
-    let run = attn(&[
+    let args = [
         "convert",
         "--from",
         "gguf",
@@ -24,7 +24,8 @@ fn a_gguf_converts_to_transformers_own_tensors() {
         "hf-llama",
         gguf.to_str().unwrap(),
         out.to_str().unwrap(),
-    ]);
+    ];
+    let run = attn(&args);
     assert!(
         run.status.success(),
         "{}",
@@ -45,15 +46,7 @@ fn a_gguf_converts_to_transformers_own_tensors() {
     }
 
     // Written atomically, and never over an existing file without --force.
-    let again = attn(&[
-        "convert",
-        "--from",
-        "gguf",
-        "--to",
-        "hf-llama",
-        gguf.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
+    let again = attn(&args);
     assert_usage_error(&again, "exists");
     std::fs::remove_dir_all(&dir).unwrap();
 }

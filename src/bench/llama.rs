@@ -231,16 +231,7 @@ pub fn weight_bytes_per_token(model: &LlamaForCausalLM) -> Result<f64> {
     };
     let mut total = head + bytes(&model.model.norm.weight);
     for layer in &model.model.layers {
-        let (a, m) = (&layer.self_attn, &layer.mlp);
-        for p in [
-            &a.q_proj,
-            &a.k_proj,
-            &a.v_proj,
-            &a.o_proj,
-            &m.gate_proj,
-            &m.up_proj,
-            &m.down_proj,
-        ] {
+        for p in layer.projections() {
             total += projection_bytes(p);
         }
         total +=
@@ -262,16 +253,7 @@ pub fn projections_ms_per_token(model: &LlamaForCausalLM) -> Result<f64> {
     let layers = &model.model.layers;
     let mut inputs = Vec::with_capacity(layers.len());
     for layer in layers {
-        let (a, m) = (&layer.self_attn, &layer.mlp);
-        let ps = [
-            &a.q_proj,
-            &a.k_proj,
-            &a.v_proj,
-            &a.o_proj,
-            &m.gate_proj,
-            &m.up_proj,
-            &m.down_proj,
-        ];
+        let ps = layer.projections();
         let xs = ps
             .iter()
             .map(|p| row(p.in_features()))

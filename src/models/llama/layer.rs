@@ -11,7 +11,7 @@ use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::mlp::LlamaMlp;
 use crate::error::Result;
-use crate::nn::{rms_norm, RmsNorm};
+use crate::nn::{rms_norm, Projection, RmsNorm};
 
 /// One decoder layer under `input_layernorm`, `self_attn`, `post_attention_layernorm`,
 /// `mlp`.
@@ -42,6 +42,21 @@ impl LlamaDecoderLayer {
             post_attention_layernorm: rms_norm(p / "post_attention_layernorm", e, eps)?,
             mlp: LlamaMlp::new(p / "mlp", config)?,
         })
+    }
+
+    /// The seven linear projections in the order a step runs them: `q_proj`, `k_proj`,
+    /// `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`.
+    pub fn projections(&self) -> [&Projection; 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
     }
 
     /// `x` `(N, L, E)` -> `(N, L, E)`; `cos`, `sin` and `cache` as
