@@ -350,8 +350,17 @@ def write_bf16(out: Path):
     `model.to(torch.bfloat16)` also rounds the rotary embedding's `inv_freq` buffer to
     bfloat16, which moves SmolLM2's logits by up to 0.5 (its angles at position p are
     p * inv_freq); the crate computes the rotary angles in float32 whatever the weights'
-    dtype, so the buffer is put back in float32 here."""
+    dtype, so the buffer is put back in float32 here.
+
+    PyTorch's bfloat16 matmuls take other kernels on a CPU with AVX-512 BF16 (or AMX)
+    than on one without, and SmolLM2's thirty layers move the logits by more than
+    bfloat16's tolerance between them: both files record the CPU kernel key they were
+    computed for (scripts/cpu_kernels.py), and tests regenerate them on a machine whose
+    key differs (tests/common/machine_reference.rs)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from cpu_kernels import cpu_kernel_key
+
+    machine = {"cpu_kernels": cpu_kernel_key()}
 
     model, _ = tiny_model()
     g = torch.Generator().manual_seed(SEED + 2)
@@ -360,7 +369,7 @@ def write_bf16(out: Path):
         logits = to_bf16_weights(model)(input_ids).logits
     (out / "tiny").mkdir(parents=True, exist_ok=True)
     save_file({"input_ids": input_ids, "logits": logits.contiguous()},
-              str(out / "tiny" / "reference_bf16.safetensors"))
+              str(out / "tiny" / "reference_bf16.safetensors"), metadata=machine)
     d = smollm_dir()
     tok = AutoTokenizer.from_pretrained(str(d), gguf_file=SMOLLM_FILE)
     model = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM_FILE).eval()
@@ -368,7 +377,8 @@ def write_bf16(out: Path):
     with torch.no_grad():
         logits = to_bf16_weights(model)(torch.tensor([prompt])).logits[0]
     save_file({"prompt_ids": torch.tensor(prompt), "strided": logits[:, ::16].contiguous(),
-               "last": logits[-1].contiguous()}, str(out / "smollm_logits_bf16.safetensors"))
+               "last": logits[-1].contiguous()}, str(out / "smollm_logits_bf16.safetensors"),
+              metadata=machine)
 
 
 # --- SmolLM2-135M-Instruct --------------------------------------------------------------

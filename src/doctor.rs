@@ -45,6 +45,8 @@ pub struct Diagnosis {
     pub threads: i32,
     /// `(device, dtype, kernel libtorch picks for a small causal call)`.
     pub sdp_choices: Vec<(String, String, String)>,
+    /// The CPU's SIMD extensions and libtorch's kernel class on it.
+    pub cpu: crate::cpu::Capability,
 }
 
 impl Diagnosis {
@@ -85,6 +87,7 @@ impl Diagnosis {
             cuda_devices: tch::Cuda::device_count(),
             threads: tch::get_num_threads(),
             sdp_choices,
+            cpu: crate::cpu::Capability::detect(),
         }
     }
 

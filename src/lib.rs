@@ -72,6 +72,7 @@ pub mod attention;
 pub mod bench;
 mod check;
 pub mod checkpoint;
+pub mod cpu;
 pub mod device;
 pub mod doctor;
 pub mod error;

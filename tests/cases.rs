@@ -2,6 +2,8 @@
 //! scripts/make_fixtures.py, runs through the library and matches at
 //! `torch.testing.assert_close`'s default tolerances.
 
+mod common;
+
 use std::path::PathBuf;
 
 use tch::Device;
@@ -13,6 +15,8 @@ fn cases_dir() -> PathBuf {
 
 #[test]
 fn every_fixture_case_matches_pytorch() {
+    // The fixtures' kernels (tests/common: FIXTURE_PINS), before any tensor operation.
+    common::pin_kernels_like_fixtures();
     let (files, skipped) = collect_case_files(&[cases_dir()]).expect("list cases");
     assert!(skipped.is_empty(), "{skipped:?}");
     assert!(
@@ -46,6 +50,7 @@ fn every_fixture_case_matches_pytorch() {
 
 #[test]
 fn every_module_has_cases_in_every_mode() {
+    common::pin_kernels_like_fixtures(); // both tests: whichever starts first pins
     let (files, skipped) = collect_case_files(&[cases_dir()]).expect("list cases");
     assert!(skipped.is_empty(), "{skipped:?}");
     let cases: Vec<Case> = files.iter().map(|f| Case::read(f).expect("read")).collect();

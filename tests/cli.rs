@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{assert_usage_error, attn, fixtures, tempdir as temp_dir};
+use common::{assert_usage_error, attn, attn_pinned, fixtures, tempdir as temp_dir};
 
 #[test]
 fn notebook_runs_without_ld_library_path() {
@@ -76,7 +76,8 @@ fn doctor_names_libtorch_2_13() {
 fn verify_passes_the_fixtures_and_run_writes_outputs() {
     // The whole fixtures folder: every case passes; the notebook, init, README and
     // pretty-printing files beside the cases are not cases and are skipped.
-    let out = attn(&["verify", fixtures().to_str().unwrap()]);
+    // Under the kernel pins the fixtures were computed with (tests/common: FIXTURE_PINS).
+    let out = attn_pinned(&["verify", fixtures().to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(

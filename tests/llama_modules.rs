@@ -5,6 +5,8 @@
 //! The same weights load from the Hugging Face folder and from a GGUF written with
 //! llama.cpp's query/key permutation.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -260,10 +262,16 @@ fn warpers_follow_transformers() {
 #[test]
 fn bf16_logits_match_transformers_in_bf16() {
     // tiny/reference_bf16.safetensors: transformers' model.to(torch.bfloat16), as
-    // `--dtype bf16` casts the VarStore (scripts/llama_reference.py --only bf16).
-    let r = read_safetensors(&tiny().join("reference_bf16.safetensors"))
-        .unwrap()
-        .tensors;
+    // `--dtype bf16` casts the VarStore (scripts/llama_reference.py --only bf16). The
+    // committed file where this CPU's bfloat16 kernels are the ones it was made with,
+    // else computed here (tests/common/machine_reference.rs).
+    let path = common::machine_reference::machine_reference(
+        &tiny().join(".."),
+        "tiny/reference_bf16.safetensors",
+        "scripts/llama_reference.py",
+        &["--only", "bf16"],
+    );
+    let r = read_safetensors(&path).unwrap().tensors;
     assert!(r["input_ids"].equal(&reference()["input_ids"]));
     let (mut vs, m) = LlamaForCausalLM::from_hf_dir(&tiny(), Device::Cpu).unwrap();
     vs.set_kind(Kind::BFloat16);

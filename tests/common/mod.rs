@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run the `attn` binary or the setup's Python.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod machine_reference;
 pub mod torch_save;
 
 use std::path::PathBuf;
@@ -13,6 +14,45 @@ pub fn attn(args: &[&str]) -> Output {
 /// attn-torch started directly, as the front door `attn` starts it.
 pub fn attn_torch(args: &[&str]) -> Output {
     run(env!("CARGO_BIN_EXE_attn-torch"), args)
+}
+
+/// `attn` with the kernel pins the committed parity fixtures were computed with
+/// ([`FIXTURE_PINS`]).
+pub fn attn_pinned(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_attn"));
+    cmd.envs(FIXTURE_PINS);
+    output(cmd.args(args), "attn")
+}
+
+/// What scripts/fixture_common.py sets before PyTorch loads, so that the committed
+/// parity fixtures are the same on every x86 CPU: MKL's conditional numerical
+/// reproducibility mode and ATen's portable kernels. Running the crate on those
+/// fixtures under the same pins compares the same kernels: without them a CPU with
+/// AVX-512 FP16 runs float16 matmuls on other MKL kernels, which round a few elements
+/// of a float16 case past its tolerance (README, "Testing").
+pub const FIXTURE_PINS: [(&str, &str); 2] = [
+    ("MKL_CBWR", "COMPATIBLE"),
+    ("ATEN_CPU_CAPABILITY", "default"),
+];
+
+/// Sets [`FIXTURE_PINS`] in this process. MKL and ATen read them when first used, so
+/// this must run before the process's first tensor operation; it asserts that ATen
+/// took the pin (libtorch reports its kernel class).
+pub fn pin_kernels_like_fixtures() {
+    for (k, v) in FIXTURE_PINS {
+        std::env::set_var(k, v);
+    }
+    assert_eq!(
+        tch_attention::cpu::libtorch_capability().as_deref(),
+        Some("DEFAULT"),
+        "ATEN_CPU_CAPABILITY was read before the pin was set"
+    );
+}
+
+fn output(cmd: &mut Command, exe: &str) -> Output {
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap_or_else(|e| panic!("run {exe}: {e}"))
 }
 
 fn run(exe: &str, args: &[&str]) -> Output {

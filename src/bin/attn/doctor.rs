@@ -39,6 +39,16 @@ pub fn run() -> Result<ExitCode> {
     );
     println!("cuDNN available    {}", d.cudnn_available);
     println!("threads            {}", d.threads);
+    println!("CPU SIMD           {}", d.cpu.summary());
+    println!("  flags            {}", d.cpu.flags.join(" "));
+    println!(
+        "libtorch kernels   {} (torch.backends.cpu.get_cpu_capability())",
+        d.cpu.libtorch.as_deref().unwrap_or("unknown")
+    );
+    println!(
+        "reference key      {} (CPU-dependent test references are valid where this matches)",
+        d.cpu.kernel_key()
+    );
     println!("SDPA kernels       math is always available; the fused dispatcher picks, for a causal (1, 2, 8, 16) call:");
     for (device, kind, choice) in &d.sdp_choices {
         println!("  {device:<8} {kind:<9} {choice}");
