@@ -63,7 +63,8 @@ check-llama-fixtures: setup
 	for f in tiny/config.json tiny/generate.json tiny/model.gguf tiny/model.safetensors \
 	  tiny/reference.safetensors smollm.json smollm_logits.safetensors \
 	  tiny/model_q4_1.gguf quant_linear.gguf quant_linear.safetensors \
-	  tiny/reference_bf16.safetensors smollm_logits_bf16.safetensors; do \
+	  tiny/reference_bf16.safetensors smollm_logits_bf16.safetensors \
+	  small.gguf small_dequant.safetensors block_types.gguf block_types_dequant.safetensors; do \
 	  cmp "tests/fixtures/llama/$$f" "$$tmp/$$f" || exit 1; \
 	done; echo "llama fixtures: reproduced byte for byte"
 
