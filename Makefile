@@ -65,7 +65,8 @@ check-llama-fixtures: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/llama_reference.py --out "$$tmp" >/dev/null; \
 	for f in tiny/config.json tiny/generate.json tiny/model.gguf tiny/model.safetensors \
-	  smollm.json tiny/model_q4_1.gguf quant_linear.gguf quant_linear.safetensors; do \
+	  smollm.json tiny/model_q4_1.gguf quant_linear.gguf quant_linear.safetensors \
+	  small.gguf small_dequant.safetensors block_types.gguf block_types_dequant.safetensors; do \
 	  cmp "tests/fixtures/llama/$$f" "$$tmp/$$f" || exit 1; \
 	done; \
 	cmp -s tests/fixtures/llama/tiny/reference.safetensors "$$tmp/tiny/reference.safetensors" || \

@@ -9,6 +9,10 @@ Writes, into --out:
 - small.gguf + small_dequant.safetensors: a GGUF written by gguf-py's GGUFWriter with a
   metadata value of every type and one tensor of each of F32, F16, BF16, Q8_0, Q4_0,
   Q4_1 (quantised by gguf-py), and gguf-py's own dequantisation of each;
+- block_types.gguf + block_types_dequant.safetensors: one tensor of each block type the
+  crate dequantises (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL, IQ4_XS), several
+  rows of several blocks each, of random bytes (seed 0) with finite float16 scales, and
+  gguf-py's dequantisation of each (see write_block_types_gguf);
 - tiny/: a randomly initialised LlamaForCausalLM (seed 0; 2 layers, hidden 32, 4 query
   heads over 2 key/value heads) in the Hugging Face layout (config.json,
   model.safetensors), the same weights as a GGUF with llama.cpp's query/key row
@@ -87,6 +91,52 @@ def write_small_gguf(out: Path):
     w.write_tensors_to_file()
     w.close()
     save_file(expected, str(out / "small_dequant.safetensors"))
+
+
+# Byte offsets of the float16 fields (scales, minimums) inside one block of each type,
+# from ggml's block structs as gguf-py's quants.py splits them.
+F16_FIELDS = {
+    "Q8_0": [0], "Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2],
+    "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+    "IQ4_NL": [0], "IQ4_XS": [0],
+}
+# Shapes (PyTorch order) of several rows of several blocks each, some 3-D.
+BLOCK_SHAPES = {
+    "Q8_0": (3, 64), "Q4_0": (3, 96), "Q4_1": (5, 32), "Q5_0": (5, 96), "Q5_1": (3, 160),
+    "Q2_K": (3, 768), "Q3_K": (5, 256), "Q4_K": (2, 3, 512), "Q5_K": (3, 768),
+    "Q6_K": (7, 256), "IQ4_NL": (5, 96), "IQ4_XS": (3, 768),
+}
+
+
+def write_block_types_gguf(out: Path):
+    """Every block of random bytes, except that each float16 field is a random finite
+    half (any sign, exponent and mantissa but the all-ones exponent of inf and NaN), so
+    the values are finite and can be compared bit for bit; gguf-py's quants.dequantize
+    gives the expected float32 values."""
+    import gguf
+
+    rng = np.random.default_rng(SEED)
+    w = gguf.GGUFWriter(str(out / "block_types.gguf"), arch="test")
+    expected = {}
+    for name, shape in BLOCK_SHAPES.items():
+        qtype = gguf.GGMLQuantizationType[name]
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n_blocks = int(np.prod(shape)) // block
+        data = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
+        for at in F16_FIELDS[name]:
+            half = rng.integers(0, 0x7C00, size=n_blocks, dtype=np.uint16)
+            half |= rng.integers(0, 2, size=n_blocks, dtype=np.uint16) << np.uint16(15)
+            data[:, at:at + 2] = half.view(np.uint8).reshape(n_blocks, 2)
+        data = data.reshape(*shape[:-1], shape[-1] // block * type_size)
+        w.add_tensor(name.lower(), data, raw_shape=data.shape, raw_dtype=qtype)
+        deq = gguf.quants.dequantize(data, qtype)
+        assert deq.dtype == np.float32 and deq.shape == shape and np.isfinite(deq).all(), name
+        expected[name.lower()] = torch.from_numpy(deq.copy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    save_file(expected, str(out / "block_types_dequant.safetensors"))
 
 
 # --- tiny/: a random Llama, its modules' inputs and outputs -------------------------------
@@ -479,6 +529,7 @@ def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     if a.only in (None, "gguf"):
         write_small_gguf(out)
+        write_block_types_gguf(out)
     if a.only in (None, "tiny"):
         write_tiny(out)
     if a.only in (None, "smollm"):

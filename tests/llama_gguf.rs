@@ -4,6 +4,8 @@
 //! each (scripts/llama_reference.py --only gguf). Hostile and truncated files, made
 //! here, are typed errors.
 
+mod common;
+
 use std::path::PathBuf;
 
 use tch_attention::io::{read_safetensors, GgmlType, Gguf, GgufValue};
@@ -319,15 +321,91 @@ fn hostile_tensor_infos_are_typed_errors() {
             .build(),
         "past the end",
     );
-    // A type the reader knows the size of but cannot dequantise: an error at use.
+    // A type the reader knows the size of but cannot dequantise: readable, and an
+    // error naming the tensor and the type at use.
     let g = Gguf::from_bytes(
-        "q6k.gguf",
+        "iq2.gguf",
         Builder::new()
-            .tensor("w", &[256], 14, 0)
-            .data(vec![0; 210])
+            .tensor("w", &[256], 16, 0)
+            .data(vec![0; 66])
             .build(),
     )
     .unwrap();
+    assert_eq!(g.tensors[0].ggml_type, GgmlType::IQ2_XXS);
     let err = g.tensor("w").unwrap_err().to_string();
-    assert!(err.contains("Q6_K"), "{err}");
+    assert!(
+        err.contains("tensor w") && err.contains("IQ2_XXS") && !err.contains('\n'),
+        "{err}"
+    );
+}
+
+/// A k-quant tensor whose super-blocks the file does not hold is refused when the file
+/// is read, before anything the size of the tensor is allocated, in one line naming it.
+#[test]
+fn k_quant_tensors_past_the_end_are_refused_before_allocating() {
+    // Q4_K (id 12): 144 bytes per 256 values; 4 rows of 512 need 8 blocks, 1152 bytes.
+    let cut = Builder::new()
+        .tensor("blk.0.ffn_down.weight", &[512, 4], 12, 0)
+        .data(vec![0; 1151])
+        .build();
+    let err = Gguf::from_bytes("cut.gguf", cut.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("blk.0.ffn_down.weight: 8 Q4_K blocks (1152 bytes)")
+            && err.contains("past the end")
+            && !err.contains('\n'),
+        "{err}"
+    );
+    // `attn inspect` says the same in one line, exit 2.
+    let dir = common::tempdir("cut-k-quant");
+    let path = dir.join("cut.gguf");
+    std::fs::write(&path, cut).unwrap();
+    let out = common::attn(&["inspect", path.to_str().unwrap()]);
+    common::assert_usage_error(&out, "blk.0.ffn_down.weight: 8 Q4_K blocks (1152 bytes)");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // 2^40 Q6_K values (4 TiB as float32) declared over 210 bytes: the
+    // same error at once, nothing allocated.
+    malformed(
+        Builder::new()
+            .tensor("w", &[256, 1 << 32], 14, 0)
+            .data(vec![0; 210])
+            .build(),
+        "past the end",
+    );
+    // Rows must be whole super-blocks of 256 (IQ4_XS, id 23).
+    malformed(
+        Builder::new()
+            .tensor("w", &[128, 2], 23, 0)
+            .data(vec![0; 136])
+            .build(),
+        "whole IQ4_XS blocks of 256",
+    );
+    // With exactly the bytes it needs, it reads and dequantises.
+    let whole = Builder::new()
+        .tensor("w", &[512, 4], 12, 0)
+        .data(vec![0; 1152])
+        .build();
+    let g = Gguf::from_bytes("whole.gguf", whole).unwrap();
+    assert_eq!(g.tensor("w").unwrap().size(), [4, 512]);
+}
+
+/// A type id gguf-py does not know is an error naming the tensor and the id; `attn
+/// inspect` prints it as one line and exits with 2.
+#[test]
+fn unknown_ggml_types_are_named() {
+    let bytes = Builder::new()
+        .tensor("blk.3.attn_q.weight", &[32], 31, 0)
+        .data(vec![0; 64])
+        .build();
+    malformed(
+        bytes.clone(),
+        "tensor blk.3.attn_q.weight: unknown ggml type 31",
+    );
+    let dir = common::tempdir("unknown-ggml-type");
+    let path = dir.join("unknown.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = common::attn(&["inspect", path.to_str().unwrap()]);
+    common::assert_usage_error(&out, "unknown ggml type 31");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,6 @@
 //! GGUF files (llama.cpp's model format, versions 2 and 3): the header, the metadata
-//! key/value pairs (arrays included), the tensor infos, and each tensor dequantised to
-//! float32 (`gguf/dequant.rs`).
+//! key/value pairs (arrays included), the tensor infos (`gguf/types.rs`: ggml's types
+//! and block sizes), and each tensor dequantised to float32 (`gguf/dequant.rs`).
 //!
 //! The layout follows ggml's `docs/gguf.md` and gguf-py's `GGUFReader`: magic `GGUF`,
 //! version, tensor and key/value counts, the pairs, the tensor infos, padding to
@@ -14,6 +14,10 @@
 //! gives them in PyTorch's order (slowest first), as gguf-py and transformers do.
 
 mod dequant;
+mod iquants;
+mod kquants;
+mod legacy;
+mod types;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +26,7 @@ use tch::Tensor;
 
 use crate::error::{Error, Result};
 
-pub use dequant::GgmlType;
+pub use types::GgmlType;
 
 /// The magic number every GGUF file starts with (`GGUF` in ASCII).
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -299,8 +303,7 @@ impl Gguf {
     /// (slowest dimension first).
     pub fn tensor(&self, name: &str) -> Result<Tensor> {
         let info = self.tensor_info(name)?;
-        let values = dequant::dequantize_tensor(info.ggml_type, self.raw_data(info))
-            .map_err(|e| Error::malformed(&self.source_name, format!("tensor {name}: {e}")))?;
+        let values = dequant::tensor(&self.source_name, info, self.raw_data(info))?;
         Ok(values.f_reshape(&info.shape)?)
     }
 }
@@ -551,7 +554,8 @@ fn check_tensors(
                 t.name, t.ggml_type
             ));
         }
-        t.n_bytes = (t.numel() / block)
+        let n_blocks = t.numel() / block;
+        t.n_bytes = n_blocks
             .checked_mul(block_bytes)
             .ok_or_else(|| format!("tensor {}: its size overflows", t.name))?;
         if !t.offset.is_multiple_of(alignment) {
@@ -562,9 +566,13 @@ fn check_tensors(
         }
         let end = t.offset.checked_add(t.n_bytes);
         if end.is_none_or(|end| end > data_len) {
+            let what = match block {
+                1 => format!("{} bytes", t.n_bytes),
+                _ => format!("{n_blocks} {:?} blocks ({} bytes)", t.ggml_type, t.n_bytes),
+            };
             return Err(format!(
-                "tensor {}: {} bytes at offset {} run past the end of the data section ({data_len} bytes)",
-                t.name, t.n_bytes, t.offset
+                "tensor {}: {what} at offset {} run past the end of the data section ({data_len} bytes)",
+                t.name, t.offset
             ));
         }
     }

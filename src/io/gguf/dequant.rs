@@ -1,112 +1,41 @@
-//! ggml's tensor types, their block sizes, and dequantisation to float32, value for
-//! value as gguf-py's `gguf.quants.dequantize` (which transformers' GGUF loader calls):
-//! each block's scale (and minimum) is a float16 widened to float32, and `d * q (+ m)`
-//! is computed in float32, unfused.
+//! Dequantisation of a tensor's stored bytes to float32, value for value as gguf-py's
+//! `gguf.quants.dequantize` (which transformers' GGUF loader calls): each block's float16
+//! scale (and minimum) widened to float32, then the block's products and sums in
+//! float32, one rounding per operation, unfused.
 //!
-//! Two paths that agree bit for bit (tested): [`dequantize_tensor`], whole tensors
-//! through libtorch's elementwise ops (what loading uses: fast even in a debug build),
-//! and [`dequantize`], the same arithmetic block by block in plain Rust, which reads
-//! as ggml's `dequantize_row_*`.
+//! [`dequantize`] is the reference: plain Rust, one function per block type, in
+//! `legacy.rs` (blocks of 32), `kquants.rs` (super-blocks of 256) and `iquants.rs`
+//! (non-linear tables), each reading as ggml's `dequantize_row_*`. Loading
+//! ([`dequantize_tensor`]) takes F32/F16/BF16/Q8_0/Q4_0/Q4_1 through libtorch's
+//! elementwise ops instead (fast even in a debug build, the common case for a model
+//! file), tested bit-equal to the reference; every other type through the reference.
 
 use tch::{Kind, Tensor};
 
-/// A ggml tensor type, by its id in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(non_camel_case_types)] // ggml's own names
-pub enum GgmlType {
-    /// float32.
-    F32,
-    /// float16.
-    F16,
-    /// Blocks of 32: a float16 scale `d`, 32 4-bit values `q`; `x = (q - 8) * d`.
-    Q4_0,
-    /// Blocks of 32: float16 `d` and `m`, 32 4-bit values; `x = q * d + m`.
-    Q4_1,
-    /// Blocks of 32 with a fifth bit per value (not dequantised here).
-    Q5_0,
-    /// Blocks of 32 with a fifth bit and a minimum (not dequantised here).
-    Q5_1,
-    /// Blocks of 32: a float16 scale `d`, 32 signed bytes `q`; `x = q * d`.
-    Q8_0,
-    /// Blocks of 32 with a sum term (not dequantised here).
-    Q8_1,
-    /// A k-quant: super-blocks of 256 (not dequantised here).
-    Q2_K,
-    /// A k-quant (not dequantised here).
-    Q3_K,
-    /// A k-quant (not dequantised here).
-    Q4_K,
-    /// A k-quant (not dequantised here).
-    Q5_K,
-    /// A k-quant (not dequantised here).
-    Q6_K,
-    /// A k-quant (not dequantised here).
-    Q8_K,
-    /// int8 (not dequantised here).
-    I8,
-    /// int16 (not dequantised here).
-    I16,
-    /// int32 (not dequantised here).
-    I32,
-    /// int64 (not dequantised here).
-    I64,
-    /// float64 (not dequantised here).
-    F64,
-    /// bfloat16.
-    BF16,
-}
+use super::types::GgmlType;
+use super::{iquants, kquants, legacy, GgufTensorInfo};
+use crate::error::{Error, Result};
 
-impl GgmlType {
-    /// The type with ggml's id `id`, if it is one of the types above.
-    pub fn from_id(id: u32) -> Option<GgmlType> {
-        use GgmlType::*;
-        Some(match id {
-            0 => F32,
-            1 => F16,
-            2 => Q4_0,
-            3 => Q4_1,
-            6 => Q5_0,
-            7 => Q5_1,
-            8 => Q8_0,
-            9 => Q8_1,
-            10 => Q2_K,
-            11 => Q3_K,
-            12 => Q4_K,
-            13 => Q5_K,
-            14 => Q6_K,
-            15 => Q8_K,
-            24 => I8,
-            25 => I16,
-            26 => I32,
-            27 => I64,
-            28 => F64,
-            30 => BF16,
-            _ => return None,
-        })
+/// The values of tensor `info`, stored as `bytes` in file `source`, as a 1-D float32
+/// tensor; a type that cannot be dequantised, or a tensor whose float32 copy would not
+/// fit in memory, is an error naming the file and the tensor.
+pub(super) fn tensor(source: &str, info: &GgufTensorInfo, bytes: &[u8]) -> Result<Tensor> {
+    let (name, ty) = (&info.name, info.ggml_type);
+    if !ty.dequantisable() {
+        let supported = GgmlType::dequantisable_names();
+        return Err(Error::malformed(
+            source,
+            format!(
+                "tensor {name}: ggml type {ty:?} cannot be dequantised (supported: {supported})"
+            ),
+        ));
     }
-
-    /// (elements per block, bytes per block), as ggml's `GGML_QUANT_SIZES`.
-    pub fn block(self) -> (u64, u64) {
-        use GgmlType::*;
-        match self {
-            F32 | I32 => (1, 4),
-            F16 | BF16 | I16 => (1, 2),
-            I8 => (1, 1),
-            I64 | F64 => (1, 8),
-            Q4_0 => (32, 18),
-            Q4_1 => (32, 20),
-            Q5_0 => (32, 22),
-            Q5_1 => (32, 24),
-            Q8_0 => (32, 34),
-            Q8_1 => (32, 36),
-            Q2_K => (256, 84),
-            Q3_K => (256, 110),
-            Q4_K => (256, 144),
-            Q5_K => (256, 176),
-            Q6_K => (256, 210),
-            Q8_K => (256, 292),
-        }
-    }
+    // The float32 copy, and for a type without a libtorch path the Vec it is built
+    // from: checked against the memory there is before either is allocated.
+    let what = format!("tensor {name} dequantised to float32");
+    crate::io::check_fits(info.numel().saturating_mul(8), source, &what)?;
+    dequantize_tensor(ty, bytes)
+        .map_err(|e| Error::malformed(source, format!("tensor {name}: {e}")))
 }
 
 /// The float32 values stored in `bytes` as `ty`, as a 1-D tensor (whole blocks, as the
@@ -130,7 +59,10 @@ pub(super) fn dequantize_tensor(ty: GgmlType, bytes: &[u8]) -> Result<Tensor, St
                     .map_err(torch)?;
             quantized_blocks(ty, &blocks).map_err(torch)?
         }
-        other => return Err(format!("ggml type {other:?} cannot be dequantised yet")),
+        other => {
+            let values = dequantize(other, bytes)?;
+            Tensor::f_from_slice(&values).map_err(torch)?
+        }
     };
     debug_assert_eq!(out.numel() as u64, n_blocks as u64 * block);
     Ok(out)
@@ -181,50 +113,93 @@ fn quantized_blocks(ty: GgmlType, blocks: &Tensor) -> Result<Tensor, tch::TchErr
     values.f_reshape([-1])
 }
 
-/// The float32 values stored in `bytes` as `ty` (whole blocks, as the reader checked).
-#[cfg_attr(not(test), allow(dead_code))] // the reference path; loading uses the tensors
+/// Fewer blocks than this are not worth a thread of their own.
+const MIN_BLOCKS_PER_THREAD: usize = 1024;
+
+/// One block's dequantiser: its bytes in, its values out.
+type BlockFn = fn(&[u8], &mut [f32]);
+
+/// The dequantiser of each quantised type, or None for a type of one element per block.
+fn block_fn(ty: GgmlType) -> Result<Option<BlockFn>, String> {
+    use GgmlType::*;
+    Ok(Some(match ty {
+        F32 | F16 | BF16 => return Ok(None),
+        Q8_0 => legacy::q8_0,
+        Q4_0 => legacy::q4_0,
+        Q4_1 => legacy::q4_1,
+        Q5_0 => legacy::q5_0,
+        Q5_1 => legacy::q5_1,
+        Q2_K => kquants::q2_k,
+        Q3_K => kquants::q3_k,
+        Q4_K => kquants::q4_k,
+        Q5_K => kquants::q5_k,
+        Q6_K => kquants::q6_k,
+        IQ4_NL => iquants::iq4_nl,
+        IQ4_XS => iquants::iq4_xs,
+        other => return Err(format!("ggml type {other:?} cannot be dequantised")),
+    }))
+}
+
+/// The float32 values stored in `bytes` as `ty`, which must be whole blocks.
 pub(super) fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let (block, block_bytes) = ty.block();
-    let block_bytes = block_bytes as usize;
-    let mut out = Vec::with_capacity(bytes.len() / block_bytes * block as usize);
-    let blocks = bytes.chunks_exact(block_bytes);
-    match ty {
-        GgmlType::F32 => out.extend(blocks.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        GgmlType::F16 => out.extend(blocks.map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))),
-        GgmlType::BF16 => out.extend(blocks.map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))),
-        GgmlType::Q8_0 => blocks.for_each(|b| q8_0(b, &mut out)),
-        GgmlType::Q4_0 => blocks.for_each(|b| q4_0(b, &mut out)),
-        GgmlType::Q4_1 => blocks.for_each(|b| q4_1(b, &mut out)),
-        other => return Err(format!("ggml type {other:?} cannot be dequantised yet")),
+    let (block, block_bytes) = (block as usize, block_bytes as usize);
+    if !bytes.len().is_multiple_of(block_bytes) {
+        return Err(format!(
+            "{} bytes are not whole {ty:?} blocks of {block_bytes} bytes",
+            bytes.len()
+        ));
     }
-    Ok(out)
+    let Some(f) = block_fn(ty)? else {
+        let elems = bytes.chunks_exact(block_bytes);
+        return Ok(match ty {
+            GgmlType::F32 => elems
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            GgmlType::F16 => elems
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            _ => elems
+                .map(|b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        });
+    };
+    let n_blocks = bytes.len() / block_bytes;
+    let mut out = vec![0f32; n_blocks * block];
+    // Blocks are independent: a run of them per core (a value is the same whichever
+    // thread computes it).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = n_blocks.div_ceil(cores).max(MIN_BLOCKS_PER_THREAD);
+    let mut refused = None;
+    std::thread::scope(|scope| {
+        let runs = bytes
+            .chunks(run * block_bytes)
+            .zip(out.chunks_mut(run * block));
+        for (bytes, out) in runs {
+            let work = move || {
+                for (b, y) in bytes
+                    .chunks_exact(block_bytes)
+                    .zip(out.chunks_exact_mut(block))
+                {
+                    f(b, y);
+                }
+            };
+            if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, work) {
+                refused = Some(e);
+            }
+        }
+    });
+    match refused {
+        Some(e) => Err(format!(
+            "could not start a thread to dequantise {ty:?}: {e}"
+        )),
+        None => Ok(out),
+    }
 }
 
-fn scale(b: &[u8], at: usize) -> f32 {
+/// The float16 at byte `at` of a block, widened to float32.
+pub(super) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
-}
-
-/// `d` (f16), then 32 int8 values.
-fn q8_0(b: &[u8], out: &mut Vec<f32>) {
-    let d = scale(b, 0);
-    out.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
-}
-
-/// `d` (f16), then 16 bytes: element `j` in the low nibble of byte `j`, element
-/// `j + 16` in its high nibble.
-fn q4_0(b: &[u8], out: &mut Vec<f32>) {
-    let d = scale(b, 0);
-    let qs = &b[2..18];
-    out.extend(qs.iter().map(|&q| d * (f32::from(q & 0x0f) - 8.0)));
-    out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
-}
-
-/// `d`, `m` (f16 each), then 16 bytes of nibbles ordered as [`q4_0`]'s.
-fn q4_1(b: &[u8], out: &mut Vec<f32>) {
-    let (d, m) = (scale(b, 0), scale(b, 2));
-    let qs = &b[4..20];
-    out.extend(qs.iter().map(|&q| d * f32::from(q & 0x0f) + m));
-    out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
 }
 
 /// IEEE half precision to single, exactly (subnormals, infinities and NaN included).
@@ -269,6 +244,18 @@ mod tests {
     }
 
     #[test]
+    fn partial_blocks_and_unknown_layouts_are_refused() {
+        let err = dequantize(GgmlType::Q4_K, &[0; 143]).unwrap_err();
+        assert!(
+            err.contains("143 bytes are not whole Q4_K blocks of 144"),
+            "{err}"
+        );
+        let err = dequantize(GgmlType::IQ2_XXS, &[0; 66]).unwrap_err();
+        assert!(err.contains("IQ2_XXS cannot be dequantised"), "{err}");
+        assert!(dequantize(GgmlType::IQ4_XS, &[]).unwrap().is_empty());
+    }
+
+    #[test]
     fn tensor_path_equals_the_scalar_path_bit_for_bit() {
         // Every byte pattern's nibbles and scales, including f16 subnormals, inf, NaN.
         let bytes: Vec<u8> = (0..20 * 34 * 8)
@@ -295,19 +282,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn q4_1_nibble_order() {
-        // d = 1, m = 0.5; byte j = (j+16 high nibble: 15 - j, low nibble: j).
-        let mut b = vec![0x00, 0x3c, 0x00, 0x38];
-        b.extend((0..16u8).map(|j| ((15 - j) << 4) | j));
-        let mut out = Vec::new();
-        q4_1(&b, &mut out);
-        let expected: Vec<f32> = (0..16)
-            .map(|j| j as f32 + 0.5)
-            .chain((0..16).map(|j| (15 - j) as f32 + 0.5))
-            .collect();
-        assert_eq!(out, expected);
     }
 }
