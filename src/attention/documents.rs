@@ -56,7 +56,8 @@ enum Source {
 impl Documents {
     /// Document ids of the queries `(L,)` or `(N, L)` and of the keys `(S,)` or `(N, S)`:
     /// integer tensors of the same rank on the same device. Query `i` sees key `j` only
-    /// when their ids are equal.
+    /// when their ids are equal; `is_causal` and the window then apply within each
+    /// document, aligned at its end (see the module docs).
     pub fn new(query_ids: Tensor, key_ids: Tensor) -> Result<Self> {
         for (arg, t) in [
             ("document_ids.query", &query_ids),
@@ -115,7 +116,8 @@ impl Documents {
     }
 
     /// Self-attention over packed documents: the same ids `(T,)` or `(N, T)` for queries
-    /// and keys.
+    /// and keys. `is_causal` is then FlexAttention's `q_idx >= kv_idx` within a document
+    /// (its documents are square, so aligned at the end or at the start is the same).
     pub fn same(ids: Tensor) -> Result<Self> {
         let key = ids.shallow_clone();
         Documents::new(ids, key)
@@ -123,8 +125,10 @@ impl Documents {
 
     /// From cumulative sequence lengths, flash-attention's `cu_seqlens_q` and
     /// `cu_seqlens_k`: 1-D integer tensors `[0, end_0, end_1, ..]`, non-decreasing, with
-    /// as many documents on each side. Document `d` holds queries
-    /// `cu_q[d]..cu_q[d + 1]` and keys `cu_k[d]..cu_k[d + 1]`.
+    /// as many documents on each side, the last values `L` and `S`. Document `d` holds
+    /// queries `cu_q[d]..cu_q[d + 1]` and keys `cu_k[d]..cu_k[d + 1]`; with `is_causal`
+    /// and a window it is `flash_attn_varlen_func`'s document: with 2 queries over 5 keys,
+    /// causal query 0 sees keys 0–3 and query 1 keys 0–4.
     pub fn from_cu_seqlens(cu_seqlens_q: &Tensor, cu_seqlens_k: &Tensor) -> Result<Self> {
         let q = ids_from_cu_seqlens("cu_seqlens_q", cu_seqlens_q)?;
         let k = ids_from_cu_seqlens("cu_seqlens_k", cu_seqlens_k)?;
