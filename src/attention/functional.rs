@@ -58,7 +58,8 @@ pub enum MaskedRows {
 /// default.
 ///
 /// The masks combine: a key takes part only where every one of `attn_mask`, `is_causal`,
-/// `window` and `documents` lets it. The scores are computed in this order:
+/// `window` and `documents` lets it (with documents, `is_causal` and `window` are read
+/// within each document). The scores are computed in this order:
 /// `q @ k^T * scale`, soft-capping, `+ alibi`, `+ attn_mask` (or its `-inf`s), the causal,
 /// window and document masks, softmax (with the sink column), dropout, `@ v`.
 #[derive(Debug, Default)]
