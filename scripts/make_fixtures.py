@@ -50,6 +50,7 @@ and replaying the case from the file's own contents alone (module rebuilt from `
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -953,6 +954,60 @@ def option_cases(c):
         description="every option with dropout 0.3 (seed parity)")
 
 
+def varlen_cases(c):
+    """Packed documents whose query and key lengths differ, as flash-attention's
+    flash_attn_varlen_func means them: is_causal and window within each document, aligned
+    at its end (reference_modules.varlen_keep, written from its docstring)."""
+    def add(name, seed, dtype, inputs, forward, description):
+        c.add("sdpa", name, seed=seed, dtype=dtype, config={}, forward=forward,
+              inputs=inputs, grad=True, description=description)
+
+    def cu(lengths):
+        return lambda d: torch.tensor([0, *itertools.accumulate(lengths)])
+
+    def ids(*rows):
+        return lambda d: torch.tensor([[i for i, n in enumerate(r) for _ in range(n)]
+                                       for r in rows])
+
+    B, H, E = 2, 4, 8
+    # 2 queries over 5 keys (the docs' example), 1 over 2, 3 over 2 (more queries than
+    # keys: the first sees nothing under is_causal), 0 over 3, 1 over none.
+    lq, lk = [2, 1, 3, 0, 1], [5, 2, 2, 3, 0]
+    L, S = sum(lq), sum(lk)
+    docs = {"query": (B, H, L, E), "key": (B, H, S, E), "value": (B, H, S, E),
+            "cu_seqlens_q": cu(lq), "cu_seqlens_k": cu(lk)}
+    what = "cu_seqlens_q [0,2,3,6,6,7], cu_seqlens_k [0,5,7,9,12,12]"
+    for tag, dtype, seed in (("f64", F64, 660), ("f32", F32, 661)):
+        add(f"varlen_causal_{tag}", seed, dtype, docs, {"is_causal": True},
+            f"{what}, is_causal per document aligned at its end: the 2-query document's "
+            "query 0 sees keys 0-3, query 1 keys 0-4")
+        add(f"varlen_window_{tag}", seed + 2, dtype, docs, {"window": [2, 1]},
+            f"{what}, window (2, 1) per document aligned at its end")
+        add(f"varlen_causal_window_{tag}", seed + 4, dtype, docs,
+            {"is_causal": True, "window": [1, -1]},
+            f"{what}, is_causal and window (1, -1): transformers' sliding_window 2 in each "
+            "document, whatever its lengths")
+    add("varlen_ids_per_row_gqa_f64", 666, F64,
+        {"query": (B, H, 7, E), "key": (B, 2, 12, E), "value": (B, 2, 12, E),
+         "document_ids_q": ids([2, 1, 3, 0, 1], [4, 3]),
+         "document_ids_k": ids([5, 2, 2, 3, 0], [5, 7])},
+        {"is_causal": True, "window": [2, 0], "enable_gqa": True},
+        "document_ids_q / document_ids_k per batch row (N, L) / (N, S) with unequal "
+        "lengths, is_causal, window (2, 0), enable_gqa 4 -> 2")
+    add("varlen_decode_step_f32", 667, F32,
+        {"query": (B, H, 3, E), "key": (B, H, 12, E), "value": (B, H, 12, E),
+         "cu_seqlens_q": cu([1, 1, 1]), "cu_seqlens_k": cu([4, 2, 6])},
+        {"is_causal": True, "window": [2, -1]},
+        "a decode step over packed documents: one new query each over 4, 2 and 6 cached "
+        "and new keys, is_causal and window (2, -1)")
+    add("varlen_chunked_prefill_f64", 668, F64,
+        {"query": (B, H, 5, E), "key": (B, H, 9, E), "value": (B, H, 9, E),
+         "cu_seqlens_q": cu([3, 2]), "cu_seqlens_k": cu([7, 2])},
+        {"is_causal": True},
+        "chunked prefill over packed documents: 3 new queries after 4 cached keys, and a "
+        "first chunk of 2, is_causal")
+
+
 def mha_cases(c):
     E, H, N, L, S = 8, 2, 2, 4, 5
 
@@ -1263,6 +1318,7 @@ def main(argv=None):
     sdpa_broadcast_cases(cases)
     check_option_references()
     option_cases(cases)
+    varlen_cases(cases)
     nanogpt_option_cases(cases)
     mha_cases(cases)
     write_readme_mha(out)

@@ -12,7 +12,8 @@ causal_self_attention, multihead_attention, sdpa) in turn, each with a random bu
 configuration, a distinct seed, random parameters and inputs, and what PyTorch computed.
 The output is a function of --seed and --count only. The sdpa cases also draw batch
 dimensions that broadcast, empty batches, and the options of the page (window, softcap,
-sinks, alibi with or without slopes, document ids or cu_seqlens), computed as the page
+sinks, alibi with or without slopes, document ids or cu_seqlens, documents of unequal
+query and key lengths with is_causal and window per document), computed as the page
 words them.
 """
 import argparse
@@ -133,25 +134,33 @@ class SDPA(nn.Module):
         keep = torch.ones(L, S, dtype=torch.bool)
         if attn_mask is not None and attn_mask.dtype == torch.bool:
             keep = keep & attn_mask
-        if self.fwd.get("is_causal"):
-            keep = keep & torch.ones(L, S, dtype=torch.bool).tril()
-        if self.window:
-            left, right = self.window
-            off = torch.arange(S)[None, :] - (torch.arange(L)[:, None] + (S - L))
-            if left >= 0:
-                keep = keep & (off >= -left)
-            if right >= 0:
-                keep = keep & (off <= right)
+        # off: the key's position relative to where the query sits, j - (i + S - L);
+        # with cu_seqlens, within the document (docs: "i + Lk - Lq", query i and key j
+        # counted within it); shared document_ids keep global positions (L = S).
+        off = torch.arange(S)[None, :] - (torch.arange(L)[:, None] + (S - L))
         if docs:
             if document_ids is not None:
                 idq = idk = document_ids
             else:
                 idq = torch.searchsorted(cu_seqlens_q[1:], torch.arange(L), right=True)
                 idk = torch.searchsorted(cu_seqlens_k[1:], torch.arange(S), right=True)
+                i_in = torch.arange(L) - cu_seqlens_q[idq]
+                j_in = torch.arange(S) - cu_seqlens_k[idk]
+                lq = (cu_seqlens_q[1:] - cu_seqlens_q[:-1])[idq]
+                lk = (cu_seqlens_k[1:] - cu_seqlens_k[:-1])[idq]  # the query's document
+                off = j_in[None, :] - (i_in + lk - lq)[:, None]
             same = idq[..., :, None] == idk[..., None, :]
             if same.dim() == 3:  # per-row ids (N, L, S) go with the scores' first dim
                 same = same.reshape(same.shape[0], *[1] * (rank - 3), L, S)
             keep = keep & same
+        if self.fwd.get("is_causal"):
+            keep = keep & (off <= 0 if docs else torch.ones(L, S, dtype=torch.bool).tril())
+        if self.window:
+            left, right = self.window
+            if left >= 0:
+                keep = keep & (off >= -left)
+            if right >= 0:
+                keep = keep & (off <= right)
         p = self.fwd.get("dropout_p", 0.0)
         if self.softcap is None and sinks is None:
             mask = keep if bias is None else bias.masked_fill(~keep, float("-inf"))
@@ -385,6 +394,11 @@ def pick_options(r, g, fwd, masks, full, dtype):
         else:
             cu = torch.tensor([0] + cuts + [L], dtype=torch.int64)
             masks["cu_seqlens_q"], masks["cu_seqlens_k"] = cu, cu.clone()
+    elif r.random() < 0.2:  # documents of unequal query and key lengths, empty ones too
+        n = r.randint(1, 3)
+        for name, total in (("cu_seqlens_q", L), ("cu_seqlens_k", S)):
+            cuts = sorted(r.randint(0, total) for _ in range(n - 1))
+            masks[name] = torch.tensor([0] + cuts + [total], dtype=torch.int64)
     return opts
 
 

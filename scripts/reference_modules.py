@@ -163,14 +163,60 @@ def document_keep(doc_q, doc_k, N, H, L, S):
     return create_mask(document_mask, N if per_row else 1, 1, L, S, device="cpu")  # (N|1, 1, L, S)
 
 
+def contiguous_runs(ids):
+    """{id: (start, length)} of 1-D document ids, each document one contiguous run, as
+    flash-attention's varlen layout has them (cu_seqlens cannot say anything else)."""
+    runs = {}
+    for d in ids.unique().tolist():
+        at = (ids == d).nonzero().flatten().tolist()
+        assert at == list(range(at[0], at[0] + len(at))), f"document {d} is not contiguous"
+        runs[d] = (at[0], len(at))
+    return runs
+
+
+def varlen_keep(doc_q, doc_k, L, S, causal=False, window=None):
+    """flash-attention's `flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, ..,
+    causal, window_size)`, as its docstring defines the mask, written out one document at
+    a time: document d holds queries cu_seqlens_q[d]..cu_seqlens_q[d + 1] (seqlen_q of
+    them) and keys cu_seqlens_k[d]..cu_seqlens_k[d + 1] (seqlen_k); query i and key j,
+    counted within the document, take part when
+      causal:                j <= i + seqlen_k - seqlen_q
+                             ("the causal mask is aligned to the bottom right corner")
+      window_size (l, r):    i + seqlen_k - seqlen_q - l <= j <= i + seqlen_k - seqlen_q + r
+                             (-1: unbounded on that side)
+    and never across documents. Documents come as ids (L,)/(S,), or (N, L)/(N, S) one layout
+    per batch row, each document contiguous on each side. Returns bool (L, S) or (N, L, S).
+    """
+    per_row = doc_q.dim() == 2
+    rows_q, rows_k = (doc_q, doc_k) if per_row else (doc_q[None], doc_k[None])
+    keep = torch.zeros(rows_q.shape[0], L, S, dtype=torch.bool)
+    for b in range(rows_q.shape[0]):
+        runs_q, runs_k = contiguous_runs(rows_q[b]), contiguous_runs(rows_k[b])
+        for d in runs_q.keys() & runs_k.keys():
+            (q0, seqlen_q), (k0, seqlen_k) = runs_q[d], runs_k[d]
+            for i in range(seqlen_q):
+                diagonal = i + seqlen_k - seqlen_q  # the key the query sits at
+                for j in range(seqlen_k):
+                    ok = True
+                    if causal:
+                        ok = ok and j <= diagonal
+                    if window is not None and window[0] >= 0:
+                        ok = ok and j >= diagonal - window[0]
+                    if window is not None and window[1] >= 0:
+                        ok = ok and j <= diagonal + window[1]
+                    keep[b, q0 + i, k0 + j] = ok
+    return keep if per_row else keep[0]
+
+
 def attention_with_options(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                            scale=None, enable_gqa=False, window=None, softcap=None, sinks=None,
                            alibi_slopes=None, doc_q=None, doc_k=None):
     """Attention with the options, in the order transformers' eager code applies them:
     `q @ k^T * scale`; Gemma 2's soft-capping (modeling_gemma2.py: / cap, tanh, * cap);
     ALiBi's bias -slope_h * (i - j) (BLOOM's slopes; query positions bottom-right); the
-    mask (bool: True takes part; float: added); causal (top-left, as SDPA's is_causal),
-    window and document masks; softmax, with gpt-oss's sink column (modeling_gpt_oss.py:
+    mask (bool: True takes part; float: added); causal (top-left, as SDPA's is_causal) and
+    window masks, or with documents flash-attention's varlen ones (`varlen_keep`: causal
+    and window within each document, aligned at its end); softmax, with gpt-oss's sink column (modeling_gpt_oss.py:
     cat, minus the row max, softmax, drop the column) or SDPA's `_safe_softmax` (a row with
     no key gives 0); dropout; `@ v`.
 
@@ -189,16 +235,25 @@ def attention_with_options(query, key, value, attn_mask=None, dropout_p=0.0, is_
     keep = torch.ones(L, S, dtype=torch.bool)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         keep = keep & attn_mask
-    if is_causal:
+    if is_causal and doc_q is None:
         keep = keep & torch.ones(L, S, dtype=torch.bool).tril()
-    if window is not None:
+    if window is not None and doc_q is None:
         keep = keep & window_keep(L, S, *window)
     if doc_q is not None:
         N = doc_q.shape[0] if doc_q.dim() == 2 else 1
-        docs = document_keep(doc_q, doc_k, N, 1, L, S)  # (N|1, 1, L, S)
-        # (L, S) for shared ids; (N, 1, .., L, S) lined up with the scores' first dim.
+        docs = varlen_keep(doc_q, doc_k, L, S, is_causal, window)  # (L, S) or (N, L, S)
+        # FlexAttention's document mask_mod is the same documents.
+        flex = document_keep(doc_q, doc_k, N, 1, L, S)  # (N|1, 1, L, S)
+        assert torch.equal(varlen_keep(doc_q, doc_k, L, S).reshape(flex.shape), flex)
+        if doc_q.shape == doc_k.shape and torch.equal(doc_q, doc_k):
+            # Shared ids: square documents, where FlexAttention's reading (top-left causal
+            # mask, window over global positions) is the same as flash-attention's.
+            flex = flex & torch.ones(L, S, dtype=torch.bool).tril() if is_causal else flex
+            flex = flex & window_keep(L, S, *window) if window is not None else flex
+            assert torch.equal(docs.reshape(flex.shape), flex)
+        # (L, S) for 1-D ids; (N, 1, .., L, S) lined up with the scores' first dim.
         rank = max(query.dim(), key.dim(), value.dim())
-        docs = docs[0, 0] if doc_q.dim() == 1 else docs.reshape(N, *[1] * (rank - 3), L, S)
+        docs = docs if doc_q.dim() == 1 else docs.reshape(N, *[1] * (rank - 3), L, S)
         keep = keep & docs
     if softcap is None and sinks is None:
         mask = keep if bias is None else torch.where(keep, bias, float("-inf"))

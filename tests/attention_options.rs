@@ -272,12 +272,27 @@ fn bad_options_are_typed_errors_naming_the_option() {
     }
     let e = Documents::from_cu_seqlens(&cu(&[0, 3]), &cu(&[0, 2, 5])).unwrap_err();
     assert!(e.to_string().starts_with("cu_seqlens_k"), "{e}");
-    // Cumulative lengths that do not end at L are the wrong shape for the queries.
+    // Cumulative lengths that do not end at L (S) are named, with the last value needed.
     let o = SdpaOptions {
         documents: Some(Documents::from_cu_seqlens(&cu(&[0, 1, 2]), &cu(&[0, 2, 5])).unwrap()),
         ..SdpaOptions::default()
     };
-    assert_eq!(invalid_arg(run(o)), "document_ids.query");
+    let e = run(o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("cu_seqlens_q: the last value must be L = 3, the number of queries")
+            && e.ends_with("got 2"),
+        "{e}"
+    );
+    let o = SdpaOptions {
+        documents: Some(Documents::from_cu_seqlens(&cu(&[0, 1, 3]), &cu(&[0, 2, 4])).unwrap()),
+        ..SdpaOptions::default()
+    };
+    let e = run(o).unwrap_err().to_string();
+    assert!(
+        e.starts_with("cu_seqlens_k: the last value must be S = 5, the number of keys")
+            && e.ends_with("got 4"),
+        "{e}"
+    );
 }
 
 /// The one documented difference from PyTorch (README, "Where results differ"): a query

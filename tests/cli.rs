@@ -82,11 +82,11 @@ fn verify_passes_the_fixtures_and_run_writes_outputs() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(
         stdout.lines().filter(|l| l.ends_with(" pass")).count(),
-        176,
+        185,
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("verify: 176 passed, 0 failed"), "{stderr}");
+    assert!(stderr.contains("verify: 185 passed, 0 failed"), "{stderr}");
     let dir = std::env::temp_dir().join(format!("attn-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let case = std::fs::read_dir(fixtures().join("cases/sdpa"))

@@ -25,7 +25,7 @@ use tch::{Kind, Tensor};
 use crate::attention::alibi::Alibi;
 use crate::attention::documents::Documents;
 use crate::attention::mask::Mask;
-use crate::attention::window::{self, Window};
+use crate::attention::window::{self, Window, WindowOnly};
 use crate::attention::{shapes, sinks, softcap};
 use crate::error::{Error, Result};
 
@@ -58,7 +58,8 @@ pub enum MaskedRows {
 /// default.
 ///
 /// The masks combine: a key takes part only where every one of `attn_mask`, `is_causal`,
-/// `window` and `documents` lets it. The scores are computed in this order:
+/// `window` and `documents` lets it (with documents, `is_causal` and `window` are read
+/// within each document). The scores are computed in this order:
 /// `q @ k^T * scale`, soft-capping, `+ alibi`, `+ attn_mask` (or its `-inf`s), the causal,
 /// window and document masks, softmax (with the sink column), dropout, `@ v`.
 #[derive(Debug, Default)]
@@ -69,7 +70,10 @@ pub struct SdpaOptions {
     /// has no train flag). Default 0.0.
     pub dropout_p: f64,
     /// `is_causal`: query `i` sees keys `0..=i` (top-left aligned, as PyTorch's). Default
-    /// false. For a bottom-right aligned causal mask, use `window: (-1, 0)`.
+    /// false. For a bottom-right aligned causal mask, use `window: (-1, 0)`. With
+    /// `documents`, causal masking applies within each document, aligned at its end as
+    /// flash-attention's varlen API aligns it (see [`Documents`]): a document of 2 queries
+    /// over 5 keys gives its query 0 keys 0–3 and query 1 keys 0–4.
     pub is_causal: bool,
     /// `scale`; `None` means `1 / sqrt(E)`.
     pub scale: Option<f64>,
@@ -80,7 +84,8 @@ pub struct SdpaOptions {
     /// Fully masked rows; `None` means PyTorch SDPA's behaviour (zeros).
     pub masked_rows: Option<MaskedRows>,
     /// Sliding-window attention, flash-attention's `window_size` (bottom-right aligned,
-    /// see [`Window`]). Default none (every key).
+    /// see [`Window`]; with `documents`, within each document, aligned at its end).
+    /// Default none (every key).
     pub window: Option<Window>,
     /// Logit soft-capping (Gemma 2): `cap * tanh(scores / cap)` on the scaled scores,
     /// before any mask; `cap > 0`. Default none. Computed on the math path.
@@ -101,6 +106,43 @@ impl SdpaOptions {
     /// itself, which no mask or bias given to the fused kernel can express.
     fn needs_math(&self) -> bool {
         self.softcap.is_some() || self.sinks.is_some()
+    }
+
+    /// The options when nothing but a window bounded on the left (with PyTorch's
+    /// `is_causal`, `scale` and GQA) is set: the case the fused path can run one block of
+    /// queries at a time ([`window::blocked`]). Every field is named, so that a new option
+    /// cannot compile without deciding here whether the blocked path would drop it.
+    fn window_only(&self) -> Option<WindowOnly> {
+        let SdpaOptions {
+            attn_mask,
+            dropout_p,
+            is_causal,
+            scale,
+            enable_gqa,
+            backend: _,
+            masked_rows,
+            window,
+            softcap,
+            sinks,
+            alibi,
+            documents,
+        } = self;
+        let nothing_else = attn_mask.is_none()
+            && *dropout_p == 0.0
+            && *masked_rows != Some(MaskedRows::Nan)
+            && softcap.is_none()
+            && sinks.is_none()
+            && alibi.is_none()
+            && documents.is_none();
+        match window {
+            Some(w) if w.left >= 0 && nothing_else => Some(WindowOnly {
+                window: *w,
+                is_causal: *is_causal,
+                scale: *scale,
+                enable_gqa: *enable_gqa,
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -148,8 +190,10 @@ pub fn scaled_dot_product_attention_with_weights(
 }
 
 fn fused(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions, scores: &[i64]) -> Result<Tensor> {
-    if let Some(out) = window::blocked(q, k, v, o, scores)? {
-        return Ok(out);
+    if let Some(only) = o.window_only() {
+        if let Some(out) = window::blocked(q, k, v, only, scores, window::BLOCK)? {
+            return Ok(out);
+        }
     }
     let (mask, is_causal) = fused_mask(o, scores, q.kind(), q.device())?;
     let out = Tensor::f_scaled_dot_product_attention(
@@ -237,7 +281,9 @@ fn repeat_heads(t: &Tensor, groups: i64) -> Result<Tensor> {
 }
 
 /// The keep-mask of `is_causal`, `window` and `documents` together, broadcastable to
-/// the scores; `None` when none of them masks anything.
+/// the scores; `None` when none of them masks anything. With documents, causal masking
+/// and the window apply within each document ([`Documents`]); without, `is_causal` is
+/// PyTorch's top-left mask and the window is aligned at the end of the whole sequence.
 pub(crate) fn structural_keep(
     o: &SdpaOptions,
     scores: &[i64],
@@ -245,24 +291,20 @@ pub(crate) fn structural_keep(
 ) -> Result<Option<Tensor>> {
     let n = scores.len();
     let (l, s) = (scores[n - 2], scores[n - 1]);
-    let mut parts = Vec::new();
-    if o.is_causal {
-        parts.push(Tensor::f_ones([l, s], (Kind::Bool, device))?.f_tril(0)?);
-    }
-    if let Some(w) = o.window.filter(|w| !w.is_unbounded()) {
-        parts.push(w.keep(l, s, device)?);
-    }
+    let window = o.window.filter(|w| !w.is_unbounded());
     if let Some(documents) = &o.documents {
-        parts.push(documents.keep(n)?);
+        return Ok(Some(documents.keep(n, o.is_causal, window)?));
     }
-    let mut parts = parts.into_iter();
-    let Some(mut keep) = parts.next() else {
-        return Ok(None);
+    let causal = match o.is_causal {
+        true => Some(Tensor::f_ones([l, s], (Kind::Bool, device))?.f_tril(0)?),
+        false => None,
     };
-    for part in parts {
-        keep = keep.f_logical_and(&part)?;
-    }
-    Ok(Some(keep))
+    Ok(match (causal, window) {
+        (None, None) => None,
+        (Some(c), None) => Some(c),
+        (None, Some(w)) => Some(w.keep(l, s, device)?),
+        (Some(c), Some(w)) => Some(c.f_logical_and(&w.keep(l, s, device)?)?),
+    })
 }
 
 /// The `(attn_mask, is_causal)` for libtorch's fused kernel: the caller's mask as it is
@@ -377,4 +419,76 @@ fn check_inputs(q: &Tensor, k: &Tensor, v: &Tensor, o: &SdpaOptions) -> Result<V
         documents.check(&scores, device)?;
     }
     Ok(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::{scaled_dot_product_attention, Backend, SdpaOptions};
+    use crate::attention::window::{blocked, Window};
+    use crate::attention::Documents;
+
+    /// The blocked path equals the math path, for windows of every kind, L < S, L > S,
+    /// with and without causal masking and GQA.
+    #[test]
+    fn blocks_of_queries_give_the_whole_windowed_attention() {
+        tch::manual_seed(0);
+        for (l, s, left, right, causal) in [
+            (9, 9, 2, 0, false),
+            (9, 9, 3, 1, true),
+            (10, 13, 0, -1, false),
+            (11, 7, 4, 2, false),
+            (12, 12, 20, 20, true),
+        ] {
+            let q = Tensor::randn([2, 4, l, 5], (Kind::Double, Device::Cpu));
+            let k = Tensor::randn([2, 2, s, 5], (Kind::Double, Device::Cpu));
+            let v = Tensor::randn([1, 2, s, 3], (Kind::Double, Device::Cpu));
+            let options = |backend| SdpaOptions {
+                window: Some(Window::new(left, right).unwrap()),
+                is_causal: causal,
+                enable_gqa: true,
+                backend,
+                ..SdpaOptions::default()
+            };
+            let only = options(Backend::Fused)
+                .window_only()
+                .expect("only a window bounded on the left is set");
+            let blocked = blocked(&q, &k, &v, only, &[2, 4, l, s], 3)
+                .unwrap()
+                .expect("a window bounded on the left takes the blocked path");
+            let math = scaled_dot_product_attention(&q, &k, &v, &options(Backend::Math)).unwrap();
+            let diff = (&blocked - &math).abs().max().double_value(&[]);
+            assert!(
+                diff < 1e-12,
+                "{l} {s} ({left}, {right}) causal {causal}: {diff}"
+            );
+        }
+    }
+
+    /// Any other option keeps the one-call path, which knows how to apply it.
+    #[test]
+    fn only_a_window_bounded_on_the_left_is_blocked() {
+        let window = Some(Window::new(2, 0).unwrap());
+        let with = |o: SdpaOptions| SdpaOptions { window, ..o }.window_only().is_some();
+        assert!(with(SdpaOptions::default()));
+        assert!(!with(SdpaOptions {
+            softcap: Some(1.0),
+            ..SdpaOptions::default()
+        }));
+        assert!(!with(SdpaOptions {
+            dropout_p: 0.1,
+            ..SdpaOptions::default()
+        }));
+        let ids = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
+        assert!(!with(SdpaOptions {
+            documents: Some(Documents::same(ids).unwrap()),
+            ..SdpaOptions::default()
+        }));
+        let unbounded = SdpaOptions {
+            window: Some(Window::new(-1, 0).unwrap()),
+            ..SdpaOptions::default()
+        };
+        assert!(unbounded.window_only().is_none());
+    }
 }

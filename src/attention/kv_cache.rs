@@ -14,6 +14,12 @@
 //! the same thing only when `T == S`. So the cached forwards use `is_causal` only for the
 //! first call (`past == 0`), no mask for a single new token (it sees every key), and an
 //! explicit keep-mask `ones(T, S).tril(past)` otherwise.
+//!
+//! Packed documents decode the same way through [`Documents`](crate::attention::Documents):
+//! with cumulative lengths of the new queries (`cu_seqlens_q`) and of each document's
+//! cached and new keys (`cu_seqlens_k`), `is_causal` and the window apply within each
+//! document, aligned at its end, so each step gets the rows of the full forward
+//! (`tests/documents_varlen.rs`).
 
 use tch::{Device, Kind, Tensor};
 

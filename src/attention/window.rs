@@ -6,12 +6,20 @@
 //! sees the same keys as the same rows of the full forward.
 //!
 //! transformers' `sliding_window = W` (Mistral, Gemma 2, gpt-oss) is
-//! [`Window::sliding(W)`](Window::sliding): `left = W - 1` with causal masking, so a
-//! query sees itself and the `W - 1` keys before it.
+//! [`Window::sliding(W)`](Window::sliding), `(W - 1, 0)`: a query sees itself and the
+//! `W - 1` keys before it. `(W - 1, -1)` together with `is_causal` is the same only
+//! when `L = S`: `is_causal` is PyTorch's top-left mask and
+//! the window bottom-right. With 2 queries over 5 keys and `W = 2`, `(1, 0)` gives query 0
+//! keys 2–3 and query 1 keys 3–4; `(1, -1)` with `is_causal` gives query 0 keys `>= 2`
+//! and `<= 0`, query 1 keys `>= 3` and `<= 1`: no key at all.
+//!
+//! With packed documents ([`Documents`](crate::attention::Documents)) the window applies
+//! within each document, aligned at the document's end, as flash-attention's
+//! `flash_attn_varlen_func` applies it; there `is_causal` is aligned the same way, so
+//! `(W - 1, -1)` with `is_causal` equals `(W - 1, 0)` whatever the lengths.
 
 use tch::{Device, Kind, Tensor};
 
-use crate::attention::functional::{MaskedRows, SdpaOptions};
 use crate::error::{Error, Result};
 
 /// A sliding window `(left, right)`: how many keys before and after its own position a
@@ -85,15 +93,22 @@ impl Window {
             Tensor::f_arange_start(queries.0, queries.1, (Kind::Int64, device))?.f_unsqueeze(1)?; // (rows, 1)
         let j = Tensor::f_arange_start(keys.0, keys.1, (Kind::Int64, device))?.f_unsqueeze(0)?; // (1, cols)
         let offset = j.f_sub(&i.f_add_scalar(s - l)?)?; // key position relative to the query's
-        let mut keep = Tensor::f_ones(offset.size(), (Kind::Bool, device))?;
+        let mut keep = self.keep_offset(&offset)?;
+        if causal {
+            keep = keep.f_logical_and(&j.f_le_tensor(&i)?)?;
+        }
+        Ok(keep)
+    }
+
+    /// Where `offset`, a key's position relative to its query's (`j - (i + S - L)`, or
+    /// within a document), lies inside the window: `-left <= offset <= right`.
+    pub(crate) fn keep_offset(&self, offset: &Tensor) -> Result<Tensor> {
+        let mut keep = Tensor::f_ones(offset.size(), (Kind::Bool, offset.device()))?;
         if self.left >= 0 {
             keep = keep.f_logical_and(&offset.f_ge(-self.left)?)?;
         }
         if self.right >= 0 {
             keep = keep.f_logical_and(&offset.f_le(self.right)?)?;
-        }
-        if causal {
-            keep = keep.f_logical_and(&j.f_le_tensor(&i)?)?;
         }
         Ok(keep)
     }
@@ -118,45 +133,39 @@ impl Window {
 }
 
 /// Queries per block on the blocked path.
-const BLOCK: i64 = 512;
+pub(crate) const BLOCK: i64 = 512;
 
-/// The fused path for a window bounded on the left, one block of queries at a time
-/// against only the keys their window reaches: the masks and scores take
+/// The arguments of a windowed attention with nothing else set (which
+/// `SdpaOptions` decides, naming each of its fields): all [`blocked`] needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowOnly {
+    /// The window; bounded on the left, or nothing is gained.
+    pub window: Window,
+    /// PyTorch's top-left `is_causal` as well.
+    pub is_causal: bool,
+    /// SDPA's `scale`.
+    pub scale: Option<f64>,
+    /// SDPA's `enable_gqa`.
+    pub enable_gqa: bool,
+}
+
+/// The fused path for a window bounded on the left, `block` queries at a time against
+/// only the keys their window reaches: the masks and scores take
 /// `O(L * (block + left + right))` memory instead of `O(L * S)`. `None` (use the one-call
-/// path) when the options ask for more than the window and causal masking, or when the
-/// queries are too few to gain from it.
+/// path) when the queries are too few to gain from it (`L <= 2 * block`) or the window is
+/// unbounded on the left.
 pub(crate) fn blocked(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    o: &SdpaOptions,
-    scores: &[i64],
-) -> Result<Option<Tensor>> {
-    blocked_by(q, k, v, o, scores, BLOCK)
-}
-
-fn blocked_by(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    o: &SdpaOptions,
+    o: WindowOnly,
     scores: &[i64],
     block: i64,
 ) -> Result<Option<Tensor>> {
     let n = scores.len();
     let (l, s) = (scores[n - 2], scores[n - 1]);
-    let window = match o.window {
-        Some(w) if w.left >= 0 && l > 2 * block => w,
-        _ => return Ok(None),
-    };
-    let only_window = o.attn_mask.is_none()
-        && o.documents.is_none()
-        && o.alibi.is_none()
-        && o.softcap.is_none()
-        && o.sinks.is_none()
-        && o.dropout_p == 0.0
-        && o.masked_rows != Some(MaskedRows::Nan);
-    if !only_window {
+    let window = o.window;
+    if window.left < 0 || l <= 2 * block {
         return Ok(None);
     }
     let mut outs = Vec::new();
@@ -178,47 +187,4 @@ fn blocked_by(
         outs.push(out);
     }
     Ok(Some(Tensor::f_cat(&outs, -2)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use tch::{Device, Kind, Tensor};
-
-    use super::{blocked_by, Window};
-    use crate::attention::functional::{scaled_dot_product_attention, Backend, SdpaOptions};
-
-    /// The blocked path equals the math path, for windows of every kind, L < S, L > S,
-    /// with and without causal masking and GQA.
-    #[test]
-    fn blocks_of_queries_give_the_whole_windowed_attention() {
-        tch::manual_seed(0);
-        for (l, s, left, right, causal) in [
-            (9, 9, 2, 0, false),
-            (9, 9, 3, 1, true),
-            (10, 13, 0, -1, false),
-            (11, 7, 4, 2, false),
-            (12, 12, 20, 20, true),
-        ] {
-            let q = Tensor::randn([2, 4, l, 5], (Kind::Double, Device::Cpu));
-            let k = Tensor::randn([2, 2, s, 5], (Kind::Double, Device::Cpu));
-            let v = Tensor::randn([1, 2, s, 3], (Kind::Double, Device::Cpu));
-            let options = |backend| SdpaOptions {
-                window: Some(Window::new(left, right).unwrap()),
-                is_causal: causal,
-                enable_gqa: true,
-                backend,
-                ..SdpaOptions::default()
-            };
-            let fused = options(Backend::Fused);
-            let blocked = blocked_by(&q, &k, &v, &fused, &[2, 4, l, s], 3)
-                .unwrap()
-                .expect("a window bounded on the left takes the blocked path");
-            let math = scaled_dot_product_attention(&q, &k, &v, &options(Backend::Math)).unwrap();
-            let diff = (&blocked - &math).abs().max().double_value(&[]);
-            assert!(
-                diff < 1e-12,
-                "{l} {s} ({left}, {right}) causal {causal}: {diff}"
-            );
-        }
-    }
 }

@@ -155,7 +155,7 @@ pub struct SdpaForward {
     #[serde(default)]
     pub train: Option<bool>,
     /// `window`: flash-attention's `window_size` `[left, right]` (default null: none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "left_right")]
     pub window: Option<[i64; 2]>,
     /// `softcap`: Gemma 2's logit soft-capping (default null: none).
     #[serde(default)]
@@ -224,6 +224,26 @@ impl Spec {
             Spec::Sdpa(f) => f.train,
         };
         train.unwrap_or(false)
+    }
+}
+
+/// `window`: null, or exactly two integers. Anything else says what a window is, instead
+/// of serde's "trailing characters" or "invalid type" for a fixed-size array.
+fn left_right<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[i64; 2]>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let pair = match value.as_array().map(Vec::as_slice) {
+        Some([l, r]) => l.as_i64().zip(r.as_i64()),
+        _ => None,
+    };
+    match pair {
+        Some((l, r)) => Ok(Some([l, r])),
+        None => Err(serde::de::Error::custom(format!(
+            "window is [left, right], two integers (flash-attention's window_size, -1 = \
+             unbounded), got {value}"
+        ))),
     }
 }
 
@@ -303,6 +323,28 @@ mod tests {
         );
         let err = Spec::parse(ModuleKind::Sdpa, Some(r#"{"n_embd": 4}"#), None).unwrap_err();
         assert!(err.contains("n_embd"), "{err}");
+    }
+
+    /// A window that is not two integers says what a window is, whatever is wrong with it
+    /// (serde alone reports "trailing characters at line 1 column 19" for three values).
+    #[test]
+    fn a_window_must_be_left_and_right() {
+        for bad in ["[1, 2, 3]", "[1]", "3", "[1.5, 0]", "\"1, 0\"", "[]"] {
+            let forward = format!(r#"{{"is_causal": true, "window": {bad}}}"#);
+            let err = Spec::parse(ModuleKind::Sdpa, None, Some(&forward)).unwrap_err();
+            assert!(
+                err.starts_with("metadata \"forward\": window is [left, right], two integers")
+                    && !err.contains("trailing"),
+                "{bad}: {err}"
+            );
+        }
+        for (good, want) in [("[1, -1]", Some([1, -1])), ("null", None)] {
+            let forward = format!(r#"{{"window": {good}}}"#);
+            let Ok(Spec::Sdpa(f)) = Spec::parse(ModuleKind::Sdpa, None, Some(&forward)) else {
+                panic!("{good}")
+            };
+            assert_eq!(f.window, want);
+        }
     }
 
     #[test]
