@@ -43,25 +43,35 @@
 //!
 //! # Modules
 //!
-//! - [`nn`]: building blocks under PyTorch's names and init (`Linear`, `LayerNorm`);
-//! - [`attention`]: functional scaled dot-product attention with typed masks, the KV
-//!   cache, `torch.nn.MultiheadAttention`;
+//! Layers, every import pointing down: [`error`] and printing at the ground; then
+//! [`io`] and [`nn`]; [`attention`]; [`models`]; [`data`], [`train`] and [`generate`];
+//! [`bench`](mod@bench); the binaries.
+//!
+//! - [`nn`]: building blocks under PyTorch's names and init (`Linear`, `LayerNorm`,
+//!   `RMSNorm`, rotary embeddings, quantised linears) and strict state_dict loading;
+//! - [`attention`]: functional scaled dot-product attention with typed masks and the
+//!   2025 options, the KV cache, `torch.nn.MultiheadAttention`;
 //! - [`models`]: whole blocks and models, one folder per family: `lecture`, `nanogpt`,
-//!   `bert`;
-//! - [`io`]: file formats: safetensors, `torch.save` archives (without Python), atomic
-//!   writes;
+//!   `bert`, `llama` (the Llama-family decoder, from a GGUF or a Hugging Face folder);
+//!   every language model implements [`models::CausalLm`];
+//! - [`io`]: file formats: safetensors, `torch.save` archives (without Python), GGUF
+//!   with every ggml block type, atomic writes;
 //! - [`checkpoint`]: what a checkpoint's tensors mean: attention layouts, lossless
-//!   conversion between them, strict `load_state_dict`, saving modules;
+//!   conversion between them, saving modules;
 //! - [`parity`]: parity cases (a module, its inputs and PyTorch's outputs in one file)
 //!   and `assert_close` comparison;
+//! - [`data`]: training data as the PyTorch scripts read and write it (the lecture's
+//!   characters, nanoGPT's token files and `meta.pkl`);
 //! - [`train`]: training as PyTorch does it, step for step (the lecture's `gpt.py`,
-//!   `torch.optim.AdamW`); [`generate`]: sampling text from a trained model;
+//!   nanoGPT's `train.py`, `torch.optim.AdamW`); [`generate`]: one generation loop and
+//!   transformers' warpers for every [`models::CausalLm`];
 //! - [`heatmap`]: attention weights drawn as PNG heatmaps;
 //! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
 //!   the PyTorch side's;
 //! - [`notebook`], [`pretty`], [`doctor`]: the notebook replay, PyTorch's tensor
 //!   printing, the install diagnosis; [`device`]: loading libtorch's CUDA backend on
-//!   demand; [`error`]: the one typed error.
+//!   demand; [`cpu`]: the CPU's SIMD extensions and libtorch's kernel class;
+//!   [`error`]: the one typed error.
 //!
 //! Runnable programs are in `examples/` (`cargo run --example gpt_block`,
 //! `mha_state_dict`, `notebook`); the README follows.
@@ -73,6 +83,7 @@ pub mod bench;
 mod check;
 pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 pub mod device;
 pub mod doctor;
 pub mod error;

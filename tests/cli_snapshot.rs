@@ -51,5 +51,9 @@ fn every_command_flag_and_default_equals_the_snapshot() {
     }
     let snapshots = std::fs::read_dir(snapshot_dir()).unwrap().count();
     assert_eq!(snapshots, pages.len(), "a command was added or removed");
-    assert!(differ.is_empty(), "help differs from the snapshot:\n{}", differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "help differs from the snapshot:\n{}",
+        differ.join("\n")
+    );
 }

@@ -19,7 +19,7 @@ use common::{assert_usage_error, attn, fixtures, setup_python, tempdir};
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::generate::{generate, SampleConfig};
+use tch_attention::generate::{generate_batch, GenerateOptions, SamplingConfig};
 use tch_attention::io::read_safetensors;
 use tch_attention::models::lecture::{GptConfig, GptLanguageModel};
 
@@ -375,12 +375,11 @@ fn generating_with_the_kv_cache_samples_what_recomputing_samples() {
     let mut outs = Vec::new();
     for kv_cache in [true, false] {
         tch::manual_seed(5);
-        let config = SampleConfig {
-            max_new_tokens: 30,
+        let config = GenerateOptions {
             kv_cache,
-            ..SampleConfig::default()
+            ..GenerateOptions::sampled(30, SamplingConfig::none())
         };
-        outs.push(generate(&model, &context, &config).unwrap());
+        outs.push(generate_batch(&model, &context, &config).unwrap());
     }
     assert_eq!(outs[0].size(), [1, 32]);
     assert!(

@@ -200,14 +200,13 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
 
 #[test]
 fn greedy_and_seeded_sampled_generation_match_transformers() {
-    use tch_attention::models::llama::{generate, Decoding, GenerateOptions, SamplingConfig};
+    use tch_attention::generate::{generate, Decoding, GenerateOptions, SamplingConfig};
     let f = generation_fixture();
     let m = model();
     let prompt = ids(&f["prompt"]);
     let greedy = GenerateOptions {
-        max_new_tokens: 12,
-        decoding: Decoding::Greedy,
         eos_token_ids: m.config.eos_token_ids.clone(),
+        ..GenerateOptions::greedy(12)
     };
     let mut streamed = Vec::new();
     let out = generate(&m, &prompt, &greedy, |t| streamed.push(t)).unwrap();
@@ -218,7 +217,7 @@ fn greedy_and_seeded_sampled_generation_match_transformers() {
         decoding: Decoding::Sample {
             config: SamplingConfig {
                 temperature: s["temperature"].as_f64().unwrap(),
-                top_k: s["top_k"].as_i64().unwrap(),
+                top_k: Some(s["top_k"].as_i64().unwrap()),
                 top_p: s["top_p"].as_f64().unwrap(),
             },
             seed: Some(s["seed"].as_u64().unwrap()),
@@ -231,7 +230,7 @@ fn greedy_and_seeded_sampled_generation_match_transformers() {
 
 #[test]
 fn warpers_follow_transformers() {
-    use tch_attention::models::llama::{top_k, top_p, SamplingConfig};
+    use tch_attention::generate::{top_k, top_p, SamplingConfig};
     let scores = Tensor::from_slice(&[1.0f32, 3.0, 2.0, 3.0, 0.5]).view([1, 5]);
     let inf = f32::NEG_INFINITY;
     // Ties with the k-th score are kept.

@@ -15,11 +15,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
+use tch_attention::generate::{generate, Decoding, GenerateOptions, SamplingConfig};
 use tch_attention::io::{read_safetensors, Gguf};
-use tch_attention::models::llama::{
-    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer,
-    SamplingConfig,
-};
+use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer};
 use tch_attention::parity::compare_tensors;
 
 fn fixtures() -> PathBuf {
@@ -207,13 +205,12 @@ fn greedy_generations_equal_transformers_token_for_token() {
     let m = model();
     let tok = tokenizer();
     let options = GenerateOptions {
-        max_new_tokens: f["max_new_tokens"].as_i64().unwrap(),
-        decoding: Decoding::Greedy,
         eos_token_ids: m.config.eos_token_ids.clone(),
+        ..GenerateOptions::greedy(f["max_new_tokens"].as_i64().unwrap())
     };
     let mut stopped_early = 0;
     for g in f["greedy"].as_array().unwrap() {
-        let out = generate(&m, &ids(&g["prompt_ids"]), &options, |_| {}).unwrap();
+        let out = generate(&*m, &ids(&g["prompt_ids"]), &options, |_| {}).unwrap();
         let prompt = g["prompt"].as_str().unwrap();
         assert_eq!(out.ids, ids(&g["ids"]), "greedy continuation of {prompt:?}");
         assert_eq!(tok.decode(&out.ids).unwrap(), g["text"].as_str().unwrap());
@@ -231,13 +228,14 @@ fn a_seeded_sampled_generation_equals_transformers() {
         decoding: Decoding::Sample {
             config: SamplingConfig {
                 temperature: f["temperature"].as_f64().unwrap(),
-                top_k: f["top_k"].as_i64().unwrap(),
+                top_k: Some(f["top_k"].as_i64().unwrap()),
                 top_p: f["top_p"].as_f64().unwrap(),
             },
             seed: Some(f["seed"].as_u64().unwrap()),
         },
         eos_token_ids: m.config.eos_token_ids.clone(),
+        kv_cache: true,
     };
-    let out = generate(&m, &ids(&f["prompt_ids"]), &options, |_| {}).unwrap();
+    let out = generate(&*m, &ids(&f["prompt_ids"]), &options, |_| {}).unwrap();
     assert_eq!(out.ids, ids(&f["ids"]));
 }

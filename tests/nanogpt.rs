@@ -18,9 +18,10 @@ use common::{fixtures, setup_python, tempdir};
 use serde_json::{json, Value};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
+use tch_attention::data::{prepare_chars, TokenData};
 use tch_attention::io::read_safetensors;
 use tch_attention::models::nanogpt::{Gpt, GptConfig};
-use tch_attention::train::nanogpt::{prepare_chars, Event, TokenData, TrainConfig, Trainer};
+use tch_attention::train::nanogpt::{Event, TrainConfig, Trainer};
 
 /// libtorch's default generator is process-wide: tests that draw from it hold this.
 static RNG: Mutex<()> = Mutex::new(());

@@ -41,11 +41,12 @@ impl Window {
     }
 
     /// transformers' `sliding_window = w` (Mistral, Gemma 2): the query itself and the
-    /// `w - 1` keys before it, nothing after, `(w - 1, 0)`; `w >= 1`.
+    /// `w - 1` keys before it, nothing after, `(w - 1, 0)`; `w >= 1`. The one place the
+    /// rule is checked; an error names `sliding_window`, the configs' field.
     pub fn sliding(w: i64) -> Result<Self> {
         if w < 1 {
             return Err(Error::invalid(
-                "window",
+                "sliding_window",
                 format!(
                     "a sliding window covers at least the query itself: expected w >= 1, got {w}"
                 ),

@@ -6,7 +6,7 @@
 //!   loss, the gradients (`zero_grad(set_to_none=True)` then `backward()`), the AdamW
 //!   step;
 //! - `sample`: `generate` of `new_tokens` from a zero context (`B` rows), eval mode, no
-//!   grad — the crate with its KV cache ([`crate::generate::generate`]), PyTorch with
+//!   grad — the crate with its KV cache ([`crate::generate::generate_batch`]), PyTorch with
 //!   `gpt.py`'s `generate`, which recomputes the cropped context for every token.
 //!
 //! The text is random ids over a vocabulary of `vocab` (the lecture's Shakespeare has
@@ -18,10 +18,10 @@ use tch::{Device, Kind, Tensor};
 use super::config::{BenchConfig, Mode};
 use super::workload::Workload;
 use crate::check;
+use crate::data::{CharVocab, Corpus};
 use crate::error::{Error, Result};
-use crate::generate::{generate, SampleConfig};
+use crate::generate::{generate_batch, GenerateOptions, SamplingConfig};
 use crate::models::lecture::{GptConfig, GptLanguageModel};
-use crate::train::data::{CharVocab, Corpus};
 use crate::train::{AdamW, AdamWConfig, TrainConfig, Trainer};
 
 /// Ids in the random text, split 90/10 as the lecture splits its text.
@@ -200,12 +200,10 @@ fn sample(config: &BenchConfig, sizes: &LectureGptSizes) -> Result<Workload> {
     let model = GptLanguageModel::new(vs.root(), sizes.model(config))?;
     vs.set_kind(config.kind);
     let idx = Tensor::f_zeros([config.batch, 1], (Kind::Int64, config.device))?;
-    let sample = SampleConfig {
-        max_new_tokens: sizes.new_tokens.unwrap_or_default(),
-        ..SampleConfig::default()
-    };
+    let sample =
+        GenerateOptions::sampled(sizes.new_tokens.unwrap_or_default(), SamplingConfig::none());
     Ok(Workload::new(
-        Box::new(move || generate(&model, &idx, &sample).map(drop)),
+        Box::new(move || generate_batch(&model, &idx, &sample).map(drop)),
         config.device,
     ))
 }

@@ -29,10 +29,9 @@ use super::runner::{Measurement, Progress};
 use super::stats::percentile;
 use crate::check;
 use crate::error::{Error, Result};
+use crate::generate::{generate, GenerateOptions, Generation};
 use crate::io::Gguf;
-use crate::models::llama::{
-    generate, Decoding, GenerateOptions, Generation, LlamaForCausalLM, Quant,
-};
+use crate::models::llama::{LlamaForCausalLM, Quant};
 use crate::nn::Projection;
 
 /// The first id of the benchmark's prompt (`1000, 1001, ...`).
@@ -134,11 +133,7 @@ pub fn measure(
     let prompt: Vec<i64> = (0..config.seq)
         .map(|i| (PROMPT_START + i) % vocab)
         .collect();
-    let options = GenerateOptions {
-        max_new_tokens: bench.new_tokens,
-        decoding: Decoding::Greedy,
-        eos_token_ids: vec![],
-    };
+    let options = GenerateOptions::greedy(bench.new_tokens);
     let total = config.warmup + config.repeats;
     let mut samples = Vec::with_capacity(config.repeats);
     for i in 0..total {

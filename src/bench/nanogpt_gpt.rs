@@ -19,8 +19,9 @@ use tch::{Kind, Tensor};
 use super::config::{BenchConfig, Mode};
 use super::lecture_gpt::LectureGptSizes;
 use super::workload::Workload;
+use crate::data::{TokenData, TokenFile};
 use crate::error::{Error, Result};
-use crate::train::nanogpt::{TokenData, TokenFile, TrainConfig, Trainer};
+use crate::train::nanogpt::{TrainConfig, Trainer};
 
 /// Ids in the random `train.bin` (and `val.bin`).
 const TEXT_LEN: i64 = 100_000;

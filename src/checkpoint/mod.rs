@@ -5,11 +5,11 @@
 
 mod layout;
 mod module;
-mod state_dict;
 
 pub use layout::{
     convert, convert_file, detect, detect_file, BiasPolicy, ConvertOptions, Found, Layout,
     BLOCK_SIZE, HEADS,
 };
 pub use module::{load_checkpoint, load_state_dict, save_checkpoint, FromCheckpoint, StateDict};
-pub use state_dict::{load_into, state_dict};
+// Strict loading lives below the models, which use it (`crate::nn::state_dict`).
+pub use crate::nn::{load_into, state_dict};

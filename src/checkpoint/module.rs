@@ -9,13 +9,13 @@ use tch::nn;
 use tch::Tensor;
 
 use super::layout::{convert_block, BiasPolicy, ConvertOptions, Layout};
-use super::state_dict::load_strict;
 use crate::attention::multihead_attention::{MultiheadAttention, MultiheadAttentionConfig};
 use crate::error::Result;
 use crate::io::read_checkpoint;
 use crate::io::write_safetensors_new;
 use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
+use crate::nn::state_dict::load_strict;
 
 /// A module whose tensors are a PyTorch state_dict in one of the [`Layout`]s.
 pub trait StateDict {

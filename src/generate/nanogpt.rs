@@ -5,41 +5,19 @@
 //! the initialisation's draws come first and the samples draw after them: call
 //! [`SampleCheckpoint::load`] after `tch::manual_seed(seed)`. Each sample is then
 //! `model.generate(x, max_new_tokens, temperature, top_k)`, which is
-//! [`super::generate`] with nanoGPT's [`CausalLm`] below (the KV cache while the context
+//! [`super::generate_batch`] with nanoGPT's [`super::CausalLm`] (the KV cache while the context
 //! fits in `block_size`, recomputing the cropped window after that).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::Device;
 
-use super::CausalLm;
-use crate::attention::KvCache;
+use crate::data::read_meta;
 use crate::error::{Error, Result};
 use crate::io::{read_torch_object, TorchValue};
 use crate::models::nanogpt::{Gpt, GptConfig};
-use crate::train::nanogpt::read_meta;
-
-impl CausalLm for Gpt {
-    type Cache = Vec<KvCache>;
-
-    fn block_size(&self) -> i64 {
-        self.config.block_size
-    }
-
-    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
-        self.f_forward_t(idx, false)
-    }
-
-    fn new_cache(&self) -> Vec<KvCache> {
-        self.new_caches()
-    }
-
-    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Vec<KvCache>) -> Result<Tensor> {
-        self.f_forward_cached(idx, cache)
-    }
-}
 
 /// Whether `path` starts as a zip archive does (`torch.save`'s format since PyTorch
 /// 1.6), so it is no safetensors file; whether it is a `ckpt.pt` is
@@ -81,14 +59,16 @@ impl SampleCheckpoint {
         let name = ckpt.display().to_string();
         let bad = |reason: String| Error::malformed(&name, reason);
         let value = read_torch_object(ckpt)?;
-        let top = dict(&value).ok_or_else(|| bad("holds no dict".into()))?;
-        let (Some(args), Some(weights)) = (get(top, "model_args"), get(top, "model")) else {
+        if value.as_dict().is_none() {
+            return Err(bad("holds no dict".into()));
+        }
+        let (Some(args), Some(weights)) = (value.get("model_args"), value.get("model")) else {
             return Err(bad(
                 "not a nanoGPT ckpt.pt (no 'model_args' and 'model')".into()
             ));
         };
         let config = model_args(args).map_err(bad)?;
-        let meta_path = find_meta(ckpt, get(top, "config")).ok_or_else(|| {
+        let meta_path = find_meta(ckpt, value.get("config")).ok_or_else(|| {
             bad(
                 "has no meta.pkl beside it or in data/<dataset>/: no char vocabulary \
                  (GPT-2's BPE, sample.py's fallback, is not supported)"
@@ -108,11 +88,12 @@ impl SampleCheckpoint {
                 ),
             ));
         }
-        let tensors = dict(weights)
+        let tensors = weights
+            .as_dict()
             .ok_or_else(|| bad("'model' is not a dict".into()))?
             .iter()
-            .map(|(k, v)| match (k, v) {
-                (TorchValue::Str(k), TorchValue::Tensor(t)) => Ok((k.clone(), t.shallow_clone())),
+            .map(|(k, v)| match (k.as_str(), v.as_tensor()) {
+                (Some(k), Some(t)) => Ok((k.to_string(), t.shallow_clone())),
                 _ => Err(bad("'model' is not a dict of str to tensor".into())),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -175,32 +156,19 @@ impl SampleCheckpoint {
     }
 }
 
-fn dict(v: &TorchValue) -> Option<&[(TorchValue, TorchValue)]> {
-    match v {
-        TorchValue::Dict(d) | TorchValue::OrderedDict(d) => Some(d),
-        _ => None,
-    }
-}
-
-fn get<'v>(d: &'v [(TorchValue, TorchValue)], key: &str) -> Option<&'v TorchValue> {
-    d.iter()
-        .find(|(k, _)| matches!(k, TorchValue::Str(s) if s == key))
-        .map(|(_, v)| v)
-}
-
 /// `GPTConfig(**model_args)`: the six ints and bool, and `dropout` (unused in eval).
 fn model_args(args: &TorchValue) -> std::result::Result<GptConfig, String> {
-    let args = dict(args).ok_or("'model_args' is not a dict")?;
-    let int = |key: &str| match get(args, key) {
-        Some(TorchValue::Int(v)) => Ok(*v),
-        Some(TorchValue::Bool(b)) => Ok(i64::from(*b)),
-        other => Err(format!("model_args[{key:?}] is {other:?}, not an int")),
+    args.as_dict().ok_or("'model_args' is not a dict")?;
+    let int = |key: &str| {
+        let v = args.get(key);
+        v.and_then(TorchValue::as_int)
+            .ok_or_else(|| format!("model_args[{key:?}] is {v:?}, not an int"))
     };
-    let dropout = match get(args, "dropout") {
-        Some(TorchValue::Float(f)) => *f,
-        Some(TorchValue::Int(i)) => *i as f64,
+    let dropout = match args.get("dropout") {
         None => 0.0,
-        other => return Err(format!("model_args['dropout'] is {other:?}, not a float")),
+        Some(v) => v
+            .as_float()
+            .ok_or_else(|| format!("model_args['dropout'] is {v:?}, not a float"))?,
     };
     Ok(GptConfig {
         block_size: int("block_size")?,
@@ -234,7 +202,7 @@ fn find_meta(ckpt: &Path, config: Option<&TorchValue>) -> Option<PathBuf> {
     if beside.is_file() {
         return Some(beside);
     }
-    let dataset = match config.and_then(dict).and_then(|c| get(c, "dataset")) {
+    let dataset = match config.and_then(|c| c.get("dataset")) {
         Some(TorchValue::Str(s)) if !s.is_empty() => s.clone(),
         _ => return None,
     };

@@ -18,6 +18,7 @@ mod safetensors;
 mod safetensors_writer;
 mod stored;
 mod torch_file;
+mod torch_value;
 pub mod torch_writer;
 
 pub(crate) use self::safetensors::read_safetensors_metadata;

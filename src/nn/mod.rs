@@ -8,9 +8,11 @@ mod linear;
 mod quantized_linear;
 mod rms_norm;
 mod rotary;
+pub(crate) mod state_dict;
 
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};
 pub use rms_norm::{rms_norm, RmsNorm};
 pub use rotary::{apply_rotary, rotate_half, RotaryEmbedding};
+pub use state_dict::{load_into, state_dict};

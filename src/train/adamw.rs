@@ -360,3 +360,32 @@ impl AdamW {
         ])
     }
 }
+
+/// `torch.nn.utils.clip_grad_norm_(parameters, max_norm)` on the CPU, `grads` in
+/// `parameters`' order (which the rounding of the total depends on): each gradient's
+/// 2-norm, the 2-norm of those, `clip_coef = max_norm / (total + 1e-6)` (which PyTorch
+/// computes as `(total + 1e-6).reciprocal() * max_norm`), clamped to 1, multiplied into
+/// every gradient. Returns the total norm before clipping.
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> Result<Tensor> {
+    let norms = grads
+        .iter()
+        .map(|g| g.f_norm())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let total = Tensor::f_stack(&norms, 0)?.f_norm()?;
+    let coef = total
+        .f_add_scalar(1e-6)?
+        .f_reciprocal()?
+        .f_mul_scalar(max_norm)?
+        .f_clamp_max(1.0)?;
+    for g in grads {
+        let _ = g.shallow_clone().f_mul_(&coef)?;
+    }
+    Ok(total)
+}
+
+impl AdamWConfig {
+    /// This config with `lr`.
+    pub(crate) fn with_lr(self, lr: f64) -> Self {
+        Self { lr, ..self }
+    }
+}

@@ -23,9 +23,9 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use crate::checkpoint::load_into;
+use crate::data::CharVocab;
 use crate::error::{Error, Result};
 use crate::models::lecture::{GptConfig, GptLanguageModel};
-use crate::train::data::CharVocab;
 
 /// The `format` metadata value that marks a lecture GPT checkpoint.
 pub const FORMAT: &str = "tch-attention/lecture-gpt";

@@ -14,13 +14,14 @@
 use std::ops::ControlFlow;
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::check;
+use crate::data::{get_batch, Corpus, Split};
 use crate::error::{Error, Result};
 use crate::models::lecture::{GptConfig, GptLanguageModel};
 use crate::train::adamw::{AdamW, AdamWConfig};
-use crate::train::data::{get_batch, Corpus, Split};
+use crate::train::estimate::estimate_loss;
 
 /// `gpt.py`'s hyperparameters, each defaulting to the lecture's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,21 +164,12 @@ impl Trainer {
     /// `estimate_loss()`: eval mode, no gradients, `eval_iters` batches of the train
     /// split then of the val split; each mean taken in float32 as PyTorch does.
     pub fn estimate_loss(&self) -> Result<(f32, f32)> {
-        tch::no_grad(|| -> Result<(f32, f32)> {
-            let mut out = [0f32; 2];
-            for (slot, split) in out.iter_mut().zip([Split::Train, Split::Val]) {
-                let mut losses = Vec::with_capacity(self.config.eval_iters as usize);
-                for _ in 0..self.config.eval_iters {
-                    let (x, y) = self.batch(split)?;
-                    let logits = self.model.f_forward_t(&x, false)?;
-                    losses.push(self.model.f_loss(&logits, &y)?.f_double_value(&[])? as f32);
-                }
-                *slot = Tensor::f_from_slice(&losses)?
-                    .f_mean(Kind::Float)?
-                    .f_double_value(&[])? as f32;
-            }
-            Ok((out[0], out[1]))
-        })
+        let model = &self.model;
+        estimate_loss(
+            self.config.eval_iters,
+            |split| self.batch(split),
+            |x, y| model.f_loss(&model.f_forward_t(x, false)?, y),
+        )
     }
 
     /// One iteration's training: `get_batch('train')`, forward in train mode, the loss,

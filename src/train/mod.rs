@@ -12,7 +12,7 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod curve;
-pub mod data;
+pub mod estimate;
 pub mod lecture;
 pub mod nanogpt;
 

@@ -8,10 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::ValueEnum;
 use tch::Kind;
-use tch_attention::models::llama::{
-    generate, ChatMessage, Decoding, GenerateOptions, LlamaForCausalLM, LlamaTokenizer, Quant,
-    SamplingConfig,
-};
+use tch_attention::generate::{generate, Decoding, GenerateOptions, SamplingConfig};
+use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer, Quant};
 
 use crate::tokenize::read_model_file;
 use crate::{with_flag_names, DeviceArg};
@@ -106,7 +104,8 @@ impl Args {
         Decoding::Sample {
             config: SamplingConfig {
                 temperature: self.temperature.unwrap_or(d.temperature),
-                top_k: self.top_k.unwrap_or(d.top_k),
+                // transformers' top_k=0: no top-k warper.
+                top_k: self.top_k.map_or(d.top_k, |k| (k != 0).then_some(k)),
                 top_p: self.top_p.unwrap_or(d.top_p),
             },
             seed: self.seed,
@@ -159,6 +158,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             model.config.eos_token_ids.clone()
         },
+        kv_cache: true,
     };
     let mut stream = Stream::new(&tokenizer, !args.json);
     let out = generate(&model, &prompt_ids, &options, |id| stream.push(id))

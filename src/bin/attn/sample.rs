@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tch::{Device, Tensor};
 use tch_attention::generate::nanogpt::{is_torch_archive, SampleCheckpoint};
-use tch_attention::generate::{generate, SampleConfig};
+use tch_attention::generate::{generate_batch, GenerateOptions, SamplingConfig};
 use tch_attention::train::checkpoint;
 
 /// The checkpoint carries the vocabulary and the model's configuration. Defaults are
@@ -53,7 +53,7 @@ pub struct Args {
 
 /// What both models share: checked settings with the model's defaults filled in.
 struct Settings {
-    config: SampleConfig,
+    config: GenerateOptions,
     num_samples: i64,
 }
 
@@ -63,12 +63,12 @@ fn settings(args: &Args, nanogpt: bool) -> Result<Settings> {
     } else {
         (1.0, None, 1) // gpt.py
     };
-    let config = SampleConfig {
-        max_new_tokens: args.max_new_tokens,
+    let sampling = SamplingConfig {
         temperature: args.temperature.unwrap_or(temperature),
         top_k: args.top_k.or(top_k),
-        kv_cache: true,
+        ..SamplingConfig::none()
     };
+    let config = GenerateOptions::sampled(args.max_new_tokens, sampling);
     if let Err(e) = config.validate() {
         let text = e.to_string();
         let text = text.strip_prefix("config ").unwrap_or(&text);
@@ -112,7 +112,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     tch::manual_seed(args.seed);
     for i in 0..num_samples {
         let context = Tensor::f_from_slice(&ids)?.f_unsqueeze(0)?; // (1, T)
-        let out = generate(&ckpt.model, &context, &config)?;
+        let out = generate_batch(&ckpt.model, &context, &config)?;
         let text = ckpt
             .vocab
             .decode(&Vec::<i64>::try_from(out.f_squeeze_dim(0)?)?)?;
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// `sample.py` with `init_from='resume'`: seed, build and load the model, then each
 /// sample printed and followed by a line of dashes.
-fn run_nanogpt(args: &Args, config: &SampleConfig, num_samples: i64) -> Result<ExitCode> {
+fn run_nanogpt(args: &Args, config: &GenerateOptions, num_samples: i64) -> Result<ExitCode> {
     let start = match args.prompt.as_deref() {
         None => "\n".to_string(),
         Some(p) => match p.strip_prefix("FILE:") {
@@ -152,7 +152,7 @@ fn run_nanogpt(args: &Args, config: &SampleConfig, num_samples: i64) -> Result<E
         .map_err(|e| anyhow::anyhow!("--prompt: {}", e.to_string().trim_start_matches("text: ")))?;
     let x = Tensor::f_from_slice(&ids)?.f_unsqueeze(0)?; // (1, T)
     for _ in 0..num_samples {
-        let y = generate(&ckpt.model, &x, config)?;
+        let y = generate_batch(&ckpt.model, &x, config)?;
         let text = ckpt.decode(&Vec::<i64>::try_from(y.f_squeeze_dim(0)?)?)?;
         if args.json {
             println!("{}", json!({ "text": text }));

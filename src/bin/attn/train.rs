@@ -13,12 +13,13 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 use tch::Device;
+use tch_attention::data::chars::{find_shakespeare, shakespeare_plays, universal_newlines};
+use tch_attention::data::{prepare_chars, Corpus, TokenData};
 use tch_attention::io::{write_file, Overwrite};
 use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
-use tch_attention::train::data::{find_shakespeare, shakespeare_plays, universal_newlines, Corpus};
 use tch_attention::train::nanogpt::{
-    prepare_chars, Event as NanoEvent, TokenData, TrainConfig as NanoConfig, Trainer as NanoTrainer,
+    Event as NanoEvent, TrainConfig as NanoConfig, Trainer as NanoTrainer,
 };
 use tch_attention::train::{Event, TrainConfig, Trainer};
 

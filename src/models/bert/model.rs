@@ -16,9 +16,9 @@ use tch::{Device, Kind, Tensor};
 use super::config::BertConfig;
 use super::embeddings::BertEmbeddings;
 use super::layer::BertLayer;
-use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
 use crate::io::read_safetensors;
+use crate::nn::load_into;
 use crate::nn::{linear, Linear};
 
 /// `transformers.BertModel` in eval mode: token ids `(N, L)` to hidden states

@@ -27,8 +27,8 @@
 
 use std::borrow::Borrow;
 
-use tch::nn::{Init, Path};
-use tch::{Kind, Reduction, Tensor};
+use tch::nn::Path;
+use tch::{Device, Kind, Tensor};
 
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::kv_cache::causal_mask;
@@ -36,6 +36,7 @@ use crate::attention::KvCache;
 use crate::check;
 use crate::error::{Error, Result};
 use crate::models::lecture::{Head, MultiHeadAttention, MultiHeadConfig};
+use crate::models::{token_ids, CausalLm};
 use crate::nn::{layer_norm, linear, LayerNorm, Linear};
 
 /// `nn.LayerNorm`'s default `eps`, which the lecture keeps.
@@ -279,8 +280,12 @@ impl GptLanguageModel {
         let p = path.borrow();
         let c = config.n_embd;
         let model = Self {
-            token_embedding_table: embedding(&(p / "token_embedding_table"), config.vocab_size, c)?,
-            position_embedding_table: embedding(
+            token_embedding_table: token_ids::embedding(
+                &(p / "token_embedding_table"),
+                config.vocab_size,
+                c,
+            )?,
+            position_embedding_table: token_ids::embedding(
                 &(p / "position_embedding_table"),
                 config.block_size,
                 c,
@@ -380,25 +385,7 @@ impl GptLanguageModel {
     /// `F.cross_entropy(logits.view(B*T, C), targets.view(B*T))`: the mean loss of
     /// `logits (B, T, V)` against `targets (B, T)`.
     pub fn f_loss(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let size = logits.size();
-        let &[b, t, v] = size.as_slice() else {
-            return Err(Error::shape("logits", "(B, T, vocab_size)", &size));
-        };
-        self.check_idx("targets", targets, 0)?;
-        if targets.size() != [b, t] {
-            return Err(Error::shape(
-                "targets",
-                format!("(B, T) = ({b}, {t})"),
-                &targets.size(),
-            ));
-        }
-        Ok(logits.f_view([b * t, v])?.f_cross_entropy_loss::<Tensor>(
-            &targets.f_view([b * t])?,
-            None,
-            Reduction::Mean,
-            -100,
-            0.0,
-        )?)
+        token_ids::cross_entropy(logits, targets, -100)
     }
 
     /// One empty [`KvCache`] per block, for [`GptLanguageModel::f_forward_cached`].
@@ -442,40 +429,32 @@ impl GptLanguageModel {
     /// `idx` must be int64 `(B, T)` with `1 <= past + T <= block_size` and every id in
     /// `[0, vocab_size)`. Returns `(B, T)`.
     fn check_idx(&self, arg: &str, idx: &Tensor, past: i64) -> Result<(i64, i64)> {
-        let (bs, v) = (self.config.block_size, self.config.vocab_size);
-        let size = idx.size();
-        let expected = || format!("(B, T) with 1 <= {past} + T <= block_size = {bs}");
-        let &[b, t] = size.as_slice() else {
-            return Err(Error::shape(arg, expected(), &size));
-        };
-        if b < 1 || t < 1 || past + t > bs {
-            return Err(Error::shape(arg, expected(), &size));
-        }
-        if idx.kind() != Kind::Int64 {
-            return Err(Error::Dtype {
-                arg: arg.into(),
-                expected: "Int64 (token ids)".into(),
-                got: idx.kind(),
-            });
-        }
-        let (lo, hi) = (
-            idx.f_min()?.f_int64_value(&[])?,
-            idx.f_max()?.f_int64_value(&[])?,
-        );
-        if lo < 0 || hi >= v {
-            return Err(Error::invalid(
-                arg,
-                format!("token ids must be in [0, vocab_size = {v}), got [{lo}, {hi}]"),
-            ));
-        }
-        check::same_kind_device(arg, idx, Kind::Int64, self.token_embedding_table.device())?;
-        Ok((b, t))
+        let sizes = (self.config.block_size, self.config.vocab_size);
+        token_ids::check_idx(arg, idx, past, sizes, self.token_embedding_table.device())
     }
 }
 
-/// `nn.Embedding(num, dim)`'s weight under `path`, with its default init `normal_(0, 1)`.
-fn embedding(path: &Path, num: i64, dim: i64) -> Result<Tensor> {
-    let w = path.f_var("weight", &[num, dim], Init::Const(0.0))?;
-    let _ = tch::no_grad(|| w.shallow_clone().f_normal_(0.0, 1.0))?;
-    Ok(w)
+impl CausalLm for GptLanguageModel {
+    type Cache = Vec<KvCache>;
+
+    fn max_context(&self) -> Option<i64> {
+        Some(self.config.block_size)
+    }
+
+    fn device(&self) -> Device {
+        self.token_embedding_table.device()
+    }
+
+    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
+        self.f_forward_t(idx, false)
+    }
+
+    /// Caches that grow as they fill: `batch` and `capacity` are not needed.
+    fn new_cache(&self, _batch: i64, _capacity: i64) -> Result<Vec<KvCache>> {
+        Ok(self.new_caches())
+    }
+
+    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Vec<KvCache>) -> Result<Tensor> {
+        self.f_forward_cached(idx, cache)
+    }
 }

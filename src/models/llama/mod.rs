@@ -16,16 +16,15 @@
 
 mod attention;
 mod cache;
+mod causal_lm;
 mod chat;
 mod config;
 mod explain;
-mod generate;
 mod layer;
 mod mlp;
 mod model;
 mod quant;
 mod tokenizer;
-mod warpers;
 mod weights;
 
 use std::path::PathBuf;
@@ -36,13 +35,11 @@ pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
 pub use chat::{render_chat, ChatMessage};
 pub use config::LlamaConfig;
-pub use generate::{generate, Decoding, GenerateOptions, Generation};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel};
 pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
-pub use warpers::{temperature, top_k, top_p, SamplingConfig};
 pub use weights::{gguf_name, unpermute_rows};
 
 use crate::error::{Error, Result};

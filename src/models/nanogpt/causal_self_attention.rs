@@ -150,14 +150,7 @@ impl CausalSelfAttentionConfig {
 
     /// The sliding window as flash-attention's `(W - 1, 0)`; `None` without one.
     pub fn window(&self) -> Result<Option<Window>> {
-        match self.sliding_window {
-            None => Ok(None),
-            Some(w) if w < 1 => Err(Error::invalid(
-                "sliding_window",
-                format!("a window covers at least the token itself: expected >= 1, got {w}"),
-            )),
-            Some(w) => Ok(Some(Window::sliding(w)?)),
-        }
+        self.sliding_window.map(Window::sliding).transpose()
     }
 }
 

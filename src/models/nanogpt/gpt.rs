@@ -25,12 +25,13 @@
 use std::borrow::Borrow;
 
 use tch::nn::{Init, Path};
-use tch::{Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::{CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::attention::KvCache;
 use crate::check;
 use crate::error::{Error, Result};
+use crate::models::{token_ids, CausalLm};
 use crate::nn::{kaiming_uniform_bound, linear, Linear};
 
 /// `F.layer_norm`'s eps in nanoGPT's `LayerNorm`.
@@ -217,8 +218,8 @@ impl Gpt {
         config.validate()?;
         let p = path.borrow() / "transformer";
         let c = config.n_embd;
-        let wte = embedding(&(&p / "wte"), config.vocab_size, c)?;
-        let wpe = embedding(&(&p / "wpe"), config.block_size, c)?;
+        let wte = token_ids::embedding(&(&p / "wte"), config.vocab_size, c)?;
+        let wpe = token_ids::embedding(&(&p / "wpe"), config.block_size, c)?;
         let h = (0..config.n_layer)
             .map(|i| Block::new(&p / "h" / i, &config))
             .collect::<Result<Vec<_>>>()?;
@@ -374,34 +375,7 @@ impl Gpt {
     /// `F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-1)`: the
     /// mean loss of `logits (B, T, V)` over the targets `(B, T)` that are not -1.
     pub fn f_loss(&self, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let size = logits.size();
-        let &[b, t, v] = size.as_slice() else {
-            return Err(Error::shape("logits", "(B, T, vocab_size)", &size));
-        };
-        if targets.size() != [b, t] || targets.kind() != Kind::Int64 {
-            return Err(Error::shape(
-                "targets",
-                format!("(B, T) = ({b}, {t}) int64"),
-                &targets.size(),
-            ));
-        }
-        let (lo, hi) = (
-            targets.f_min()?.f_int64_value(&[])?,
-            targets.f_max()?.f_int64_value(&[])?,
-        );
-        if lo < -1 || hi >= v {
-            return Err(Error::invalid(
-                "targets",
-                format!("must be -1 (ignored) or in [0, {v}), got [{lo}, {hi}]"),
-            ));
-        }
-        Ok(logits.f_view([b * t, v])?.f_cross_entropy_loss::<Tensor>(
-            &targets.f_view([b * t])?,
-            None,
-            Reduction::Mean,
-            -1,
-            0.0,
-        )?)
+        token_ids::cross_entropy(logits, targets, -1)
     }
 
     /// One empty [`KvCache`] per block, for [`Gpt::f_forward_cached`].
@@ -437,33 +411,32 @@ impl Gpt {
     /// `idx` must be int64 `(B, T)`, `1 <= past + T <= block_size`, ids in
     /// `[0, vocab_size)`, on the model's device. Returns `(B, T)`.
     fn check_idx(&self, arg: &str, idx: &Tensor, past: i64) -> Result<(i64, i64)> {
-        let (bs, v) = (self.config.block_size, self.config.vocab_size);
-        let size = idx.size();
-        let expected = || format!("(B, T) with 1 <= {past} + T <= block_size = {bs}");
-        let &[b, t] = size.as_slice() else {
-            return Err(Error::shape(arg, expected(), &size));
-        };
-        if b < 1 || t < 1 || past + t > bs {
-            return Err(Error::shape(arg, expected(), &size));
-        }
-        check::same_kind_device(arg, idx, Kind::Int64, self.wte.device())?;
-        let (lo, hi) = (
-            idx.f_min()?.f_int64_value(&[])?,
-            idx.f_max()?.f_int64_value(&[])?,
-        );
-        if lo < 0 || hi >= v {
-            return Err(Error::invalid(
-                arg,
-                format!("token ids must be in [0, vocab_size = {v}), got [{lo}, {hi}]"),
-            ));
-        }
-        Ok((b, t))
+        let sizes = (self.config.block_size, self.config.vocab_size);
+        token_ids::check_idx(arg, idx, past, sizes, self.wte.device())
     }
 }
 
-/// `nn.Embedding(num, dim)`'s weight under `path`, with its default init `normal_(0, 1)`.
-fn embedding(path: &Path, num: i64, dim: i64) -> Result<Tensor> {
-    let w = path.f_var("weight", &[num, dim], Init::Const(0.0))?;
-    let _ = tch::no_grad(|| w.shallow_clone().f_normal_(0.0, 1.0))?;
-    Ok(w)
+impl CausalLm for Gpt {
+    type Cache = Vec<KvCache>;
+
+    fn max_context(&self) -> Option<i64> {
+        Some(self.config.block_size)
+    }
+
+    fn device(&self) -> Device {
+        self.wte.device()
+    }
+
+    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
+        self.f_forward_t(idx, false)
+    }
+
+    /// Caches that grow as they fill: `batch` and `capacity` are not needed.
+    fn new_cache(&self, _batch: i64, _capacity: i64) -> Result<Vec<KvCache>> {
+        Ok(self.new_caches())
+    }
+
+    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Vec<KvCache>) -> Result<Tensor> {
+        self.f_forward_cached(idx, cache)
+    }
 }

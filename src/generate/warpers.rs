@@ -1,6 +1,11 @@
 //! transformers' sampling warpers, in the order `generate` applies them
 //! (`_get_logits_processor`): temperature, then top-k, then top-p. Each takes and
 //! returns scores `(N, V)`; a removed token's score becomes `-inf`.
+//!
+//! nanoGPT's `sample.py` (and the lecture's `gpt.py`, with temperature 1 and no top-k)
+//! are the first two: `logits / temperature`, then
+//! `logits[logits < torch.topk(logits, min(top_k, V))[0][:, [-1]]] = -inf`, which is
+//! `TopKLogitsWarper`'s rule; a division by 1.0 changes no bit, so skipping it is exact.
 
 use tch::{Kind, Tensor};
 
@@ -11,8 +16,10 @@ use crate::error::{Error, Result};
 pub struct SamplingConfig {
     /// `temperature` (default 1.0, which skips the warper): scores are divided by it.
     pub temperature: f64,
-    /// `top_k` (default 50; 0 turns it off): keep the k highest scores (and ties).
-    pub top_k: i64,
+    /// `top_k` (default `Some(50)`, `GenerationConfig`'s; `None` turns it off, as
+    /// transformers' `top_k=0` and nanoGPT's `top_k=None` do): keep the k highest
+    /// scores (and ties); at least 1.
+    pub top_k: Option<i64>,
     /// `top_p` (default 1.0, which skips the warper): keep the smallest set of the
     /// highest-scoring tokens whose probabilities sum to more than `top_p`.
     pub top_p: f64,
@@ -22,13 +29,22 @@ impl Default for SamplingConfig {
     fn default() -> Self {
         Self {
             temperature: 1.0,
-            top_k: 50,
+            top_k: Some(50),
             top_p: 1.0,
         }
     }
 }
 
 impl SamplingConfig {
+    /// No warper: the model's own distribution (`gpt.py`'s sampling).
+    pub fn none() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: None,
+            top_p: 1.0,
+        }
+    }
+
     /// Checks the values as the warpers' constructors do.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
@@ -37,10 +53,10 @@ impl SamplingConfig {
                 format!("must be a positive number, got {}", self.temperature),
             ));
         }
-        if self.top_k < 0 {
+        if let Some(k) = self.top_k.filter(|&k| k < 1) {
             return Err(Error::invalid(
                 "top_k",
-                format!("must be >= 0 (0 turns it off), got {}", self.top_k),
+                format!("must be at least 1, got {k}"),
             ));
         }
         if !(0.0..=1.0).contains(&self.top_p) {
@@ -58,8 +74,8 @@ impl SamplingConfig {
         if self.temperature != 1.0 {
             s = temperature(&s, self.temperature)?;
         }
-        if self.top_k != 0 {
-            s = top_k(&s, self.top_k)?;
+        if let Some(k) = self.top_k {
+            s = top_k(&s, k)?;
         }
         if self.top_p < 1.0 {
             s = top_p(&s, self.top_p)?;

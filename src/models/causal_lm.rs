@@ -1,0 +1,44 @@
+//! The one trait every causal language model implements, so that generation
+//! (`crate::generate`), training's loss estimate and serving take any of them: the
+//! lecture's GPT, nanoGPT's GPT and the Llama-family decoder.
+//!
+//! It lives here, beside the models, rather than in `generate/`: each model implements
+//! it in its own file, and a model may not import a layer above it.
+
+use tch::{Device, Tensor};
+
+use crate::error::Result;
+
+/// A decoder-only language model: token ids in, next-token logits out, with an
+/// optional cache of earlier positions owned by the caller.
+pub trait CausalLm {
+    /// What the model keeps between cached steps.
+    type Cache;
+
+    /// The longest context the model takes, where a table of positions ends there
+    /// (learned position embeddings: `block_size`); generation past it crops the
+    /// context to its last `max_context` tokens, as `gpt.py` and nanoGPT's `sample.py`
+    /// do. `None` where positions are not bounded by a table (rotary embeddings):
+    /// nothing is cropped, as transformers' `generate` crops nothing.
+    fn max_context(&self) -> Option<i64>;
+
+    /// The device of the model's parameters (and of the token ids it takes).
+    fn device(&self) -> Device;
+
+    /// Eval-mode logits `(B, T, V)` of `idx (B, T)`, from scratch.
+    fn f_logits(&self, idx: &Tensor) -> Result<Tensor>;
+
+    /// An empty cache for `batch` sequences of up to `capacity` positions in all.
+    fn new_cache(&self, batch: i64, capacity: i64) -> Result<Self::Cache>;
+
+    /// Eval-mode logits `(B, T, V)` of `idx (B, T)`, the positions after those in
+    /// `cache`, which it extends.
+    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Self::Cache) -> Result<Tensor>;
+
+    /// The logits `(B, V)` of the last position of `idx (B, T)` only, extending `cache`;
+    /// a model whose head is costly runs it on that position alone (transformers'
+    /// `logits_to_keep=1`).
+    fn f_last_logits_cached(&self, idx: &Tensor, cache: &mut Self::Cache) -> Result<Tensor> {
+        Ok(self.f_logits_cached(idx, cache)?.f_select(1, -1)?)
+    }
+}

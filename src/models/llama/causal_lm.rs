@@ -1,0 +1,46 @@
+//! [`LlamaForCausalLM`] as a [`CausalLm`]: what `crate::generate` drives.
+
+use tch::{Device, Tensor};
+
+use super::cache::LlamaCache;
+use super::model::LlamaForCausalLM;
+use crate::error::Result;
+use crate::models::CausalLm;
+
+impl CausalLm for LlamaForCausalLM {
+    type Cache = LlamaCache;
+
+    /// Rotary positions have no table to run past: transformers' `generate` crops
+    /// nothing, and neither does the crate.
+    fn max_context(&self) -> Option<i64> {
+        None
+    }
+
+    fn device(&self) -> Device {
+        self.model.embed_tokens.device()
+    }
+
+    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
+        self.f_forward(idx, None)
+    }
+
+    /// A static cache in the weights' dtype, as transformers' `StaticCache`.
+    fn new_cache(&self, batch: i64, capacity: i64) -> Result<LlamaCache> {
+        let weights = &self.model.embed_tokens;
+        LlamaCache::new(
+            &self.config,
+            batch,
+            capacity,
+            weights.kind(),
+            weights.device(),
+        )
+    }
+
+    fn f_logits_cached(&self, idx: &Tensor, cache: &mut LlamaCache) -> Result<Tensor> {
+        self.f_forward(idx, Some(cache))
+    }
+
+    fn f_last_logits_cached(&self, idx: &Tensor, cache: &mut LlamaCache) -> Result<Tensor> {
+        self.f_forward_last(idx, Some(cache))
+    }
+}
