@@ -1,0 +1,42 @@
+//! Output rows split into one contiguous range per thread (`std::thread::scope`; one
+//! thread runs on the caller's, with no spawn). Each weight row is read once per call
+//! whatever `N`: a thread takes its rows one by one and multiplies each with every
+//! activation row.
+
+/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads`.
+pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
+where
+    F: Fn(usize, usize) -> f32 + Sync,
+{
+    let threads = threads.clamp(1, rows.max(1));
+    let chunk = rows.div_ceil(threads).max(1);
+    // parts[c][i]: thread c's slice of output row i.
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
+    for out_row in y.chunks_mut(rows) {
+        for (c, part) in out_row.chunks_mut(chunk).enumerate() {
+            parts[c].push(part);
+        }
+    }
+    if threads == 1 {
+        for mut p in parts {
+            fill(0, &mut p, &f);
+        }
+        return;
+    }
+    std::thread::scope(|s| {
+        for (c, mut p) in parts.into_iter().enumerate() {
+            let f = &f;
+            s.spawn(move || fill(c * chunk, &mut p, f));
+        }
+    });
+}
+
+/// `parts[i][k] = f(start + k, i)`, weight row by weight row.
+fn fill<F: Fn(usize, usize) -> f32>(start: usize, parts: &mut [&mut [f32]], f: &F) {
+    let len = parts.first().map_or(0, |p| p.len());
+    for k in 0..len {
+        for (i, part) in parts.iter_mut().enumerate() {
+            part[k] = f(start + k, i);
+        }
+    }
+}
