@@ -447,3 +447,52 @@ fn describe_names_the_detected_set() {
     }
     assert_eq!(BlockType::from_ggml_type(7), None, "Q5_1 is not taken");
 }
+
+/// Nanoseconds per call of `F.linear(x, w)` in libtorch, float32, `x` `(1, cols)`,
+/// timed as the kernels are.
+fn torch_linear_ns(rows: usize, cols: usize) -> f64 {
+    let w = tch::Tensor::randn(
+        [rows as i64, cols as i64],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    let x = tch::Tensor::randn([1, cols as i64], (tch::Kind::Float, tch::Device::Cpu));
+    kernels::ns_per_call(|| {
+        let _ = x.linear::<tch::Tensor>(&w, None);
+    })
+}
+
+/// The kernels' time per matrix-vector product (activation quantisation included)
+/// beside libtorch's float32 `linear` on the same shape: SmolLM2's gate/up `[1536, 576]`
+/// in the legacy types, its down projection `[576, 1536]` in the k-quants (576 is not a
+/// multiple of 256), and Gemma 3's Q8_0 head `[262144, 640]`.
+#[test]
+#[ignore = "timing, not a check; meaningful only optimised: cargo test --test kernels \
+            --config 'profile.dev.package.tch-attention.opt-level=3' -- --ignored --nocapture"]
+fn timing_against_libtorch_f32() {
+    use BlockType::*;
+    let shapes = [
+        (Q4_0, 1536, 576),
+        (Q4_1, 1536, 576),
+        (Q5_0, 1536, 576),
+        (Q8_0, 1536, 576),
+        (Q4_K, 576, 1536),
+        (Q5_K, 576, 1536),
+        (Q6_K, 576, 1536),
+        (Q8_0, 262144, 640),
+    ];
+    println!("type  rows x cols     threads  set          µs/call   torch f32 µs/call");
+    for threads in [1, 2] {
+        tch::set_num_threads(threads as i32);
+        for (block, rows, cols) in shapes {
+            let torch = torch_linear_ns(rows, cols) / 1e3;
+            for set in KernelSet::available() {
+                let ns = kernels::bench_matvec(set, block, rows, cols, threads).unwrap();
+                println!(
+                    "{block:<5} {rows:>6} x {cols:<6} {threads:>3}      {:<12} {:>8.1}   {torch:>8.1}",
+                    set.name(),
+                    ns / 1e3
+                );
+            }
+        }
+    }
+}

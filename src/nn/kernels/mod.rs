@@ -10,7 +10,7 @@
 //! ([`KernelSet::detect`]):
 //!
 //! - `scalar`: plain Rust, the reference (`legacy.rs`, `kquants.rs`), on every CPU;
-//! - `avx2`: AVX2 + FMA, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
+//! - `avx2`: AVX2 + FMA + F16C, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
 //! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` for the legacy types (`avx512.rs`),
 //!   the AVX2 k-quant kernels.
 //!
@@ -37,7 +37,7 @@ mod x86_kquants;
 mod x86_legacy;
 
 pub use activations::Q8Activations;
-pub use bench::{bench_matvec, random_blocks};
+pub use bench::{bench_matvec, ns_per_call, random_blocks};
 pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use half::{f16_to_f32, f32_to_f16};
@@ -50,7 +50,7 @@ use activations::Q8Row;
 pub enum KernelSet {
     /// Plain Rust: the reference, on every CPU.
     Scalar,
-    /// x86 AVX2 with FMA.
+    /// x86 AVX2 with FMA and F16C (every AVX2 CPU has both).
     Avx2,
     /// x86 AVX-512 with VNNI and VL (256-bit `vpdpbusd`), plus AVX2 and FMA.
     Avx512Vnni,
@@ -224,10 +224,10 @@ pub fn matmul_quantized(
         ));
     }
     let dot = set.row_dot(w.block());
-    // SAFETY: the set's features were checked above; `w`'s rows are whole blocks
-    // (`QuantMatrix::new`) and each activation row has the matching number of blocks.
+    let act_rows: Vec<Q8Row> = (0..acts.n()).map(|i| acts.row(i)).collect();
+    // SAFETY: the set's features were checked above (the kernels check the sizes).
     split::for_rows(w.rows(), y, threads, |r, i| unsafe {
-        dot(w.row(r), acts.row(i))
+        dot(w.row(r), act_rows[i])
     });
     Ok(())
 }

@@ -43,29 +43,36 @@ pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(one)
 }
 
-/// 32 bytes from 32 bytes at `p`, unaligned.
+/// 32 bytes at `p`, unaligned. Safety: `p..p + 32` is readable.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn load32(p: &[u8]) -> __m256i {
-    debug_assert!(p.len() >= 32);
-    _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+pub(crate) unsafe fn load32(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// 32 signed bytes from 32 at `p`, unaligned.
+/// 32 signed bytes at `p`, unaligned. Safety: `p..p + 32` is readable.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn load32_i8(p: &[i8]) -> __m256i {
-    debug_assert!(p.len() >= 32);
-    _mm256_loadu_si256(p.as_ptr() as *const __m256i)
+pub(crate) unsafe fn load32_i8(p: *const i8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// The 32 nibbles of 16 bytes as bytes: the low nibbles first (elements 0..16 of a
-/// legacy block), the high ones after (elements 16..32).
+/// The half at `p` (little-endian) as f32, by F16C's `vcvtph2ps`. Safety: `p..p + 2`
+/// is readable.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) unsafe fn half_at(p: *const u8) -> f32 {
+    let h = (p as *const u16).read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+/// The 32 nibbles of the 16 bytes at `p` as bytes: the low nibbles first (elements
+/// 0..16 of a legacy block), the high ones after (elements 16..32). Safety: `p..p + 16`
+/// is readable.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn nibbles_32(p: &[u8]) -> __m256i {
-    debug_assert!(p.len() >= 16);
-    let lo = _mm_loadu_si128(p.as_ptr() as *const __m128i);
+pub(crate) unsafe fn nibbles_32(p: *const u8) -> __m256i {
+    let lo = _mm_loadu_si128(p as *const __m128i);
     let hi = _mm_srli_epi16(lo, 4);
     _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(15))
 }

@@ -1,7 +1,7 @@
-//! Output rows split into one contiguous range per thread (`std::thread::scope`; one
-//! thread runs on the caller's, with no spawn). Each weight row is read once per call
-//! whatever `N`: a thread takes its rows one by one and multiplies each with every
-//! activation row.
+//! Output rows split into one contiguous range per thread (`std::thread::scope`; the
+//! first range runs on the caller's thread, so one thread spawns nothing). Each weight
+//! row is read once per call whatever `N`: a thread takes its rows one by one and
+//! multiplies each with every activation row.
 
 /// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads`.
 pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
@@ -17,17 +17,17 @@ where
             parts[c].push(part);
         }
     }
-    if threads == 1 {
-        for mut p in parts {
-            fill(0, &mut p, &f);
-        }
+    let mut parts = parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty());
+    let Some((_, mut first)) = parts.next() else {
         return;
-    }
+    };
+    // The caller's thread takes the first range; only the others are spawned.
     std::thread::scope(|s| {
-        for (c, mut p) in parts.into_iter().enumerate() {
+        for (c, mut p) in parts {
             let f = &f;
             s.spawn(move || fill(c * chunk, &mut p, f));
         }
+        fill(0, &mut first, &f);
     });
 }
 
