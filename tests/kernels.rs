@@ -331,6 +331,12 @@ fn q8_k_activations_round_to_nearest_step() {
                 .sum::<i32>()
         );
     }
+    // max = 127 makes the scale -1 exactly: ties go to even (ggml's nearest_int).
+    let mut x = vec![0f32; 256];
+    x[..6].copy_from_slice(&[127.0, 2.5, -2.5, 3.5, 0.5, -1.5]);
+    let acts = Q8Activations::quantize(BlockType::Q4_K, &x, 256).unwrap();
+    assert_eq!(acts.scales(0), [-1.0]);
+    assert_eq!(acts.codes(0)[..6], [-127, -2, 2, -4, 0, 2]);
 }
 
 /// Every finite half survives f16 → f32 → f16, and f32 → f16 rounds to nearest with

@@ -22,6 +22,7 @@ pub struct Q8Activations {
     d: Vec<f32>,
     qs: Vec<i8>,
     sums: Vec<i16>,
+    ds: Vec<f32>,
 }
 
 /// One row of [`Q8Activations`], as the dot products read it.
@@ -33,6 +34,9 @@ pub(crate) struct Q8Row<'a> {
     pub qs: &'a [i8],
     /// The codes' sum per 16 elements.
     pub sums: &'a [i16],
+    /// Q8_0 blocks only (empty for Q8_K): per block the pair `d`, `d · Σ codes` (llama.cpp's
+    /// Q8_1 `d` and `s`), which Q4_1's minimum multiplies; one 8-byte load in the kernels.
+    pub ds: &'a [f32],
 }
 
 impl Q8Activations {
@@ -59,7 +63,7 @@ impl Q8Activations {
         }
         let block_len = if block.is_k_quant() { 256 } else { 32 };
         let mut qs = vec![0i8; x.len()];
-        let d = x
+        let d: Vec<f32> = x
             .chunks_exact(block_len)
             .zip(qs.chunks_exact_mut(block_len))
             .map(|(xb, qb)| {
@@ -70,10 +74,18 @@ impl Q8Activations {
                 }
             })
             .collect();
-        let sums = qs
+        let sums: Vec<i16> = qs
             .chunks_exact(16)
             .map(|c| c.iter().map(|&q| q as i16).sum())
             .collect();
+        let ds = if block_len == 32 {
+            d.iter()
+                .zip(sums.chunks_exact(2))
+                .flat_map(|(&d, s)| [d, d * (s[0] as i32 + s[1] as i32) as f32])
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Q8Activations {
             block_len,
             n: x.len() / cols,
@@ -81,6 +93,7 @@ impl Q8Activations {
             d,
             qs,
             sums,
+            ds,
         })
     }
 
@@ -126,22 +139,29 @@ impl Q8Activations {
 
     pub(crate) fn row(&self, i: usize) -> Q8Row<'_> {
         let (b, c) = (self.cols / self.block_len, self.cols);
+        let ds = if self.ds.is_empty() {
+            &self.ds[..]
+        } else {
+            &self.ds[2 * i * b..2 * (i + 1) * b]
+        };
         Q8Row {
             d: &self.d[i * b..(i + 1) * b],
             qs: &self.qs[i * c..(i + 1) * c],
             sums: &self.sums[i * c / 16..(i + 1) * c / 16],
+            ds,
         }
     }
 }
 
-/// ggml's `quantize_row_q8_0_ref`: `d = amax / 127`, `q = round(x / d)` (half away from
-/// zero), `d` stored as a half. Returns the f32 of that half.
+/// ggml's `quantize_row_q8_0_ref`: `d = amax / 127`, `q = round(x · (1/d))` (half away
+/// from zero; within ±127 by construction, clamped to keep the kernels' bound), `d`
+/// stored as a half. Returns the f32 of that half.
 fn quantize_q8_0(x: &[f32], qs: &mut [i8]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round() as i8;
+        *q = round_half_away(v * id).clamp(-127, 127) as i8;
     }
     f16_to_f32(f32_to_f16(d))
 }
@@ -163,7 +183,25 @@ fn quantize_q8_k(x: &[f32], qs: &mut [i8]) -> f32 {
     }
     let iscale = -127.0 / max;
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        *q = nearest_int(iscale * v).clamp(-127, 127) as i8;
     }
     1.0 / iscale
+}
+
+/// C's `roundf` (half away from zero) for the quantisers' range, without the libm call
+/// `f32::round` becomes on x86-64's baseline: `v − trunc(v)` is exact, and NaN gives 0.
+#[inline(always)]
+fn round_half_away(v: f32) -> i32 {
+    let t = v as i32;
+    let frac = v - t as f32;
+    t + (frac >= 0.5) as i32 - (frac <= -0.5) as i32
+}
+
+/// ggml's `nearest_int`: round to nearest, ties to even, by adding 1.5 · 2^23 so that
+/// the integer lands in the mantissa's low bits; exact for |v| < 2^22 (the quantisers
+/// give |v| ≤ 127; NaN gives a code the callers clamp).
+#[inline(always)]
+fn nearest_int(v: f32) -> i32 {
+    let shifted = v + 12_582_912.0;
+    (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }

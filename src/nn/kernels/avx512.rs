@@ -17,6 +17,8 @@ use super::simd::DotU8I8;
 pub(crate) struct Dpbusd;
 
 impl DotU8I8 for Dpbusd {
+    const SATURATES: bool = false;
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {

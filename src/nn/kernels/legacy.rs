@@ -49,8 +49,8 @@ pub(crate) fn dot_q4_1(w: &[u8], a: Q8Row) -> f32 {
             sumi += (byte & 15) as i32 * qa[j] as i32;
             sumi += (byte >> 4) as i32 * qa[j + 16] as i32;
         }
-        let sum_a = a.sums[2 * b] as i32 + a.sums[2 * b + 1] as i32;
-        sum += sumi as f32 * (f16_at(blk, 0) * a.d[b]) + f16_at(blk, 2) * (a.d[b] * sum_a as f32);
+        // a.ds[2b + 1] = d_a · Σa, computed once with the activations.
+        sum += sumi as f32 * (f16_at(blk, 0) * a.d[b]) + f16_at(blk, 2) * a.ds[2 * b + 1];
     }
     sum
 }

@@ -14,6 +14,10 @@ use std::arch::x86_64::*;
 /// ±32767, which codes of at most 8 unsigned bits (`|u| ≤ 128`, Q8_0 by the sign trick)
 /// times activations in `-127..=127` never reach (`2 · 128 · 127 = 32512`).
 pub(crate) trait DotU8I8 {
+    /// Whether an i16 pair sum saturates (AVX2's `maddubs`): then unsigned codes must
+    /// stay below 129, and Q8_0 takes the sign trick rather than an offset of 128.
+    const SATURATES: bool;
+
     /// The dot product of `u` and `s` in four-byte groups, as i32 lanes.
     ///
     /// # Safety
@@ -25,6 +29,8 @@ pub(crate) trait DotU8I8 {
 pub(crate) struct Maddubs;
 
 impl DotU8I8 for Maddubs {
+    const SATURATES: bool = true;
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
