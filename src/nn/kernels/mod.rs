@@ -11,11 +11,12 @@
 //!
 //! - `scalar`: plain Rust, the reference (`legacy.rs`, `kquants.rs`), on every CPU;
 //! - `avx2`: AVX2 + FMA + F16C, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
-//! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` for the legacy types (`avx512.rs`),
-//!   the AVX2 k-quant kernels.
+//! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` on 256-bit registers for the legacy
+//!   types (`avx512.rs`), the AVX2 k-quant kernels.
 //!
-//! Every set computes each block's integer sum exactly as the scalar reference does;
-//! they differ only in the order of the float accumulation, documented in each file.
+//! Every set computes each block's integer sums exactly (a SIMD kernel may split the
+//! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
+//! only in the order of the float accumulation, documented in each file.
 //! Rows are split across threads (`split.rs`); the caller passes the crate's thread
 //! setting (`tch::get_num_threads()`).
 
@@ -52,7 +53,8 @@ pub enum KernelSet {
     Scalar,
     /// x86 AVX2 with FMA and F16C (every AVX2 CPU has both).
     Avx2,
-    /// x86 AVX-512 with VNNI and VL (256-bit `vpdpbusd`), plus AVX2 and FMA.
+    /// x86 AVX-512 with VNNI and VL (256-bit `vpdpbusd`), plus what
+    /// [`Avx2`](Self::Avx2) needs.
     Avx512Vnni,
 }
 
