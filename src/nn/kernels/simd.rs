@@ -108,3 +108,16 @@ pub(crate) unsafe fn bits_32(bits: u32) -> __m256i {
 pub(crate) unsafe fn dot_signed<D: DotU8I8>(w: __m256i, a: __m256i) -> __m256i {
     D::dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
 }
+
+/// How far ahead of the block being read the kernels ask for the weights: a dozen
+/// cache lines, so that a row of a matrix too large for the caches streams in while
+/// the previous blocks multiply.
+pub(crate) const PREFETCH_BYTES: usize = 768;
+
+/// A hint to bring the line at `p` into the caches. `p` may lie past the weights' end
+/// (a prefetch never faults; `wrapping_add` makes no claim that it is in bounds).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn prefetch(p: *const u8) {
+    _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+}

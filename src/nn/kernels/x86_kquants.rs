@@ -19,7 +19,7 @@ use std::arch::x86_64::*;
 
 use super::activations::Q8Row;
 use super::kquants::{mins_dot, scales_mins};
-use super::simd::{half_at, hsum_ps, load32, load32_i8};
+use super::simd::{half_at, hsum_ps, load32, load32_i8, prefetch, PREFETCH_BYTES};
 
 /// The super-blocks in `w` (of `bytes` each), after checking that `a` has as many.
 #[inline(always)]
@@ -27,6 +27,15 @@ fn blocks(w: &[u8], bytes: usize, a: &Q8Row) -> usize {
     let nb = w.len() / bytes;
     assert!(a.qs.len() >= 256 * nb && a.d.len() >= nb && a.sums.len() >= 16 * nb);
     nb
+}
+
+/// Asks for the super-block `bytes` long that lies [`PREFETCH_BYTES`] ahead of `blk`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn prefetch_ahead(blk: *const u8, bytes: usize) {
+    for line in (0..bytes).step_by(64) {
+        prefetch(blk.wrapping_add(PREFETCH_BYTES + line));
+    }
 }
 
 /// `Σ scale · q·a` over the 32 bytes `q` and the 32 activations at `a`, as i32 lanes.
@@ -61,6 +70,7 @@ pub(crate) unsafe fn dot_q4_k(w: &[u8], a: Q8Row) -> f32 {
     let low = _mm256_set1_epi8(15);
     for b in 0..nb {
         let blk = &w[144 * b..144 * b + 144];
+        prefetch_ahead(blk.as_ptr(), 144);
         let (sc, m) = scales_mins(&blk[4..16]);
         let (qs, qa) = (blk.as_ptr().add(16), a.qs.as_ptr().add(256 * b));
         let mut sumi = _mm256_setzero_si256();
@@ -85,6 +95,7 @@ pub(crate) unsafe fn dot_q5_k(w: &[u8], a: Q8Row) -> f32 {
     let (low, one) = (_mm256_set1_epi8(15), _mm256_set1_epi8(1));
     for b in 0..nb {
         let blk = &w[176 * b..176 * b + 176];
+        prefetch_ahead(blk.as_ptr(), 176);
         let (sc, m) = scales_mins(&blk[4..16]);
         let (qs, qa) = (blk.as_ptr().add(48), a.qs.as_ptr().add(256 * b));
         // Bits 2c and 2c+1 of each qh byte belong to sub-blocks 2c and 2c+1; shifting
@@ -145,6 +156,7 @@ pub(crate) unsafe fn dot_q6_k(w: &[u8], a: Q8Row) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for b in 0..nb {
         let blk = w.as_ptr().add(210 * b);
+        prefetch_ahead(blk, 210);
         let qa = a.qs.as_ptr().add(256 * b);
         let mut sumi = _mm256_setzero_si256();
         for h in 0..2 {

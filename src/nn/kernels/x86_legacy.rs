@@ -25,7 +25,9 @@
 use std::arch::x86_64::*;
 
 use super::activations::Q8Row;
-use super::simd::{bits_32, dot_signed, hsum_ps, load32, load32_i8, nibbles_32, DotU8I8};
+use super::simd::{
+    bits_32, dot_signed, hsum_ps, load32, load32_i8, nibbles_32, prefetch, DotU8I8, PREFETCH_BYTES,
+};
 
 /// A type `w = d·q + m` with unsigned codes: how to read a block's codes and `(d, m)`.
 trait Affine {
@@ -144,6 +146,7 @@ unsafe fn affine_into<B: Affine, D: DotU8I8>(
     b: usize,
 ) -> (__m256, __m128) {
     let blk = w.as_ptr().add(B::BYTES * b);
+    prefetch(blk.wrapping_add(PREFETCH_BYTES));
     let sumi = D::dot(B::codes(blk), load32_i8(a.qs.as_ptr().add(32 * b)));
     let ds = _mm_castpd_ps(_mm_load_sd(a.ds.as_ptr().add(2 * b) as *const f64));
     let prod = _mm_mul_ps(B::dm(blk), ds);
@@ -176,6 +179,7 @@ unsafe fn dot_affine<B: Affine, D: DotU8I8>(w: &[u8], a: &Q8Row) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_into<D: DotU8I8>(acc: __m256, w: &[u8], a: &Q8Row, b: usize) -> __m256 {
     let blk = w.as_ptr().add(34 * b);
+    prefetch(blk.wrapping_add(PREFETCH_BYTES));
     let sumi = dot_signed::<D>(load32(blk.add(2)), load32_i8(a.qs.as_ptr().add(32 * b)));
     let d_w = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
         (blk as *const u16).read_unaligned() as i32,
