@@ -148,7 +148,9 @@ unsafe fn affine_into<B: Affine, D: DotU8I8>(
     let blk = w.as_ptr().add(B::BYTES * b);
     prefetch(blk.wrapping_add(PREFETCH_BYTES));
     let sumi = D::dot(B::codes(blk), load32_i8(a.qs.as_ptr().add(32 * b)));
-    let ds = _mm_castpd_ps(_mm_load_sd(a.ds.as_ptr().add(2 * b) as *const f64));
+    // `(d_a, d_a·Σa)`: eight bytes, read unaligned (the f32 array guarantees only 4).
+    let ds_bits = (a.ds.as_ptr().add(2 * b) as *const i64).read_unaligned();
+    let ds = _mm_castsi128_ps(_mm_cvtsi64_si128(ds_bits));
     let prod = _mm_mul_ps(B::dm(blk), ds);
     let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(prod), acc);
     (acc, _mm_add_ps(offs, prod))
