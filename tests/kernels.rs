@@ -399,6 +399,25 @@ fn threads_and_batches_change_no_bit() {
     }
 }
 
+/// Small products stay on the caller's thread; large ones get the threads asked for.
+#[test]
+fn threads_are_spawned_only_for_enough_work() {
+    use kernels::{useful_threads, MIN_BYTES_PER_THREAD as M};
+    assert_eq!(
+        useful_threads(553 * 1024, 1, 8),
+        1,
+        "SmolLM2's Q4_1 gate: one thread"
+    );
+    assert_eq!(useful_threads(4 * M, 1, 8), 4);
+    assert_eq!(
+        useful_threads(4 * M, 3, 8),
+        8,
+        "work grows with the activation rows"
+    );
+    assert_eq!(useful_threads(178_257_920, 1, 2), 2, "Gemma's Q8_0 head");
+    assert_eq!(useful_threads(0, 1, 0), 1);
+}
+
 /// Bad sizes are typed errors that name the argument, never a panic.
 #[test]
 fn bad_sizes_are_errors() {
@@ -486,15 +505,27 @@ fn timing_against_libtorch_f32() {
         (Q6_K, 576, 1536),
         (Q8_0, 262144, 640),
     ];
-    println!("type  rows x cols     threads  set          µs/call   torch f32 µs/call");
+    // The memory floor of the largest shape: one pass over as many bytes, summed.
+    let bytes = vec![1u64; 262144 * 640 / 32 * 34 / 8];
+    let stream = kernels::ns_per_call(|| {
+        std::hint::black_box(bytes.iter().fold(0u64, |a, &b| a.wrapping_add(b)));
+    });
+    println!(
+        "one pass over the Q8_0 head's {} MB (sum of u64): {:.1} µs",
+        bytes.len() * 8 / 1_000_000,
+        stream / 1e3
+    );
+    println!("type  rows x cols     threads (used)  set          µs/call   torch f32 µs/call");
     for threads in [1, 2] {
         tch::set_num_threads(threads as i32);
         for (block, rows, cols) in shapes {
             let torch = torch_linear_ns(rows, cols) / 1e3;
+            let bytes = rows * cols / block.block_len() * block.block_bytes();
+            let used = kernels::useful_threads(bytes, 1, threads);
             for set in KernelSet::available() {
                 let ns = kernels::bench_matvec(set, block, rows, cols, threads).unwrap();
                 println!(
-                    "{block:<5} {rows:>6} x {cols:<6} {threads:>3}      {:<12} {:>8.1}   {torch:>8.1}",
+                    "{block:<5} {rows:>6} x {cols:<6} {threads:>3} ({used})      {:<12} {:>8.1}   {torch:>8.1}",
                     set.name(),
                     ns / 1e3
                 );

@@ -42,6 +42,7 @@ pub use bench::{bench_matvec, ns_per_call, random_blocks};
 pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use half::{f16_to_f32, f32_to_f16};
+pub use split::{useful_threads, MIN_BYTES_PER_THREAD};
 
 use crate::error::{Error, Result};
 use activations::Q8Row;
@@ -157,7 +158,8 @@ fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
 }
 
 /// `y = x · wᵀ` with this CPU's fastest kernels: `x` `(N, cols)` row-major, `y`
-/// `(N, rows)` (PyTorch's `F.linear(x, w)`), output rows split over `threads`.
+/// `(N, rows)` (PyTorch's `F.linear(x, w)`), output rows split over at most `threads`
+/// ([`useful_threads`]: no more than the work pays for).
 pub fn matmul(w: &QuantMatrix, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
     matmul_with(KernelSet::detect(), w, x, y, threads)
 }
@@ -173,7 +175,8 @@ pub fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32], threads: usize) -> Resu
     matmul(w, x, y, threads)
 }
 
-/// [`matmul`] with a chosen kernel set (an error where this CPU lacks it).
+/// [`matmul`] with a chosen kernel set (an error where this CPU lacks it); at most
+/// `threads`, as [`useful_threads`] finds worth spawning.
 pub fn matmul_with(
     set: KernelSet,
     w: &QuantMatrix,
@@ -182,11 +185,13 @@ pub fn matmul_with(
     threads: usize,
 ) -> Result<()> {
     let acts = Q8Activations::quantize(w.block(), x, w.cols())?;
+    let threads = useful_threads(w.data().len(), acts.n(), threads);
     matmul_quantized(set, w, &acts, y, threads)
 }
 
 /// `y` `(N, rows)` from activations already quantised (with [`Q8Activations::quantize`]
-/// for `w`'s block type): the integer kernels alone.
+/// for `w`'s block type): the integer kernels alone, on exactly `threads` threads (one
+/// range of rows each; the caller's thread takes the first).
 pub fn matmul_quantized(
     set: KernelSet,
     w: &QuantMatrix,

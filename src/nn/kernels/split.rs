@@ -3,6 +3,22 @@
 //! row is read once per call whatever `N`: a thread takes its rows one by one and
 //! multiplies each with every activation row.
 
+/// Weight bytes (times activation rows) below which one more thread costs more than it
+/// saves. A `std::thread::scope` spawn and join costs some tens of µs (measured on the
+/// 2-core AVX-512 machine of this work, loaded: 40–150 µs; a quiet machine: 10–20 µs),
+/// and the SIMD kernels read about 15 bytes of 4-bit weights a ns (SmolLM2's
+/// `[1536, 576]` Q4_1, 553 KB, in about 35 µs), so a thread needs about half a MiB
+/// of weights to earn its spawn. A persistent pool of workers would lower this.
+pub const MIN_BYTES_PER_THREAD: usize = 512 * 1024;
+
+/// How many of `threads` are worth spawning for a product reading `weight_bytes` of
+/// weights against `n` activation rows: at least one, at most `threads`, and no more
+/// than one per [`MIN_BYTES_PER_THREAD`] of work.
+pub fn useful_threads(weight_bytes: usize, n: usize, threads: usize) -> usize {
+    let work = weight_bytes.saturating_mul(n.max(1));
+    threads.clamp(1, (work / MIN_BYTES_PER_THREAD).max(1))
+}
+
 /// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads`.
 pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
 where
