@@ -100,7 +100,11 @@ impl KernelSet {
 
     /// The fastest set this CPU runs.
     pub fn detect() -> KernelSet {
-        *KernelSet::available().last().unwrap_or(&KernelSet::Scalar)
+        KernelSet::ALL
+            .into_iter()
+            .rev()
+            .find(|s| s.is_available())
+            .unwrap_or(KernelSet::Scalar)
     }
 
     /// The row dot product of this set for `block`.
