@@ -9,11 +9,12 @@ use crate::error::{Error, Result};
 /// `N` rows of activations, each cut into blocks of 32 (Q8_0) or 256 (Q8_K) elements:
 /// per block a float scale `d` and 8-bit codes `qs` in `-127..=127` with
 /// `x ≈ d · qs`, and per 16 elements the codes' sum (Q8_K's `bsums`, which the
-/// k-quants' minimums and offsets and Q4_1's minimum multiply).
+/// k-quants' minimums multiply); for the 32-element blocks also `d · Σ qs` (llama.cpp's
+/// Q8_1 `s`), which the legacy types' offsets and minimums multiply.
 ///
 /// Differences from llama.cpp's structs, none of which changes a code: Q8_0's `d` is
-/// rounded to a half as there but kept here as the f32 of that half; the sums are kept
-/// for both block sizes (llama.cpp's Q8_1 keeps `d · sum` as a half instead).
+/// rounded to a half as there but kept here as the f32 of that half; `d · Σ qs` is kept
+/// as an f32 (Q8_1 rounds it to a half); the 16-element sums are kept for both sizes.
 #[derive(Clone, Debug)]
 pub struct Q8Activations {
     block_len: usize,
@@ -34,8 +35,8 @@ pub(crate) struct Q8Row<'a> {
     pub qs: &'a [i8],
     /// The codes' sum per 16 elements.
     pub sums: &'a [i16],
-    /// Q8_0 blocks only (empty for Q8_K): per block the pair `d`, `d · Σ codes` (llama.cpp's
-    /// Q8_1 `d` and `s`), which Q4_1's minimum multiplies; one 8-byte load in the kernels.
+    /// Q8_0 blocks only (empty for Q8_K): per block the pair `d`, `d · Σ codes`
+    /// (llama.cpp's Q8_1 `d` and `s`), one 8-byte load in the SIMD kernels.
     pub ds: &'a [f32],
 }
 
