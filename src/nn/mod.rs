@@ -3,6 +3,7 @@
 //! seed. Whole models (`crate::models`) are assembled from these and from
 //! `crate::attention`.
 
+pub mod kernels;
 mod layer_norm;
 mod linear;
 mod quantized_linear;

@@ -1,0 +1,244 @@
+//! The crate's own matrix-vector (and small-batch matrix) kernels over GGUF's block
+//! types as stored: llama.cpp's technique (ggml-cpu's `quants.c` and
+//! `arch/x86/quants.c`) in Rust with `std::arch`.
+//!
+//! The weight stays in the file's blocks ([`QuantMatrix`] borrows them); the
+//! activations are quantised per block to 8 bits ([`Q8Activations`]: Q8_0 blocks of 32
+//! for the legacy types, Q8_K blocks of 256 with 16-element sums for the k-quants);
+//! each block's codes multiply as integers, and one float multiply-add a block applies
+//! the scales. Three kernel sets, chosen at run time by CPU feature, never by CPU name
+//! ([`KernelSet::detect`]):
+//!
+//! - `scalar`: plain Rust, the reference (`legacy.rs`, `kquants.rs`), on every CPU;
+//! - `avx2`: AVX2 + FMA + F16C, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
+//! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` on 256-bit registers for the legacy
+//!   types (`avx512.rs`), the AVX2 k-quant kernels.
+//!
+//! Every set computes each block's integer sums exactly (a SIMD kernel may split the
+//! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
+//! only in the order of the float accumulation, documented in each file.
+//! Rows are split across threads (`split.rs`); the caller passes the crate's thread
+//! setting (`tch::get_num_threads()`).
+
+mod activations;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod bench;
+mod block;
+mod dequant;
+mod half;
+mod kquants;
+mod legacy;
+#[cfg(target_arch = "x86_64")]
+mod simd;
+mod split;
+#[cfg(target_arch = "x86_64")]
+mod x86_kquants;
+#[cfg(target_arch = "x86_64")]
+mod x86_legacy;
+
+pub use activations::Q8Activations;
+pub use bench::{bench_matvec, ns_per_call, random_blocks};
+pub use block::{BlockType, QuantMatrix};
+pub use dequant::dequantize;
+pub use half::{f16_to_f32, f32_to_f16};
+pub use split::{useful_threads, MIN_BYTES_PER_THREAD};
+
+use crate::error::{Error, Result};
+use activations::Q8Row;
+
+/// A family of kernels, one for each [`BlockType`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelSet {
+    /// Plain Rust: the reference, on every CPU.
+    Scalar,
+    /// x86 AVX2 with FMA and F16C (every AVX2 CPU has both).
+    Avx2,
+    /// x86 AVX-512 with VNNI and VL (256-bit `vpdpbusd`), plus what
+    /// [`Avx2`](Self::Avx2) needs.
+    Avx512Vnni,
+}
+
+impl KernelSet {
+    /// Every set, slowest first.
+    pub const ALL: [KernelSet; 3] = [KernelSet::Scalar, KernelSet::Avx2, KernelSet::Avx512Vnni];
+
+    /// The name `attn doctor` prints: `"scalar"`, `"avx2"`, `"avx512-vnni"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelSet::Scalar => "scalar",
+            KernelSet::Avx2 => "avx2",
+            KernelSet::Avx512Vnni => "avx512-vnni",
+        }
+    }
+
+    /// Whether this CPU has the set's features (checked at run time).
+    pub fn is_available(self) -> bool {
+        match self {
+            KernelSet::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512Vnni => {
+                KernelSet::Avx2.is_available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The sets this CPU runs, slowest (scalar) first.
+    pub fn available() -> Vec<KernelSet> {
+        KernelSet::ALL
+            .into_iter()
+            .filter(|s| s.is_available())
+            .collect()
+    }
+
+    /// The fastest set this CPU runs.
+    pub fn detect() -> KernelSet {
+        KernelSet::ALL
+            .into_iter()
+            .rev()
+            .find(|s| s.is_available())
+            .unwrap_or(KernelSet::Scalar)
+    }
+
+    /// The row dot product of this set for `block`.
+    fn row_dot(self, block: BlockType) -> RowDot {
+        match self {
+            KernelSet::Scalar => scalar_dot(block),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx2 => x86_dot::<simd::Maddubs>(block),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512Vnni => x86_dot::<avx512::Dpbusd>(block),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => scalar_dot(block),
+        }
+    }
+}
+
+impl std::fmt::Display for KernelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name of the kernel set this CPU gets, for `attn doctor`.
+pub fn describe() -> &'static str {
+    KernelSet::detect().name()
+}
+
+/// One weight row (whole blocks) times one activation row. Unsafe: a SIMD kernel needs
+/// its set's CPU features, checked by [`KernelSet::is_available`].
+type RowDot = unsafe fn(&[u8], Q8Row) -> f32;
+
+fn scalar_dot(block: BlockType) -> RowDot {
+    match block {
+        BlockType::Q8_0 => legacy::dot_q8_0,
+        BlockType::Q4_0 => legacy::dot_q4_0,
+        BlockType::Q4_1 => legacy::dot_q4_1,
+        BlockType::Q5_0 => legacy::dot_q5_0,
+        BlockType::Q4_K => kquants::dot_q4_k,
+        BlockType::Q5_K => kquants::dot_q5_k,
+        BlockType::Q6_K => kquants::dot_q6_k,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
+    match block {
+        BlockType::Q8_0 => x86_legacy::dot_q8_0::<D>,
+        BlockType::Q4_0 => x86_legacy::dot_q4_0::<D>,
+        BlockType::Q4_1 => x86_legacy::dot_q4_1::<D>,
+        BlockType::Q5_0 => x86_legacy::dot_q5_0::<D>,
+        BlockType::Q4_K => x86_kquants::dot_q4_k,
+        BlockType::Q5_K => x86_kquants::dot_q5_k,
+        BlockType::Q6_K => x86_kquants::dot_q6_k,
+    }
+}
+
+/// `y = x · wᵀ` with this CPU's fastest kernels: `x` `(N, cols)` row-major, `y`
+/// `(N, rows)` (PyTorch's `F.linear(x, w)`), output rows split over at most `threads`
+/// ([`useful_threads`]: no more than the work pays for).
+pub fn matmul(w: &QuantMatrix, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
+    matmul_with(KernelSet::detect(), w, x, y, threads)
+}
+
+/// [`matmul`] with `N = 1`: `x` `(cols,)`, `y` `(rows,)`.
+pub fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32], threads: usize) -> Result<()> {
+    if x.len() != w.cols() {
+        return Err(Error::invalid(
+            "x",
+            format!("expected {} elements (cols), got {}", w.cols(), x.len()),
+        ));
+    }
+    matmul(w, x, y, threads)
+}
+
+/// [`matmul`] with a chosen kernel set (an error where this CPU lacks it); at most
+/// `threads`, as [`useful_threads`] finds worth spawning.
+pub fn matmul_with(
+    set: KernelSet,
+    w: &QuantMatrix,
+    x: &[f32],
+    y: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    let acts = Q8Activations::quantize(w.block(), x, w.cols())?;
+    let threads = useful_threads(w.data().len(), acts.n(), threads);
+    matmul_quantized(set, w, &acts, y, threads)
+}
+
+/// `y` `(N, rows)` from activations already quantised (with [`Q8Activations::quantize`]
+/// for `w`'s block type): the integer kernels alone, on exactly `threads` threads (one
+/// range of rows each; the caller's thread takes the first).
+pub fn matmul_quantized(
+    set: KernelSet,
+    w: &QuantMatrix,
+    acts: &Q8Activations,
+    y: &mut [f32],
+    threads: usize,
+) -> Result<()> {
+    if !set.is_available() {
+        return Err(Error::invalid(
+            "set",
+            format!("this CPU lacks the features of the {set} kernels"),
+        ));
+    }
+    let act_block = if w.block().is_k_quant() { 256 } else { 32 };
+    if acts.cols() != w.cols() || acts.block_len() != act_block {
+        return Err(Error::invalid(
+            "acts",
+            format!(
+                "expected activations of {} elements in blocks of {act_block} (for {}), \
+                 got {} in blocks of {}",
+                w.cols(),
+                w.block(),
+                acts.cols(),
+                acts.block_len()
+            ),
+        ));
+    }
+    if y.len() != acts.n() * w.rows() {
+        return Err(Error::invalid(
+            "y",
+            format!(
+                "expected (N, rows) = ({}, {}) elements, got {}",
+                acts.n(),
+                w.rows(),
+                y.len()
+            ),
+        ));
+    }
+    let dot = set.row_dot(w.block());
+    let act_rows: Vec<Q8Row> = (0..acts.n()).map(|i| acts.row(i)).collect();
+    // SAFETY: the set's features were checked above (the kernels check the sizes).
+    split::for_rows(w.rows(), y, threads, |r, i| unsafe {
+        dot(w.row(r), act_rows[i])
+    });
+    Ok(())
+}
