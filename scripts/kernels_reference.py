@@ -52,6 +52,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "kernels",
                                                   "gguf_blocks.safetensors"))
     args = ap.parse_args()
+    write(args.out)
+    print(f"wrote {args.out}")
+
+
+def write(path):
+    """The fixture at `path` (scripts/make_fixtures.py writes it too, so `make
+    check-fixtures` reproduces it byte for byte)."""
     rng = np.random.default_rng(0)
     out = {}
     for qtype in HALVES:
@@ -66,9 +73,8 @@ def main():
     x[5, 0], x[5, 1], x[5, 2] = 127.0, 2.5, -0.5
     out["q8_0.x"] = x
     out["q8_0.quantized"] = np.ascontiguousarray(quants.quantize(x, T.Q8_0))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    save_file(out, args.out)
-    print(f"wrote {args.out}: {len(out)} tensors")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_file(out, str(path))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ from reference_modules import cu_seqlens_to_ids  # noqa: E402
 import bert_reference  # noqa: E402
 import checkpoint_reference  # noqa: E402
 import lecture_gpt_reference  # noqa: E402
+import kernels_reference  # noqa: E402
 import llama_reference  # noqa: E402
 import pretty_reference  # noqa: E402
 
@@ -1281,6 +1282,8 @@ def write_others(out):
     lecture_gpt_reference.write_excerpt(out / "lecture_gpt" / "hamlet.txt")
     (out / "llama").mkdir(parents=True, exist_ok=True)
     llama_reference.write_small_gguf(out / "llama")
+    llama_reference.write_block_types_gguf(out / "llama")
+    kernels_reference.write(out / "kernels" / "gguf_blocks.safetensors")
 
 
 def main(argv=None):
