@@ -291,6 +291,7 @@ fn projection_bytes(p: &Projection) -> f64 {
         Projection::Float(linear) => bytes(&linear.weight),
         Projection::Int4(q) => bytes(&q.packed) + bytes(&q.scales_and_zeros),
         Projection::Int8(q) => bytes(&q.weight) + bytes(&q.scales),
+        Projection::Block(b) => b.nbytes() as f64,
     }
 }
 

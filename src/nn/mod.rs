@@ -3,6 +3,7 @@
 //! seed. Whole models (`crate::models`) are assembled from these and from
 //! `crate::attention`.
 
+mod block_linear;
 pub mod kernels;
 mod layer_norm;
 mod linear;
@@ -11,6 +12,7 @@ mod rms_norm;
 mod rotary;
 pub(crate) mod state_dict;
 
+pub use block_linear::BlockLinear;
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};

@@ -11,7 +11,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::Linear;
+use super::{BlockLinear, Linear};
 use crate::error::{Error, Result};
 
 /// The group sizes the int4 CPU kernel accepts.
@@ -271,6 +271,8 @@ pub enum Projection {
     Int4(Int4Linear),
     /// 8-bit weights per output channel.
     Int8(Int8Linear),
+    /// A GGUF file's own blocks on the crate's integer kernels.
+    Block(BlockLinear),
 }
 
 impl Projection {
@@ -280,6 +282,7 @@ impl Projection {
             Projection::Float(l) => l.f_forward(x),
             Projection::Int4(l) => l.f_forward(x),
             Projection::Int8(l) => l.f_forward(x),
+            Projection::Block(l) => l.f_forward(x),
         }
     }
 
@@ -289,6 +292,7 @@ impl Projection {
             Projection::Float(l) => l.in_features(),
             Projection::Int4(l) => l.in_features,
             Projection::Int8(l) => l.in_features(),
+            Projection::Block(l) => l.in_features(),
         }
     }
 
@@ -298,6 +302,7 @@ impl Projection {
             Projection::Float(l) => l.out_features(),
             Projection::Int4(l) => l.out_features,
             Projection::Int8(l) => l.out_features(),
+            Projection::Block(l) => l.out_features(),
         }
     }
 }
