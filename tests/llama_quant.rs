@@ -87,7 +87,7 @@ fn set_fused(model: &mut LlamaForCausalLM, fused: bool) -> usize {
             match p {
                 Projection::Int4(l) => l.fused = fused,
                 Projection::Int8(l) => l.fused = fused,
-                Projection::Float(_) => continue,
+                Projection::Float(_) | Projection::Block(_) => continue,
             }
             n += 1;
         }
@@ -230,7 +230,7 @@ fn a_quantised_head_runs_the_logits_and_equals_its_math_path() {
         match model.quantized_head.as_mut().unwrap() {
             Projection::Int4(l) => l.fused = false,
             Projection::Int8(l) => l.fused = false,
-            Projection::Float(_) => panic!("{head:?}: a float head"),
+            Projection::Float(_) | Projection::Block(_) => panic!("{head:?}: not an int head"),
         }
         let unfused = model.f_forward(&ids, None).unwrap();
         assert_close(&format!("{head:?} head logits"), &fused, &unfused);
