@@ -51,14 +51,15 @@ pub struct LlamaBench {
     pub head: Option<Quant>,
 }
 
-/// `int4` or `int8`, as suites.json and `--quant` write them.
+/// `int4`, `int8` or `gguf`, as suites.json and `--quant` write them.
 pub fn parse_quant(s: &str) -> Result<Quant> {
     match s {
         "int4" => Ok(Quant::Int4),
         "int8" => Ok(Quant::Int8),
+        "gguf" => Ok(Quant::Blocks),
         _ => Err(Error::config(
             "quant",
-            format!("expected int4 or int8, got {s:?}"),
+            format!("expected int4, int8 or gguf, got {s:?}"),
         )),
     }
 }
@@ -68,6 +69,7 @@ pub fn quant_name(quant: Option<Quant>) -> &'static str {
     match quant {
         Some(Quant::Int4) => "int4",
         Some(Quant::Int8) => "int8",
+        Some(Quant::Blocks) => "gguf",
         None => "none",
     }
 }

@@ -48,13 +48,14 @@ pub struct Args {
     #[arg(long)]
     ignore_eos: bool,
     /// The weights' dtype: f32 (transformers' tokens) or bf16 (half the memory).
-    /// Default: f32, or bf16 with --quant (whose kernels compute in bf16).
+    /// Default: f32, or bf16 with --quant int4/int8 (whose kernels compute in bf16).
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
     /// Quantise the layers' linear projections (CPU only): int4 keeps the file's
-    /// Q4_0/Q4_1 blocks as 4-bit weights, int8 quantises per output channel. Both run
-    /// libtorch's packed kernels in bf16, so the tokens are not transformers' float32
-    /// ones.
+    /// Q4_0/Q4_1 blocks as 4-bit weights, int8 quantises per output channel (both on
+    /// libtorch's packed kernels in bf16); gguf keeps every projection and the head in
+    /// the file's own blocks on the crate's integer kernels. None gives transformers'
+    /// float32 tokens.
     #[arg(long, value_enum)]
     quant: Option<QuantArg>,
     /// libtorch's intra-op threads (default: libtorch's choice).
@@ -81,6 +82,10 @@ pub enum DtypeArg {
 pub enum QuantArg {
     Int4,
     Int8,
+    // The file's own blocks for every projection and the head, on the crate's integer
+    // kernels (llama.cpp's arithmetic). No doc comment: clap would switch every flag's
+    // help to the long layout.
+    Gguf,
 }
 
 const FLAGS: &[(&str, &str)] = &[
@@ -130,6 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let quant = match q {
                 QuantArg::Int4 => Quant::Int4,
                 QuantArg::Int8 => Quant::Int8,
+                QuantArg::Gguf => Quant::Blocks,
             };
             LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
         }
@@ -138,7 +144,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
     drop(gguf);
     let default_dtype = match args.quant {
-        None => DtypeArg::F32,
+        None | Some(QuantArg::Gguf) => DtypeArg::F32,
         Some(_) => DtypeArg::Bf16,
     };
     if args.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {

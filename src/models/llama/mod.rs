@@ -15,6 +15,7 @@
 //! are not transformers' (`tests/llama_quant.rs`).
 
 mod attention;
+mod blocks;
 mod cache;
 mod causal_lm;
 mod chat;

@@ -25,6 +25,9 @@ pub enum Quant {
     /// int8 weights with one scale per output channel, quantised from the float weights,
     /// through `aten::_weight_int8pack_mm`.
     Int8,
+    /// The file's own blocks of every projection and of the head on the crate's integer
+    /// kernels (`blocks.rs`): llama.cpp's arithmetic.
+    Blocks,
 }
 
 /// The block size of Q4_0 and Q4_1: one group of the int4 kernel.
@@ -47,6 +50,10 @@ impl LlamaForCausalLM {
             check_q4(g)?;
         }
         let (vs, mut model) = Self::from_gguf(g, device)?;
+        if quant == Quant::Blocks {
+            model.use_file_blocks(g)?;
+            return Ok((vs, model));
+        }
         let (h, hkv) = (
             model.config.num_attention_heads,
             model.config.num_key_value_heads,
@@ -57,7 +64,9 @@ impl LlamaForCausalLM {
                     continue;
                 };
                 let quantised = match quant {
-                    Quant::Int8 => Projection::Int8(Int8Linear::from_float(&linear.weight)?),
+                    Quant::Int8 | Quant::Blocks => {
+                        Projection::Int8(Int8Linear::from_float(&linear.weight)?)
+                    }
                     Quant::Int4 => {
                         let gname = format!("blk.{i}.{name}.weight");
                         let heads = match name {
@@ -98,13 +107,21 @@ impl LlamaForCausalLM {
         self.quantized_head = Some(match quant {
             Quant::Int8 => Projection::Int8(Int8Linear::from_float(w)?),
             Quant::Int4 => Projection::Int4(Int4Linear::from_float(w, Q4_GROUP)?),
+            Quant::Blocks => {
+                return Err(Error::invalid(
+                    "quant",
+                    "Blocks keeps a file's own blocks: load with from_gguf_quantized",
+                ))
+            }
         });
         Ok(())
     }
 }
 
 /// The layer's projections under their GGUF names (`blk.{i}.{name}.weight`).
-fn projections_mut(layer: &mut LlamaDecoderLayer) -> [(&'static str, &mut Projection); 7] {
+pub(super) fn projections_mut(
+    layer: &mut LlamaDecoderLayer,
+) -> [(&'static str, &mut Projection); 7] {
     let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
     [
         ("attn_q", &mut a.q_proj),

@@ -1,0 +1,102 @@
+//! [`Quant::Blocks`]: every layer projection, and the head, kept in the GGUF's own
+//! blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and run on the crate's integer
+//! kernels ([`crate::nn::BlockLinear`]), activations quantised per block to 8 bits as
+//! llama.cpp quantises them: llama.cpp's arithmetic, so the tokens are close to
+//! llama.cpp's rather than equal to transformers' float32 ones. A tensor the file
+//! stores as floats (F32, F16, BF16) stays a float projection.
+
+use tch::{Kind, Tensor};
+
+use super::model::LlamaForCausalLM;
+use super::quant::projections_mut;
+use crate::error::{Error, Result};
+use crate::io::{GgmlType, Gguf};
+use crate::nn::kernels::BlockType;
+use crate::nn::{BlockLinear, Projection};
+
+impl LlamaForCausalLM {
+    /// Replaces every projection the file stores in blocks by its blocks, and sets the
+    /// head to the blocks of `output.weight` (or of the tied `token_embd.weight`). The
+    /// float weights of the replaced projections are emptied, freeing their memory.
+    pub(super) fn use_file_blocks(&mut self, g: &Gguf) -> Result<()> {
+        let (h, hkv) = (
+            self.config.num_attention_heads,
+            self.config.num_key_value_heads,
+        );
+        for (i, layer) in self.model.layers.iter_mut().enumerate() {
+            for (name, proj) in projections_mut(layer) {
+                let heads = match name {
+                    "attn_q" => Some(h),
+                    "attn_k" => Some(hkv),
+                    _ => None,
+                };
+                let Some(blocks) = block_linear(g, &format!("blk.{i}.{name}.weight"), heads)?
+                else {
+                    continue;
+                };
+                if let Projection::Float(old) = std::mem::replace(proj, Projection::Block(blocks)) {
+                    // Shared with the VarStore's variable: emptying it frees the float copy.
+                    let empty = Tensor::f_empty([0], (Kind::Float, old.weight.device()))?;
+                    tch::no_grad(|| old.weight.shallow_clone().set_data(&empty));
+                }
+            }
+        }
+        let head = match g.tensor_info("output.weight") {
+            Ok(_) => "output.weight",
+            Err(_) => "token_embd.weight",
+        };
+        self.quantized_head = block_linear(g, head, None)?.map(Projection::Block);
+        Ok(())
+    }
+}
+
+/// The GGUF tensor `name` as a [`BlockLinear`], rows in Hugging Face's order (llama.cpp's
+/// query/key permutation undone for a projection over `heads` heads); `None` where the
+/// file stores it as floats.
+fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<BlockLinear>> {
+    let info = g.tensor_info(name)?;
+    let Some(block) = BlockType::ALL
+        .into_iter()
+        .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
+    else {
+        return Ok(None);
+    };
+    let &[rows, cols] = info.shape.as_slice() else {
+        return Err(Error::malformed(
+            &g.source_name,
+            format!("{name}: expected a matrix, got shape {:?}", info.shape),
+        ));
+    };
+    let linear = BlockLinear::new(
+        block,
+        rows as usize,
+        cols as usize,
+        g.raw_data(info).to_vec(),
+    )?;
+    match heads {
+        None => Ok(Some(linear)),
+        Some(heads) => Ok(Some(linear.with_rows(&unpermuted_order(rows, heads)?)?)),
+    }
+}
+
+/// Row `i` of the Hugging Face weight is row `order[i]` of llama.cpp's (the inverse of
+/// its `permute`): rows `(head, half, pair)` in the file are `(head, pair, half)` here,
+/// as [`super::weights::unpermute_rows`] reorders a float weight.
+fn unpermuted_order(rows: i64, heads: i64) -> Result<Vec<usize>> {
+    if heads <= 0 || rows % (2 * heads) != 0 {
+        return Err(Error::invalid(
+            "heads",
+            format!("{rows} rows are not heads = {heads} of an even head size"),
+        ));
+    }
+    let half = (rows / heads / 2) as usize;
+    let mut order = Vec::with_capacity(rows as usize);
+    for head in 0..heads as usize {
+        for pair in 0..2 {
+            for j in 0..half {
+                order.push(head * 2 * half + 2 * j + pair);
+            }
+        }
+    }
+    Ok(order)
+}
