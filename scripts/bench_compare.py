@@ -204,6 +204,9 @@ def machine(tch, torch_rows):
     return [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores; {kernel}",
+        f"- SIMD: {any_tch.get('cpu_simd', '?')}; libtorch's kernels "
+        f"{any_tch.get('libtorch_kernels', '?')}, the crate's block kernels "
+        f"{any_tch.get('block_kernels', '?')}",
         f"- threads: {any_tch.get('threads')} (tch) / {any_torch.get('threads')} (PyTorch), "
         f"device {any_tch.get('device')}, dtype {any_tch.get('dtype')}",
         f"- libtorch: {any_tch.get('libtorch', '?')} loaded by the crate, PyTorch "

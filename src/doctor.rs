@@ -47,6 +47,9 @@ pub struct Diagnosis {
     pub sdp_choices: Vec<(String, String, String)>,
     /// The CPU's SIMD extensions and libtorch's kernel class on it.
     pub cpu: crate::cpu::Capability,
+    /// The crate's own GGUF block kernels this CPU gets (`scalar`, `avx2`,
+    /// `avx512-vnni`), chosen by feature at run time.
+    pub block_kernels: &'static str,
 }
 
 impl Diagnosis {
@@ -88,6 +91,7 @@ impl Diagnosis {
             threads: tch::get_num_threads(),
             sdp_choices,
             cpu: crate::cpu::Capability::detect(),
+            block_kernels: crate::nn::kernels::describe(),
         }
     }
 

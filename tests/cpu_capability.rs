@@ -45,4 +45,9 @@ fn doctor_prints_the_simd_capability_and_libtorchs_class() {
     assert!(stdout.contains(&simd), "{stdout}");
     assert!(stdout.contains(&class), "{stdout}");
     assert!(stdout.contains(&c.kernel_key()), "{stdout}");
+    let kernels = format!(
+        "block kernels      {} ",
+        tch_attention::nn::kernels::describe()
+    );
+    assert!(stdout.contains(&kernels), "{stdout}");
 }

@@ -121,6 +121,11 @@ impl Measurement {
             "peak_rss_mb": self.peak_rss_mb,
             "peak_delta_mb": self.peak_delta_mb,
         });
+        // Machines differ: every row says which SIMD it ran on, and which kernels.
+        let cpu = crate::cpu::Capability::detect();
+        row["cpu_simd"] = cpu.summary().into();
+        row["libtorch_kernels"] = cpu.libtorch.unwrap_or_default().into();
+        row["block_kernels"] = crate::nn::kernels::describe().into();
         if let BenchModule::LectureGpt(sizes) | BenchModule::NanoGpt(sizes) = c.module {
             lecture_gpt_fields(&mut row, &sizes);
         }

@@ -46,6 +46,10 @@ pub fn run() -> Result<ExitCode> {
         d.cpu.libtorch.as_deref().unwrap_or("unknown")
     );
     println!(
+        "block kernels      {} (the crate's GGUF block matmuls, --quant gguf)",
+        d.block_kernels
+    );
+    println!(
         "reference key      {} (CPU-dependent test references are valid where this matches)",
         d.cpu.kernel_key()
     );
