@@ -18,6 +18,26 @@ pub const THREADS_PER_CPU: usize = 4;
 /// only the tensors it must hold, not libtorch's own allocations and workspaces.
 const MEMORY_SHARE: f64 = 0.75;
 
+/// The most warm-up steps, and the most timed steps, one configuration may ask for:
+/// each timed step's time is kept (8 bytes), and ten million steps of the smallest
+/// configuration already take minutes. A larger count is a typing error, refused before
+/// anything is allocated (`--repeats 18446744073709551615` once reached an allocation).
+pub const MAX_STEPS: usize = 10_000_000;
+
+/// Checks the warm-up and timed step counts: `repeats` at least 1, both at most
+/// [`MAX_STEPS`].
+pub fn check_steps(warmup: usize, repeats: usize) -> Result<()> {
+    for (field, steps, min) in [("warmup", warmup, 0), ("repeats", repeats, 1)] {
+        if steps < min || steps > MAX_STEPS {
+            return Err(Error::config(
+                field,
+                format!("must be between {min} and {MAX_STEPS}, got {steps}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks an intra-op thread count: at least 1, at most [`THREADS_PER_CPU`] times the
 /// CPUs this process may use (`std::thread::available_parallelism`).
 pub fn check_threads(threads: i64) -> Result<()> {
@@ -133,7 +153,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_memory, check_threads, min_bytes};
+    use super::{check_memory, check_steps, check_threads, min_bytes, MAX_STEPS};
     use crate::bench::{BenchConfig, BenchModule, Mode};
     use crate::parity::ModuleKind;
     use tch::{Device, Kind};
@@ -172,6 +192,25 @@ mod tests {
         // Whatever the machine, sizes beyond 64 bits are refused.
         let err = check_memory(&sdpa(i64::MAX), None).unwrap_err().to_string();
         assert!(err.contains("overflow"), "{err}");
+    }
+
+    #[test]
+    fn step_counts_are_bounded_before_anything_is_allocated() {
+        assert!(check_steps(0, 1).is_ok());
+        assert!(check_steps(MAX_STEPS, MAX_STEPS).is_ok());
+        for (warmup, repeats, field, got) in [
+            (0, 0, "repeats", 0),
+            (0, MAX_STEPS + 1, "repeats", MAX_STEPS + 1),
+            (0, usize::MAX, "repeats", usize::MAX),
+            (MAX_STEPS + 1, 1, "warmup", MAX_STEPS + 1),
+            (usize::MAX, usize::MAX, "warmup", usize::MAX),
+        ] {
+            let err = check_steps(warmup, repeats).unwrap_err().to_string();
+            assert!(
+                err.contains(field) && err.contains(&got.to_string()) && err.contains("10000000"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
