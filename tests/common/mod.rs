@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run the `attn` binary or the setup's Python.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod peak;
 pub mod torch_save;
 
 use std::path::PathBuf;
