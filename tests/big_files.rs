@@ -22,8 +22,8 @@ use tch_attention::io::{
 
 mod common;
 
-use common::torch_save::{self, Entry};
 use common::peak::{measured, measured_command, ok, refused, start_up, Run};
+use common::torch_save::{self, Entry};
 use common::{fixtures, tempdir};
 
 const MIB: f64 = (1 << 20) as f64;
@@ -217,7 +217,8 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
     );
     refused(&run, "gone.safetensors");
     assert!(
-        run.stderr.contains("the output needs 4.0 TiB, more than the"),
+        run.stderr
+            .contains("the output needs 4.0 TiB, more than the"),
         "{}",
         run.stderr
     );
@@ -293,7 +294,15 @@ fn convert_writes_a_big_view_in_pieces_after_checking_the_disk() {
     );
     assert!(std::fs::metadata(&path).unwrap().len() < 2048);
     let out = dir.join("out.safetensors");
-    let args = ["convert", "--from", "nanogpt", "--to", "nanogpt", s(&path), s(&out)];
+    let args = [
+        "convert",
+        "--from",
+        "nanogpt",
+        "--to",
+        "nanogpt",
+        s(&path),
+        s(&out),
+    ];
     let base = start_up(&dir);
     let run = measured(&dir, &args);
     ok(&run);

@@ -108,7 +108,10 @@ fn a_folder_of_a_fifo_is_one_line_naming_it() {
     assert_usage_error(&out, "skipped 1 safetensors file(s) without case metadata");
     let row: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
-    assert!(row["error"].as_str().unwrap().contains("not a regular file"));
+    assert!(row["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a regular file"));
     // Only files that are no case: one line too.
     std::fs::remove_file(&fifo).unwrap();
     let out = attn_with_timeout(&["verify", dir.to_str().unwrap()]);

@@ -523,7 +523,9 @@ impl Trainer {
         tch::no_grad(|| -> Result<(f32, f32)> {
             let mut out = [0f32; 2];
             for (slot, split) in out.iter_mut().zip([Split::Train, Split::Val]) {
-                let mut losses = Vec::with_capacity(self.config.eval_iters as usize);
+                // Grown, not reserved: eval_iters is the user's count, and reserving
+                // 2^63 - 1 of them was a capacity overflow (a panic) before one batch.
+                let mut losses = Vec::new();
                 for _ in 0..self.config.eval_iters {
                     let (x, y) = self.batch(split)?;
                     let logits = self.model.f_forward_t(&x, false)?;
