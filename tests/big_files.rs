@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
@@ -22,7 +22,7 @@ use tch_attention::io::{
 
 mod common;
 
-use common::peak::{measured, measured_command, ok, refused, start_up, Run};
+use common::peak::{measured, ok, refused, start_up, with_file_size_limit};
 use common::torch_save::{self, Entry};
 use common::{fixtures, tempdir};
 
@@ -193,9 +193,8 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
     )));
 
     // 2^40 floats (4 TiB) outside the block, then inside it: a clear error before any
-    // allocation, and no output. Outside, it is written in pieces (see
-    // convert_writes_a_big_view_in_pieces_after_checking_the_disk), so what refuses it is
-    // the disk: the space free there, or (on a disk of terabytes) the file-size limit.
+    // allocation, and no output. Outside, it would be written in pieces: the disk's free
+    // space (or, on a disk of terabytes, the file-size limit) refuses it.
     let huge = dir.join("huge.pt");
     let gone = dir.join("gone.safetensors");
     nanogpt_with(
@@ -265,44 +264,20 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
     assert!(run.peak_mib < base + 64.0, "{:.0} MiB", run.peak_mib);
 }
 
-/// `attn ARGS` measured, under a file-size limit of `bytes` (`ulimit -f`, in 512-byte
-/// blocks), with SIGXFSZ ignored so that a write past it is an error, not a signal.
-fn with_file_size_limit(dir: &Path, bytes: u64, args: &[&str]) -> Run {
-    let mut sh = Command::new("sh");
-    sh.arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
-            bytes / 512
-        ))
-        .arg(env!("CARGO_BIN_EXE_attn"))
-        .args(args);
-    measured_command(sh, dir)
-}
-
-/// Issue 26: a 611-byte torch.save whose tensor is 4 bytes repeated 2^29 times made
-/// `convert` hold the whole 2 GiB output. Here 2^27 floats (512 MiB): written, with the
-/// memory of one piece; refused, before anything is written, when the output cannot fit.
+/// Issue 26: convert held the whole output of a 611-byte view of 2^29 floats (2 GiB).
+/// Here 2^27 (512 MiB): written with the memory of one piece; refused, before anything
+/// is written, when the output cannot fit.
 #[test]
 fn convert_writes_a_big_view_in_pieces_after_checking_the_disk() {
     let dir = tempdir("stride0-pieces");
     let path = dir.join("view.pt");
     let n: u64 = 1 << 27;
-    torch_file(
-        &path,
-        &[view("w", "one", 1, &[n as i32], &[0])],
-        &[("one", vec![7.0])],
-    );
+    let stride_0 = view("w", "one", 1, &[n as i32], &[0]);
+    torch_file(&path, &[stride_0], &[("one", vec![7.0])]);
     assert!(std::fs::metadata(&path).unwrap().len() < 2048);
     let out = dir.join("out.safetensors");
-    let args = [
-        "convert",
-        "--from",
-        "nanogpt",
-        "--to",
-        "nanogpt",
-        s(&path),
-        s(&out),
-    ];
+    let args = ["convert", "--from", "nanogpt", "--to", "nanogpt"];
+    let args = [&args[..], &[s(&path), s(&out)]].concat();
     let base = start_up(&dir);
     let run = measured(&dir, &args);
     ok(&run);
@@ -312,15 +287,16 @@ fn convert_writes_a_big_view_in_pieces_after_checking_the_disk() {
         "convert peaked at {:.0} MiB, start-up {base:.0} MiB",
         run.peak_mib
     );
-    let file = CheckpointFile::open(&out).unwrap();
-    assert_eq!(file.tensors["w"].shape, [n as i64]);
-    let bytes = std::fs::metadata(&out).unwrap().len();
-    let header = bytes - 4 * n;
+    assert_eq!(
+        CheckpointFile::open(&out).unwrap().tensors["w"].shape,
+        [n as i64]
+    );
+    let header = std::fs::metadata(&out).unwrap().len() - 4 * n;
     // The first element, one on each side of a piece's edge, and the last.
     let f = std::fs::File::open(&out).unwrap();
     for i in [0, (4 << 20) - 1, 4 << 20, n - 1] {
         let mut buf = [0u8; 4];
-        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, header + 4 * i).unwrap();
+        FileExt::read_exact_at(&f, &mut buf, header + 4 * i).unwrap();
         assert_eq!(f32::from_le_bytes(buf), 7.0, "element {i}");
     }
     std::fs::remove_file(&out).unwrap();
@@ -335,10 +311,11 @@ fn convert_writes_a_big_view_in_pieces_after_checking_the_disk() {
         run.stderr
     );
     assert!(run.peak_mib < base + 64.0, "{:.0} MiB", run.peak_mib);
-    let left: Vec<_> = std::fs::read_dir(&dir)
+    let left = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("out.safetensors"))
+        .map(|e| e.unwrap().file_name());
+    let left: Vec<_> = left
+        .filter(|n| n.to_string_lossy().contains("out."))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     std::fs::remove_dir_all(&dir).unwrap();

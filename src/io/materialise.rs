@@ -113,11 +113,11 @@ pub(crate) fn check_fits_on_disk(path: &std::path::Path, bytes: u64) -> Result<(
     };
     if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } == 0
         && limit.rlim_cur != libc::RLIM_INFINITY
-        && bytes > limit.rlim_cur as u64
+        && bytes > limit.rlim_cur
     {
         return Err(too_large(format!(
             "the file-size limit of {} (ulimit -f)",
-            human_bytes(limit.rlim_cur as u64)
+            human_bytes(limit.rlim_cur)
         )));
     }
     Ok(())

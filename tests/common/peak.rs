@@ -59,6 +59,20 @@ pub fn measured_command(mut command: Command, dir: &Path) -> Run {
     }
 }
 
+/// `attn ARGS` measured, under a file-size limit of `bytes` (`ulimit -f`, in 512-byte
+/// blocks), with SIGXFSZ ignored so that a write past it is an error, not a signal.
+pub fn with_file_size_limit(dir: &Path, bytes: u64, args: &[&str]) -> Run {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
+            bytes / 512
+        ))
+        .arg(env!("CARGO_BIN_EXE_attn"))
+        .args(args);
+    measured_command(sh, dir)
+}
+
 /// `VmHWM` of a `/proc/PID/status`, in KiB.
 fn vm_hwm_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

@@ -114,27 +114,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let kind = parse_dtype(&args.dtype)?;
     let device = args.device.device()?;
-    let mut configs = match (&args.suite, &args.module) {
-        (Some(name), _) => {
-            let names: Vec<&str> = if name == "all" {
-                SUITES.to_vec()
-            } else {
-                vec![name.as_str()]
-            };
-            let mut all = Vec::new();
-            for n in names {
-                all.extend(suite(n, kind, device, args.smoke).context("--suite")?);
-            }
-            all
-        }
-        (None, Some(module)) => vec![one(&args, module, kind, device)?],
-        (None, None) => bail!("give --suite or --module"),
-    };
-    for c in &mut configs {
-        c.warmup = args.warmup.unwrap_or(c.warmup);
-        c.repeats = args.repeats.unwrap_or(c.repeats);
-        c.validate().map_err(config_to_flag)?;
-    }
+    let configs = configs(&args, kind, device)?;
     tch::set_num_threads(args.threads);
     let ceiling = matmul_gflops(1024, kind, device)?;
     if !args.json {
@@ -191,6 +171,33 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configurations to time: a suite's (or all of them), or the one of --module,
+/// with --warmup and --repeats applied, each checked.
+fn configs(args: &Args, kind: Kind, device: tch::Device) -> Result<Vec<BenchConfig>> {
+    let mut configs = match (&args.suite, &args.module) {
+        (Some(name), _) => {
+            let names: Vec<&str> = if name == "all" {
+                SUITES.to_vec()
+            } else {
+                vec![name.as_str()]
+            };
+            let mut all = Vec::new();
+            for n in names {
+                all.extend(suite(n, kind, device, args.smoke).context("--suite")?);
+            }
+            all
+        }
+        (None, Some(module)) => vec![one(args, module, kind, device)?],
+        (None, None) => bail!("give --suite or --module"),
+    };
+    for c in &mut configs {
+        c.warmup = args.warmup.unwrap_or(c.warmup);
+        c.repeats = args.repeats.unwrap_or(c.repeats);
+        c.validate().map_err(config_to_flag)?;
+    }
+    Ok(configs)
 }
 
 fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<BenchConfig> {

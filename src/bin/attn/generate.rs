@@ -126,14 +126,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "--quant: the int4/int8 kernels are libtorch's CPU ones; drop --device or --quant"
     );
     // The options first: a bad one fails before the model (seconds) is read.
-    anyhow::ensure!(
-        args.max_new_tokens >= 0,
-        "--max-new-tokens: must be >= 0, got {}",
-        args.max_new_tokens
-    );
-    if let Decoding::Sample { config, .. } = args.decoding() {
-        config.validate().map_err(|e| with_flag_names(e, FLAGS))?;
-    }
+    check_options(&args)?;
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
     let (mut vs, model) = match args.quant {
@@ -201,6 +194,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `generate` checks of its options, checked before the model is read.
+fn check_options(args: &Args) -> Result<()> {
+    anyhow::ensure!(
+        args.max_new_tokens >= 0,
+        "--max-new-tokens: must be >= 0, got {}",
+        args.max_new_tokens
+    );
+    if let Decoding::Sample { config, .. } = args.decoding() {
+        config.validate().map_err(|e| with_flag_names(e, FLAGS))?;
+    }
+    Ok(())
 }
 
 /// `generate` makes its KV cache for the prompt and every new token at once: a count
