@@ -135,3 +135,38 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     }
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::for_each_chunk;
+    use tch::{Device, Kind, Tensor};
+
+    /// The pieces, concatenated, are `t.contiguous()`, whatever the view and the piece
+    /// size; none is larger than asked (or than one element).
+    #[test]
+    fn pieces_concatenate_to_the_contiguous_tensor() {
+        let base = Tensor::arange(60, (Kind::Float, Device::Cpu));
+        let views = [
+            base.view([3, 4, 5]),                          // contiguous: one piece
+            base.view([3, 4, 5]).transpose(0, 2),          // (5, 4, 3), strided
+            base.narrow(0, 7, 1).expand([6, 7, 2], false), // stride 0 everywhere
+            base.view([6, 10]).narrow(1, 3, 4),            // rows with gaps
+            base.view([60]).get(5),                        // 0-d
+        ];
+        for t in &views {
+            for max_bytes in [1, 4, 12, 40, 1 << 20] {
+                let mut pieces = Vec::new();
+                for_each_chunk(t, max_bytes, &mut |p| {
+                    assert!(p.is_contiguous());
+                    let bytes = p.numel() as u64 * 4;
+                    assert!(bytes <= max_bytes.max(4) || t.is_contiguous(), "{bytes}");
+                    pieces.push(p.reshape([-1]));
+                    Ok(())
+                })
+                .unwrap();
+                let got = Tensor::cat(&pieces, 0);
+                assert!(got.equal(&t.contiguous().reshape([-1])), "{:?}", t.size());
+            }
+        }
+    }
+}
