@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
@@ -22,6 +22,7 @@ use tch_attention::io::{
 
 mod common;
 
+use common::peak::{measured, ok, refused, start_up, with_file_size_limit};
 use common::torch_save::{self, Entry};
 use common::{fixtures, tempdir};
 
@@ -104,85 +105,6 @@ fn nanogpt_with(path: &Path, extra: Vec<View<'static>>) {
         path,
         &views,
         &[("q", values(48)), ("o", values(16)), ("one", vec![7.0])],
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// The binary, run as its own process, with its peak resident memory.
-// ---------------------------------------------------------------------------------------
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    peak_mib: f64,
-}
-
-/// `attn ARGS`, its output and its peak RSS: the high-water mark of its own memory
-/// (`VmHWM`), read every 2 ms until it exits. (`wait4`'s `ru_maxrss` would not do: a
-/// child spawned from this process counts this process's peak, taken at the exec.)
-fn measured(dir: &Path, args: &[&str]) -> Run {
-    measured_exe(env!("CARGO_BIN_EXE_attn"), dir, args)
-}
-
-fn measured_exe(exe: &str, dir: &Path, args: &[&str]) -> Run {
-    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new(exe)
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
-        .spawn()
-        .expect("run attn");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
-    let status = loop {
-        if let Some(kib) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            peak_kib = peak_kib.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    Run {
-        code: status.code(),
-        stdout: std::fs::read_to_string(out).unwrap(),
-        stderr: std::fs::read_to_string(err).unwrap(),
-        peak_mib: peak_kib as f64 / 1024.0,
-    }
-}
-
-/// `VmHWM` of a `/proc/PID/status`, in KiB.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The peak RSS of `attn --version`: what every other figure is compared with.
-/// What a command that computes starts with: attn-torch with libtorch loaded (`attn
-/// --version` alone is answered by the front door, without libtorch).
-fn start_up(dir: &Path) -> f64 {
-    (0..2)
-        .map(|_| measured_exe(env!("CARGO_BIN_EXE_attn-torch"), dir, &["--version"]).peak_mib)
-        .fold(0.0, f64::max)
-}
-
-fn ok(run: &Run) {
-    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
-}
-
-/// Exit 2 with one line on stderr holding `needle`.
-fn refused(run: &Run, needle: &str) {
-    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
-    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(needle),
-        "{:?} lacks {needle:?}",
-        run.stderr
     );
 }
 
@@ -271,15 +193,17 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
     )));
 
     // 2^40 floats (4 TiB) outside the block, then inside it: a clear error before any
-    // allocation, and no output.
+    // allocation, and no output. Outside, it would be written in pieces: the disk's free
+    // space (or, on a disk of terabytes, the file-size limit) refuses it.
     let huge = dir.join("huge.pt");
     let gone = dir.join("gone.safetensors");
     nanogpt_with(
         &huge,
         vec![view("wte", "one", 1, &[1 << 20, 1 << 20], &[0, 0])],
     );
-    let run = measured(
+    let run = with_file_size_limit(
         &dir,
+        1 << 30,
         &[
             "convert",
             "--from",
@@ -290,9 +214,10 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
             s(&gone),
         ],
     );
-    refused(&run, "tensor wte");
+    refused(&run, "gone.safetensors");
     assert!(
-        run.stderr.contains("4.0 TiB in memory, more than"),
+        run.stderr
+            .contains("the output needs 4.0 TiB, more than the"),
         "{}",
         run.stderr
     );
@@ -337,6 +262,63 @@ fn convert_materialises_a_view_only_when_it_fits_and_says_why_not() {
     );
     assert!(!gone.exists());
     assert!(run.peak_mib < base + 64.0, "{:.0} MiB", run.peak_mib);
+}
+
+/// Issue 26: convert held the whole output of a 611-byte view of 2^29 floats (2 GiB).
+/// Here 2^27 (512 MiB): written with the memory of one piece; refused, before anything
+/// is written, when the output cannot fit.
+#[test]
+fn convert_writes_a_big_view_in_pieces_after_checking_the_disk() {
+    let dir = tempdir("stride0-pieces");
+    let path = dir.join("view.pt");
+    let n: u64 = 1 << 27;
+    let stride_0 = view("w", "one", 1, &[n as i32], &[0]);
+    torch_file(&path, &[stride_0], &[("one", vec![7.0])]);
+    assert!(std::fs::metadata(&path).unwrap().len() < 2048);
+    let out = dir.join("out.safetensors");
+    let args = ["convert", "--from", "nanogpt", "--to", "nanogpt"];
+    let args = [&args[..], &[s(&path), s(&out)]].concat();
+    let base = start_up(&dir);
+    let run = measured(&dir, &args);
+    ok(&run);
+    // One 16 MiB piece at a time; the whole tensor would be 512 MiB more.
+    assert!(
+        run.peak_mib < base + 96.0,
+        "convert peaked at {:.0} MiB, start-up {base:.0} MiB",
+        run.peak_mib
+    );
+    assert_eq!(
+        CheckpointFile::open(&out).unwrap().tensors["w"].shape,
+        [n as i64]
+    );
+    let header = std::fs::metadata(&out).unwrap().len() - 4 * n;
+    // The first element, one on each side of a piece's edge, and the last.
+    let f = std::fs::File::open(&out).unwrap();
+    for i in [0, (4 << 20) - 1, 4 << 20, n - 1] {
+        let mut buf = [0u8; 4];
+        FileExt::read_exact_at(&f, &mut buf, header + 4 * i).unwrap();
+        assert_eq!(f32::from_le_bytes(buf), 7.0, "element {i}");
+    }
+    std::fs::remove_file(&out).unwrap();
+
+    // Under a file-size limit of 64 MiB: refused before a byte is written.
+    let run = with_file_size_limit(&dir, 64 << 20, &args);
+    refused(&run, "out.safetensors");
+    assert!(
+        run.stderr
+            .contains("the output needs 512.0 MiB, more than the file-size limit of 64.0 MiB"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.peak_mib < base + 64.0, "{:.0} MiB", run.peak_mib);
+    let left = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name());
+    let left: Vec<_> = left
+        .filter(|n| n.to_string_lossy().contains("out."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -80,9 +80,45 @@ fn a_fifo_named_like_a_case_is_reported_not_opened() {
         .find(|l| l.contains("b.safetensors"))
         .unwrap();
     assert!(line.contains("not a regular file"), "{line}");
+    assert_usage_error(&out, "b.safetensors: not a regular file");
     // Named on the command line, it is the same one-line error.
     let out = run_case(&fifo);
     assert_usage_error(&out, "not a regular file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 26: a folder holding only a FIFO named like a case (and a state_dict that is
+/// no case) printed three lines on stderr for one user error.
+#[test]
+fn a_folder_of_a_fifo_is_one_line_naming_it() {
+    let dir = tempdir("fifo-only");
+    let fifo = dir.join("x.safetensors");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let out = attn_with_timeout(&["verify", dir.to_str().unwrap()]);
+    assert_usage_error(&out, "x.safetensors: not a regular file");
+    // A safetensors file without case metadata beside it: counted in the same line.
+    std::fs::copy(
+        fixtures().join("checkpoints/reference.safetensors"),
+        dir.join("state_dict.safetensors"),
+    )
+    .unwrap();
+    let out = attn_with_timeout(&["verify", "--json", dir.to_str().unwrap()]);
+    assert_usage_error(&out, "x.safetensors: not a regular file");
+    assert_usage_error(&out, "skipped 1 safetensors file(s) without case metadata");
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(row["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a regular file"));
+    // Only files that are no case: one line too.
+    std::fs::remove_file(&fifo).unwrap();
+    let out = attn_with_timeout(&["verify", dir.to_str().unwrap()]);
+    assert_usage_error(&out, "no *.safetensors case files");
+    assert_usage_error(&out, "skipped 1");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 1, "nothing written beside the cases");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

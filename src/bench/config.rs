@@ -166,13 +166,13 @@ impl BenchConfig {
 
     /// The checks that depend on the fields alone.
     fn validate_fields(&self) -> Result<()> {
+        limits::check_steps(self.warmup, self.repeats)?;
         for (field, v) in [
             ("batch", self.batch),
             ("seq", self.seq),
             ("embd", self.embd),
             ("heads", self.heads),
             ("head_size", self.head_size),
-            ("repeats", i64::try_from(self.repeats).unwrap_or(i64::MAX)),
         ] {
             if v < 1 {
                 return Err(Error::config(field, format!("must be at least 1, got {v}")));

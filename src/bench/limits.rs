@@ -5,7 +5,7 @@
 use tch::{Device, Kind};
 
 use super::config::{dtype_name, BenchConfig, BenchModule, Mode};
-use super::lecture_gpt;
+use super::lecture_gpt::{self, LectureGptSizes};
 use super::nanogpt_gpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
@@ -17,6 +17,26 @@ pub const THREADS_PER_CPU: usize = 4;
 /// The share of the available memory a configuration may take: the estimate counts
 /// only the tensors it must hold, not libtorch's own allocations and workspaces.
 const MEMORY_SHARE: f64 = 0.75;
+
+/// The most warm-up steps, and the most timed steps, one configuration may ask for:
+/// each timed step's time is kept (8 bytes), and ten million steps of the smallest
+/// configuration already take minutes. A larger count is a typing error, refused before
+/// anything is allocated (`--repeats 18446744073709551615` once reached an allocation).
+pub const MAX_STEPS: usize = 10_000_000;
+
+/// Checks the warm-up and timed step counts: `repeats` at least 1, both at most
+/// [`MAX_STEPS`].
+pub fn check_steps(warmup: usize, repeats: usize) -> Result<()> {
+    for (field, steps, min) in [("warmup", warmup, 0), ("repeats", repeats, 1)] {
+        if steps < min || steps > MAX_STEPS {
+            return Err(Error::config(
+                field,
+                format!("must be between {min} and {MAX_STEPS}, got {steps}"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Checks an intra-op thread count: at least 1, at most [`THREADS_PER_CPU`] times the
 /// CPUs this process may use (`std::thread::available_parallelism`).
@@ -79,6 +99,65 @@ pub fn check_memory(config: &BenchConfig, available: Option<f64>) -> Result<()> 
     }
 }
 
+/// The sizes of a whole-model training run, as `attn train` takes them: a run that
+/// would not fit in memory is refused before the model is built (a `--n-embd` or
+/// `--batch-size` of billions otherwise reaches libtorch's allocator). `nanogpt`
+/// picks nanoGPT's GPT over the lecture's; `vocab` is the corpus's.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingSizes {
+    /// nanoGPT's GPT (else the lecture's).
+    pub nanogpt: bool,
+    /// `batch_size`.
+    pub batch: i64,
+    /// `block_size`.
+    pub block: i64,
+    /// `n_embd`.
+    pub embd: i64,
+    /// `n_head`.
+    pub heads: i64,
+    /// `n_layer`.
+    pub layers: i64,
+    /// The vocabulary's size.
+    pub vocab: i64,
+    /// Where it trains.
+    pub device: Device,
+}
+
+/// Refuses a training run whose model, optimizer state and one step's activations
+/// ([`min_bytes`] of the same sizes as a `train` suite's step) exceed `MEMORY_SHARE` of
+/// the memory available now, or overflow 64-bit sizes. The sizes must have passed the
+/// model's own checks (positive, `embd` divisible by `heads`).
+pub fn check_training(t: &TrainingSizes) -> Result<()> {
+    let sizes = LectureGptSizes {
+        n_layer: t.layers,
+        vocab: t.vocab,
+        dropout: 0.0,
+        learning_rate: None,
+        new_tokens: None,
+    };
+    let config = BenchConfig {
+        suite: "train".into(),
+        name: "train".into(),
+        module: if t.nanogpt {
+            BenchModule::NanoGpt(sizes)
+        } else {
+            BenchModule::LectureGpt(sizes)
+        },
+        mode: Mode::TrainStep,
+        batch: t.batch,
+        seq: t.block,
+        embd: t.embd,
+        heads: t.heads,
+        head_size: t.embd / t.heads.max(1),
+        kind: Kind::Float,
+        device: t.device,
+        warmup: 0,
+        repeats: 1,
+        window: None,
+    };
+    check_memory(&config, available_memory(t.device))
+}
+
 /// A lower bound on the bytes one configuration holds at once: parameters, inputs,
 /// outputs and the activations its step must keep, counting a `T x T` score matrix
 /// only for the lecture's modules, which materialise it (the others use the fused
@@ -133,7 +212,7 @@ pub fn min_bytes(config: &BenchConfig) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_memory, check_threads, min_bytes};
+    use super::{check_memory, check_steps, check_threads, min_bytes, MAX_STEPS};
     use crate::bench::{BenchConfig, BenchModule, Mode};
     use crate::parity::ModuleKind;
     use tch::{Device, Kind};
@@ -172,6 +251,25 @@ mod tests {
         // Whatever the machine, sizes beyond 64 bits are refused.
         let err = check_memory(&sdpa(i64::MAX), None).unwrap_err().to_string();
         assert!(err.contains("overflow"), "{err}");
+    }
+
+    #[test]
+    fn step_counts_are_bounded_before_anything_is_allocated() {
+        assert!(check_steps(0, 1).is_ok());
+        assert!(check_steps(MAX_STEPS, MAX_STEPS).is_ok());
+        for (warmup, repeats, field, got) in [
+            (0, 0, "repeats", 0),
+            (0, MAX_STEPS + 1, "repeats", MAX_STEPS + 1),
+            (0, usize::MAX, "repeats", usize::MAX),
+            (MAX_STEPS + 1, 1, "warmup", MAX_STEPS + 1),
+            (usize::MAX, usize::MAX, "warmup", usize::MAX),
+        ] {
+            let err = check_steps(warmup, repeats).unwrap_err().to_string();
+            assert!(
+                err.contains(field) && err.contains(&got.to_string()) && err.contains("10000000"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ::safetensors::tensor::{Metadata, TensorInfo};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::atomic::{write_file_with, Overwrite};
-use super::materialise::contiguous_checked;
+use super::materialise::{check_fits_on_disk, for_each_chunk, CHUNK_BYTES};
 use super::safetensors::dtype_of;
 use crate::error::{Error, Result};
 
@@ -37,6 +37,7 @@ pub fn write_safetensors_streamed(
 ) -> Result<()> {
     let name = path.display().to_string();
     let layout = Layout::new(&name, plan, metadata)?;
+    check_fits_on_disk(path, layout.file_bytes())?;
     write_file_with(path, overwrite, |file| {
         let mut sink = TensorSink {
             file,
@@ -78,9 +79,19 @@ impl Layout {
         let mut offset = 0usize;
         let mut infos = Vec::with_capacity(planned.len());
         for (key, dtype, shape) in planned {
-            let bytes = shape.iter().product::<usize>() * dtype.bitsize() / 8;
-            let data_offsets = (offset, offset + bytes);
-            offset += bytes;
+            // Checked: a stride-0 view may describe more bytes than any file can hold.
+            let end = shape
+                .iter()
+                .try_fold(dtype.bitsize() / 8, |n, &d| n.checked_mul(d))
+                .and_then(|bytes| offset.checked_add(bytes))
+                .ok_or_else(|| {
+                    Error::malformed(
+                        name,
+                        format!("tensor {key}: shape {shape:?} is too large to write"),
+                    )
+                })?;
+            let data_offsets = (offset, end);
+            offset = end;
             infos.push((
                 key,
                 TensorInfo {
@@ -137,6 +148,14 @@ fn header_json(
     Ok(format!("{{{}}}", parts.join(",")))
 }
 
+impl Layout {
+    /// The size of the whole file: header and every tensor's bytes.
+    fn file_bytes(&self) -> u64 {
+        let data = self.infos.last().map_or(0, |(_, i)| i.data_offsets.1);
+        self.header.len() as u64 + data as u64
+    }
+}
+
 /// Where [`write_safetensors_streamed`]'s `fill` puts the planned tensors.
 pub struct TensorSink<'a> {
     file: &'a mut File,
@@ -146,8 +165,8 @@ pub struct TensorSink<'a> {
 }
 
 impl TensorSink<'_> {
-    /// Writes `t` as the planned tensor `key`: its dtype and shape must be the plan's,
-    /// and a view is made contiguous only after checking the memory that takes.
+    /// Writes `t` as the planned tensor `key`: its dtype and shape must be the plan's.
+    /// A view is made contiguous a piece at a time ([`CHUNK_BYTES`] at most).
     pub fn put(&mut self, key: &str, t: &Tensor) -> Result<()> {
         let err = |reason: String| Error::malformed(self.name, format!("tensor {key}: {reason}"));
         let &i = self
@@ -169,22 +188,26 @@ impl TensorSink<'_> {
         if std::mem::replace(&mut self.written[i], true) {
             return Err(err("put twice".into()));
         }
-        let t = t.f_detach()?.f_to_device(Device::Cpu)?;
-        let t = contiguous_checked(&t, self.name, key)?;
         let (begin, end) = info.data_offsets;
         if end == begin {
             return Ok(());
         }
-        // SAFETY: `t` is contiguous on the CPU, of the plan's dtype and shape, so its
-        // elements are the `end - begin` bytes from its data pointer; it outlives `data`.
-        let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, end - begin) };
-        let at = (self.layout.header.len() + begin) as u64;
-        self.file
-            .write_all_at(data, at)
-            .map_err(|source| Error::Io {
-                path: self.name.to_string(),
+        // A view is written in pieces (a stride-0 view of 4 bytes may stand for
+        // gigabytes): memory holds one piece, never the whole tensor.
+        let mut at = (self.layout.header.len() + begin) as u64;
+        let (file, name) = (&mut *self.file, self.name);
+        for_each_chunk(&t.f_detach()?, CHUNK_BYTES, &mut |piece| {
+            let len = piece.numel() * piece.kind().elt_size_in_bytes();
+            // SAFETY: `piece` is contiguous on the CPU, so its `len` bytes of elements
+            // start at its data pointer; it outlives `data`.
+            let data = unsafe { std::slice::from_raw_parts(piece.data_ptr() as *const u8, len) };
+            file.write_all_at(data, at).map_err(|source| Error::Io {
+                path: name.to_string(),
                 source,
-            })
+            })?;
+            at += len as u64;
+            Ok(())
+        })
     }
 
     fn begin(&mut self) -> Result<()> {

@@ -18,7 +18,9 @@ pub fn estimate_loss(
     tch::no_grad(|| -> Result<(f32, f32)> {
         let mut out = [0f32; 2];
         for (slot, split) in out.iter_mut().zip([Split::Train, Split::Val]) {
-            let mut losses = Vec::with_capacity(eval_iters.max(0) as usize);
+            // Grown, not reserved: eval_iters is the user's count, and reserving
+            // 2^63 - 1 of them was a capacity overflow (a panic) before one batch.
+            let mut losses = Vec::new();
             for _ in 0..eval_iters {
                 let (x, y) = batch(split)?;
                 losses.push(loss(&x, &y)?.f_double_value(&[])? as f32);

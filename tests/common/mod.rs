@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod machine_reference;
+pub mod peak;
 pub mod torch_save;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
+use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama;
 use tch_attention::bench::runner::device_name;
 use tch_attention::bench::{
@@ -77,7 +78,33 @@ pub struct Args {
     model: Option<PathBuf>,
 }
 
+/// The config fields a user sets with a flag of the same meaning.
+const FLAGS: &[(&str, &str)] = &[
+    ("batch", "--batch"),
+    ("seq", "--seq"),
+    ("embd", "--embd"),
+    ("heads", "--heads"),
+    ("head_size", "--head-size"),
+    ("warmup", "--warmup"),
+    ("repeats", "--repeats"),
+];
+
+/// A config error about a field a flag sets, as that flag's error (`--repeats: ...`).
+fn config_to_flag(e: tch_attention::Error) -> anyhow::Error {
+    match e {
+        tch_attention::Error::Config { field, reason } => {
+            match FLAGS.iter().find(|(name, _)| *name == field) {
+                Some((_, flag)) => anyhow::anyhow!("{flag}: {reason}"),
+                None => tch_attention::Error::Config { field, reason }.into(),
+            }
+        }
+        e => e.into(),
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
+    // The counts first: a step count reaches an allocation (the kept times).
+    check_steps(args.warmup.unwrap_or(0), args.repeats.unwrap_or(1)).map_err(config_to_flag)?;
     check_threads(args.threads.into()).context("--threads")?;
     if matches!(args.suite.as_deref(), Some("train" | "generate")) {
         // The whole models run as `attn train`, `sample` and `generate` run them, with
@@ -87,27 +114,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let kind = parse_dtype(&args.dtype)?;
     let device = args.device.device()?;
-    let mut configs = match (&args.suite, &args.module) {
-        (Some(name), _) => {
-            let names: Vec<&str> = if name == "all" {
-                SUITES.to_vec()
-            } else {
-                vec![name.as_str()]
-            };
-            let mut all = Vec::new();
-            for n in names {
-                all.extend(suite(n, kind, device, args.smoke).context("--suite")?);
-            }
-            all
-        }
-        (None, Some(module)) => vec![one(&args, module, kind, device)?],
-        (None, None) => bail!("give --suite or --module"),
-    };
-    for c in &mut configs {
-        c.warmup = args.warmup.unwrap_or(c.warmup);
-        c.repeats = args.repeats.unwrap_or(c.repeats);
-        c.validate()?;
-    }
+    let configs = configs(&args, kind, device)?;
     tch::set_num_threads(args.threads);
     let ceiling = matmul_gflops(1024, kind, device)?;
     if !args.json {
@@ -166,6 +173,33 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The configurations to time: a suite's (or all of them), or the one of --module,
+/// with --warmup and --repeats applied, each checked.
+fn configs(args: &Args, kind: Kind, device: tch::Device) -> Result<Vec<BenchConfig>> {
+    let mut configs = match (&args.suite, &args.module) {
+        (Some(name), _) => {
+            let names: Vec<&str> = if name == "all" {
+                SUITES.to_vec()
+            } else {
+                vec![name.as_str()]
+            };
+            let mut all = Vec::new();
+            for n in names {
+                all.extend(suite(n, kind, device, args.smoke).context("--suite")?);
+            }
+            all
+        }
+        (None, Some(module)) => vec![one(args, module, kind, device)?],
+        (None, None) => bail!("give --suite or --module"),
+    };
+    for c in &mut configs {
+        c.warmup = args.warmup.unwrap_or(c.warmup);
+        c.repeats = args.repeats.unwrap_or(c.repeats);
+        c.validate().map_err(config_to_flag)?;
+    }
+    Ok(configs)
+}
+
 fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<BenchConfig> {
     let head_size = match args.head_size {
         Some(hs) => hs,
@@ -194,7 +228,7 @@ fn one(args: &Args, module: &str, kind: Kind, device: tch::Device) -> Result<Ben
         repeats: 50,
         window: None,
     };
-    config.validate()?;
+    config.validate().map_err(config_to_flag)?;
     Ok(config)
 }
 

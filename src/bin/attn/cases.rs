@@ -1,7 +1,7 @@
 //! `attn run` and `attn verify`: parity cases (docs/parity-cases.md).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -71,14 +71,15 @@ pub fn verify(args: VerifyArgs) -> Result<ExitCode> {
 
 fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCode> {
     let (files, skipped) = collect_case_files(paths)?;
-    if !skipped.is_empty() {
-        eprintln!(
-            "attn: skipped {} safetensors file(s) without case metadata",
+    let skipped_note = (!skipped.is_empty()).then(|| {
+        format!(
+            "skipped {} safetensors file(s) without case metadata",
             skipped.len()
-        );
-    }
+        )
+    });
     if files.is_empty() {
-        bail!("no *.safetensors case files under {paths:?}");
+        let why = skipped_note.map_or(String::new(), |n| format!(" ({n})"));
+        bail!("no *.safetensors case files under {paths:?}{why}");
     }
     if !json {
         println!(
@@ -86,66 +87,93 @@ fn verify_paths(paths: &[PathBuf], json: bool, device: Device) -> Result<ExitCod
             "case", "module", "dtype", "max abs", "max rel"
         );
     }
-    let (mut failed, mut invalid) = (0, 0);
+    let (mut failed, mut invalid) = (0, Vec::new());
     for file in &files {
-        let name = file.display().to_string();
-        let result = Case::read(file).and_then(|case| {
-            let outcome = case.run(device)?;
-            let report = case.compare(&outcome)?;
-            Ok((case, report))
-        });
-        match result {
-            Ok((case, report)) => {
-                let pass = report.passed();
-                failed += usize::from(!pass);
-                let dtype = format!("{:?}", case.kind());
-                let failures: Vec<String> = report
-                    .checks
-                    .iter()
-                    .filter_map(|c| c.failure.as_ref().map(|f| format!("{}: {f}", c.name)))
-                    .collect();
-                if json {
-                    let obj = serde_json::json!({
-                        "case": name, "module": case.module(), "dtype": dtype,
-                        "max_abs": report.max_abs(), "max_rel": report.max_rel(),
-                        "pass": pass, "failures": failures,
-                    });
-                    println!("{obj}");
-                } else {
-                    let verdict = if pass {
-                        "pass".to_string()
-                    } else {
-                        format!("FAIL ({})", failures.join("; "))
-                    };
-                    println!(
-                        "{name:<60} {:<22} {dtype:<9} {:>11.3e} {:>11.3e}  {verdict}",
-                        case.module(),
-                        report.max_abs(),
-                        report.max_rel()
-                    );
-                }
-            }
-            Err(e) => {
-                invalid += 1;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "case": name, "error": e.to_string() })
-                    );
-                } else {
-                    println!("{name:<60} invalid: {e}");
-                }
-            }
+        match verify_one(file, json, device) {
+            Ok(pass) => failed += usize::from(!pass),
+            Err(e) => invalid.push((file, e)),
         }
     }
-    let passed = files.len() - failed - invalid;
-    eprintln!("verify: {passed} passed, {failed} failed");
-    if invalid > 0 {
-        eprintln!("attn: {invalid} case(s) could not be read or run");
-        Ok(ExitCode::from(2))
-    } else if failed > 0 {
-        Ok(ExitCode::from(1))
-    } else {
-        Ok(ExitCode::SUCCESS)
+    let passed = files.len() - failed - invalid.len();
+    let summary = format!("verify: {passed} passed, {failed} failed");
+    if let Some((file, e)) = invalid.first() {
+        // A user error: one line, the first case that could not be read or run, with
+        // the counts (every such case also has its row on stdout).
+        let name = file.display().to_string();
+        let e = e.to_string();
+        let first = if e.contains(&name) {
+            e
+        } else {
+            format!("{name}: {e}")
+        };
+        let more = match invalid.len() {
+            1 => String::new(),
+            n => format!("; {} more case(s) could not be read or run", n - 1),
+        };
+        let note = skipped_note.map_or(String::new(), |n| format!(", {n}"));
+        bail!("{first}{more} ({summary}{note})");
     }
+    if let Some(note) = skipped_note {
+        eprintln!("attn: {note}");
+    }
+    eprintln!("{summary}");
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads, runs and compares one case and prints its row (a table row, or one JSON
+/// object); whether it passed. A case that cannot be read or run has its row too, and
+/// is the error.
+fn verify_one(file: &Path, json: bool, device: Device) -> Result<bool> {
+    let name = file.display().to_string();
+    let result = Case::read(file).and_then(|case| {
+        let outcome = case.run(device)?;
+        let report = case.compare(&outcome)?;
+        Ok((case, report))
+    });
+    let (case, report) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "case": name, "error": e.to_string() })
+                );
+            } else {
+                println!("{name:<60} invalid: {e}");
+            }
+            return Err(e.into());
+        }
+    };
+    let pass = report.passed();
+    let dtype = format!("{:?}", case.kind());
+    let failures: Vec<String> = report
+        .checks
+        .iter()
+        .filter_map(|c| c.failure.as_ref().map(|f| format!("{}: {f}", c.name)))
+        .collect();
+    if json {
+        let obj = serde_json::json!({
+            "case": name, "module": case.module(), "dtype": dtype,
+            "max_abs": report.max_abs(), "max_rel": report.max_rel(),
+            "pass": pass, "failures": failures,
+        });
+        println!("{obj}");
+    } else {
+        let verdict = if pass {
+            "pass".to_string()
+        } else {
+            format!("FAIL ({})", failures.join("; "))
+        };
+        println!(
+            "{name:<60} {:<22} {dtype:<9} {:>11.3e} {:>11.3e}  {verdict}",
+            case.module(),
+            report.max_abs(),
+            report.max_rel()
+        );
+    }
+    Ok(pass)
 }

@@ -11,6 +11,8 @@ use tch::Kind;
 use tch_attention::generate::{generate, Decoding, GenerateOptions, SamplingConfig};
 use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer, Quant};
 
+use tch_attention::memory::human_bytes;
+
 use crate::tokenize::read_model_file;
 use crate::{with_flag_names, DeviceArg};
 
@@ -127,6 +129,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         args.quant.is_none() || matches!(args.device, DeviceArg::Cpu),
         "--quant: the int4/int8 kernels are libtorch's CPU ones; drop --device or --quant"
     );
+    // The options first: a bad one fails before the model (seconds) is read.
+    check_options(&args)?;
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
     let (mut vs, model) = match args.quant {
@@ -156,6 +160,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         args.prompt.clone()
     };
     let prompt_ids = tokenizer.encode(&text)?;
+    check_cache(&model, prompt_ids.len(), args.max_new_tokens)?;
     let options = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         decoding: args.decoding(),
@@ -195,6 +200,48 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `generate` checks of its options, checked before the model is read.
+fn check_options(args: &Args) -> Result<()> {
+    anyhow::ensure!(
+        args.max_new_tokens >= 0,
+        "--max-new-tokens: must be >= 0, got {}",
+        args.max_new_tokens
+    );
+    if let Decoding::Sample { config, .. } = args.decoding() {
+        config.validate().map_err(|e| with_flag_names(e, FLAGS))?;
+    }
+    Ok(())
+}
+
+/// `generate` makes its KV cache for the prompt and every new token at once: a count
+/// that would not fit in memory (or in 64 bits) is refused here, naming the flag,
+/// rather than reaching libtorch's allocator.
+fn check_cache(model: &LlamaForCausalLM, prompt: usize, max_new_tokens: i64) -> Result<()> {
+    let c = &model.config;
+    let elt = model.model.embed_tokens.kind().elt_size_in_bytes() as u64;
+    let positions = (prompt as u64).checked_add(max_new_tokens.max(1) as u64);
+    let bytes = [c.num_hidden_layers, c.num_key_value_heads, c.head_dim]
+        .iter()
+        .try_fold(2 * elt, |n, &d| n.checked_mul(d.max(0) as u64))
+        .zip(positions)
+        .and_then(|(per_position, positions)| per_position.checked_mul(positions))
+        .filter(|_| positions.is_some_and(|p| p <= i64::MAX as u64));
+    let what =
+        format!("--max-new-tokens: {max_new_tokens} new tokens after {prompt} of the prompt");
+    let Some(bytes) = bytes else {
+        anyhow::bail!("{what}: the KV cache's size overflows 64-bit integers");
+    };
+    if let Some(available) = tch_attention::memory::available_memory() {
+        anyhow::ensure!(
+            bytes <= available,
+            "{what} need a KV cache of {}, more than the {} available",
+            human_bytes(bytes),
+            human_bytes(available)
+        );
+    }
+    Ok(())
 }
 
 /// Prints the text as tokens arrive. A token can end inside a UTF-8 character (byte

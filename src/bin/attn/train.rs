@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 use tch::Device;
+use tch_attention::bench::limits::{check_training, TrainingSizes};
 use tch_attention::data::chars::{find_shakespeare, shakespeare_plays, universal_newlines};
 use tch_attention::data::{prepare_chars, Corpus, TokenData};
 use tch_attention::io::{write_file, Overwrite};
@@ -127,6 +128,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{}", flag_error(&e.to_string())))?;
     set_threads(args.threads)?;
     let corpus = read_corpus(args.data.as_deref(), config.block_size)?;
+    check_memory(TrainingSizes {
+        nanogpt: false,
+        batch: config.batch_size,
+        block: config.block_size,
+        embd: config.n_embd,
+        heads: config.n_head,
+        layers: config.n_layer,
+        vocab: corpus.vocab.len() as i64,
+        device: Device::Cpu,
+    })?;
     if let Some(out) = &args.out {
         check_writable(out)?;
     }
@@ -182,6 +193,16 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
             )?)
         }
     }
+}
+
+/// Refuses sizes whose model and step would not fit in memory, naming the flags that
+/// set them, before the model is built.
+fn check_memory(sizes: TrainingSizes) -> Result<()> {
+    check_training(&sizes).map_err(|e| {
+        let text = e.to_string();
+        let why = text.strip_prefix("config memory: ").unwrap_or(&text);
+        anyhow::anyhow!("--batch-size, --block-size, --n-embd, --n-head, --n-layer: {why}")
+    })
 }
 
 /// The library names the config field (`n_embd`); the user typed `--n-embd`.
@@ -467,6 +488,16 @@ fn run_nanogpt(args: &Args) -> Result<ExitCode> {
     let device = n.device.unwrap_or(crate::DeviceArg::Cpu).device()?;
     let data = TokenData::open(data_dir, config.block_size)
         .with_context(|| format!("--data-dir {}", data_dir.display()))?;
+    check_memory(TrainingSizes {
+        nanogpt: true,
+        batch: config.batch_size,
+        block: config.block_size,
+        embd: config.n_embd,
+        heads: config.n_head,
+        layers: config.n_layer,
+        vocab: data.meta_vocab_size.unwrap_or(50304),
+        device,
+    })?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("--out-dir {}", out_dir.display()))?;
     let mut trainer = match n.init_from.unwrap_or(InitFrom::Scratch) {
         InitFrom::Scratch => NanoTrainer::new(data, config, device)
