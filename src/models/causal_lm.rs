@@ -1,6 +1,6 @@
-//! The one trait every causal language model implements, so that generation
-//! (`crate::generate`), training's loss estimate and serving take any of them: the
-//! lecture's GPT, nanoGPT's GPT and the Llama-family decoder.
+//! The one trait every causal language model implements, so that generation, training's
+//! loss estimate and serving (the layers above) take any of them: the lecture's GPT,
+//! nanoGPT's GPT and the Llama-family decoder.
 //!
 //! It lives here, beside the models, rather than in `generate/`: each model implements
 //! it in its own file, and a model may not import a layer above it.

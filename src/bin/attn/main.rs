@@ -225,6 +225,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // (memory::keep_freed_memory). `bench` decides per suite.
         tch_attention::memory::keep_freed_memory();
     }
+    if matches!(cli.command, Command::Convert(_)) {
+        // Views are written one piece at a time: each piece's pages go back at once
+        // (memory::return_freed_memory).
+        tch_attention::memory::return_freed_memory();
+    }
     match cli.command {
         Command::Notebook(args) => notebook::run(args),
         Command::Doctor => doctor::run(),

@@ -1,4 +1,4 @@
-//! [`LlamaForCausalLM`] as a [`CausalLm`]: what `crate::generate` drives.
+//! [`LlamaForCausalLM`] as a [`CausalLm`]: what the generation loop drives.
 
 use tch::{Device, Tensor};
 
