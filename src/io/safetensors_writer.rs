@@ -166,7 +166,7 @@ pub struct TensorSink<'a> {
 
 impl TensorSink<'_> {
     /// Writes `t` as the planned tensor `key`: its dtype and shape must be the plan's.
-    /// A view is made contiguous a piece at a time ([`CHUNK_BYTES`] at most).
+    /// A view is made contiguous a piece at a time (16 MiB at most).
     pub fn put(&mut self, key: &str, t: &Tensor) -> Result<()> {
         let err = |reason: String| Error::malformed(self.name, format!("tensor {key}: {reason}"));
         let &i = self
