@@ -125,6 +125,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
+    // A base model (Gemma 3 270M's GGUF) has no template: say so before the weights load.
+    if args.chat && LlamaTokenizer::from_gguf(&gguf)?.chat_template.is_none() {
+        anyhow::bail!(
+            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
+             prompt it with raw text, without --chat",
+            gguf.source_name
+        );
+    }
     let (mut vs, model) = match args.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, device),
         Some(q) => {
