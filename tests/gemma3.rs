@@ -3,7 +3,10 @@
 //! against transformers' `Gemma3ForCausalLM` loading the same file dequantised to
 //! float32: token ids, the logits of a prompt, greedy generations (two of them longer
 //! than the 512-token sliding window) and a seeded sampled one. Fixtures:
-//! tests/fixtures/gemma3/, by scripts/gemma_reference.py.
+//! tests/fixtures/gemma3/, by scripts/gemma_reference.py. Also `attn tokenize` and
+//! `attn generate` on the file, and soft-capping on a tiny random Gemma.
+
+mod common;
 
 #[path = "../src/bin/attn/model_dir.rs"]
 #[allow(dead_code)]
@@ -12,12 +15,14 @@ mod model_dir;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use common::{assert_usage_error, attn};
 use serde_json::Value;
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use tch_attention::io::{read_safetensors, Gguf};
 use tch_attention::models::llama::{
-    generate, Decoding, GenerateOptions, LayerType, LlamaCache, LlamaConfig, LlamaForCausalLM,
-    LlamaTokenizer, SamplingConfig,
+    generate, Activation, Decoding, GenerateOptions, LayerType, LlamaCache, LlamaConfig,
+    LlamaForCausalLM, LlamaTokenizer, SamplingConfig,
 };
 
 fn fixtures() -> PathBuf {
@@ -306,4 +311,87 @@ fn other_architectures_are_refused_by_name() {
         e.contains("general.architecture: test is not supported") && e.contains("llama, gemma3"),
         "{e}"
     );
+}
+
+fn model_path() -> String {
+    let path = model_dir::default_gemma_model().unwrap();
+    path.display().to_string()
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn attn_tokenize_and_generate_give_transformers_tokens() {
+    let m = model_path();
+    let f = fixture();
+    for case in f["tokenize"].as_array().unwrap().iter().take(3) {
+        let text = case["text"].as_str().unwrap();
+        let got = json_of(&attn(&["tokenize", "--model", &m, "--json", text]));
+        assert_eq!(got["ids"], case["ids"], "{text:?}");
+    }
+    // Greedy: the first 8 of transformers' 32 tokens.
+    let g = &f["greedy"][0];
+    let prompt = g["prompt"].as_str().unwrap();
+    let args = [
+        "generate",
+        "--model",
+        &m,
+        "--json",
+        "--max-new-tokens",
+        "8",
+        prompt,
+    ];
+    let got = json_of(&attn(&args));
+    assert_eq!(got["prompt_ids"], g["prompt_ids"]);
+    assert_eq!(ids(&got["ids"]), ids(&g["ids"])[..8]);
+}
+
+#[test]
+fn attn_generate_chat_on_the_base_model_is_one_line() {
+    let out = attn(&["generate", "--model", &model_path(), "--chat", "hi"]);
+    assert_usage_error(&out, "--chat: ");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no chat template"));
+}
+
+/// A tiny Gemma 3-shaped config: two layers, one sliding (window 4) and one full.
+fn tiny_gemma() -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 32,
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        num_key_value_heads: 1,
+        head_dim: 8,
+        sliding_window: Some(4),
+        architecture: "gemma3".into(),
+        hidden_act: Activation::GeluTanh,
+        norm_unit_offset: true,
+        scale_embeddings: true,
+        qk_norm: true,
+        sandwich_norms: true,
+        query_pre_attn_scalar: Some(8.0),
+        layer_types: Some(vec![LayerType::Sliding, LayerType::Full]),
+        rope_local_theta: Some(10_000.0),
+        tie_word_embeddings: true,
+        ..LlamaConfig::default()
+    }
+}
+
+#[test]
+fn final_logit_softcapping_is_c_tanh_of_the_logits_over_c() {
+    tch::manual_seed(0);
+    let vs = VarStore::new(Device::Cpu);
+    let mut m = LlamaForCausalLM::new(vs.root(), tiny_gemma()).unwrap();
+    let input = Tensor::from_slice(&[1i64, 5, 7, 3, 9, 2, 4]).view([1, -1]);
+    let plain = m.f_forward(&input, None).unwrap();
+    m.config.final_logit_softcapping = Some(0.5);
+    let capped = m.f_forward(&input, None).unwrap();
+    let want = (&plain / 0.5).tanh() * 0.5;
+    assert_eq!(max_abs_diff(&capped, &want), 0.0);
+    assert!(max_abs_diff(&capped, &plain) > 1e-3, "the cap bites");
 }

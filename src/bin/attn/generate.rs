@@ -125,14 +125,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
-    // A base model (Gemma 3 270M's GGUF) has no template: say so before the weights load.
-    if args.chat && LlamaTokenizer::from_gguf(&gguf)?.chat_template.is_none() {
-        anyhow::bail!(
-            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
-             prompt it with raw text, without --chat",
-            gguf.source_name
-        );
-    }
+    refuse_chat_without_template(&args, &gguf)?;
     let (mut vs, model) = match args.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, device),
         Some(q) => {
@@ -197,6 +190,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--chat` on a base model (Gemma 3 270M's GGUF has no template): one line, before
+/// the weights load.
+fn refuse_chat_without_template(args: &Args, gguf: &tch_attention::io::Gguf) -> Result<()> {
+    if args.chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
+        anyhow::bail!(
+            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
+             prompt it with raw text, without --chat",
+            gguf.source_name
+        );
+    }
+    Ok(())
 }
 
 /// Prints the text as tokens arrive. A token can end inside a UTF-8 character (byte
