@@ -395,3 +395,92 @@ fn final_logit_softcapping_is_c_tanh_of_the_logits_over_c() {
     assert_eq!(max_abs_diff(&capped, &want), 0.0);
     assert!(max_abs_diff(&capped, &plain) > 1e-3, "the cap bites");
 }
+
+/// A GGUF v3 with no tensors and `kvs` as metadata: strings, u32s (`u`) and f32s (`f`).
+fn metadata_gguf(kvs: &[(&str, Meta)]) -> Gguf {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.extend((kvs.len() as u64).to_le_bytes());
+    for (key, value) in kvs {
+        b.extend((key.len() as u64).to_le_bytes());
+        b.extend(key.as_bytes());
+        match value {
+            Meta::U(v) => b.extend(4u32.to_le_bytes().into_iter().chain(v.to_le_bytes())),
+            Meta::F(v) => b.extend(6u32.to_le_bytes().into_iter().chain(v.to_le_bytes())),
+            Meta::S(v) => {
+                b.extend(8u32.to_le_bytes());
+                b.extend((v.len() as u64).to_le_bytes());
+                b.extend(v.as_bytes());
+            }
+        }
+    }
+    // The (empty) data section starts at the next multiple of general.alignment, 32.
+    b.resize(b.len().next_multiple_of(32), 0);
+    Gguf::from_bytes("meta.gguf", b).unwrap()
+}
+
+enum Meta {
+    U(u32),
+    F(f32),
+    S(&'static str),
+}
+
+/// The keys transformers reads from a gemma3 file, for 12 layers, and `extra`.
+fn gemma3_metadata(extra: Option<(&'static str, Meta)>) -> Vec<(&'static str, Meta)> {
+    let mut kvs = vec![
+        ("general.architecture", Meta::S("gemma3")),
+        ("gemma3.block_count", Meta::U(12)),
+        ("gemma3.embedding_length", Meta::U(64)),
+        ("gemma3.feed_forward_length", Meta::U(128)),
+        ("gemma3.attention.head_count", Meta::U(4)),
+        ("gemma3.attention.head_count_kv", Meta::U(2)),
+        ("gemma3.attention.key_length", Meta::U(16)),
+        ("gemma3.attention.layer_norm_rms_epsilon", Meta::F(1e-6)),
+        ("gemma3.rope.freq_base", Meta::F(1e6)),
+        ("gemma3.context_length", Meta::U(2048)),
+        ("gemma3.vocab_size", Meta::U(100)),
+    ];
+    kvs.extend(extra);
+    kvs
+}
+
+#[test]
+fn a_gemma3_config_takes_transformers_defaults_for_what_the_file_omits() {
+    let c = LlamaConfig::from_gguf(&metadata_gguf(&gemma3_metadata(None))).unwrap();
+    let full: Vec<usize> = (0..12).filter(|&i| !c.is_sliding_layer(i)).collect();
+    assert_eq!(full, [5, 11], "every sixth layer is a full one");
+    assert_eq!(c.sliding_window, Some(4096), "Gemma3TextConfig's default");
+    assert_eq!(
+        (c.rope_local_theta, c.query_pre_attn_scalar),
+        (Some(1e4), Some(256.0))
+    );
+    assert_eq!(
+        (c.bos_token_id, c.eos_token_ids.as_slice()),
+        (Some(2), &[1][..])
+    );
+}
+
+#[test]
+fn gemma3_features_not_implemented_are_refused_by_name() {
+    for (extra, needle) in [
+        (
+            ("gemma3.rope.scaling.type", Meta::S("linear")),
+            "gemma3.rope.scaling.type: scaled RoPE is not implemented for gemma3",
+        ),
+        (
+            ("gemma3.attention.value_length", Meta::U(32)),
+            "gemma3.attention.value_length: values of another size than the keys (16)",
+        ),
+    ] {
+        let g = metadata_gguf(&gemma3_metadata(Some(extra)));
+        let e = LlamaConfig::from_gguf(&g).unwrap_err().to_string();
+        assert!(e.contains(needle) && e.contains("meta.gguf"), "{e}");
+    }
+    let mut kvs = gemma3_metadata(None);
+    kvs.retain(|(k, _)| *k != "gemma3.attention.key_length");
+    let e = LlamaConfig::from_gguf(&metadata_gguf(&kvs))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gemma3.attention.key_length"), "{e}");
+}
