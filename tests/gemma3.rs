@@ -15,7 +15,7 @@ mod model_dir;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use common::{assert_usage_error, attn};
+use common::{assert_usage_error, attn, tempdir};
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -483,4 +483,17 @@ fn gemma3_features_not_implemented_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("gemma3.attention.key_length"), "{e}");
+}
+
+#[test]
+fn a_gemma3_config_json_is_refused_by_name_not_read_as_a_llama() {
+    let dir = tempdir("gemma3-config-json");
+    let file = dir.join("config.json");
+    let json = r#"{"model_type": "gemma3_text", "hidden_activation": "gelu_pytorch_tanh"}"#;
+    std::fs::write(&file, json).unwrap();
+    let e = LlamaConfig::from_file(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("model_type: gemma3_text is not supported in a config.json"),
+        "{e}"
+    );
 }

@@ -169,6 +169,7 @@ struct RawConfig {
     hidden_act: Option<String>,
     attention_bias: Option<bool>,
     mlp_bias: Option<bool>,
+    model_type: Option<String>,
 }
 
 /// transformers 5's `rope_parameters` (and older configs' `rope_scaling`).
@@ -381,6 +382,18 @@ impl LlamaConfig {
 /// Options of `LlamaConfig` this implementation does not have, refused rather than
 /// silently ignored: another activation, biases, scaled RoPE.
 fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
+    // Another family's config.json (Gemma's `hidden_activation`, Qwen's biases) would
+    // otherwise read as a Llama with defaults for every key it spells differently.
+    if let Some(t) = raw
+        .model_type
+        .as_deref()
+        .filter(|t| !["llama", "mistral"].contains(t))
+    {
+        return Err(Error::config(
+            "model_type",
+            format!("{t} is not supported in a config.json (supported: llama, mistral)"),
+        ));
+    }
     if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(Error::config(
             "hidden_act",
