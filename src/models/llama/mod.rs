@@ -9,6 +9,11 @@
 //! (`tests/llama_smollm.rs`); every module agrees with transformers' on a small random
 //! model (`tests/llama_modules.rs`); fixtures by `scripts/llama_reference.py`.
 //!
+//! The same decoder is Gemma 3 (`Gemma3ForCausalLM`) when the config's switches say so
+//! (`config.rs`, read from a `gemma3` GGUF by `gemma.rs`; its tokenizer in
+//! `unigram.rs`): checked on Gemma 3 270M's Q4_K_M GGUF against transformers loading the
+//! same file (`tests/gemma3.rs`, fixtures by `scripts/gemma_reference.py`).
+//!
 //! [`LlamaForCausalLM::from_gguf_quantized`] runs the layers' projections on int4
 //! (the GGUF's own Q4 blocks) or int8 weights through libtorch's packed CPU kernels
 //! (`quant.rs`, `crate::nn::Int4Linear`); those compute in bfloat16, so their tokens
