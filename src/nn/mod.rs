@@ -16,6 +16,6 @@ pub use block_linear::BlockLinear;
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};
-pub use rms_norm::{rms_norm, RmsNorm};
+pub use rms_norm::{rms_norm, rms_norm_unit_offset, RmsNorm};
 pub use rotary::{apply_rotary, rotate_half, RotaryEmbedding};
 pub use state_dict::{load_into, state_dict};

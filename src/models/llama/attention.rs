@@ -2,7 +2,9 @@
 //! 2023) with rotary position embeddings, through the crate's SDPA with `enable_gqa`,
 //! reading and writing the caller's [`LlamaCache`]. With `config.sliding_window` it is
 //! Mistral's attention: each query sees only the window's keys (on the fused path, one
-//! block of queries at a time).
+//! block of queries at a time). With `config.layer_types` the window is the layer's
+//! own (Gemma 3), and Gemma's per-head query/key norms, score scale and soft-capping
+//! come from the config too.
 
 use std::borrow::Borrow;
 
@@ -11,10 +13,10 @@ use tch::Tensor;
 
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
-use super::projection;
+use super::{norm, projection};
 use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions, Window};
 use crate::error::{Error, Result};
-use crate::nn::{apply_rotary, Projection};
+use crate::nn::{apply_rotary, Projection, RmsNorm};
 
 /// Self-attention with H query heads over Hkv key/value heads of size D, under
 /// `q_proj`, `k_proj`, `v_proj`, `o_proj` (no biases).
@@ -38,6 +40,12 @@ pub struct LlamaAttention {
     pub layer_idx: usize,
     /// `sliding_window` W as flash-attention's `(W - 1, 0)`; `None`: every earlier key.
     pub window: Option<Window>,
+    /// `q_norm`, `k_norm` over D, per head, before RoPE (Gemma 3, Qwen3); `None`: none.
+    pub qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// The scores' scale; `None`: `D ** -0.5`.
+    pub scale: Option<f64>,
+    /// `attn_logit_softcapping`.
+    pub softcap: Option<f64>,
 }
 
 impl LlamaAttention {
@@ -55,7 +63,7 @@ impl LlamaAttention {
             config.head_dim,
         );
         let std = config.initializer_range;
-        let window = match config.sliding_window {
+        let window = match config.window_of_layer(layer_idx) {
             Some(w) if w < 1 => {
                 return Err(Error::config(
                     "sliding_window",
@@ -74,6 +82,15 @@ impl LlamaAttention {
             head_dim: d,
             layer_idx,
             window,
+            qk_norm: match config.qk_norm {
+                true => Some((
+                    norm(p / "q_norm", d, config)?,
+                    norm(p / "k_norm", d, config)?,
+                )),
+                false => None,
+            },
+            scale: config.query_pre_attn_scalar.map(|s| s.powf(-0.5)),
+            softcap: config.attn_logit_softcapping,
         })
     }
 
@@ -91,11 +108,13 @@ impl LlamaAttention {
         let (q, k, v) = self.f_qkv(x, cos, sin)?;
         let (n, l) = (x.size()[0], x.size()[1]);
         let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let offset = cache.map_or(0, LlamaCache::len);
         let (k, v) = match cache {
             Some(c) => c.update(self.layer_idx, &k, &v)?, // (N, Hkv, offset + L, D)
             None => (k, v),
         };
+        // The cached keys before the new ones: all of them, or a rolling layer's last
+        // W - 1 (the only ones its window can reach).
+        let offset = k.size()[2] - l;
         let options = SdpaOptions {
             // A single new query sees everything cached; a block of new queries sees the
             // cache and the causal triangle of itself (bottom-right aligned).
@@ -109,6 +128,8 @@ impl LlamaAttention {
             },
             enable_gqa: h != hkv,
             window: self.window,
+            scale: self.scale,
+            softcap: self.softcap,
             ..Default::default()
         };
         let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, D)
@@ -133,9 +154,13 @@ impl LlamaAttention {
         let (n, l, d) = (xs[0], xs[1], self.head_dim);
         // (N, L, heads*D) -> (N, L, heads, D) -> (N, heads, L, D)
         let heads = |t: Tensor, heads: i64| t.f_view([n, l, heads, d])?.f_transpose(1, 2);
-        let q = heads(self.q_proj.f_forward(x)?, self.num_heads)?;
-        let k = heads(self.k_proj.f_forward(x)?, self.num_kv_heads)?;
+        let mut q = heads(self.q_proj.f_forward(x)?, self.num_heads)?;
+        let mut k = heads(self.k_proj.f_forward(x)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.f_forward(x)?, self.num_kv_heads)?;
+        if let Some((q_norm, k_norm)) = &self.qk_norm {
+            q = q_norm.f_forward(&q)?;
+            k = k_norm.f_forward(&k)?;
+        }
         Ok((apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?, v))
     }
 }

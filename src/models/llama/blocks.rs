@@ -23,11 +23,14 @@ impl LlamaForCausalLM {
             self.config.num_attention_heads,
             self.config.num_key_value_heads,
         );
+        // llama.cpp permutes the query/key rows of the `llama` architecture only
+        // (weights.rs undoes it the same way for the float weights).
+        let permuted = self.config.architecture != "gemma3";
         for (i, layer) in self.model.layers.iter_mut().enumerate() {
             for (name, proj) in projections_mut(layer) {
                 let heads = match name {
-                    "attn_q" => Some(h),
-                    "attn_k" => Some(hkv),
+                    "attn_q" if permuted => Some(h),
+                    "attn_k" if permuted => Some(hkv),
                     _ => None,
                 };
                 let Some(blocks) = block_linear(g, &format!("blk.{i}.{name}.weight"), heads)?

@@ -2,6 +2,10 @@
 //! written in place at each step, so that decoding a token copies only that token's
 //! keys and values (no concatenation, no reallocation). Owned by the caller and passed
 //! to each forward, as transformers' `StaticCache`.
+//!
+//! The sliding layers of `layer_types` (Gemma 3) keep a rolling buffer of W positions
+//! instead (position `p` in slot `p % W`), so that a long generation's memory grows
+//! only with the full layers; their window never reaches further back.
 
 use tch::{Device, Kind, Tensor};
 
@@ -17,6 +21,10 @@ pub struct LlamaCache {
     values: Vec<Tensor>,
     /// How many positions are filled.
     len: i64,
+    /// The most positions in all (the full layers' buffers).
+    capacity: i64,
+    /// Per layer, W for a rolling layer, `None` for a full one.
+    rolling: Vec<Option<i64>>,
 }
 
 impl LlamaCache {
@@ -35,16 +43,35 @@ impl LlamaCache {
                 format!("batch and capacity must be positive, got {batch} and {capacity}"),
             ));
         }
-        let shape = [batch, config.num_key_value_heads, capacity, config.head_dim];
+        let rolling: Vec<Option<i64>> = (0..config.num_hidden_layers as usize)
+            .map(|i| {
+                config
+                    .is_sliding_layer(i)
+                    .then(|| config.window_of_layer(i))
+                    .flatten()
+                    .filter(|&w| w >= 1 && w < capacity)
+            })
+            .collect();
         let buffers = || -> Result<Vec<Tensor>> {
-            (0..config.num_hidden_layers)
-                .map(|_| Ok(Tensor::f_zeros(shape, (kind, device))?))
+            rolling
+                .iter()
+                .map(|w| {
+                    let shape = [
+                        batch,
+                        config.num_key_value_heads,
+                        w.unwrap_or(capacity),
+                        config.head_dim,
+                    ];
+                    Ok(Tensor::f_zeros(shape, (kind, device))?)
+                })
                 .collect()
         };
         Ok(Self {
             keys: buffers()?,
             values: buffers()?,
             len: 0,
+            capacity,
+            rolling,
         })
     }
 
@@ -60,7 +87,13 @@ impl LlamaCache {
 
     /// The most positions it can hold.
     pub fn capacity(&self) -> i64 {
-        self.keys.first().map_or(0, |k| k.size()[2])
+        self.capacity
+    }
+
+    /// The positions layer `layer`'s buffer holds: the capacity, or a rolling layer's
+    /// window.
+    pub fn layer_capacity(&self, layer: usize) -> Option<i64> {
+        self.keys.get(layer).map(|k| k.size()[2])
     }
 
     /// Forgets every position (the buffers stay allocated).
@@ -75,7 +108,9 @@ impl LlamaCache {
 
     /// Writes `k`, `v` `(N, Hkv, L, D)` of layer `layer` at positions `len .. len + L`
     /// and returns that layer's keys and values for positions `0 .. len + L` (views of
-    /// the buffers). [`LlamaCache::advance`] moves `len` once every layer has written.
+    /// the buffers); a rolling layer's, for the positions its window can reach (see
+    /// [`LlamaCache::update_rolling`]). [`LlamaCache::advance`] moves `len` once every
+    /// layer has written.
     pub(crate) fn update(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (kb, vb) = (&self.keys[layer], &self.values[layer]);
         let l = k.size()[2];
@@ -87,6 +122,9 @@ impl LlamaCache {
             ));
         }
         self.check_room(l)?;
+        if let Some(w) = self.rolling[layer] {
+            return self.update_rolling(layer, w, k, v);
+        }
         tch::no_grad(|| -> Result<()> {
             kb.f_narrow(2, self.len, l)?.f_copy_(k)?;
             vb.f_narrow(2, self.len, l)?.f_copy_(v)?;
@@ -98,9 +136,53 @@ impl LlamaCache {
         ))
     }
 
+    /// A rolling layer's update: `k`, `v` `(N, Hkv, L, D)` of positions `len .. len + L`
+    /// go to slots `p % W`. One new position (decoding) sees the whole buffer, in slot
+    /// order: at most W positions, all within its window, and attention does not depend
+    /// on the keys' order. A block of L > 1 gets the last `min(len, W - 1)` cached
+    /// positions in order followed by its own, so that the window's mask lines up.
+    fn update_rolling(
+        &self,
+        layer: usize,
+        w: i64,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (kb, vb) = (&self.keys[layer], &self.values[layer]);
+        let (len, l) = (self.len, k.size()[2]);
+        let device = k.device();
+        if l == 1 {
+            let slot = len % w;
+            tch::no_grad(|| -> Result<()> {
+                kb.f_narrow(2, slot, 1)?.f_copy_(k)?;
+                vb.f_narrow(2, slot, 1)?.f_copy_(v)?;
+                Ok(())
+            })?;
+            let n = (len + 1).min(w);
+            return Ok((kb.f_narrow(2, 0, n)?, vb.f_narrow(2, 0, n)?));
+        }
+        let kept = len.min(w - 1);
+        let past: Vec<i64> = (len - kept..len).map(|p| p % w).collect();
+        let past = Tensor::f_from_slice(&past)?.f_to_device(device)?;
+        let keys = Tensor::f_cat(&[&kb.f_index_select(2, &past)?, k], 2)?;
+        let values = Tensor::f_cat(&[&vb.f_index_select(2, &past)?, v], 2)?;
+        // Only the last W new positions can be reached later.
+        let new = l.min(w);
+        let slots: Vec<i64> = (len + l - new..len + l).map(|p| p % w).collect();
+        let slots = Tensor::f_from_slice(&slots)?.f_to_device(device)?;
+        tch::no_grad(|| -> Result<()> {
+            let mut kb = kb.shallow_clone();
+            let mut vb = vb.shallow_clone();
+            let _ = kb.f_index_copy_(2, &slots, &k.f_narrow(2, l - new, new)?)?;
+            let _ = vb.f_index_copy_(2, &slots, &v.f_narrow(2, l - new, new)?)?;
+            Ok(())
+        })?;
+        Ok((keys, values))
+    }
+
     /// Errors unless `l` more positions fit.
     pub fn check_room(&self, l: i64) -> Result<()> {
-        if self.len + l > self.capacity() {
+        if self.len + l > self.capacity {
             return Err(Error::invalid(
                 "cache",
                 format!(

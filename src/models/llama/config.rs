@@ -1,5 +1,7 @@
 //! `transformers.LlamaConfig`: read from a Hugging Face `config.json` (serde) or from a
-//! GGUF's `llama.*` metadata, as transformers' GGUF loader maps it.
+//! GGUF's `llama.*` metadata, as transformers' GGUF loader maps it. The fields after
+//! `sliding_window` are the switches by which one decoder computes the other families
+//! (Gemma 3: `gemma.rs`); their defaults are Llama's.
 
 use std::path::Path;
 
@@ -7,6 +9,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::io::Gguf;
+
+/// The GGUF `general.architecture`s this decoder runs.
+pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "gemma3"];
 
 /// The architecture of a Llama-family decoder (Hugging Face's `LlamaConfig`).
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +47,69 @@ pub struct LlamaConfig {
     /// `sliding_window` W (transformers' Mistral name; default `None`): each token sees
     /// itself and the `W - 1` tokens before it. Not read from `config.json` or GGUF.
     pub sliding_window: Option<i64>,
+    /// `general.architecture` (or `model_type`): `llama`, `gemma3`; for messages.
+    pub architecture: String,
+    /// `hidden_act` of the gated MLP: SiLU (Llama) or the tanh GELU (Gemma).
+    pub hidden_act: Activation,
+    /// Gemma's RMSNorm: `normed * (1 + weight)` in float32, cast back after the scale.
+    pub norm_unit_offset: bool,
+    /// Gemma's embedding, scaled by `sqrt(hidden_size)` in the embedding's dtype.
+    pub scale_embeddings: bool,
+    /// Per-head RMSNorm of queries and keys before RoPE (`q_norm`, `k_norm`).
+    pub qk_norm: bool,
+    /// Gemma's four norms per layer: attention and MLP outputs are normed too
+    /// (`post_attention_layernorm` then norms the attention's output, and
+    /// `pre_feedforward_layernorm` / `post_feedforward_layernorm` wrap the MLP).
+    pub sandwich_norms: bool,
+    /// `query_pre_attn_scalar`: scores scaled by its `** -0.5` instead of `D ** -0.5`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// `layer_types`: per layer, whether it is a sliding-window layer (`sliding_window`
+    /// keys, rotary base `rope_local_theta`, a rolling cache) or a full one. `None`:
+    /// every layer alike (full, or windowed by `sliding_window` as Mistral).
+    pub layer_types: Option<Vec<LayerType>>,
+    /// The rotary base of the sliding layers (`rope_parameters.sliding_attention`).
+    pub rope_local_theta: Option<f64>,
+    /// `attn_logit_softcapping`: scores through `c * tanh(s / c)` before the softmax.
+    pub attn_logit_softcapping: Option<f64>,
+    /// `final_logit_softcapping`: logits through `c * tanh(z / c)`.
+    pub final_logit_softcapping: Option<f64>,
+}
+
+/// The activation of the gated MLP's gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu` (SwiGLU).
+    Silu,
+    /// `gelu_pytorch_tanh`, `F.gelu(x, approximate="tanh")` (GeGLU).
+    GeluTanh,
+}
+
+/// A layer's attention in `layer_types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerType {
+    /// `full_attention`: every earlier position.
+    Full,
+    /// `sliding_attention`: the last `sliding_window` positions.
+    Sliding,
+}
+
+impl LlamaConfig {
+    /// Whether layer `i` is a sliding layer of `layer_types`.
+    pub fn is_sliding_layer(&self, i: usize) -> bool {
+        self.layer_types
+            .as_ref()
+            .is_some_and(|t| t.get(i) == Some(&LayerType::Sliding))
+    }
+
+    /// The window of layer `i`: its `sliding_window` if it is a sliding layer of
+    /// `layer_types`, or, without `layer_types`, every layer's.
+    pub fn window_of_layer(&self, i: usize) -> Option<i64> {
+        match &self.layer_types {
+            Some(_) if self.is_sliding_layer(i) => self.sliding_window,
+            Some(_) => None,
+            None => self.sliding_window,
+        }
+    }
 }
 
 impl Default for LlamaConfig {
@@ -62,6 +130,17 @@ impl Default for LlamaConfig {
             eos_token_ids: vec![2],
             initializer_range: 0.02,
             sliding_window: None,
+            architecture: "llama".into(),
+            hidden_act: Activation::Silu,
+            norm_unit_offset: false,
+            scale_embeddings: false,
+            qk_norm: false,
+            sandwich_norms: false,
+            query_pre_attn_scalar: None,
+            layer_types: None,
+            rope_local_theta: None,
+            attn_logit_softcapping: None,
+            final_logit_softcapping: None,
         }
     }
 }
@@ -90,6 +169,7 @@ struct RawConfig {
     hidden_act: Option<String>,
     attention_bias: Option<bool>,
     mlp_bias: Option<bool>,
+    model_type: Option<String>,
 }
 
 /// transformers 5's `rope_parameters` (and older configs' `rope_scaling`).
@@ -153,7 +233,7 @@ impl LlamaConfig {
                 None => d.eos_token_ids,
             },
             initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
-            sliding_window: None,
+            ..d
         };
         config.validate()?;
         Ok(config)
@@ -162,12 +242,20 @@ impl LlamaConfig {
     /// The config of a GGUF whose `general.architecture` is `llama`, from the keys
     /// transformers' GGUF loader reads (`llama.block_count`, `llama.embedding_length`,
     /// ...); tied embeddings when the file has no `output.weight`.
+    /// `general.architecture` `gemma3` is read by [`LlamaConfig::from_gemma3_gguf`];
+    /// any other architecture is refused by name.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.get_str("general.architecture")?;
+        if arch == "gemma3" {
+            return Self::from_gemma3_gguf(g);
+        }
         if arch != "llama" {
             return Err(Error::malformed(
                 &g.source_name,
-                format!("general.architecture: expected llama, got {arch}"),
+                format!(
+                    "general.architecture: {arch} is not supported (supported: {})",
+                    SUPPORTED_ARCHITECTURES.join(", ")
+                ),
             ));
         }
         let int = |key: &str| -> Result<i64> {
@@ -221,7 +309,7 @@ impl LlamaConfig {
             eos_token_ids: token("tokenizer.ggml.eos_token_id")
                 .map_or(d.eos_token_ids, |id| vec![id]),
             initializer_range: d.initializer_range,
-            sliding_window: None,
+            ..d
         };
         config
             .validate()
@@ -254,6 +342,24 @@ impl LlamaConfig {
                 ),
             ));
         }
+        if let Some(types) = &self.layer_types {
+            if types.len() as i64 != self.num_hidden_layers {
+                return Err(Error::config(
+                    "layer_types",
+                    format!(
+                        "one per layer: expected {}, got {}",
+                        self.num_hidden_layers,
+                        types.len()
+                    ),
+                ));
+            }
+            if types.contains(&LayerType::Sliding) && self.sliding_window.is_none() {
+                return Err(Error::config(
+                    "sliding_window",
+                    "sliding layers in layer_types need a window, got none",
+                ));
+            }
+        }
         if self.head_dim % 2 != 0 {
             return Err(Error::config(
                 "head_dim",
@@ -276,6 +382,18 @@ impl LlamaConfig {
 /// Options of `LlamaConfig` this implementation does not have, refused rather than
 /// silently ignored: another activation, biases, scaled RoPE.
 fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
+    // Another family's config.json (Gemma's `hidden_activation`, Qwen's biases) would
+    // otherwise read as a Llama with defaults for every key it spells differently.
+    if let Some(t) = raw
+        .model_type
+        .as_deref()
+        .filter(|t| !["llama", "mistral"].contains(t))
+    {
+        return Err(Error::config(
+            "model_type",
+            format!("{t} is not supported in a config.json (supported: llama, mistral)"),
+        ));
+    }
     if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(Error::config(
             "hidden_act",

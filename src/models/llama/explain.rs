@@ -19,6 +19,8 @@ impl LlamaAttention {
             is_causal: true,
             enable_gqa: self.num_heads != self.num_kv_heads,
             window: self.window,
+            scale: self.scale,
+            softcap: self.softcap,
             ..Default::default()
         };
         Ok(scaled_dot_product_attention_with_weights(&q, &k, &v, &options)?.weights)
@@ -30,13 +32,15 @@ impl LlamaModel {
     /// layers below it run as in [`LlamaModel::f_forward`], without a cache.
     pub fn f_attentions(&self, input_ids: &Tensor, layer: usize) -> Result<Tensor> {
         check_layer(layer, self.layers.len())?;
-        let (mut x, cos, sin) = self.f_embed(input_ids, 0)?;
+        let (mut x, rope) = self.f_embed(input_ids, 0)?;
         for below in &self.layers[..layer] {
-            x = below.f_forward(&x, &cos, &sin, None)?;
+            let (cos, sin) = rope.of(below);
+            x = below.f_forward(&x, cos, sin, None)?;
         }
         let at = &self.layers[layer];
         let h = at.input_layernorm.f_forward(&x)?;
-        at.self_attn.f_weights(&h, &cos, &sin)
+        let (cos, sin) = rope.of(at);
+        at.self_attn.f_weights(&h, cos, sin)
     }
 }
 

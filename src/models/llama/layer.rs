@@ -1,5 +1,6 @@
 //! transformers' `LlamaDecoderLayer`: pre-norm attention and MLP, each added back to
-//! the residual stream.
+//! the residual stream. With `config.sandwich_norms` it is `Gemma3DecoderLayer`: the
+//! attention's and the MLP's outputs are normed too before they are added (four norms).
 
 use std::borrow::Borrow;
 
@@ -10,8 +11,9 @@ use super::attention::LlamaAttention;
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::mlp::LlamaMlp;
+use super::norm;
 use crate::error::Result;
-use crate::nn::{rms_norm, Projection, RmsNorm};
+use crate::nn::{Projection, RmsNorm};
 
 /// One decoder layer under `input_layernorm`, `self_attn`, `post_attention_layernorm`,
 /// `mlp`.
@@ -21,10 +23,17 @@ pub struct LlamaDecoderLayer {
     pub input_layernorm: RmsNorm,
     /// Grouped-query self-attention.
     pub self_attn: LlamaAttention,
-    /// The RMSNorm before the MLP.
+    /// The RMSNorm before the MLP; with sandwich norms (Gemma), the one of the
+    /// attention's output.
     pub post_attention_layernorm: RmsNorm,
-    /// The SwiGLU MLP.
+    /// The gated MLP (SwiGLU, or GeGLU for Gemma).
     pub mlp: LlamaMlp,
+    /// Gemma's `pre_feedforward_layernorm` and `post_feedforward_layernorm`: the norms
+    /// before and after the MLP. `None` for Llama.
+    pub feedforward_norms: Option<(RmsNorm, RmsNorm)>,
+    /// Whether it is a sliding layer of `layer_types`, which uses the sliding layers'
+    /// rotary base.
+    pub sliding: bool,
 }
 
 impl LlamaDecoderLayer {
@@ -35,12 +44,20 @@ impl LlamaDecoderLayer {
         layer_idx: usize,
     ) -> Result<Self> {
         let p = path.borrow();
-        let (e, eps) = (config.hidden_size, config.rms_norm_eps);
+        let e = config.hidden_size;
         Ok(Self {
-            input_layernorm: rms_norm(p / "input_layernorm", e, eps)?,
+            input_layernorm: norm(p / "input_layernorm", e, config)?,
             self_attn: LlamaAttention::new(p / "self_attn", config, layer_idx)?,
-            post_attention_layernorm: rms_norm(p / "post_attention_layernorm", e, eps)?,
+            post_attention_layernorm: norm(p / "post_attention_layernorm", e, config)?,
             mlp: LlamaMlp::new(p / "mlp", config)?,
+            feedforward_norms: match config.sandwich_norms {
+                true => Some((
+                    norm(p / "pre_feedforward_layernorm", e, config)?,
+                    norm(p / "post_feedforward_layernorm", e, config)?,
+                )),
+                false => None,
+            },
+            sliding: config.is_sliding_layer(layer_idx),
         })
     }
 
@@ -69,8 +86,14 @@ impl LlamaDecoderLayer {
         cache: Option<&LlamaCache>,
     ) -> Result<Tensor> {
         let h = self.input_layernorm.f_forward(x)?;
-        let x = x.f_add(&self.self_attn.f_forward(&h, cos, sin, cache)?)?;
-        let h = self.post_attention_layernorm.f_forward(&x)?;
-        Ok(x.f_add(&self.mlp.f_forward(&h)?)?)
+        let attn = self.self_attn.f_forward(&h, cos, sin, cache)?;
+        let Some((pre_ff, post_ff)) = &self.feedforward_norms else {
+            let x = x.f_add(&attn)?;
+            let h = self.post_attention_layernorm.f_forward(&x)?;
+            return Ok(x.f_add(&self.mlp.f_forward(&h)?)?);
+        };
+        let x = x.f_add(&self.post_attention_layernorm.f_forward(&attn)?)?;
+        let h = self.mlp.f_forward(&pre_ff.f_forward(&x)?)?;
+        Ok(x.f_add(&post_ff.f_forward(&h)?)?)
     }
 }

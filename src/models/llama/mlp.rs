@@ -1,12 +1,13 @@
 //! transformers' `LlamaMLP`: the SwiGLU feed-forward block (Shazeer, "GLU Variants
-//! Improve Transformer", 2020), `down_proj(silu(gate_proj(x)) * up_proj(x))`.
+//! Improve Transformer", 2020), `down_proj(silu(gate_proj(x)) * up_proj(x))`; with
+//! the tanh GELU for the gate it is Gemma's GeGLU.
 
 use std::borrow::Borrow;
 
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::config::LlamaConfig;
+use super::config::{Activation, LlamaConfig};
 use super::projection;
 use crate::error::{Error, Result};
 use crate::nn::Projection;
@@ -20,6 +21,8 @@ pub struct LlamaMlp {
     pub up_proj: Projection,
     /// `down_proj`: I -> E.
     pub down_proj: Projection,
+    /// The gate's activation.
+    pub act: Activation,
 }
 
 impl LlamaMlp {
@@ -36,6 +39,7 @@ impl LlamaMlp {
             gate_proj: projection(&(p / "gate_proj"), e, i, std)?,
             up_proj: projection(&(p / "up_proj"), e, i, std)?,
             down_proj: projection(&(p / "down_proj"), i, e, std)?,
+            act: config.hidden_act,
         })
     }
 
@@ -45,7 +49,11 @@ impl LlamaMlp {
         if x.size().last() != Some(&e) {
             return Err(Error::shape("x", format!("(*, E) with E = {e}"), &x.size()));
         }
-        let gate = self.gate_proj.f_forward(x)?.f_silu()?;
+        let gate = self.gate_proj.f_forward(x)?;
+        let gate = match self.act {
+            Activation::Silu => gate.f_silu()?,
+            Activation::GeluTanh => gate.f_gelu("tanh")?,
+        };
         let up = self.up_proj.f_forward(x)?;
         self.down_proj.f_forward(&gate.f_mul(&up)?)
     }

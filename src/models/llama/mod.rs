@@ -9,6 +9,11 @@
 //! (`tests/llama_smollm.rs`); every module agrees with transformers' on a small random
 //! model (`tests/llama_modules.rs`); fixtures by `scripts/llama_reference.py`.
 //!
+//! The same decoder is Gemma 3 (`Gemma3ForCausalLM`) when the config's switches say so
+//! (`config.rs`, read from a `gemma3` GGUF by `gemma.rs`; its tokenizer in
+//! `unigram.rs`): checked on Gemma 3 270M's Q4_K_M GGUF against transformers loading the
+//! same file (`tests/gemma3.rs`, fixtures by `scripts/gemma_reference.py`).
+//!
 //! [`LlamaForCausalLM::from_gguf_quantized`] runs the layers' projections on int4
 //! (the GGUF's own Q4 blocks) or int8 weights through libtorch's packed CPU kernels
 //! (`quant.rs`, `crate::nn::Int4Linear`); those compute in bfloat16, so their tokens
@@ -21,11 +26,13 @@ mod causal_lm;
 mod chat;
 mod config;
 mod explain;
+mod gemma;
 mod layer;
 mod mlp;
 mod model;
 mod quant;
 mod tokenizer;
+mod unigram;
 mod weights;
 
 use std::path::PathBuf;
@@ -35,16 +42,17 @@ use tch::nn::{Init, Path};
 pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
 pub use chat::{render_chat, ChatMessage};
-pub use config::LlamaConfig;
+pub use config::{Activation, LayerType, LlamaConfig, SUPPORTED_ARCHITECTURES};
+pub use gemma::{gemma3_gguf_name, gemma3_layer_types};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
-pub use model::{LlamaForCausalLM, LlamaModel};
+pub use model::{LlamaForCausalLM, LlamaModel, RopeTables};
 pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
 pub use weights::{gguf_name, unpermute_rows};
 
 use crate::error::{Error, Result};
-use crate::nn::{Linear, Projection};
+use crate::nn::{rms_norm, rms_norm_unit_offset, Linear, Projection, RmsNorm};
 
 /// The first of `candidates` that is a file, or [`Error::NotInstalled`] listing them
 /// all. Where to look (an installed package, an environment variable) is the caller's
@@ -66,6 +74,19 @@ fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Res
         weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
         bias: None,
     }))
+}
+
+/// The RMSNorm of `config`'s family over `size` features under `path`: Llama's, or
+/// Gemma's `(1 + weight)` one.
+fn norm<'a>(
+    path: impl std::borrow::Borrow<Path<'a>>,
+    size: i64,
+    config: &LlamaConfig,
+) -> Result<RmsNorm> {
+    match config.norm_unit_offset {
+        true => rms_norm_unit_offset(path, size, config.rms_norm_eps),
+        false => rms_norm(path, size, config.rms_norm_eps),
+    }
 }
 
 /// N(0, std); for std = 0, zeros without drawing from the default generator, so that

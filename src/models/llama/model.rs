@@ -1,5 +1,7 @@
 //! transformers' `LlamaModel` (embeddings, decoder layers, final norm) and
-//! `LlamaForCausalLM` (the language-model head, tied to the embeddings or not).
+//! `LlamaForCausalLM` (the language-model head, tied to the embeddings or not); with
+//! Gemma's switches in the config, `Gemma3TextModel` / `Gemma3ForCausalLM` (scaled
+//! embeddings, a second rotary base for the sliding layers, final soft-capping).
 
 use std::borrow::Borrow;
 
@@ -9,9 +11,9 @@ use tch::{Kind, Tensor};
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
-use super::normal;
+use super::{norm, normal};
 use crate::error::{Error, Result};
-use crate::nn::{rms_norm, Projection, RmsNorm, RotaryEmbedding};
+use crate::nn::{Projection, RmsNorm, RotaryEmbedding};
 
 /// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
 #[derive(Debug)]
@@ -22,8 +24,33 @@ pub struct LlamaModel {
     pub layers: Vec<LlamaDecoderLayer>,
     /// The final RMSNorm.
     pub norm: RmsNorm,
-    /// The rotary embedding every layer shares (a buffer, not a parameter).
+    /// The rotary embedding every layer shares (a buffer, not a parameter); with
+    /// `layer_types`, the full layers'.
     pub rotary_emb: RotaryEmbedding,
+    /// The sliding layers' rotary embedding (Gemma 3's `rope_local_base_freq`).
+    pub rotary_emb_local: Option<RotaryEmbedding>,
+    /// Gemma's embedding scale `sqrt(E)`, as the float32 it is in transformers.
+    pub embed_scale: Option<f32>,
+}
+
+/// The rotary `cos`, `sin` `(N, L, D)` of a forward's positions, for the full layers
+/// and, when the sliding layers have their own base, for those.
+#[derive(Debug)]
+pub struct RopeTables {
+    /// The full layers' (every layer's without a local base).
+    pub full: (Tensor, Tensor),
+    /// The sliding layers'.
+    pub sliding: Option<(Tensor, Tensor)>,
+}
+
+impl RopeTables {
+    /// The tables of `layer`.
+    pub fn of(&self, layer: &LlamaDecoderLayer) -> (&Tensor, &Tensor) {
+        match (&self.sliding, layer.sliding) {
+            (Some((cos, sin)), true) => (cos, sin),
+            _ => (&self.full.0, &self.full.1),
+        }
+    }
 }
 
 impl LlamaModel {
@@ -40,8 +67,15 @@ impl LlamaModel {
         Ok(Self {
             embed_tokens,
             layers,
-            norm: rms_norm(p / "norm", config.hidden_size, config.rms_norm_eps)?,
+            norm: norm(p / "norm", config.hidden_size, config)?,
             rotary_emb: RotaryEmbedding::new(config.head_dim, config.rope_theta, p.device())?,
+            rotary_emb_local: config
+                .rope_local_theta
+                .map(|theta| RotaryEmbedding::new(config.head_dim, theta, p.device()))
+                .transpose()?,
+            embed_scale: config
+                .scale_embeddings
+                .then(|| (config.hidden_size as f64).sqrt() as f32),
         })
     }
 
@@ -49,7 +83,7 @@ impl LlamaModel {
     /// the positions `cache` holds, which it then holds too.
     pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
         let offset = cache.as_deref().map_or(0, LlamaCache::len);
-        let (mut x, cos, sin) = self.f_embed(input_ids, offset)?;
+        let (mut x, rope) = self.f_embed(input_ids, offset)?;
         let l = x.size()[1];
         if let Some(c) = cache.as_deref() {
             if c.num_layers() != self.layers.len() {
@@ -65,7 +99,8 @@ impl LlamaModel {
             c.check_room(l)?;
         }
         for layer in &self.layers {
-            x = layer.f_forward(&x, &cos, &sin, cache.as_deref())?;
+            let (cos, sin) = rope.of(layer);
+            x = layer.f_forward(&x, cos, sin, cache.as_deref())?;
         }
         if let Some(c) = cache {
             c.advance(l);
@@ -75,13 +110,9 @@ impl LlamaModel {
 }
 
 impl LlamaModel {
-    /// The checked embeddings `(N, L, E)` of `input_ids` `(N, L)` and the rotary `cos`,
-    /// `sin` `(N, L, D)` of positions `offset..offset + L`, in the embeddings' dtype.
-    pub(super) fn f_embed(
-        &self,
-        input_ids: &Tensor,
-        offset: i64,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
+    /// The checked embeddings `(N, L, E)` of `input_ids` `(N, L)` (scaled for Gemma)
+    /// and the rotary tables of positions `offset..offset + L`, in the embeddings' dtype.
+    pub(super) fn f_embed(&self, input_ids: &Tensor, offset: i64) -> Result<(Tensor, RopeTables)> {
         let size = input_ids.size();
         if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
             return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
@@ -98,14 +129,23 @@ impl LlamaModel {
             ));
         }
         let positions = RotaryEmbedding::positions(size[0], offset, size[1], input_ids.device())?;
-        let x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
-                                                                                       // Computed in float32, then in the hidden states' dtype, as transformers does.
-        let (cos, sin) = self.rotary_emb.f_cos_sin(&positions)?; // (N, L, D)
-        Ok((
-            x.shallow_clone(),
-            cos.f_to_kind(x.kind())?,
-            sin.f_to_kind(x.kind())?,
-        ))
+        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+        if let Some(scale) = self.embed_scale {
+            // `* self.embed_scale.to(self.weight.dtype)`: a float32 0-d tensor, cast.
+            let scale = Tensor::f_scalar_tensor(f64::from(scale), (Kind::Float, x.device()))?
+                .f_to_kind(x.kind())?;
+            x = x.f_mul(&scale)?;
+        }
+        // Computed in float32, then in the hidden states' dtype, as transformers does.
+        let tables = |rope: &RotaryEmbedding| -> Result<(Tensor, Tensor)> {
+            let (cos, sin) = rope.f_cos_sin(&positions)?; // (N, L, D)
+            Ok((cos.f_to_kind(x.kind())?, sin.f_to_kind(x.kind())?))
+        };
+        let rope = RopeTables {
+            full: tables(&self.rotary_emb)?,
+            sliding: self.rotary_emb_local.as_ref().map(tables).transpose()?,
+        };
+        Ok((x, rope))
     }
 }
 
@@ -169,10 +209,15 @@ impl LlamaForCausalLM {
 
     /// The logits `(*, V)` of hidden states `(*, E)`: the quantised head if there is
     /// one, else `F.linear` with the float head.
+    /// `final_logit_softcapping` (Gemma 2) then caps them: `c * tanh(z / c)`.
     pub(crate) fn head(&self, h: &Tensor) -> Result<Tensor> {
-        match &self.quantized_head {
-            Some(head) => head.f_forward(h),
-            None => Ok(h.f_linear::<Tensor>(self.lm_head_weight(), None)?),
+        let logits = match &self.quantized_head {
+            Some(head) => head.f_forward(h)?,
+            None => h.f_linear::<Tensor>(self.lm_head_weight(), None)?,
+        };
+        match self.config.final_logit_softcapping {
+            Some(c) => Ok(logits.f_div_scalar(c)?.f_tanh()?.f_mul_scalar(c)?),
+            None => Ok(logits),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! pre-tokenizer (GPT-2's regex, no prefix space), and the decoder sequence
 //! ByteFallback, Fuse, Replace("▁", " "), ByteLevel. No BOS is added
 //! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
+//! A `gemma3` file's SentencePiece vocabulary is built as `unigram.rs` says.
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -17,6 +18,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::chat::{render_chat, ChatMessage};
+use super::unigram::gemma_tokenizer;
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
@@ -40,9 +42,11 @@ impl LlamaTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let bad = |reason: String| Error::malformed(&g.source_name, reason);
         let model = g.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
+        let gemma = g.get_str("general.architecture")? == "gemma3";
+        if !(model == "gpt2" || (gemma && model == "llama")) {
             return Err(bad(format!(
-                "tokenizer.ggml.model: only gpt2 (byte-level BPE) is implemented, got {model}"
+                "tokenizer.ggml.model: only gpt2 (byte-level BPE) and a gemma3 file's llama \
+                 (SentencePiece) are implemented, got {model}"
             )));
         }
         let tokens = g.get_strings("tokenizer.ggml.tokens")?;
@@ -63,18 +67,23 @@ impl LlamaTokenizer {
                     .ok_or_else(|| bad(format!("{key}: {id} is not a token id"))),
             }
         };
-        let unk = token_of("tokenizer.ggml.unknown_token_id")?;
-        let bpe = bpe_of(g, &tokens, unk)?;
-        let mut inner = Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
-        inner.with_decoder(Some(decoder().map_err(|e| bad(format!("tokenizer: {e}")))?));
-        let special: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &ty)| ty == CONTROL)
-            .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
-            .collect();
-        inner.add_special_tokens(&special);
+        let inner = match gemma {
+            true => gemma_tokenizer(g)?,
+            false => {
+                let unk = token_of("tokenizer.ggml.unknown_token_id")?;
+                let mut inner = Tokenizer::new(bpe_of(g, &tokens, unk)?);
+                inner.with_pre_tokenizer(Some(ByteLevel::new(false, false, true)));
+                inner.with_decoder(Some(decoder().map_err(|e| bad(format!("tokenizer: {e}")))?));
+                let special: Vec<AddedToken> = tokens
+                    .iter()
+                    .zip(&types)
+                    .filter(|(_, &ty)| ty == CONTROL)
+                    .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
+                    .collect();
+                inner.add_special_tokens(&special);
+                inner
+            }
+        };
         Ok(Self {
             inner,
             chat_template: g
@@ -126,8 +135,12 @@ impl LlamaTokenizer {
     }
 
     /// The number of ids, special tokens included.
+    /// A piece listed twice (Gemma's tab, `\t` and `<0x09>` renamed to it) counts
+    /// twice: both ids are the model's.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner
+            .get_vocab_size(true)
+            .max(self.inner.get_vocab_size(false))
     }
 
     /// `messages` through the chat template, as transformers'

@@ -1,6 +1,9 @@
 //! Loading a Llama's weights by their Hugging Face names: from a GGUF (llama.cpp's
 //! names, dequantised to float32, the query and key rows put back in Hugging Face's
-//! order) or from a Hugging Face folder (`config.json`, `model.safetensors`).
+//! order) or from a Hugging Face folder (`config.json`, `model.safetensors`). A Gemma 3
+//! GGUF's names are its own (`gemma.rs`), its rows are not permuted (llama.cpp permutes
+//! only the `llama` architecture's), and its norm weights are stored as `1 + weight`,
+//! which transformers' `Gemma2TensorProcessor` undoes by subtracting 1.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,6 +12,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::config::LlamaConfig;
+use super::gemma::gemma3_gguf_name;
 use super::model::LlamaForCausalLM;
 use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
@@ -70,10 +74,15 @@ impl LlamaForCausalLM {
     /// Hugging Face's names.
     pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_gguf(g)?;
+        let gemma = config.architecture == "gemma3";
         let (vs, model) = Self::to_load(config, device)?;
         let mut wanted = BTreeMap::new();
         for name in vs.variables().into_keys() {
-            let gname = gguf_name(&name).ok_or_else(|| {
+            let mapped = match gemma {
+                true => gemma3_gguf_name(&name),
+                false => gguf_name(&name),
+            };
+            let gname = mapped.ok_or_else(|| {
                 Error::malformed(&g.source_name, format!("no GGUF name for parameter {name}"))
             })?;
             wanted.insert(gname, name);
@@ -91,7 +100,12 @@ impl LlamaForCausalLM {
         let mut tensors = BTreeMap::new();
         for (gname, name) in wanted {
             let mut t = g.tensor(&gname)?;
-            if gname.ends_with(".attn_q.weight") {
+            if gemma {
+                if gname.contains("norm.weight") {
+                    // In float32, as numpy's `weights - 1`.
+                    t = t.f_sub_scalar(1.0)?;
+                }
+            } else if gname.ends_with(".attn_q.weight") {
                 t = unpermute_rows(&t, h)?;
             } else if gname.ends_with(".attn_k.weight") {
                 t = unpermute_rows(&t, hkv)?;
