@@ -27,7 +27,8 @@ endif
 CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
-	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures
+	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures \
+	check-gemma-fixtures
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -79,6 +80,18 @@ check-llama-fixtures: setup
 	  (cd scripts && $(PYTHON) cpu_kernels.py "../tests/fixtures/llama/$$f") || continue; \
 	  cmp "tests/fixtures/llama/$$f" "$$tmp/$$f" || exit 1; \
 	done; echo "llama fixtures: reproduced byte for byte (bfloat16 ones where made for this CPU)"
+
+# Gemma 3 270M's fixtures (scripts/gemma_reference.py: transformers on the installed
+# Q4_K_M file, about two minutes, so not part of `make test`): the JSON byte for byte, the
+# float32 logits (native kernels) to the 1e-4 their test uses where the CPU differs.
+check-gemma-fixtures: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) scripts/gemma_reference.py --out "$$tmp" >/dev/null; \
+	cmp tests/fixtures/gemma3/gemma3.json "$$tmp/gemma3.json" || exit 1; \
+	cmp -s tests/fixtures/gemma3/gemma3_logits.safetensors "$$tmp/gemma3_logits.safetensors" || \
+	  $(PYTHON) scripts/compare_native_fixture.py tests/fixtures/gemma3/gemma3_logits.safetensors \
+	    "$$tmp/gemma3_logits.safetensors" --all-computed --atol 1e-4 || exit 1; \
+	echo "gemma3 fixtures: reproduced"
 
 # Cases written by scripts/random_cases.py, an independent generator made from
 # docs/parity-cases.md alone, must pass `attn verify` too (built by `cargo test`).

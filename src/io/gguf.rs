@@ -14,6 +14,7 @@
 //! gives them in PyTorch's order (slowest first), as gguf-py and transformers do.
 
 mod dequant;
+mod half;
 mod iquants;
 mod kquants;
 mod legacy;

@@ -14,12 +14,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use ::safetensors::tensor::{Metadata, TensorInfo};
+use ::safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use tch::{Kind, Tensor};
 
 use super::atomic::{write_file_with, Overwrite};
 use super::materialise::{check_fits_on_disk, for_each_chunk, CHUNK_BYTES};
-use super::safetensors::dtype_of;
 use crate::error::{Error, Result};
 
 /// A tensor the file will hold: its name, dtype and shape.
@@ -229,4 +228,21 @@ impl TensorSink<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// The safetensors dtype of a tch kind (`None` for kinds safetensors has no name for).
+pub(crate) fn dtype_of(kind: Kind) -> Option<Dtype> {
+    Some(match kind {
+        Kind::Bool => Dtype::BOOL,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Int8 => Dtype::I8,
+        Kind::Int16 => Dtype::I16,
+        Kind::Int => Dtype::I32,
+        Kind::Int64 => Dtype::I64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        _ => return None,
+    })
 }

@@ -5,7 +5,7 @@
 //! (Casts with `as` rather than `f32::from`: a debug build calls the trait function
 //! for every value.)
 
-use super::dequant::f16_at;
+use super::half::f16_at;
 use super::types::QK_K;
 
 /// ggml's `kvalues_iq4nl`: what each 4-bit code stands for.

@@ -12,7 +12,7 @@
 //! loops as ggml's does, a sub-block at a time. (Casts with `as` rather than
 //! `f32::from`: a debug build calls the trait function for every value.)
 
-use super::dequant::f16_at;
+use super::half::f16_at;
 use super::types::QK_K;
 
 /// `block_q2_K`, 84 bytes:

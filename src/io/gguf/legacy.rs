@@ -10,7 +10,7 @@
 //! (Casts with `as` rather than `f32::from`: a debug build calls the trait function for
 //! every value.)
 
-use super::dequant::f16_at;
+use super::half::f16_at;
 
 /// `block_q8_0`, 34 bytes:
 ///
