@@ -12,8 +12,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::types::GgmlType;
 use super::half::{bf16_to_f32, f16_to_f32};
+use super::types::GgmlType;
 use super::{iquants, kquants, legacy, GgufTensorInfo};
 use crate::error::{Error, Result};
 
