@@ -10,6 +10,8 @@ pub mod documents;
 pub mod functional;
 mod heads;
 pub mod kv_cache;
+mod mha_check;
+mod mha_masks;
 pub mod mask;
 pub mod multihead_attention;
 mod shapes;

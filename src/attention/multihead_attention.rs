@@ -18,6 +18,8 @@ use tch::{Kind, Tensor};
 
 use crate::attention::functional::{scaled_dot_product_attention, MaskedRows, SdpaOptions};
 use crate::attention::mask::Mask;
+use crate::attention::mha_check;
+use crate::attention::mha_masks::Masks;
 use crate::attention::{merge_heads, merge_heads_seq_first};
 use crate::check;
 use crate::error::{Error, Result};
@@ -209,45 +211,6 @@ fn xavier_normal_var(p: &Path, name: &str, e: i64) -> Result<Tensor> {
     let mut t = p.f_var(name, &[1, 1, e], Init::Const(0.0))?;
     let _ = tch::no_grad(|| t.f_normal_(0.0, xavier_std(e, e)))?;
     Ok(t)
-}
-
-/// The forward's masks as additive biases, padded as keys are added.
-struct Masks {
-    /// `(N, S')`.
-    key_padding: Option<Tensor>,
-    /// `(1, L, S')` or `(N * H, L, S')`.
-    attn: Option<Tensor>,
-    /// Whether SDPA may apply the causal mask itself.
-    is_causal: bool,
-}
-
-impl Masks {
-    /// One more key (`bias_k` or the zero key), which every query may see.
-    fn pad(&mut self) -> Result<()> {
-        for t in [&mut self.attn, &mut self.key_padding]
-            .into_iter()
-            .flatten()
-        {
-            *t = t.f_constant_pad_nd([0, 1])?;
-        }
-        Ok(())
-    }
-
-    /// The key padding mask added to `attn`, per head: `(N * H, 1, S')` broadcast over
-    /// the queries.
-    fn merged(&self, n: i64, h: i64, s_all: i64) -> Result<Option<Tensor>> {
-        let Some(kp) = &self.key_padding else {
-            return Ok(self.attn.as_ref().map(Tensor::shallow_clone));
-        };
-        let kp = kp
-            .f_view([n, 1, 1, s_all])?
-            .f_expand([-1, h, -1, -1], false)?
-            .f_reshape([n * h, 1, s_all])?;
-        Ok(Some(match &self.attn {
-            None => kp,
-            Some(m) => m.f_add(&kp)?,
-        }))
-    }
 }
 
 impl MultiheadAttention {
@@ -594,103 +557,11 @@ impl MultiheadAttention {
     }
 
     /// PyTorch's shape checks (`_mha_shape_check` and the forward's asserts), before any
-    /// op runs. Returns whether the input is batched.
+    /// op runs (`mha_check.rs`). Returns whether the input is batched.
     fn check(&self, query: &Tensor, key: &Tensor, value: &Tensor, o: &MhaOptions) -> Result<bool> {
-        let cfg = &self.config;
         let like = &self.out_proj.weight;
-        let (kind, device) = (like.kind(), like.device());
-        for (arg, t) in [("query", query), ("key", key), ("value", value)] {
-            check::same_kind_device(arg, t, kind, device)?;
-        }
-        let (qs, ks, vs) = (query.size(), key.size(), value.size());
-        let batched = match qs.len() {
-            3 => true,
-            2 => false,
-            _ => return Err(Error::shape("query", "batched 3-D or unbatched 2-D", &qs)),
-        };
-        let layout = match (batched, cfg.batch_first) {
-            (false, _) => "(L, E)",
-            (true, false) => "(L, N, E)",
-            (true, true) => "(N, L, E)",
-        };
-        let dims = qs.len();
-        for (arg, s, width) in [
-            ("query", &qs, cfg.embed_dim),
-            ("key", &ks, cfg.kdim()),
-            ("value", &vs, cfg.vdim()),
-        ] {
-            if s.len() != dims || s[dims - 1] != width || s.contains(&0) {
-                return Err(Error::shape(
-                    arg,
-                    format!("{layout} with last dimension {width}, no zero sizes"),
-                    s,
-                ));
-            }
-        }
-        // Sequence and batch dims: (S, N) of key and value agree; N of query agrees.
-        if ks[..dims - 1] != vs[..dims - 1] {
-            return Err(Error::shape(
-                "value",
-                format!("the same sequence and batch dims as key {ks:?}"),
-                &vs,
-            ));
-        }
-        let (seq, batch) = if cfg.batch_first { (1, 0) } else { (0, 1) };
-        let (l, s) = if batched {
-            (qs[seq], ks[seq])
-        } else {
-            (qs[0], ks[0])
-        };
-        if batched && ks[batch] != qs[batch] {
-            return Err(Error::shape(
-                "key",
-                format!("batch size {} like query {qs:?}", qs[batch]),
-                &ks,
-            ));
-        }
-        let n = if batched { qs[batch] } else { 1 };
-        for (arg, m) in [
-            ("key_padding_mask", &o.key_padding_mask),
-            ("attn_mask", &o.attn_mask),
-        ] {
-            if let Some(m) = m {
-                m.check_like(arg, kind, device)?;
-            }
-        }
-        if let Some(m) = &o.key_padding_mask {
-            let expected = if batched { vec![n, s] } else { vec![s] };
-            if m.tensor().size() != expected {
-                return Err(Error::shape(
-                    "key_padding_mask",
-                    format!("{expected:?} (N, S)"),
-                    &m.tensor().size(),
-                ));
-            }
-        }
-        if let Some(m) = &o.attn_mask {
-            let size = m.tensor().size();
-            let nh = if batched {
-                n * cfg.num_heads
-            } else {
-                cfg.num_heads
-            };
-            if size != [l, s] && size != [nh, l, s] {
-                return Err(Error::shape(
-                    "attn_mask",
-                    format!(
-                        "(L, S) = {:?} or (N * num_heads, L, S) = {:?}",
-                        [l, s],
-                        [nh, l, s]
-                    ),
-                    &size,
-                ));
-            }
-        } else if o.is_causal {
-            return Err(Error::invalid(
-                "is_causal",
-                "is a hint that needs attn_mask, as in PyTorch; pass the causal mask too",
-            ));
-        }
+        let (batched, l, s, n) = mha_check::inputs(&self.config, like, [query, key, value])?;
+        mha_check::masks(&self.config, like, o, batched, [l, s, n])?;
         Ok(batched)
     }
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::ValueEnum;
+use tch::nn::VarStore;
 use tch::Kind;
-use tch_attention::generate::{generate, Decoding, GenerateOptions, SamplingConfig};
+use tch_attention::generate::{generate, Decoding, GenerateOptions, Generation, SamplingConfig};
 use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer, Quant};
 
 use tch_attention::memory::human_bytes;
@@ -131,30 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     // The options first: a bad one fails before the model (seconds) is read.
     check_options(&args)?;
-    let device = args.device.device()?;
-    let gguf = read_model_file(&args.model)?;
-    refuse_chat_without_template(&args, &gguf)?;
-    let (mut vs, model) = match args.quant {
-        None => LlamaForCausalLM::from_gguf(&gguf, device),
-        Some(q) => {
-            let quant = match q {
-                QuantArg::Int4 => Quant::Int4,
-                QuantArg::Int8 => Quant::Int8,
-                QuantArg::Gguf => Quant::Blocks,
-            };
-            LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
-        }
-    }
-    .map_err(|e| with_flag_names(e, FLAGS))?;
-    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-    drop(gguf);
-    let default_dtype = match args.quant {
-        None | Some(QuantArg::Gguf) => DtypeArg::F32,
-        Some(_) => DtypeArg::Bf16,
-    };
-    if args.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {
-        vs.set_kind(Kind::BFloat16);
-    }
+    let (_vs, model, tokenizer) = load(&args)?;
     let text = if args.chat {
         tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?
     } else {
@@ -176,6 +154,47 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let out = generate(&model, &prompt_ids, &options, |id| stream.push(id))
         .map_err(|e| with_flag_names(e, FLAGS))?;
     stream.finish();
+    report(&args, &tokenizer, &prompt_ids, &out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model (quantised and in the dtype the flags ask for), the VarStore that holds
+/// its parameters, and its tokenizer.
+fn load(args: &Args) -> Result<(VarStore, LlamaForCausalLM, LlamaTokenizer)> {
+    let device = args.device.device()?;
+    let gguf = read_model_file(&args.model)?;
+    refuse_chat_without_template(args, &gguf)?;
+    let (mut vs, model) = match args.quant {
+        None => LlamaForCausalLM::from_gguf(&gguf, device),
+        Some(q) => {
+            let quant = match q {
+                QuantArg::Int4 => Quant::Int4,
+                QuantArg::Int8 => Quant::Int8,
+                QuantArg::Gguf => Quant::Blocks,
+            };
+            LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+        }
+    }
+    .map_err(|e| with_flag_names(e, FLAGS))?;
+    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+    drop(gguf);
+    let default_dtype = match args.quant {
+        None | Some(QuantArg::Gguf) => DtypeArg::F32,
+        Some(_) => DtypeArg::Bf16,
+    };
+    if args.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {
+        vs.set_kind(Kind::BFloat16);
+    }
+    Ok((vs, model, tokenizer))
+}
+
+/// `--json`'s one line on stdout, or the summary line on stderr.
+fn report(
+    args: &Args,
+    tokenizer: &LlamaTokenizer,
+    prompt_ids: &[i64],
+    out: &Generation,
+) -> Result<()> {
     let prefill_ms = out.prefill.as_secs_f64() * 1e3;
     let per_token_ms = out.decode_per_token().map(|d| d.as_secs_f64() * 1e3);
     if args.json {
@@ -189,18 +208,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!("{json}");
     } else {
         let per_token = per_token_ms.map_or("-".into(), |ms| format!("{ms:.1} ms/token"));
+        let eos = if out.stopped_at_eos {
+            ", stopped at EOS"
+        } else {
+            ""
+        };
         eprintln!(
-            "[{} prompt tokens, {} generated{}; prefill {prefill_ms:.0} ms, decode {per_token}]",
+            "[{} prompt tokens, {} generated{eos}; prefill {prefill_ms:.0} ms, decode {per_token}]",
             prompt_ids.len(),
             out.ids.len(),
-            if out.stopped_at_eos {
-                ", stopped at EOS"
-            } else {
-                ""
-            },
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// What `generate` checks of its options, checked before the model is read.
