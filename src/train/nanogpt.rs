@@ -26,7 +26,7 @@ use crate::data::{Split, TokenData};
 use crate::error::{Error, Result};
 use crate::io::{write_torch_save, Overwrite, TorchValue};
 use crate::models::nanogpt::{Gpt, GptConfig};
-use crate::train::adamw::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup, ParamState};
+use crate::train::adamw::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup};
 use crate::train::estimate::estimate_loss;
 
 mod resume;
