@@ -637,3 +637,31 @@ fn a_failed_save_keeps_the_previous_ckpt() {
         .collect();
     assert_eq!(names, ["ckpt.pt"], "left behind: {names:?}");
 }
+
+#[test]
+fn a_key_with_and_without_torch_compiles_prefix_is_an_error_not_a_silent_choice() {
+    // One rule for torch.compile's `_orig_mod.` everywhere (io::strip_compile_prefix):
+    // stripped, and two keys that become one refused, as the checkpoint reader refuses
+    // them.
+    let vs = VarStore::new(Device::Cpu);
+    let config = GptConfig {
+        block_size: 4,
+        vocab_size: 8,
+        n_layer: 1,
+        n_head: 2,
+        n_embd: 8,
+        dropout: 0.0,
+        bias: false,
+    };
+    let model = Gpt::new(vs.root(), config).unwrap();
+    let state = model.state_dict();
+    let compiled: Vec<(String, Tensor)> = state
+        .iter()
+        .map(|(k, t)| (format!("_orig_mod.{k}"), t.copy()))
+        .collect();
+    model.load_state_dict(&compiled).unwrap();
+    let mut both = compiled;
+    both.push((state[0].0.clone(), state[0].1.copy()));
+    let err = model.load_state_dict(&both).unwrap_err().to_string();
+    assert!(err.contains("twice"), "{err}");
+}

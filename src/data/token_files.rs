@@ -13,6 +13,7 @@ use super::chars::{universal_newlines, CharVocab, Split};
 use crate::error::{Error, Result};
 use crate::io::pickle::{unpickle, Value};
 use crate::io::{Overwrite, TorchValue};
+use crate::models::nanogpt::GPT2_PADDED_VOCAB;
 
 /// One of `train.bin` / `val.bin`: uint16 tokens, read where a batch needs them.
 #[derive(Debug)]
@@ -142,7 +143,8 @@ pub struct TokenData {
 
 impl TokenData {
     /// Opens `dir/train.bin`, `dir/val.bin` and `dir/meta.pkl` if present; the tokens are
-    /// checked against the vocabulary: `meta.pkl`'s, else GPT-2's padded 50304.
+    /// checked against the vocabulary: `meta.pkl`'s, else GPT-2's padded 50304
+    /// ([`GPT2_PADDED_VOCAB`]).
     pub fn open(dir: &Path, block_size: i64) -> Result<Self> {
         let meta_path = dir.join("meta.pkl");
         let (meta_vocab_size, itos) = if meta_path.exists() {
@@ -151,7 +153,7 @@ impl TokenData {
         } else {
             (None, None)
         };
-        let vocab = meta_vocab_size.unwrap_or(50304);
+        let vocab = meta_vocab_size.unwrap_or(GPT2_PADDED_VOCAB);
         Ok(Self {
             train: TokenFile::open(&dir.join("train.bin"), block_size, vocab)?,
             val: TokenFile::open(&dir.join("val.bin"), block_size, vocab)?,

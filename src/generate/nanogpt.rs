@@ -16,7 +16,7 @@ use tch::Device;
 
 use crate::data::read_meta;
 use crate::error::{Error, Result};
-use crate::io::{read_torch_object, TorchValue};
+use crate::io::{read_torch_object, strip_compile_prefix, TorchValue};
 use crate::models::nanogpt::{Gpt, GptConfig};
 
 /// Whether `path` starts as a zip archive does (`torch.save`'s format since PyTorch
@@ -101,7 +101,7 @@ impl SampleCheckpoint {
         // would allocate it all first.
         let held: f64 = tensors
             .iter()
-            .filter(|(k, _)| k.replace("_orig_mod.", "") != "lm_head.weight")
+            .filter(|(k, _)| strip_compile_prefix(k) != "lm_head.weight")
             .map(|(_, t)| t.numel() as f64)
             .sum();
         let wanted = parameter_count(&config);

@@ -36,5 +36,5 @@ pub(crate) use regular::open_regular;
 pub use regular::{read_regular, read_text};
 pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
-pub use torch_file::read_torch_object;
+pub use torch_file::{read_torch_object, strip_compile_prefix};
 pub use torch_writer::{to_pickle, write_torch_save, TorchValue};

@@ -143,7 +143,7 @@ fn refuse_duplicates<R: Read + Seek>(
 
 /// torch.compile wraps a module as `_orig_mod`, so a compiled model's state_dict keys
 /// read `_orig_mod.transformer.h.0...`; the tensors are the plain module's.
-pub(crate) fn strip_compile_prefix(key: &str) -> String {
+pub fn strip_compile_prefix(key: &str) -> String {
     key.split('.')
         .filter(|part| *part != "_orig_mod")
         .collect::<Vec<_>>()

@@ -25,7 +25,7 @@ use crate::check;
 use crate::data::{Split, TokenData};
 use crate::error::{Error, Result};
 use crate::io::{write_torch_save, Overwrite, TorchValue};
-use crate::models::nanogpt::{Gpt, GptConfig};
+use crate::models::nanogpt::{Gpt, GptConfig, GPT2_PADDED_VOCAB};
 use crate::train::adamw::{clip_grad_norm, AdamW, AdamWConfig, ParamGroup};
 use crate::train::estimate::estimate_loss;
 
@@ -251,7 +251,7 @@ impl Trainer {
     /// before the loop, from scratch (`model_args` from the settings, `vocab_size` from
     /// `meta.pkl` or 50304).
     pub fn new(data: TokenData, config: TrainConfig, device: Device) -> Result<Self> {
-        let vocab = data.meta_vocab_size.unwrap_or(50304);
+        let vocab = data.meta_vocab_size.unwrap_or(GPT2_PADDED_VOCAB);
         Self::with_model_args(data, config.model_args(vocab), config, device)
     }
 

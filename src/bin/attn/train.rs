@@ -17,6 +17,7 @@ use tch_attention::bench::limits::{check_training, TrainingSizes};
 use tch_attention::data::chars::{find_shakespeare, shakespeare_plays, universal_newlines};
 use tch_attention::data::{prepare_chars, Corpus, TokenData};
 use tch_attention::io::{write_file, Overwrite};
+use tch_attention::models::nanogpt::GPT2_PADDED_VOCAB;
 use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
 use tch_attention::train::nanogpt::{
@@ -495,7 +496,7 @@ fn run_nanogpt(args: &Args) -> Result<ExitCode> {
         embd: config.n_embd,
         heads: config.n_head,
         layers: config.n_layer,
-        vocab: data.meta_vocab_size.unwrap_or(50304),
+        vocab: data.meta_vocab_size.unwrap_or(GPT2_PADDED_VOCAB),
         device,
     })?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("--out-dir {}", out_dir.display()))?;

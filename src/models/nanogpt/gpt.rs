@@ -31,6 +31,7 @@ use super::{CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::attention::KvCache;
 use crate::check;
 use crate::error::{Error, Result};
+use crate::io::strip_compile_prefix;
 use crate::models::{token_ids, CausalLm};
 use crate::nn::{kaiming_uniform_bound, linear, Linear};
 
@@ -38,13 +39,16 @@ use crate::nn::{kaiming_uniform_bound, linear, Linear};
 const LN_EPS: f64 = 1e-5;
 /// `_init_weights`' standard deviation.
 const INIT_STD: f64 = 0.02;
+/// GPT-2's 50257 tokens padded to a multiple of 64, nanoGPT's default `vocab_size`
+/// (and `train.py`'s when the data has no `meta.pkl`).
+pub const GPT2_PADDED_VOCAB: i64 = 50304;
 
 /// nanoGPT's `GPTConfig`, with its defaults (GPT-2 124M with the padded vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GptConfig {
     /// `block_size`: the longest context. Default 1024.
     pub block_size: i64,
-    /// `vocab_size`. Default 50304 (GPT-2's 50257 padded to a multiple of 64).
+    /// `vocab_size`. Default [`GPT2_PADDED_VOCAB`].
     pub vocab_size: i64,
     /// `n_layer`: blocks. Default 12.
     pub n_layer: i64,
@@ -63,7 +67,7 @@ impl Default for GptConfig {
     fn default() -> Self {
         Self {
             block_size: 1024,
-            vocab_size: 50304,
+            vocab_size: GPT2_PADDED_VOCAB,
             n_layer: 12,
             n_head: 12,
             n_embd: 768,
@@ -325,11 +329,17 @@ impl Gpt {
         let own = self.state_dict();
         let mut found: Vec<Option<&Tensor>> = vec![None; own.len()];
         for (key, t) in tensors {
-            let key = key.replace("_orig_mod.", "");
+            let key = strip_compile_prefix(key);
             let at = own
                 .iter()
                 .position(|(k, _)| *k == key)
                 .ok_or_else(|| Error::invalid("state_dict", format!("unexpected key {key}")))?;
+            if found[at].is_some() {
+                return Err(Error::invalid(
+                    "state_dict",
+                    format!("{key} twice (with and without torch.compile's _orig_mod.)"),
+                ));
+            }
             if t.size() != own[at].1.size() {
                 return Err(Error::shape(
                     key.clone(),

@@ -9,6 +9,7 @@ use tch::{Device, Tensor};
 use super::{TokenData, TrainConfig, Trainer};
 use crate::error::{Error, Result};
 use crate::io::TorchValue;
+use crate::models::nanogpt::GPT2_PADDED_VOCAB;
 use crate::train::adamw::{AdamWConfig, ParamState};
 
 impl Trainer {
@@ -33,7 +34,7 @@ impl Trainer {
         };
         let top = c.dict(&value, "the checkpoint")?;
         let args = c.dict(c.get(top, "model_args")?, "model_args")?;
-        let vocab = data.meta_vocab_size.unwrap_or(50304);
+        let vocab = data.meta_vocab_size.unwrap_or(GPT2_PADDED_VOCAB);
         let fixed = [
             ("n_layer", config.n_layer),
             ("n_head", config.n_head),
