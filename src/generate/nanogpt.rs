@@ -19,21 +19,6 @@ use crate::error::{Error, Result};
 use crate::io::{read_torch_object, strip_compile_prefix, TorchValue};
 use crate::models::nanogpt::{Gpt, GptConfig};
 
-/// Whether `path` starts as a zip archive does (`torch.save`'s format since PyTorch
-/// 1.6), so it is no safetensors file; whether it is a `ckpt.pt` is
-/// [`SampleCheckpoint::load`]'s to say.
-pub fn is_torch_archive(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let n = file.read(&mut magic).map_err(io)?;
-    Ok(n == 4 && magic == *b"PK\x03\x04")
-}
-
 /// nanoGPT's model from a `ckpt.pt` with its character vocabulary.
 #[derive(Debug)]
 pub struct SampleCheckpoint {

@@ -24,6 +24,9 @@ pub enum Format {
     Safetensors,
     /// `torch.save`'s zip archive (PyTorch >= 1.6).
     TorchZip,
+    /// A GGUF file (llama.cpp's): a whole model, read by [`crate::io::Gguf`], not a
+    /// state_dict.
+    Gguf,
 }
 
 impl std::fmt::Display for Format {
@@ -31,6 +34,7 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Safetensors => "safetensors",
             Format::TorchZip => "torch.save (zip)",
+            Format::Gguf => "GGUF",
         })
     }
 }
@@ -161,6 +165,11 @@ fn read_header(
                 BTreeMap::new(),
             ))
         }
+        Some(Format::Gguf) => Err(Error::malformed(
+            name,
+            "a GGUF file, a whole model rather than a state_dict (attn inspect and attn \
+             generate read it; attn convert --from gguf writes transformers' tensors)",
+        )),
         None if is_legacy_torch(head) => Err(Error::malformed(
             name,
             "the legacy torch.save format of PyTorch < 1.6, which needs Python to read; in \
@@ -174,11 +183,29 @@ fn read_header(
     }
 }
 
+/// The format of the file at `path` by its first bytes (`None`: none the crate reads),
+/// without reading further: the one place a file's kind is told, for every reader and
+/// command.
+pub fn sniff_file(path: &Path) -> Result<Option<Format>> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut head = Vec::with_capacity(16);
+    file.take(16).read_to_end(&mut head).map_err(io)?;
+    Ok(sniff(&head, len))
+}
+
 /// The format by its signature, safetensors first: its first byte is the low byte of
 /// the header length, which may be anything (0x80 for a 384-byte header, so a test of
 /// the first byte alone takes 1 valid file in 32 for a pickle).
 fn sniff(bytes: &[u8], len: u64) -> Option<Format> {
-    if is_safetensors(bytes, len) {
+    if bytes.starts_with(b"GGUF") {
+        Some(Format::Gguf)
+    } else if is_safetensors(bytes, len) {
         Some(Format::Safetensors)
     } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         Some(Format::TorchZip)

@@ -27,7 +27,7 @@ pub use self::safetensors::{
 };
 pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Overwrite};
 pub use checkpoint_file::{
-    read_checkpoint, read_checkpoint_bytes, Checkpoint, CheckpointFile, Format,
+    read_checkpoint, read_checkpoint_bytes, sniff_file, Checkpoint, CheckpointFile, Format,
 };
 pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
 pub(crate) use materialise::check_fits;

@@ -11,7 +11,9 @@ use tch_attention::checkpoint::{
     convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE,
     HEADS,
 };
-use tch_attention::io::{write_safetensors_new, CheckpointFile, Gguf, Overwrite};
+use tch_attention::io::{
+    sniff_file, write_safetensors_new, CheckpointFile, Format, Gguf, Overwrite,
+};
 use tch_attention::models::llama::LlamaForCausalLM;
 
 /// The layouts, as `--from`/`--to` values.
@@ -191,7 +193,8 @@ fn option_to_flag(e: tch_attention::Error) -> anyhow::Error {
 /// Headers only: no tensor is read, however big the file (a GGUF file is read whole:
 /// its reader checks every tensor against the file).
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
-    if super::inspect_gguf::is_gguf(&args.file) {
+    // Unreadable: the checkpoint reader below says why.
+    if let Ok(Some(Format::Gguf)) = sniff_file(&args.file) {
         return super::inspect_gguf::inspect(&args.file, args.json);
     }
     let ckpt = CheckpointFile::open(&args.file)?;

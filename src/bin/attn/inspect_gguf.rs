@@ -12,17 +12,6 @@ use tch_attention::io::{Gguf, GgufValue};
 /// their length and element type.
 const SHOWN_ARRAY: usize = 16;
 
-/// Whether `path` starts with GGUF's magic bytes (false if it cannot be read: the
-/// checkpoint reader then reports why).
-pub fn is_gguf(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && &magic == b"GGUF"
-}
-
 pub fn inspect(path: &Path, json_out: bool) -> Result<ExitCode> {
     let g = Gguf::read(path)?;
     if json_out {

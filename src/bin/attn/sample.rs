@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tch::{Device, Tensor};
-use tch_attention::generate::nanogpt::{is_torch_archive, SampleCheckpoint};
+use tch_attention::generate::nanogpt::SampleCheckpoint;
 use tch_attention::generate::{generate_batch, GenerateOptions, SamplingConfig};
+use tch_attention::io::{sniff_file, Format};
 use tch_attention::train::checkpoint;
 
 /// The checkpoint carries the vocabulary and the model's configuration. Defaults are
@@ -85,7 +86,9 @@ fn settings(args: &Args, nanogpt: bool) -> Result<Settings> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let nanogpt = is_torch_archive(&args.checkpoint)
+    // A torch.save zip is nanoGPT's ckpt.pt; anything else the lecture's checkpoint.
+    let nanogpt = sniff_file(&args.checkpoint)
+        .map(|f| f == Some(Format::TorchZip))
         .with_context(|| format!("--checkpoint {}", args.checkpoint.display()))?;
     let Settings {
         config,
