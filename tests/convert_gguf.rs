@@ -139,11 +139,16 @@ print(json.dumps({'tensors': t, 'metadata': m}))";
 fn a_gguf_is_told_apart_by_the_one_sniffer_and_named_by_the_state_dict_reader() {
     use tch_attention::io::{read_checkpoint, sniff_file, Format};
     let tiny = fixtures().join("llama/tiny");
-    assert_eq!(sniff_file(&tiny.join("model.gguf")).unwrap(), Some(Format::Gguf));
+    assert_eq!(
+        sniff_file(&tiny.join("model.gguf")).unwrap(),
+        Some(Format::Gguf)
+    );
     assert_eq!(
         sniff_file(&tiny.join("model.safetensors")).unwrap(),
         Some(Format::Safetensors)
     );
-    let err = read_checkpoint(tiny.join("model.gguf")).unwrap_err().to_string();
+    let err = read_checkpoint(tiny.join("model.gguf"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("a GGUF file, a whole model"), "{err}");
 }
