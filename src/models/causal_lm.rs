@@ -42,3 +42,41 @@ pub trait CausalLm {
         Ok(self.f_logits_cached(idx, cache)?.f_select(1, -1)?)
     }
 }
+
+/// [`CausalLm`] for a GPT of learned positions (`block_size` of them) and one growing
+/// `KvCache` per block: the lecture's `GPTLanguageModel` and nanoGPT's `GPT`, whose
+/// `f_forward_t`, `new_caches` and `f_forward_cached` are the model's own; `$wte` is the
+/// token embedding, whose device is the model's.
+macro_rules! gpt_causal_lm {
+    ($model:ty, $wte:ident) => {
+        impl $crate::models::CausalLm for $model {
+            type Cache = Vec<$crate::attention::KvCache>;
+
+            fn max_context(&self) -> Option<i64> {
+                Some(self.config.block_size)
+            }
+
+            fn device(&self) -> tch::Device {
+                self.$wte.device()
+            }
+
+            fn f_logits(&self, idx: &tch::Tensor) -> $crate::error::Result<tch::Tensor> {
+                self.f_forward_t(idx, false)
+            }
+
+            /// Caches that grow as they fill: `batch` and `capacity` are not needed.
+            fn new_cache(&self, _batch: i64, _capacity: i64) -> $crate::error::Result<Self::Cache> {
+                Ok(self.new_caches())
+            }
+
+            fn f_logits_cached(
+                &self,
+                idx: &tch::Tensor,
+                cache: &mut Self::Cache,
+            ) -> $crate::error::Result<tch::Tensor> {
+                self.f_forward_cached(idx, cache)
+            }
+        }
+    };
+}
+pub(crate) use gpt_causal_lm;

@@ -11,7 +11,7 @@
 //! generation and training need of it.
 
 pub mod bert;
-mod causal_lm;
+pub(crate) mod causal_lm;
 pub mod lecture;
 pub mod llama;
 pub mod nanogpt;

@@ -28,15 +28,16 @@
 use std::borrow::Borrow;
 
 use tch::nn::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::kv_cache::causal_mask;
 use crate::attention::KvCache;
 use crate::check;
 use crate::error::{Error, Result};
+use crate::models::causal_lm::gpt_causal_lm;
 use crate::models::lecture::{Head, MultiHeadAttention, MultiHeadConfig};
-use crate::models::{token_ids, CausalLm};
+use crate::models::token_ids;
 use crate::nn::{layer_norm, linear, LayerNorm, Linear};
 
 /// `nn.LayerNorm`'s default `eps`, which the lecture keeps.
@@ -434,27 +435,4 @@ impl GptLanguageModel {
     }
 }
 
-impl CausalLm for GptLanguageModel {
-    type Cache = Vec<KvCache>;
-
-    fn max_context(&self) -> Option<i64> {
-        Some(self.config.block_size)
-    }
-
-    fn device(&self) -> Device {
-        self.token_embedding_table.device()
-    }
-
-    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
-        self.f_forward_t(idx, false)
-    }
-
-    /// Caches that grow as they fill: `batch` and `capacity` are not needed.
-    fn new_cache(&self, _batch: i64, _capacity: i64) -> Result<Vec<KvCache>> {
-        Ok(self.new_caches())
-    }
-
-    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Vec<KvCache>) -> Result<Tensor> {
-        self.f_forward_cached(idx, cache)
-    }
-}
+gpt_causal_lm!(GptLanguageModel, token_embedding_table);

@@ -25,14 +25,15 @@
 use std::borrow::Borrow;
 
 use tch::nn::{Init, Path};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::{CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::attention::KvCache;
 use crate::check;
 use crate::error::{Error, Result};
 use crate::io::strip_compile_prefix;
-use crate::models::{token_ids, CausalLm};
+use crate::models::causal_lm::gpt_causal_lm;
+use crate::models::token_ids;
 use crate::nn::{kaiming_uniform_bound, linear, Linear};
 
 /// `F.layer_norm`'s eps in nanoGPT's `LayerNorm`.
@@ -426,27 +427,4 @@ impl Gpt {
     }
 }
 
-impl CausalLm for Gpt {
-    type Cache = Vec<KvCache>;
-
-    fn max_context(&self) -> Option<i64> {
-        Some(self.config.block_size)
-    }
-
-    fn device(&self) -> Device {
-        self.wte.device()
-    }
-
-    fn f_logits(&self, idx: &Tensor) -> Result<Tensor> {
-        self.f_forward_t(idx, false)
-    }
-
-    /// Caches that grow as they fill: `batch` and `capacity` are not needed.
-    fn new_cache(&self, _batch: i64, _capacity: i64) -> Result<Vec<KvCache>> {
-        Ok(self.new_caches())
-    }
-
-    fn f_logits_cached(&self, idx: &Tensor, cache: &mut Vec<KvCache>) -> Result<Tensor> {
-        self.f_forward_cached(idx, cache)
-    }
-}
+gpt_causal_lm!(Gpt, wte);
