@@ -28,7 +28,7 @@ CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
 	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures \
-	check-gemma-fixtures
+	check-gemma-fixtures bench-llama-cpp-setup
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -177,6 +177,15 @@ bench: release
 	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
 	done
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
+
+# llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
+# built from source (about five minutes on two cores) into its own environment beside
+# the setup's, never by `make test`; scripts/bench_llama_cpp.py times it on a GGUF.
+LLAMA_CPP_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tch-attention/llama-cpp
+bench-llama-cpp-setup:
+	@[ -x "$(LLAMA_CPP_VENV)/bin/python" ] || python3 -m venv "$(LLAMA_CPP_VENV)"
+	CMAKE_ARGS="-DGGML_NATIVE=ON" "$(LLAMA_CPP_VENV)/bin/pip" install --quiet \
+		llama-cpp-python==0.3.36 numpy
 
 # Every suite at tiny sizes on both sides, joined by the same script: seconds. Benchmarks
 # are not timed tests; this only proves that `make bench` would run.
