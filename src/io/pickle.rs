@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
-/// The opcodes, under the names CPython's `pickle.py` and `pickletools` give them.
-mod op {
+/// The opcodes, under the names CPython's `pickle.py` and `pickletools` give them: the
+/// reader's and the writer's (`torch_writer.rs`) one table.
+pub(crate) mod op {
     // Protocol 0 and 1.
     pub const MARK: u8 = b'(';
     pub const STOP: u8 = b'.';
