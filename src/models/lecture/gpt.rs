@@ -362,11 +362,20 @@ impl GptLanguageModel {
             push_linear(&mut out, format!("{p}.ffwd.net.2"), &block.ffwd.net_2);
             for (n, ln) in [("ln1", &block.ln1), ("ln2", &block.ln2)] {
                 out.push((format!("{p}.{n}.weight"), ln.weight.shallow_clone()));
-                out.push((format!("{p}.{n}.bias"), ln.bias.shallow_clone()));
+                out.extend(
+                    ln.bias
+                        .iter()
+                        .map(|b| (format!("{p}.{n}.bias"), b.shallow_clone())),
+                );
             }
         }
         out.push(("ln_f.weight".into(), self.ln_f.weight.shallow_clone()));
-        out.push(("ln_f.bias".into(), self.ln_f.bias.shallow_clone()));
+        out.extend(
+            self.ln_f
+                .bias
+                .iter()
+                .map(|b| ("ln_f.bias".into(), b.shallow_clone())),
+        );
         push_linear(&mut out, "lm_head".into(), &self.lm_head);
         out
     }

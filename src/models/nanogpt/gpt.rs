@@ -24,7 +24,7 @@
 
 use std::borrow::Borrow;
 
-use tch::nn::{Init, Path};
+use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use super::{CausalSelfAttention, CausalSelfAttentionConfig};
@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::io::strip_compile_prefix;
 use crate::models::causal_lm::gpt_causal_lm;
 use crate::models::token_ids;
-use crate::nn::{kaiming_uniform_bound, linear, Linear};
+use crate::nn::{kaiming_uniform_bound, linear, LayerNorm, Linear};
 
 /// `F.layer_norm`'s eps in nanoGPT's `LayerNorm`.
 const LN_EPS: f64 = 1e-5;
@@ -94,41 +94,6 @@ impl GptConfig {
     }
 }
 
-/// nanoGPT's `LayerNorm`: `F.layer_norm` with an optional bias (`bias=False` has none).
-#[derive(Debug)]
-pub struct LayerNorm {
-    /// `weight`, `[C]`, initialised to 1.
-    pub weight: Tensor,
-    /// `bias`, `[C]`, initialised to 0; `None` when `bias=False`.
-    pub bias: Option<Tensor>,
-}
-
-impl LayerNorm {
-    /// `LayerNorm(ndim, bias)` under `path` (no random draw).
-    pub fn new<'a>(path: impl Borrow<Path<'a>>, ndim: i64, bias: bool) -> Result<Self> {
-        let p = path.borrow();
-        Ok(Self {
-            weight: p.f_var("weight", &[ndim], Init::Const(1.0))?,
-            bias: match bias {
-                true => Some(p.f_var("bias", &[ndim], Init::Const(0.0))?),
-                false => None,
-            },
-        })
-    }
-
-    /// `F.layer_norm(x, (C,), weight, bias, 1e-5)`: `(*, C) -> (*, C)`.
-    pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
-        let shape = self.weight.size();
-        Ok(x.f_layer_norm(
-            &shape,
-            Some(&self.weight),
-            self.bias.as_ref(),
-            LN_EPS,
-            false,
-        )?)
-    }
-}
-
 /// nanoGPT's `MLP`: `c_fc`, GELU (exact, erf), `c_proj`, dropout.
 #[derive(Debug)]
 pub struct Mlp {
@@ -166,9 +131,9 @@ impl Block {
     pub fn new<'a>(path: impl Borrow<Path<'a>>, config: &GptConfig) -> Result<Self> {
         let p = path.borrow();
         let (c, bias) = (config.n_embd, config.bias);
-        let ln_1 = LayerNorm::new(p / "ln_1", c, bias)?;
+        let ln_1 = LayerNorm::new(p / "ln_1", c, LN_EPS, bias)?;
         let attn = CausalSelfAttention::new(p / "attn", config.attention())?;
-        let ln_2 = LayerNorm::new(p / "ln_2", c, bias)?;
+        let ln_2 = LayerNorm::new(p / "ln_2", c, LN_EPS, bias)?;
         let m = p / "mlp";
         let mlp = Mlp {
             c_fc: linear(&m / "c_fc", c, 4 * c, bias)?,
@@ -228,7 +193,7 @@ impl Gpt {
         let h = (0..config.n_layer)
             .map(|i| Block::new(&p / "h" / i, &config))
             .collect::<Result<Vec<_>>>()?;
-        let ln_f = LayerNorm::new(&p / "ln_f", c, config.bias)?;
+        let ln_f = LayerNorm::new(&p / "ln_f", c, LN_EPS, config.bias)?;
         // lm_head = nn.Linear(C, vocab_size, bias=False) draws its kaiming-uniform
         // weight; the tying then makes that tensor wte's, so it is drawn into wte.
         let bound = kaiming_uniform_bound(c);

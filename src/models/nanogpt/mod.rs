@@ -16,4 +16,4 @@ mod causal_self_attention;
 mod gpt;
 
 pub use causal_self_attention::{CausalSelfAttention, CausalSelfAttentionConfig};
-pub use gpt::{Block, Gpt, GptConfig, LayerNorm, Mlp, GPT2_PADDED_VOCAB};
+pub use gpt::{Block, Gpt, GptConfig, Mlp, GPT2_PADDED_VOCAB};
