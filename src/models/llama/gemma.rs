@@ -6,6 +6,7 @@
 //! `query_pre_attn_scalar` 256, the tanh GELU, tied head, no soft-capping).
 
 use super::config::{Activation, LayerType, LlamaConfig};
+use super::weights::{gguf_name_with, llama_module, FIXED_NAMES};
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
@@ -103,29 +104,14 @@ pub fn gemma3_layer_types(layers: i64) -> Vec<LayerType> {
 /// The GGUF name of a Gemma 3 parameter, as transformers' GGUF loader maps llama.cpp's
 /// names (`model.layers.3.pre_feedforward_layernorm.weight` <-> `blk.3.ffn_norm.weight`).
 pub fn gemma3_gguf_name(hf: &str) -> Option<String> {
-    match hf {
-        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
-        "model.norm.weight" => return Some("output_norm.weight".into()),
-        _ => {}
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, module) = rest.split_once('.')?;
-    layer.parse::<usize>().ok()?;
-    let g = match module {
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "self_attn.q_norm.weight" => "attn_q_norm.weight",
-        "self_attn.k_norm.weight" => "attn_k_norm.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "post_attention_norm.weight",
-        "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
-        "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
-        _ => return None,
-    };
-    Some(format!("blk.{layer}.{g}"))
+    // Tied head: no `lm_head.weight`. Gemma's four norms per layer and its query/key
+    // norms have names of their own; the projections and the input norm are Llama's.
+    gguf_name_with(hf, &FIXED_NAMES[..2], |module| match module {
+        "self_attn.q_norm.weight" => Some("attn_q_norm.weight"),
+        "self_attn.k_norm.weight" => Some("attn_k_norm.weight"),
+        "post_attention_layernorm.weight" => Some("post_attention_norm.weight"),
+        "pre_feedforward_layernorm.weight" => Some("ffn_norm.weight"),
+        "post_feedforward_layernorm.weight" => Some("post_ffw_norm.weight"),
+        other => llama_module(other),
+    })
 }

@@ -18,21 +18,23 @@ use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
 use crate::io::{read_safetensors, Gguf};
 
+/// The non-layer parameters' GGUF names.
+pub(super) const FIXED_NAMES: [(&str, &str); 3] = [
+    ("model.embed_tokens.weight", "token_embd.weight"),
+    ("model.norm.weight", "output_norm.weight"),
+    ("lm_head.weight", "output.weight"),
+];
+
 /// The GGUF name of the Hugging Face parameter `hf`, as transformers' GGUF loader maps
 /// llama.cpp's names (`model.layers.3.self_attn.q_proj.weight` <-> `blk.3.attn_q.weight`).
 pub fn gguf_name(hf: &str) -> Option<String> {
-    let fixed = [
-        ("model.embed_tokens.weight", "token_embd.weight"),
-        ("model.norm.weight", "output_norm.weight"),
-        ("lm_head.weight", "output.weight"),
-    ];
-    if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
-        return Some(g.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, module) = rest.split_once('.')?;
-    layer.parse::<usize>().ok()?;
-    let g = match module {
+    gguf_name_with(hf, &FIXED_NAMES, llama_module)
+}
+
+/// A Llama layer's module under its GGUF name (`self_attn.q_proj.weight` ->
+/// `attn_q.weight`).
+pub(super) fn llama_module(module: &str) -> Option<&'static str> {
+    Some(match module {
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
@@ -43,8 +45,23 @@ pub fn gguf_name(hf: &str) -> Option<String> {
         "input_layernorm.weight" => "attn_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
         _ => return None,
-    };
-    Some(format!("blk.{layer}.{g}"))
+    })
+}
+
+/// `hf`'s GGUF name: one of `fixed`, or `blk.{i}.{module(rest)}` for
+/// `model.layers.{i}.{rest}`; the family's names differ only in `fixed` and `module`.
+pub(super) fn gguf_name_with(
+    hf: &str,
+    fixed: &[(&str, &str)],
+    module: impl Fn(&str) -> Option<&'static str>,
+) -> Option<String> {
+    if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+        return Some(g.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, m) = rest.split_once('.')?;
+    layer.parse::<usize>().ok()?;
+    Some(format!("blk.{layer}.{}", module(m)?))
 }
 
 /// Undoes llama.cpp's permutation of a query or key projection `[heads * D, E]`.

@@ -44,15 +44,7 @@ impl Q8Activations {
     /// Quantises `x` `(N, cols)` (row-major, `N = x.len() / cols`) for weights of type
     /// `block`: Q8_0 blocks for the legacy types, Q8_K blocks for the k-quants.
     pub fn quantize(block: BlockType, x: &[f32], cols: usize) -> Result<Self> {
-        if cols == 0 || !cols.is_multiple_of(block.block_len()) {
-            return Err(Error::invalid(
-                "cols",
-                format!(
-                    "expected a positive multiple of {block}'s block of {} elements, got {cols}",
-                    block.block_len()
-                ),
-            ));
-        }
+        block.check_cols(cols)?;
         if x.is_empty() || !x.len().is_multiple_of(cols) {
             return Err(Error::invalid(
                 "x",

@@ -53,6 +53,21 @@ impl BlockType {
         BlockType::Q6_K,
     ];
 
+    /// A row length of `cols` elements must be whole blocks: an error naming `cols`
+    /// otherwise (the weights' check and the activations' alike).
+    pub fn check_cols(self, cols: usize) -> Result<()> {
+        if cols == 0 || !cols.is_multiple_of(self.block_len()) {
+            return Err(Error::invalid(
+                "cols",
+                format!(
+                    "expected a positive multiple of {self}'s block of {} elements, got {cols}",
+                    self.block_len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Elements a block (ggml's `QK4_0`, `QK_K`, ...).
     pub fn block_len(self) -> usize {
         match self {
@@ -139,15 +154,7 @@ impl<'a> QuantMatrix<'a> {
         if rows == 0 {
             return Err(Error::invalid("rows", "expected at least 1, got 0"));
         }
-        if cols == 0 || !cols.is_multiple_of(block.block_len()) {
-            return Err(Error::invalid(
-                "cols",
-                format!(
-                    "expected a positive multiple of {block}'s block of {} elements, got {cols}",
-                    block.block_len()
-                ),
-            ));
-        }
+        block.check_cols(cols)?;
         let row_bytes = cols / block.block_len() * block.block_bytes();
         let expected = row_bytes.checked_mul(rows).ok_or_else(|| {
             Error::invalid("rows", format!("{rows} rows of {row_bytes} bytes overflow"))
