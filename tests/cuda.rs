@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-use tch_attention::bench::config::suite;
+use tch_attention::bench::suites::suite;
 use tch_attention::bench::{measure, SUITES};
 use tch_attention::models::lecture::{Head, HeadConfig};
 use tch_attention::parity::{collect_case_files, Case};

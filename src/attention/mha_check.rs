@@ -4,7 +4,7 @@
 
 use tch::Tensor;
 
-use super::multihead_attention::{MhaOptions, MultiheadAttentionConfig};
+use super::mha_config::{MhaOptions, MultiheadAttentionConfig};
 use crate::check;
 use crate::error::{Error, Result};
 

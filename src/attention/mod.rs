@@ -12,6 +12,7 @@ mod heads;
 pub mod kv_cache;
 pub mod mask;
 mod mha_check;
+mod mha_config;
 mod mha_masks;
 pub mod multihead_attention;
 mod shapes;
@@ -28,5 +29,6 @@ pub use functional::{
 pub(crate) use heads::{merge_heads, merge_heads_seq_first, split_heads, split_heads_seq_first};
 pub use kv_cache::KvCache;
 pub use mask::Mask;
-pub use multihead_attention::{MhaOptions, MultiheadAttention, MultiheadAttentionConfig};
+pub use mha_config::{MhaOptions, MultiheadAttentionConfig};
+pub use multihead_attention::MultiheadAttention;
 pub use window::Window;

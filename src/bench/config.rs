@@ -1,25 +1,18 @@
-//! What one benchmark runs, and the named suites of `bench/suites.json` (the file
-//! scripts/bench_torch.py reads too, so both sides run the same configurations).
+//! What one benchmark runs: an attention module at one size, or a whole model through
+//! the [`WholeModel`] trait that each model's benchmark implements in its own file, so
+//! that nothing here (nor the runner) names a model. The named suites that build these
+//! configurations from `bench/suites.json` are `super::suites`.
+
+use std::any::Any;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tch::{Device, Kind};
 
-use super::lecture_gpt::{self, LectureGptSizes};
 use super::limits;
-use super::llama::{self, LlamaBench};
-use super::nanogpt_gpt;
+use super::step::Workload;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
-
-/// The suites, compiled in from `bench/suites.json`.
-pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
-
-/// The suite names, in the order `--suite all` runs them.
-pub const SUITES: [&str; 5] = ["small", "gpt2", "long", "decode", "train"];
-
-/// The suites of whole pretrained models, which need a model file from the caller
-/// ([`llama::measure`]); not part of `--suite all` (nor of its smoke run).
-pub const MODEL_SUITES: [&str; 1] = ["generate"];
 
 /// What one timed step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,22 +55,55 @@ impl Mode {
     }
 }
 
+/// A whole model as a benchmark (`lecture_gpt`, `nanogpt_gpt`, `smollm2`): its own
+/// sizes beyond B, T, C, nh, hs, and what the runner and the limits need of it.
+pub trait WholeModel: std::fmt::Debug + Send + Sync {
+    /// The name suites.json gives it.
+    fn name(&self) -> &'static str;
+    /// The checks of a configuration that runs it (B, T, C, nh, hs are positive).
+    fn validate(&self, config: &BenchConfig) -> Result<()>;
+    /// The matmul FLOPs of one step (0 where only the loaded model knows them).
+    fn flops(&self, config: &BenchConfig) -> f64;
+    /// A lower bound on the elements of the dtype one step holds (0 where a model
+    /// file's own sizes are checked when it is read).
+    fn min_elements(&self, config: &BenchConfig) -> f64;
+    /// The seeded model and one timed step.
+    fn prepare(&self, config: &BenchConfig) -> Result<Workload>;
+    /// Its own fields, under suites.json's names, added to its JSON row.
+    fn row_fields(&self, row: &mut serde_json::Value);
+    /// For callers that need the concrete benchmark (a model file to hand it).
+    fn as_any(&self) -> &dyn Any;
+}
+
 /// What a configuration times: an attention module of the parity cases, or a whole
 /// model built from them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum BenchModule {
     /// One attention module, sized by B, T, C, nh, hs.
     Attention(ModuleKind),
-    /// `lecture_gpt`: the lecture's `GPTLanguageModel`, with T its `block_size`, C its
-    /// `n_embd`, nh its `n_head` (hs = C / nh), and the sizes the attention fields do
-    /// not cover.
-    LectureGpt(LectureGptSizes),
-    /// `smollm2`: SmolLM2 (any Llama GGUF) generating greedily, with T the prompt's
-    /// tokens; the model file comes from the caller ([`llama::measure`]).
-    Llama(LlamaBench),
-    /// `nanogpt_gpt`: nanoGPT's `GPT` trained as `train.py` trains it, sized as
-    /// `lecture_gpt` (T `block_size`, C `n_embd`, nh `n_head`, and the same model fields).
-    NanoGpt(LectureGptSizes),
+    /// A whole model: T, C, nh as the model reads them (see each [`WholeModel`]).
+    Model(Arc<dyn WholeModel>),
+}
+
+impl BenchModule {
+    /// The whole model's benchmark as its concrete type, if it is one of `T`.
+    pub fn model<T: 'static>(&self) -> Option<&T> {
+        match self {
+            BenchModule::Model(m) => m.as_any().downcast_ref(),
+            BenchModule::Attention(_) => None,
+        }
+    }
+}
+
+/// The same module kind, or the same whole model with the same sizes.
+impl PartialEq for BenchModule {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (BenchModule::Attention(a), BenchModule::Attention(b)) => a == b,
+            (BenchModule::Model(a), BenchModule::Model(b)) => format!("{a:?}") == format!("{b:?}"),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for BenchModule {
@@ -85,9 +111,7 @@ impl std::fmt::Display for BenchModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BenchModule::Attention(m) => m.fmt(f),
-            BenchModule::LectureGpt(_) => f.write_str("lecture_gpt"),
-            BenchModule::Llama(_) => f.write_str("smollm2"),
-            BenchModule::NanoGpt(_) => f.write_str("nanogpt_gpt"),
+            BenchModule::Model(m) => f.write_str(m.name()),
         }
     }
 }
@@ -158,10 +182,10 @@ pub fn dtype_name(kind: Kind) -> &'static str {
 impl BenchConfig {
     /// Checks every field once, before anything is built: sizes, the module's
     /// constraints, and that the configuration fits in the memory the machine has now
-    /// (see [`limits::check_memory`]).
+    /// (see [`BenchConfig::check_memory`]).
     pub fn validate(&self) -> Result<()> {
         self.validate_fields()?;
-        limits::check_memory(self, limits::available_memory(self.device))
+        self.check_memory(limits::available_memory(self.device))
     }
 
     /// The checks that depend on the fields alone.
@@ -178,11 +202,9 @@ impl BenchConfig {
                 return Err(Error::config(field, format!("must be at least 1, got {v}")));
             }
         }
-        let m = match self.module {
-            BenchModule::Attention(m) => m,
-            BenchModule::LectureGpt(sizes) => return lecture_gpt::validate(self, &sizes),
-            BenchModule::Llama(bench) => return llama::validate(self, &bench),
-            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::validate(self, &sizes),
+        let m = match &self.module {
+            BenchModule::Attention(m) => *m,
+            BenchModule::Model(model) => return model.validate(self),
         };
         if matches!(self.mode, Mode::TrainStep | Mode::Sample | Mode::Prefill) {
             return Err(Error::config(
@@ -233,12 +255,9 @@ impl BenchConfig {
     /// Causal attention counts the `T (T + 1) / 2` query-key pairs it keeps (as
     /// FlashAttention's papers do); a backward pass counts twice its forward.
     pub fn flops(&self) -> f64 {
-        let module = match self.module {
-            BenchModule::Attention(m) => m,
-            BenchModule::LectureGpt(sizes) => return lecture_gpt::flops(self, &sizes),
-            // Known once the model file is loaded: llama::measure counts them.
-            BenchModule::Llama(_) => return 0.0,
-            BenchModule::NanoGpt(sizes) => return nanogpt_gpt::flops(self, &sizes),
+        let module = match &self.module {
+            BenchModule::Attention(m) => *m,
+            BenchModule::Model(model) => return model.flops(self),
         };
         let (b, t, c, nh, hs) = self.sizes();
         // Queries in this step, and the query-key pairs they score.
@@ -268,6 +287,92 @@ impl BenchConfig {
         }
     }
 
+    /// A lower bound on the bytes one configuration holds at once: parameters, inputs,
+    /// outputs and the activations its step must keep, counting a `T x T` score matrix
+    /// only for the lecture's modules, which materialise it (the others use the fused
+    /// kernel). Floats, so that absurd sizes cannot overflow.
+    pub fn min_bytes(&self) -> f64 {
+        let (b, t, c, nh, hs) = self.sizes();
+        let elem = match self.kind {
+            Kind::Double => 8.0,
+            Kind::Half | Kind::BFloat16 => 2.0,
+            _ => 4.0,
+        };
+        let module = match &self.module {
+            BenchModule::Attention(m) => *m,
+            BenchModule::Model(model) => return elem * model.min_elements(self),
+        };
+        // Per head of the lecture: tril, then q, k, v and the scores, masked and softmaxed.
+        let lecture_head = t * t + b * t * 3.0 * hs + 3.0 * b * t * t;
+        let (params, activations) = match module {
+            ModuleKind::Head => (3.0 * c * hs, lecture_head),
+            ModuleKind::MultiHead => (
+                nh * 3.0 * c * hs + nh * hs * c,
+                nh * b * t * hs + lecture_head,
+            ),
+            ModuleKind::CausalSelfAttention => (4.0 * c * c, 4.0 * b * t * c),
+            // The additive causal mask is T x T.
+            ModuleKind::MultiheadAttention => (4.0 * c * c, 4.0 * b * t * c + t * t),
+            ModuleKind::Sdpa => (0.0, 3.0 * b * nh * t * hs),
+        };
+        let output = b
+            * t
+            * match module {
+                ModuleKind::Head => hs,
+                ModuleKind::Sdpa => nh * hs,
+                _ => c,
+            };
+        let held = match self.mode {
+            // The backward pass keeps the forward's activations and makes gradients of all.
+            Mode::Backward => 2.0 * (params + activations + output),
+            // Decoding prefills the cache: a forward pass over T - 1 tokens, whose keys and
+            // values it keeps.
+            Mode::Decode => params + 4.0 * b * t * c,
+            // Whole-model modes are refused for attention modules by `validate`.
+            Mode::Forward | Mode::TrainStep | Mode::Sample | Mode::Prefill => {
+                params + activations + output
+            }
+        };
+        elem * held
+    }
+
+    /// Refuses `config` when [`min_bytes`] exceeds `limits::MEMORY_SHARE` of `available` bytes,
+    /// or (whatever the machine) when its sizes overflow libtorch's 64-bit sizes.
+    pub fn check_memory(&self, available: Option<f64>) -> Result<()> {
+        let need = self.min_bytes();
+        let gib = |bytes: f64| format!("{:.1} GiB", bytes / (1u64 << 30) as f64);
+        let c = self;
+        let what = format!(
+            "{} {} at B={}, T={}, C={}, nh={}, hs={} in {}",
+            c.module,
+            c.mode.name(),
+            c.batch,
+            c.seq,
+            c.embd,
+            c.heads,
+            c.head_size,
+            dtype_name(c.kind)
+        );
+        if need > i64::MAX as f64 {
+            return Err(Error::config(
+                "memory",
+                format!("{what}: its sizes overflow 64-bit integers"),
+            ));
+        }
+        match available {
+            Some(free) if need > limits::MEMORY_SHARE * free => Err(Error::config(
+                "memory",
+                format!(
+                    "{what} needs at least {}, more than {:.0}% of the {} this machine has available",
+                    gib(need),
+                    limits::MEMORY_SHARE * 100.0,
+                    gib(free)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `(B, T, C, nh, hs)` as floats, for estimates.
     pub(crate) fn sizes(&self) -> (f64, f64, f64, f64, f64) {
         (
@@ -280,284 +385,45 @@ impl BenchConfig {
     }
 }
 
-/// `bench/suites.json`: a comment and the four suites, nothing else.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SuitesFile {
-    #[serde(rename = "_comment")]
-    _comment: String,
-    small: Suite,
-    gpt2: Suite,
-    long: Suite,
-    decode: Suite,
-    train: Suite,
-    generate: Suite,
-}
-
-/// One suite: what it is about, its smoke caps, its configurations.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Suite {
-    #[serde(rename = "about")]
-    _about: String,
-    smoke: SmokeCaps,
-    configs: Vec<SuiteEntry>,
-}
-
-/// The caps `--smoke` applies; an absent cap leaves the value as it is.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SmokeCaps {
-    max_batch: Option<i64>,
-    max_seq: Option<i64>,
-    repeats: Option<usize>,
-    warmup: Option<usize>,
-    max_new_tokens: Option<i64>,
-}
-
-/// One configuration as the file writes it. The `target_*` ratios and `full` are
-/// scripts/bench_compare.py's; they are read here only so that a misspelt key fails.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SuiteEntry {
-    name: String,
-    /// An attention module's name, or `lecture_gpt` (see [`entry_module`]).
-    module: String,
-    mode: Mode,
-    batch: i64,
-    seq: i64,
-    embd: i64,
-    heads: i64,
-    head_size: i64,
-    warmup: usize,
-    repeats: usize,
-    #[serde(rename = "target_time_ratio")]
-    _target_time_ratio: Option<f64>,
-    #[serde(rename = "target_mem_ratio")]
-    _target_mem_ratio: Option<f64>,
-    #[serde(rename = "target_step_over_full")]
-    _target_step_over_full: Option<f64>,
-    #[serde(rename = "full")]
-    _full: Option<String>,
-    /// Whole models only (`lecture_gpt`): see [`LectureGptSizes`].
-    n_layer: Option<i64>,
-    vocab: Option<i64>,
-    dropout: Option<f64>,
-    learning_rate: Option<f64>,
-    new_tokens: Option<i64>,
-    /// [`BenchConfig::window`].
-    #[serde(default)]
-    window: Option<i64>,
-    /// `smollm2` only: [`LlamaBench::quant`] (`int4` or `int8`).
-    quant: Option<String>,
-    /// `smollm2` only: [`LlamaBench::head`] (`int4` or `int8`).
-    head: Option<String>,
-}
-
-/// Parses a suites file; errors name `source` and, from serde, the key and line.
-fn parse_suites(source: &str, text: &str) -> Result<SuitesFile> {
-    serde_json::from_str(text).map_err(|e| Error::malformed(source, e.to_string()))
-}
-
-/// The configurations of suite `name` (one of [`SUITES`]); `smoke` applies the suite's
-/// smoke caps (sizes and repeats) for a run of seconds.
-pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<BenchConfig>> {
-    let file = parse_suites("bench/suites.json", SUITES_JSON)?;
-    let s = match name {
-        "small" => &file.small,
-        "gpt2" => &file.gpt2,
-        "long" => &file.long,
-        "decode" => &file.decode,
-        "train" => &file.train,
-        "generate" => &file.generate,
-        _ => {
-            return Err(Error::config(
-                "suite",
-                format!("expected one of {SUITES:?}, {MODEL_SUITES:?} or all, got {name:?}"),
-            ))
-        }
-    };
-    let caps = if smoke {
-        &s.smoke
-    } else {
-        &SmokeCaps::default()
-    };
-    s.configs
-        .iter()
-        .map(|c| {
-            let config = BenchConfig {
-                suite: name.to_string(),
-                name: c.name.clone(),
-                module: entry_module(c, caps)?,
-                mode: c.mode,
-                batch: c.batch.min(caps.max_batch.unwrap_or(i64::MAX)),
-                seq: c.seq.min(caps.max_seq.unwrap_or(i64::MAX)),
-                embd: c.embd,
-                heads: c.heads,
-                head_size: c.head_size,
-                kind,
-                device,
-                warmup: c.warmup.min(caps.warmup.unwrap_or(usize::MAX)),
-                repeats: c.repeats.min(caps.repeats.unwrap_or(usize::MAX)),
-                window: c.window,
-            };
-            config.validate()?;
-            Ok(config)
-        })
-        .collect()
-}
-
-/// The module an entry names: an attention module of the parity cases, or
-/// `lecture_gpt` with the sizes from the entry's model fields (`new_tokens` capped by
-/// the smoke caps; which of them a mode needs, [`BenchConfig::validate`] checks).
-fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
-    const FILE: &str = "bench/suites.json";
-    if c.module == "smollm2" {
-        return llama_entry(c, caps);
-    }
-    if c.module != "lecture_gpt" && c.module != "nanogpt_gpt" {
-        let m: ModuleKind = c.module.parse().map_err(|e: Error| {
-            Error::malformed(
-                FILE,
-                format!("{}: module: {e} (or lecture_gpt, nanogpt_gpt)", c.name),
-            )
-        })?;
-        return Ok(BenchModule::Attention(m));
-    }
-    fn required<T>(name: &str, field: &str, v: Option<T>) -> Result<T> {
-        v.ok_or_else(|| Error::malformed(FILE, format!("{name}: lecture_gpt needs {field}")))
-    }
-    let sizes = LectureGptSizes {
-        n_layer: required(&c.name, "n_layer", c.n_layer)?,
-        vocab: required(&c.name, "vocab", c.vocab)?,
-        dropout: required(&c.name, "dropout", c.dropout)?,
-        learning_rate: c.learning_rate,
-        new_tokens: c
-            .new_tokens
-            .map(|n| n.min(caps.max_new_tokens.unwrap_or(i64::MAX))),
-    };
-    Ok(if c.module == "nanogpt_gpt" {
-        BenchModule::NanoGpt(sizes)
-    } else {
-        BenchModule::LectureGpt(sizes)
-    })
-}
-
-/// A `smollm2` entry: `new_tokens` (capped by the smoke caps) and `quant`.
-fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
-    let new_tokens = c.new_tokens.ok_or_else(|| {
-        Error::malformed(
-            "bench/suites.json",
-            format!("{}: smollm2 needs new_tokens", c.name),
-        )
-    })?;
-    Ok(BenchModule::Llama(LlamaBench {
-        new_tokens: new_tokens.min(caps.max_new_tokens.unwrap_or(i64::MAX)),
-        quant: c.quant.as_deref().map(llama::parse_quant).transpose()?,
-        head: c.head.as_deref().map(llama::parse_quant).transpose()?,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{
-        entry_module, parse_suites, suite, BenchModule, SmokeCaps, SuiteEntry, MODEL_SUITES,
-        SUITES, SUITES_JSON,
-    };
+    use super::{BenchConfig, BenchModule, Mode};
+    use crate::parity::ModuleKind;
     use tch::{Device, Kind};
 
-    #[test]
-    fn every_suite_parses_and_validates() {
-        for name in SUITES {
-            for smoke in [false, true] {
-                let configs = suite(name, Kind::Float, Device::Cpu, smoke).unwrap();
-                assert!(!configs.is_empty(), "{name}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_model_suites_parse_and_validate() {
-        for name in MODEL_SUITES {
-            for smoke in [false, true] {
-                let configs = suite(name, Kind::Float, Device::Cpu, smoke).unwrap();
-                assert!(!configs.is_empty(), "{name}");
-                assert!(configs
-                    .iter()
-                    .all(|c| matches!(c.module, BenchModule::Llama(_))));
-            }
-        }
-    }
-
-    #[test]
-    fn a_misspelt_key_in_suites_json_names_the_file_and_the_key() {
-        for (from, to) in [
-            ("\"batch\": 4,", "\"bacth\": 4,"),
-            ("\"max_seq\"", "\"max_sequence\""),
-            ("\"decode\": {", "\"decoding\": {"),
-            ("\"mode\": \"forward\"", "\"mode\": \"fwd\""),
-        ] {
-            assert!(SUITES_JSON.contains(from), "{from}");
-            let text = SUITES_JSON.replacen(from, to, 1);
-            let err = parse_suites("bench/suites.json", &text)
-                .unwrap_err()
-                .to_string();
-            let key = to
-                .split('"')
-                .nth(if to.starts_with("\"mode\"") { 3 } else { 1 });
-            assert!(err.starts_with("bench/suites.json: "), "{err}");
-            assert!(err.contains(key.unwrap()), "{to}: {err}");
-        }
-    }
-
-    /// The lecture's train step as suites.json writes it, with `edit` applied.
-    fn lecture_gpt_entry(edit: (&str, &str)) -> SuiteEntry {
-        let text = r#"{"name": "t", "module": "lecture_gpt", "mode": "train_step",
-            "batch": 2, "seq": 8, "embd": 16, "heads": 2, "head_size": 8, "n_layer": 1,
-            "vocab": 5, "dropout": 0.0, "learning_rate": 0.001, "warmup": 0, "repeats": 1}"#;
-        serde_json::from_str(&text.replacen(edit.0, edit.1, 1)).unwrap()
-    }
-
-    fn config_of(entry: &SuiteEntry) -> crate::error::Result<super::BenchConfig> {
-        let config = super::BenchConfig {
+    fn sdpa(seq: i64) -> BenchConfig {
+        BenchConfig {
             suite: "custom".into(),
-            name: entry.name.clone(),
-            module: entry_module(entry, &SmokeCaps::default())?,
-            mode: entry.mode,
-            batch: entry.batch,
-            seq: entry.seq,
-            embd: entry.embd,
-            heads: entry.heads,
-            head_size: entry.head_size,
+            name: "sdpa".into(),
+            module: BenchModule::Attention(ModuleKind::Sdpa),
+            mode: Mode::Forward,
+            batch: 4,
+            seq,
+            embd: 32,
+            heads: 1,
+            head_size: 32,
             kind: Kind::Float,
             device: Device::Cpu,
-            warmup: entry.warmup,
-            repeats: entry.repeats,
-            window: entry.window,
-        };
-        config.validate().map(|()| config)
+            warmup: 1,
+            repeats: 1,
+            window: None,
+        }
     }
 
     #[test]
-    fn whole_model_entries_need_their_fields_and_modes() {
-        assert!(config_of(&lecture_gpt_entry(("", ""))).is_ok());
-        for (edit, field) in [
-            ((r#""n_layer": 1,"#, ""), "n_layer"),
-            ((r#""learning_rate": 0.001,"#, ""), "learning_rate"),
-            (
-                (r#""mode": "train_step""#, r#""mode": "sample""#),
-                "new_tokens",
-            ),
-            ((r#""mode": "train_step""#, r#""mode": "forward""#), "mode"),
-            ((r#""head_size": 8"#, r#""head_size": 4"#), "head_size"),
-            ((r#""embd": 16"#, r#""embd": 15"#), "n_embd"),
-        ] {
-            let err = config_of(&lecture_gpt_entry(edit)).unwrap_err().to_string();
-            assert!(err.contains(field), "{edit:?}: {err}");
-        }
-        // An attention module cannot run a whole model's mode.
-        let head = lecture_gpt_entry((r#""lecture_gpt""#, r#""head""#));
-        let err = config_of(&head).unwrap_err().to_string();
-        assert!(err.contains("mode") && err.contains("lecture_gpt"), "{err}");
+    fn a_configuration_larger_than_the_machine_is_refused() {
+        // q, k, v and the output: 4 tensors of 4 * 10^7 * 32 floats, 20.5 GB.
+        let big = sdpa(10_000_000);
+        assert!((big.min_bytes() - 4.0 * 4.0 * 4e7 * 32.0).abs() < 1.0);
+        let err = big.check_memory(Some(16e9)).unwrap_err().to_string();
+        assert!(
+            err.contains("memory") && err.contains("T=10000000"),
+            "{err}"
+        );
+        assert!(big.check_memory(Some(64e9)).is_ok());
+        assert!(sdpa(8192).check_memory(Some(1e9)).is_ok());
+        // Whatever the machine, sizes beyond 64 bits are refused.
+        let err = sdpa(i64::MAX).check_memory(None).unwrap_err().to_string();
+        assert!(err.contains("overflow"), "{err}");
     }
 }

@@ -12,11 +12,14 @@
 //! The text is random ids over a vocabulary of `vocab` (the lecture's Shakespeare has
 //! 65 characters): what is in the batches does not change the time a step takes.
 
+use std::any::Any;
+
+use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{BenchConfig, Mode};
-use super::workload::Workload;
+use super::config::{BenchConfig, Mode, WholeModel};
+use super::step::Workload;
 use crate::check;
 use crate::data::{CharVocab, Corpus};
 use crate::error::{Error, Result};
@@ -53,6 +56,45 @@ impl LectureGptSizes {
             n_layer: self.n_layer,
             dropout: self.dropout,
         }
+    }
+
+    /// Its fields under suites.json's names, added to a row.
+    pub(super) fn row_fields(&self, row: &mut Value) {
+        row["n_layer"] = self.n_layer.into();
+        row["vocab"] = self.vocab.into();
+        row["dropout"] = self.dropout.into();
+        row["learning_rate"] = self.learning_rate.into();
+        row["new_tokens"] = self.new_tokens.into();
+    }
+}
+
+/// `module: lecture_gpt`: the lecture's `GPTLanguageModel` with T its `block_size`, C
+/// its `n_embd`, nh its `n_head` (hs = C / nh), and the sizes the attention fields do
+/// not cover.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LectureGpt(pub LectureGptSizes);
+
+impl WholeModel for LectureGpt {
+    fn name(&self) -> &'static str {
+        "lecture_gpt"
+    }
+    fn validate(&self, config: &BenchConfig) -> Result<()> {
+        validate(config, &self.0)
+    }
+    fn flops(&self, config: &BenchConfig) -> f64 {
+        flops(config, &self.0)
+    }
+    fn min_elements(&self, config: &BenchConfig) -> f64 {
+        min_elements(config, &self.0)
+    }
+    fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
+        prepare(config, &self.0)
+    }
+    fn row_fields(&self, row: &mut Value) {
+        self.0.row_fields(row)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

@@ -17,16 +17,18 @@
 //! the time the model's projections and head alone take for one token
 //! ([`projections_ms_per_token`]), which no decoding step on these kernels can beat.
 
+use std::any::Any;
 use std::path::Path;
 use std::time::Instant;
 
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{BenchConfig, Mode};
+use super::config::{BenchConfig, Mode, WholeModel};
 use super::memory;
 use super::runner::{Measurement, Progress};
 use super::stats::percentile;
+use super::step::Workload;
 use crate::check;
 use crate::error::{Error, Result};
 use crate::generate::{generate, GenerateOptions, Generation};
@@ -49,6 +51,42 @@ pub struct LlamaBench {
     /// The head quantised for the logits ([`LlamaForCausalLM::quantize_head`]; needs
     /// `quant`, whose kernels it shares); `None`: the float head.
     pub head: Option<Quant>,
+}
+
+/// `module: smollm2`: SmolLM2 (any Llama GGUF) generating greedily, with T the
+/// prompt's tokens; the model file comes from the caller ([`measure`]).
+impl WholeModel for LlamaBench {
+    fn name(&self) -> &'static str {
+        "smollm2"
+    }
+    fn validate(&self, config: &BenchConfig) -> Result<()> {
+        validate(config, self)
+    }
+    fn flops(&self, config: &BenchConfig) -> f64 {
+        // Known once the model file is loaded: `measure` counts them.
+        let _ = config;
+        0.0
+    }
+    fn min_elements(&self, config: &BenchConfig) -> f64 {
+        // The model file's tensors are checked against its size when it is read.
+        let _ = config;
+        0.0
+    }
+    fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
+        let _ = config;
+        Err(Error::config(
+            "module",
+            "smollm2 needs a model file: time it with bench::llama::measure",
+        ))
+    }
+    fn row_fields(&self, row: &mut Value) {
+        row["new_tokens"] = self.new_tokens.into();
+        row["quant"] = quant_name(self.quant).into();
+        row["head"] = quant_name(self.head).into();
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// `int4`, `int8` or `gguf`, as suites.json and `--quant` write them.

@@ -12,13 +12,15 @@
 //! of `vocab` in a `train.bin` written to a temporary file: what is in the batches does
 //! not change the time a step takes.
 
+use std::any::Any;
 use std::io::Write;
 
+use serde_json::Value;
 use tch::{Kind, Tensor};
 
-use super::config::{BenchConfig, Mode};
+use super::config::{BenchConfig, Mode, WholeModel};
 use super::lecture_gpt::LectureGptSizes;
-use super::workload::Workload;
+use super::step::Workload;
 use crate::data::{TokenData, TokenFile};
 use crate::error::{Error, Result};
 use crate::train::nanogpt::{TrainConfig, Trainer};
@@ -56,6 +58,35 @@ pub const SHAKESPEARE_CHAR: TrainConfig = TrainConfig {
     min_lr: 1e-4,
     seed: 1337,
 };
+
+/// `module: nanogpt_gpt`: nanoGPT's `GPT` trained as `train.py` trains it, sized as
+/// `lecture_gpt` (T `block_size`, C `n_embd`, nh `n_head`, and the same model fields).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NanoGpt(pub LectureGptSizes);
+
+impl WholeModel for NanoGpt {
+    fn name(&self) -> &'static str {
+        "nanogpt_gpt"
+    }
+    fn validate(&self, config: &BenchConfig) -> Result<()> {
+        validate(config, &self.0)
+    }
+    fn flops(&self, config: &BenchConfig) -> f64 {
+        flops(config, &self.0)
+    }
+    fn min_elements(&self, config: &BenchConfig) -> f64 {
+        min_elements(config, &self.0)
+    }
+    fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
+        prepare(config, &self.0)
+    }
+    fn row_fields(&self, row: &mut Value) {
+        self.0.row_fields(row)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// The checks of a `nanogpt_gpt` configuration: `train_step` only, float32 (as
 /// `train.py` runs on the CPU), `head_size = embd / heads`, and the settings'.

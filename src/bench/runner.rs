@@ -8,8 +8,6 @@ use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
 
 use super::config::{dtype_name, BenchConfig, BenchModule};
-use super::lecture_gpt::LectureGptSizes;
-use super::llama::quant_name;
 use super::memory;
 use super::stats::percentile;
 use super::workload::prepare;
@@ -126,25 +124,11 @@ impl Measurement {
         row["cpu_simd"] = cpu.summary().into();
         row["libtorch_kernels"] = cpu.libtorch.unwrap_or_default().into();
         row["block_kernels"] = crate::nn::kernels::describe().into();
-        if let BenchModule::LectureGpt(sizes) | BenchModule::NanoGpt(sizes) = c.module {
-            lecture_gpt_fields(&mut row, &sizes);
-        }
-        if let BenchModule::Llama(bench) = c.module {
-            row["new_tokens"] = bench.new_tokens.into();
-            row["quant"] = quant_name(bench.quant).into();
-            row["head"] = quant_name(bench.head).into();
+        if let BenchModule::Model(model) = &c.module {
+            model.row_fields(&mut row);
         }
         row
     }
-}
-
-/// A whole model's own sizes, under suites.json's names, added to its row.
-fn lecture_gpt_fields(row: &mut Value, sizes: &LectureGptSizes) {
-    row["n_layer"] = sizes.n_layer.into();
-    row["vocab"] = sizes.vocab.into();
-    row["dropout"] = sizes.dropout.into();
-    row["learning_rate"] = sizes.learning_rate.into();
-    row["new_tokens"] = sizes.new_tokens.into();
 }
 
 /// `cpu` or `cuda`, as `--device` reads it.

@@ -6,11 +6,10 @@
 //! crate's `window` option against PyTorch's SDPA given the equivalent boolean mask).
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::config::{BenchConfig, BenchModule, Mode};
-use super::lecture_gpt;
-use super::nanogpt_gpt;
+pub use super::step::Workload;
 use crate::attention::functional::{scaled_dot_product_attention, SdpaOptions};
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mask::Mask;
@@ -18,34 +17,11 @@ use crate::attention::multihead_attention::{
     MhaOptions, MultiheadAttention, MultiheadAttentionConfig,
 };
 use crate::attention::Window;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::lecture::{Head, HeadConfig};
 use crate::models::lecture::{MultiHeadAttention, MultiHeadConfig};
 use crate::models::nanogpt::{CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::parity::ModuleKind;
-
-/// A ready-to-time step. Grad mode is the caller's: the runner turns it off except for
-/// [`Mode::Backward`].
-pub struct Workload {
-    step: Box<dyn FnMut() -> Result<()>>,
-    device: Device,
-}
-
-impl Workload {
-    /// A workload of `step` on `device` (synchronised after each step).
-    pub(super) fn new(step: Box<dyn FnMut() -> Result<()>>, device: Device) -> Self {
-        Self { step, device }
-    }
-
-    /// Runs one step and waits for the device to finish it.
-    pub fn step(&mut self) -> Result<()> {
-        (self.step)()?;
-        if let Device::Cuda(i) = self.device {
-            tch::Cuda::synchronize(i as i64);
-        }
-        Ok(())
-    }
-}
 
 /// A forward pass `train -> output` over inputs built once.
 type Forward = Box<dyn Fn(bool) -> Result<Tensor>>;
@@ -56,14 +32,7 @@ pub fn prepare(config: &BenchConfig) -> Result<Workload> {
     tch::manual_seed(0);
     let module = match config.module {
         BenchModule::Attention(m) => m,
-        BenchModule::LectureGpt(sizes) => return lecture_gpt::prepare(config, &sizes),
-        BenchModule::Llama(_) => {
-            return Err(Error::config(
-                "module",
-                "smollm2 needs a model file: time it with bench::llama::measure",
-            ))
-        }
-        BenchModule::NanoGpt(sizes) => return nanogpt_gpt::prepare(config, &sizes),
+        BenchModule::Model(ref model) => return model.prepare(config),
     };
     let mut vs = VarStore::new(config.device);
     if config.mode == Mode::Decode {
@@ -88,10 +57,7 @@ pub fn prepare(config: &BenchConfig) -> Result<Workload> {
     } else {
         Box::new(move || forward(false).map(drop))
     };
-    Ok(Workload {
-        step,
-        device: config.device,
-    })
+    Ok(Workload::new(step, config.device))
 }
 
 /// A random input of `shape`, requiring grad when the step has a backward pass.
@@ -179,11 +145,11 @@ fn decode(vs: &mut VarStore, config: &BenchConfig) -> Result<Workload> {
     let prefix = Tensor::f_randn([b, t - 1, c], opts)?;
     let _prefill = tch::no_grad(|| m.f_forward_cached(&prefix, &mut prefilled))?;
     let x = Tensor::f_randn([b, 1, c], opts)?;
-    Ok(Workload {
-        step: Box::new(move || {
+    Ok(Workload::new(
+        Box::new(move || {
             let mut cache = prefilled.shallow_clone();
             m.f_forward_cached(&x, &mut cache).map(drop)
         }),
-        device: config.device,
-    })
+        config.device,
+    ))
 }

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tch::Kind;
-use tch_attention::bench::config::{dtype_name, parse_dtype, suite};
+use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama;
 use tch_attention::bench::runner::device_name;
+use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
     check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
 };
@@ -142,18 +143,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 last = Some(Instant::now());
             }
         };
-        let (m, mut row) = match c.module {
-            BenchModule::Llama(bench) => {
+        let (m, mut row) = match c.module.model::<llama::LlamaBench>() {
+            Some(bench) => {
                 let file = match &args.model {
                     Some(file) => file.clone(),
                     None => default_llama_model()?,
                 };
-                let m = llama::measure(c, &bench, &file, &mut progress)
+                let m = llama::measure(c, bench, &file, &mut progress)
                     .with_context(|| format!("{}/{} ({})", c.suite, c.name, file.display()))?;
                 let row = m.to_json(ceiling);
                 (m.measurement, row)
             }
-            _ => {
+            None => {
                 let m =
                     measure(c, &mut progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
                 let row = m.to_json(ceiling);

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
 use tch::Device;
-use tch_attention::bench::limits::{check_training, TrainingSizes};
+use tch_attention::bench::training::{check_training, TrainingSizes};
 use tch_attention::data::chars::{find_shakespeare, shakespeare_plays, universal_newlines};
 use tch_attention::data::{prepare_chars, Corpus, TokenData};
 use tch_attention::io::{write_file, Overwrite};

@@ -14,9 +14,9 @@ use tch::{Device, Tensor};
 use super::config::LlamaConfig;
 use super::gemma::gemma3_gguf_name;
 use super::model::LlamaForCausalLM;
-use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
 use crate::io::{read_safetensors, Gguf};
+use crate::nn::load_into;
 
 /// The non-layer parameters' GGUF names.
 pub(super) const FIXED_NAMES: [(&str, &str); 3] = [
