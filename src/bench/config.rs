@@ -75,6 +75,38 @@ pub trait WholeModel: std::fmt::Debug + Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// [`WholeModel`] for a benchmark type `$ty` (a newtype over its sizes) whose module
+/// has the free functions `validate`, `flops`, `min_elements` and `prepare` of
+/// `(config, &sizes)`, and whose sizes have `row_fields`: the two GPTs.
+macro_rules! whole_model {
+    ($ty:ty, $name:literal) => {
+        impl $crate::bench::WholeModel for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn validate(&self, config: &BenchConfig) -> Result<()> {
+                validate(config, &self.0)
+            }
+            fn flops(&self, config: &BenchConfig) -> f64 {
+                flops(config, &self.0)
+            }
+            fn min_elements(&self, config: &BenchConfig) -> f64 {
+                min_elements(config, &self.0)
+            }
+            fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
+                prepare(config, &self.0)
+            }
+            fn row_fields(&self, row: &mut serde_json::Value) {
+                self.0.row_fields(row)
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(super) use whole_model;
+
 /// What a configuration times: an attention module of the parity cases, or a whole
 /// model built from them.
 #[derive(Debug, Clone)]

@@ -12,13 +12,11 @@
 //! The text is random ids over a vocabulary of `vocab` (the lecture's Shakespeare has
 //! 65 characters): what is in the batches does not change the time a step takes.
 
-use std::any::Any;
-
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{BenchConfig, Mode, WholeModel};
+use super::config::{whole_model, BenchConfig, Mode};
 use super::step::Workload;
 use crate::check;
 use crate::data::{CharVocab, Corpus};
@@ -74,29 +72,7 @@ impl LectureGptSizes {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LectureGpt(pub LectureGptSizes);
 
-impl WholeModel for LectureGpt {
-    fn name(&self) -> &'static str {
-        "lecture_gpt"
-    }
-    fn validate(&self, config: &BenchConfig) -> Result<()> {
-        validate(config, &self.0)
-    }
-    fn flops(&self, config: &BenchConfig) -> f64 {
-        flops(config, &self.0)
-    }
-    fn min_elements(&self, config: &BenchConfig) -> f64 {
-        min_elements(config, &self.0)
-    }
-    fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
-        prepare(config, &self.0)
-    }
-    fn row_fields(&self, row: &mut Value) {
-        self.0.row_fields(row)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+whole_model!(LectureGpt, "lecture_gpt");
 
 /// The checks of a `lecture_gpt` configuration: a whole-model mode, the model's own
 /// (positive sizes, `n_embd` divisible by `n_head`, dropout in `[0, 1]`),

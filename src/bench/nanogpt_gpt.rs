@@ -12,13 +12,11 @@
 //! of `vocab` in a `train.bin` written to a temporary file: what is in the batches does
 //! not change the time a step takes.
 
-use std::any::Any;
 use std::io::Write;
 
-use serde_json::Value;
 use tch::{Kind, Tensor};
 
-use super::config::{BenchConfig, Mode, WholeModel};
+use super::config::{whole_model, BenchConfig, Mode};
 use super::lecture_gpt::LectureGptSizes;
 use super::step::Workload;
 use crate::data::{TokenData, TokenFile};
@@ -64,29 +62,7 @@ pub const SHAKESPEARE_CHAR: TrainConfig = TrainConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NanoGpt(pub LectureGptSizes);
 
-impl WholeModel for NanoGpt {
-    fn name(&self) -> &'static str {
-        "nanogpt_gpt"
-    }
-    fn validate(&self, config: &BenchConfig) -> Result<()> {
-        validate(config, &self.0)
-    }
-    fn flops(&self, config: &BenchConfig) -> f64 {
-        flops(config, &self.0)
-    }
-    fn min_elements(&self, config: &BenchConfig) -> f64 {
-        min_elements(config, &self.0)
-    }
-    fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
-        prepare(config, &self.0)
-    }
-    fn row_fields(&self, row: &mut Value) {
-        self.0.row_fields(row)
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+whole_model!(NanoGpt, "nanogpt_gpt");
 
 /// The checks of a `nanogpt_gpt` configuration: `train_step` only, float32 (as
 /// `train.py` runs on the CPU), `head_size = embd / heads`, and the settings'.
