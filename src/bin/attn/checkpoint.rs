@@ -6,15 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use tch::{Device, Tensor};
 use tch_attention::checkpoint::{
     convert_file as convert_streamed, detect_file, BiasPolicy, ConvertOptions, Layout, BLOCK_SIZE,
     HEADS,
 };
-use tch_attention::io::{
-    sniff_file, write_safetensors_new, CheckpointFile, Format, Gguf, Overwrite,
-};
-use tch_attention::models::llama::LlamaForCausalLM;
+use tch_attention::io::{sniff_file, CheckpointFile, Format, Overwrite};
+use tch_attention::models::llama::gguf_to_hf_safetensors;
 
 /// The layouts, as `--from`/`--to` values.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,10 +139,8 @@ pub fn convert_file(args: ConvertArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A Llama-architecture GGUF to Hugging Face's names in float32 safetensors: every
-/// tensor dequantised as `LlamaForCausalLM::from_gguf` loads it (llama.cpp's query/key
-/// row order undone), under the names transformers' `save_pretrained` writes (a tied
-/// head is the embedding, so there is no `lm_head.weight`).
+/// A Llama-architecture GGUF to Hugging Face's names in float32 safetensors
+/// ([`gguf_to_hf_safetensors`]), after refusing the attention layouts' flags.
 fn convert_gguf(args: &ConvertArgs) -> Result<ExitCode> {
     for (flag, given) in [
         ("--prefix", args.prefix.is_some()),
@@ -158,19 +153,9 @@ fn convert_gguf(args: &ConvertArgs) -> Result<ExitCode> {
             bail!("{flag}: applies to attention layouts, not to --from gguf (the whole model is written)");
         }
     }
-    let gguf = Gguf::read(&args.input)?;
-    let (vs, _model) = LlamaForCausalLM::from_gguf(&gguf, Device::Cpu)?;
-    drop(gguf);
-    let variables: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-    write_safetensors_new(
-        &args.output,
-        variables.iter().map(|(k, t)| (k.as_str(), t)),
-        &BTreeMap::from([("format".to_string(), "pt".to_string())]),
-        Overwrite::from(args.force),
-    )?;
+    let written = gguf_to_hf_safetensors(&args.input, &args.output, Overwrite::from(args.force))?;
     eprintln!(
-        "attn: wrote {} tensors (gguf -> hf-llama, float32) to {}",
-        variables.len(),
+        "attn: wrote {written} tensors (gguf -> hf-llama, float32) to {}",
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
