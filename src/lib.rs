@@ -69,7 +69,8 @@
 //! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
 //!   the PyTorch side's;
 //! - [`notebook`], [`pretty`], [`doctor`]: the notebook replay, PyTorch's tensor
-//!   printing, the install diagnosis; [`device`]: loading libtorch's CUDA backend on
+//!   printing, the install diagnosis; [`installed`]: where the packages `make setup`
+//!   installs keep their models and data; [`device`]: loading libtorch's CUDA backend on
 //!   demand; [`cpu`]: the CPU's SIMD extensions and libtorch's kernel class;
 //!   [`error`]: the one typed error.
 //!
@@ -90,6 +91,7 @@ pub mod error;
 pub mod explain;
 pub mod generate;
 pub mod heatmap;
+pub mod installed;
 pub mod io;
 pub mod memory;
 pub mod models;

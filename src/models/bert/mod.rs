@@ -38,19 +38,6 @@ pub use tokenizer::{Encoding, Tokenizer, TokenizerOptions};
 
 use crate::error::{Error, Result};
 
-/// The first of `candidates` that holds a model folder (a `config.json`), or
-/// [`Error::NotInstalled`] listing them all. Where to look (an installed package, an
-/// environment variable) is the caller's choice.
-pub fn find_model_dir(candidates: &[PathBuf]) -> Result<PathBuf> {
-    match candidates.iter().find(|d| d.join("config.json").is_file()) {
-        Some(found) => Ok(found.clone()),
-        None => Err(Error::NotInstalled {
-            what: "the model (a folder with config.json)".into(),
-            looked_in: candidates.to_vec(),
-        }),
-    }
-}
-
 /// A pretrained BERT sentence encoder: tokenizer, model and pooling.
 #[derive(Debug)]
 pub struct Pretrained {

@@ -36,8 +36,6 @@ mod tokenizer;
 mod unigram;
 mod weights;
 
-use std::path::PathBuf;
-
 use tch::nn::{Init, Path};
 
 pub use attention::LlamaAttention;
@@ -53,21 +51,8 @@ pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
 pub use weights::{gguf_name, unpermute_rows};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{rms_norm, rms_norm_unit_offset, Linear, Projection, RmsNorm};
-
-/// The first of `candidates` that is a file, or [`Error::NotInstalled`] listing them
-/// all. Where to look (an installed package, an environment variable) is the caller's
-/// choice.
-pub fn find_model_file(candidates: &[PathBuf]) -> Result<PathBuf> {
-    match candidates.iter().find(|f| f.is_file()) {
-        Some(found) => Ok(found.clone()),
-        None => Err(Error::NotInstalled {
-            what: "the model (a GGUF file)".into(),
-            looked_in: candidates.to_vec(),
-        }),
-    }
-}
 
 /// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
 /// `_init_weights` does for Llama.
