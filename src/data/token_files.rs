@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::chars::{universal_newlines, CharVocab, Split};
 use crate::error::{Error, Result};
-use crate::io::pickle::{unpickle, Value};
+use crate::io::torch::pickle::{unpickle, Value};
 use crate::io::{Overwrite, TorchValue};
 use crate::models::nanogpt::GPT2_PADDED_VOCAB;
 

@@ -11,10 +11,9 @@ use std::path::Path;
 
 use tch::Tensor;
 
-use super::blocks::BlockReader;
 use super::safetensors::read_header as read_safetensors_header;
 use super::stored::{load_all, ReadAt, StoredTensor};
-use super::torch_file::{read_torch_header, strip_compile_prefix};
+use super::torch::{read_torch_header, strip_compile_prefix, BlockReader};
 use crate::error::{Error, Result};
 
 /// What a checkpoint file was.

@@ -1,29 +1,29 @@
 //! Every file format the crate reads or writes, each reader checking every declared
-//! size against the bytes really there: safetensors, `torch.save` zip archives (through
-//! a restricted unpickler that never imports or calls anything), and the one entry point
-//! that tells them apart by their bytes. Every write is atomic and never leaves a
+//! size against the bytes really there, one sub-module a format: [`safetensors`],
+//! `torch.save` zip archives ([`torch`], through a restricted unpickler that never
+//! imports or calls anything), [`gguf`] (every ggml block type); and the one entry point
+//! that tells them apart by their bytes ([`sniff_file`], [`read_checkpoint`]). Every write is atomic and never leaves a
 //! temporary file behind ([`atomic`]), and user-named inputs must be regular files.
 //!
 //! What the tensors mean (attention layouts, loading into modules) is
 //! `crate::checkpoint`'s business; parity cases are `crate::parity`'s.
 
 pub mod atomic;
-mod blocks;
 mod checkpoint_file;
 pub mod gguf;
 mod materialise;
-pub(crate) mod pickle;
 mod regular;
-mod safetensors;
-mod safetensors_writer;
+pub mod safetensors;
 mod stored;
-mod torch_file;
-mod torch_value;
-pub mod torch_writer;
+pub mod torch;
 
 pub(crate) use self::safetensors::read_safetensors_metadata;
 pub use self::safetensors::{
     read_safetensors, write_safetensors, write_safetensors_new, Safetensors,
+};
+pub use self::safetensors::{write_safetensors_streamed, Planned, TensorSink};
+pub use self::torch::{
+    read_torch_object, strip_compile_prefix, to_pickle, write_torch_save, TorchValue,
 };
 pub use atomic::{remove_in_progress_temporaries, write_file, write_file_with, Overwrite};
 pub use checkpoint_file::{
@@ -34,7 +34,4 @@ pub(crate) use materialise::check_fits;
 pub use materialise::contiguous_checked;
 pub(crate) use regular::open_regular;
 pub use regular::{read_regular, read_text};
-pub use safetensors_writer::{write_safetensors_streamed, Planned, TensorSink};
 pub use stored::StoredTensor;
-pub use torch_file::{read_torch_object, strip_compile_prefix};
-pub use torch_writer::{to_pickle, write_torch_save, TorchValue};

@@ -28,10 +28,10 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::atomic::{write_file_with, Overwrite};
-use super::materialise::contiguous_checked;
 use super::pickle::op;
 use crate::error::{Error, Result};
+use crate::io::atomic::{write_file_with, Overwrite};
+use crate::io::materialise::contiguous_checked;
 
 /// A Python value `torch.save` can write and `torch.load(weights_only=True)` reads back.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl TorchValue {
     }
 }
 
-/// `torch.save(value, path)`, written atomically ([`super::atomic`]): readers see the old
+/// `torch.save(value, path)`, written atomically ([`crate::io::atomic`]): readers see the old
 /// file or the whole new one. The archive's root folder is the file's name without its
 /// extension (`ckpt.pt` -> `ckpt/`), as PyTorch names it.
 pub fn write_torch_save(path: &Path, value: &TorchValue, overwrite: Overwrite) -> Result<()> {

@@ -6,6 +6,8 @@
 //! bytes, never a crash, a huge allocation or a read of the whole file. Writing is atomic
 //! ([`crate::io::atomic`]).
 
+mod writer;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use ::safetensors::tensor::{Dtype, Metadata};
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use super::safetensors_writer::{write_safetensors_streamed, Planned};
+pub use self::writer::{write_safetensors_streamed, Planned, TensorSink};
 use crate::error::{Error, Result};
 use crate::io::atomic::Overwrite;
 use crate::io::stored::{load_all, ReadAt, StoredTensor};

@@ -17,9 +17,9 @@ use std::path::Path;
 use ::safetensors::tensor::{Dtype, Metadata, TensorInfo};
 use tch::{Kind, Tensor};
 
-use super::atomic::{write_file_with, Overwrite};
-use super::materialise::{check_fits_on_disk, for_each_chunk, CHUNK_BYTES};
 use crate::error::{Error, Result};
+use crate::io::atomic::{write_file_with, Overwrite};
+use crate::io::materialise::{check_fits_on_disk, for_each_chunk, CHUNK_BYTES};
 
 /// A tensor the file will hold: its name, dtype and shape.
 pub type Planned = (String, Kind, Vec<i64>);

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::stored::ReadAt;
+use crate::io::stored::ReadAt;
 
 /// Bytes read at a time, at multiples of this.
 const BLOCK: u64 = 64 << 10;

@@ -25,9 +25,9 @@ use std::io::{Read, Seek};
 use tch::{Kind, Tensor};
 
 use super::pickle::{unpickle, StorageRef, TensorRef, Value};
-use super::stored::StoredTensor;
-use super::torch_writer::TorchValue;
+use super::writer::TorchValue;
 use crate::error::{Error, Result};
+use crate::io::stored::StoredTensor;
 
 /// The pickled object's tensors, found as described in [`find_state_dict`], under their
 /// keys as saved: described from the zip's central directory and `data.pkl` alone, each
@@ -326,7 +326,7 @@ const MAX_DEPTH: usize = 64;
 pub fn read_torch_object(path: &std::path::Path) -> Result<TorchValue> {
     let name = path.display().to_string();
     let err = |reason: String| Error::malformed(&name, reason);
-    let (file, len) = super::regular::open_regular(path)?;
+    let (file, len) = crate::io::regular::open_regular(path)?;
     let mut zip = zip::ZipArchive::new(&file)
         .map_err(|e| err(format!("not a readable torch.save zip archive: {e}")))?;
     refuse_duplicates(&mut zip).map_err(err)?;
