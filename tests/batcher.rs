@@ -417,6 +417,25 @@ fn refused<T: std::fmt::Debug>(r: tch_attention::Result<T>, arg: &str) {
 }
 
 #[test]
+fn a_batcher_can_move_to_an_engine_thread() {
+    fn send<T: Send>() {}
+    send::<Batcher<LlamaForCausalLM>>();
+    let b = Batcher::new(llama(), 2, 64).unwrap();
+    let tokens = std::thread::spawn(move || {
+        let mut b = b;
+        let id = b.join(&[1, 2, 3], &greedy(3)).unwrap();
+        let mut tokens = Vec::new();
+        while b.contains(id) {
+            tokens.extend(b.step().unwrap().iter().map(|t| t.token));
+        }
+        tokens
+    })
+    .join()
+    .unwrap();
+    assert_eq!(tokens, alone(&llama(), &[1, 2, 3], &greedy(3)));
+}
+
+#[test]
 fn bad_input_is_a_typed_error_naming_the_argument() {
     refused(Batcher::new(llama(), 0, 64), "max_batch");
     refused(Batcher::new(llama(), 2, 1), "max_context");

@@ -99,15 +99,17 @@ impl<M: RaggedLm> Batcher<M> {
     /// A batcher that owns `model`, decodes at most `max_batch` sequences at once
     /// (>= 1), each of at most `max_context` positions, prompt and new tokens together
     /// (>= 2; within the model's own [`crate::models::CausalLm::max_context`] if it has
-    /// one); it keeps the caches of the last 4 finished sequences for prefix reuse
-    /// ([`Self::with_prefix_store`]).
+    /// one; for a Llama, its config's `max_position_embeddings`); it keeps the caches
+    /// of the last 4 finished sequences for prefix reuse ([`Self::with_prefix_store`]).
+    /// It is `Send` where the model is, so that an engine thread can own it.
     pub fn new(model: M, max_batch: usize, max_context: i64) -> Result<Self> {
         if max_batch == 0 {
             return Err(Error::invalid("max_batch", "must be at least 1, got 0"));
         }
-        let limit = model.max_context().unwrap_or(i64::MAX);
-        if !(2..=limit).contains(&max_context) {
-            let got = format!("must be in 2..={limit} (the model's), got {max_context}");
+        let limit = model.max_context();
+        if max_context < 2 || limit.is_some_and(|m| max_context > m) {
+            let range = limit.map_or("at least 2".into(), |m| format!("in 2..={m}, the model's"));
+            let got = format!("must be {range}, got {max_context}");
             return Err(Error::invalid("max_context", got));
         }
         Ok(Self {
