@@ -529,3 +529,50 @@ fn a_copied_prefix_decodes_as_the_cache_it_came_from() {
         assert!(copy.is_empty());
     });
 }
+
+#[test]
+fn quantised_projections_decode_together_as_alone() {
+    use tch_attention::io::Gguf;
+    use tch_attention::models::llama::Quant;
+    let g = Gguf::read(&tiny_dir().join("model_q4_1.gguf")).unwrap();
+    for quant in [Quant::Int4, Quant::Int8, Quant::Blocks] {
+        let m = LlamaForCausalLM::from_gguf_quantized(&g, Device::Cpu, quant)
+            .unwrap()
+            .1;
+        let plans = [
+            Plan {
+                at: 0,
+                prompt: vec![1, 17, 33, 5, 60, 21],
+                options: greedy(10),
+                leave_after: None,
+            },
+            Plan {
+                at: 0,
+                prompt: vec![7, 8, 9],
+                options: greedy(10),
+                leave_after: None,
+            },
+            Plan {
+                at: 1,
+                prompt: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+                options: greedy(8),
+                leave_after: None,
+            },
+            Plan {
+                at: 2,
+                prompt: vec![42],
+                options: greedy(9),
+                leave_after: None,
+            },
+        ];
+        let mut b = Batcher::new(m, 8, 64).unwrap();
+        let got = run(&mut b, &plans);
+        for (i, (p, (tokens, _))) in plans.iter().zip(&got).enumerate() {
+            assert_eq!(
+                *tokens,
+                alone(b.model(), &p.prompt, &p.options),
+                "{quant:?}: sequence {i}"
+            );
+        }
+    }
+}
