@@ -6,7 +6,7 @@
 //!
 //! A sequence's prompt is prefilled alone when it joins (the cached forward
 //! [`generate`](super::generate) runs), and its tokens are chosen by the same rule
-//! ([`super::decode::choose`]): greedy tokens are `generate`'s whatever else decodes
+//! (`decode.rs`'s `choose`, shared): greedy tokens are `generate`'s whatever else decodes
 //! beside them. A seeded sampled sequence decoded alone draws `generate`'s tokens too;
 //! with several, every draw comes from libtorch's one default generator, which each
 //! seeded join reseeds, so their draws interleave and differ from a lone run's.
