@@ -142,7 +142,7 @@ fn f_decode<M: CausalLm>(
 }
 
 /// The next token of each row from the last position's logits `(B, V)`: `(B, 1)`.
-fn choose(logits: &Tensor, decoding: &Decoding) -> Result<Tensor> {
+pub(super) fn choose(logits: &Tensor, decoding: &Decoding) -> Result<Tensor> {
     Ok(match decoding {
         Decoding::Greedy => logits.f_argmax(-1, true)?,
         Decoding::Sample { config, .. } => {

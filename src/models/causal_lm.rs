@@ -43,6 +43,23 @@ pub trait CausalLm {
     }
 }
 
+/// A [`CausalLm`] whose sequences decode together (continuous batching): one forward
+/// for one new token of each of N sequences, each of its own length, in its own cache of
+/// one sequence; and a cached prompt's prefix copied into a new cache, so that a request
+/// that begins the same way does not recompute it.
+pub trait RaggedLm: CausalLm {
+    /// The logits `(N, V)` of `tokens` `(N)` int64: token `i` is the next position of
+    /// `caches[i]`, which each then hold it too.
+    fn f_logits_ragged(&self, tokens: &Tensor, caches: &mut [&mut Self::Cache]) -> Result<Tensor>;
+
+    /// How many positions `cache` holds.
+    fn cached_len(&self, cache: &Self::Cache) -> i64;
+
+    /// Copies the first `len` positions of `from` into `into` (empty, from
+    /// [`CausalLm::new_cache`]); `Ok(false)` where `from` no longer holds them all.
+    fn f_copy_prefix(&self, from: &Self::Cache, len: i64, into: &mut Self::Cache) -> Result<bool>;
+}
+
 /// [`CausalLm`] for a GPT of learned positions (`block_size` of them) and one growing
 /// `KvCache` per block: the lecture's `GPTLanguageModel` and nanoGPT's `GPT`, whose
 /// `f_forward_t`, `new_caches` and `f_forward_cached` are the model's own; `$wte` is the

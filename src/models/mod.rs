@@ -17,4 +17,4 @@ pub mod llama;
 pub mod nanogpt;
 pub(crate) mod token_ids;
 
-pub use causal_lm::CausalLm;
+pub use causal_lm::{CausalLm, RaggedLm};

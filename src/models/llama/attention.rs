@@ -106,8 +106,51 @@ impl LlamaAttention {
         cache: Option<&LlamaCache>,
     ) -> Result<Tensor> {
         let (q, k, v) = self.f_qkv(x, cos, sin)?;
-        let (n, l) = (x.size()[0], x.size()[1]);
-        let (h, hkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let y = self.f_attend(&q, k, v, cache)?; // (N, H, L, D)
+        self.f_output(&y)
+    }
+
+    /// One new position for each of N sequences, each after its own cache (continuous
+    /// batching, vLLM's ragged decode step): `x` `(N, 1, E)` with the rotary `cos`,
+    /// `sin` `(N, 1, D)` of each row's own position, `caches[i]` row `i`'s cache of one
+    /// sequence; returns `(N, 1, E)`. The projections run on the N rows together; each
+    /// row attends to its own keys alone, as [`Self::f_forward`] does for one sequence.
+    pub fn f_forward_ragged(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        caches: &[&LlamaCache],
+    ) -> Result<Tensor> {
+        let xs = x.size();
+        if xs.len() != 3 || xs[0] != caches.len() as i64 || xs[1] != 1 {
+            let expected = format!("(N, 1, E) with N = {} caches", caches.len());
+            return Err(Error::shape("x", expected, &xs));
+        }
+        let (q, k, v) = self.f_qkv(x, cos, sin)?; // (N, H or Hkv, 1, D)
+        let rows = caches
+            .iter()
+            .enumerate()
+            .map(|(i, cache)| {
+                let row = |t: &Tensor| t.f_narrow(0, i as i64, 1); // (1, heads, 1, D)
+                self.f_attend(&row(&q)?, row(&k)?, row(&v)?, Some(cache))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.f_output(&Tensor::f_cat(&rows, 0)?) // (N, H, 1, D) -> (N, 1, E)
+    }
+
+    /// Attention of the rotated `q` `(N, H, L, D)` over `k`, `v` `(N, Hkv, L, D)` of the
+    /// same positions after those in `cache`, which `k`, `v` are written into: `(N, H,
+    /// L, D)`.
+    fn f_attend(
+        &self,
+        q: &Tensor,
+        k: Tensor,
+        v: Tensor,
+        cache: Option<&LlamaCache>,
+    ) -> Result<Tensor> {
+        let l = q.size()[2];
+        let device = q.device();
         let (k, v) = match cache {
             Some(c) => c.update(self.layer_idx, &k, &v)?, // (N, Hkv, offset + L, D)
             None => (k, v),
@@ -120,21 +163,28 @@ impl LlamaAttention {
             // cache and the causal triangle of itself (bottom-right aligned).
             is_causal: l > 1 && offset == 0,
             attn_mask: if l > 1 && offset > 0 {
-                let keep = Tensor::f_ones([l, offset + l], (tch::Kind::Bool, x.device()))?
-                    .f_tril(offset)?;
+                let keep =
+                    Tensor::f_ones([l, offset + l], (tch::Kind::Bool, device))?.f_tril(offset)?;
                 Some(Mask::keep(keep)?)
             } else {
                 None
             },
-            enable_gqa: h != hkv,
+            enable_gqa: self.num_heads != self.num_kv_heads,
             window: self.window,
             scale: self.scale,
             softcap: self.softcap,
             ..Default::default()
         };
-        let y = scaled_dot_product_attention(&q, &k, &v, &options)?; // (N, H, L, D)
-                                                                     // (N, H, L, D) -> (N, L, H, D) -> (N, L, H*D)
-        let y = y.f_transpose(1, 2)?.f_reshape([n, l, h * d])?;
+        scaled_dot_product_attention(q, &k, &v, &options)
+    }
+
+    /// `o_proj` of the heads' outputs `(N, H, L, D)`: `(N, L, E)`.
+    fn f_output(&self, y: &Tensor) -> Result<Tensor> {
+        let (n, l) = (y.size()[0], y.size()[2]);
+        // (N, H, L, D) -> (N, L, H, D) -> (N, L, H*D)
+        let y = y
+            .f_transpose(1, 2)?
+            .f_reshape([n, l, self.num_heads * self.head_dim])?;
         self.o_proj.f_forward(&y)
     }
 

@@ -96,6 +96,11 @@ impl LlamaCache {
         self.keys.get(layer).map(|k| k.size()[2])
     }
 
+    /// How many sequences it holds (N).
+    pub fn batch(&self) -> i64 {
+        self.keys.first().map_or(0, |k| k.size()[0])
+    }
+
     /// Forgets every position (the buffers stay allocated).
     pub fn reset(&mut self) {
         self.len = 0;
@@ -178,6 +183,63 @@ impl LlamaCache {
             Ok(())
         })?;
         Ok((keys, values))
+    }
+
+    /// Copies the first `len` positions into `into`, an empty cache of the same
+    /// model and batch with room for them, which then holds exactly those (a request
+    /// whose prompt begins with tokens cached for an earlier one starts from them).
+    /// `Ok(false)`, and `into` untouched, where a rolling layer no longer holds a
+    /// position `into` needs: one that `len` positions would still see, overwritten
+    /// since by a later one.
+    pub fn f_copy_prefix_into(&self, len: i64, into: &mut LlamaCache) -> Result<bool> {
+        let same = self.keys.len() == into.keys.len()
+            && self
+                .keys
+                .iter()
+                .zip(&into.keys)
+                .all(|(a, b)| a.size()[..2] == b.size()[..2] && a.size()[3] == b.size()[3]);
+        if !same || !into.is_empty() {
+            return Err(Error::invalid(
+                "into",
+                "an empty cache of the same model and batch as the one copied",
+            ));
+        }
+        if len < 0 || len > self.len {
+            let got = format!("0..={} positions are cached, got {len}", self.len);
+            return Err(Error::invalid("len", got));
+        }
+        into.check_room(len)?;
+        // Per layer, the positions `into` needs and the slots they are (to be) in.
+        let mut plan = Vec::with_capacity(self.keys.len());
+        for layer in 0..self.keys.len() {
+            // A rolling layer needs only what the next position's window reaches.
+            let first = into.rolling[layer].map_or(0, |w| (len - (w - 1)).max(0));
+            let held = self.rolling[layer].map_or(0, |w| self.len - w);
+            if first < held {
+                return Ok(false);
+            }
+            let slot = |rolling: Option<i64>, p: i64| rolling.map_or(p, |w| p % w);
+            let from: Vec<i64> = (first..len).map(|p| slot(self.rolling[layer], p)).collect();
+            let to: Vec<i64> = (first..len).map(|p| slot(into.rolling[layer], p)).collect();
+            plan.push((from, to));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (layer, (from, to)) in plan.iter().enumerate() {
+                let device = self.keys[layer].device();
+                let from = Tensor::f_from_slice(from)?.f_to_device(device)?;
+                let to = Tensor::f_from_slice(to)?.f_to_device(device)?;
+                for (src, dst) in [
+                    (&self.keys[layer], &into.keys[layer]),
+                    (&self.values[layer], &into.values[layer]),
+                ] {
+                    let mut dst = dst.shallow_clone();
+                    let _ = dst.f_index_copy_(2, &to, &src.f_index_select(2, &from)?)?;
+                }
+            }
+            Ok(())
+        })?;
+        into.len = len;
+        Ok(true)
     }
 
     /// Errors unless `l` more positions fit.

@@ -1,11 +1,12 @@
-//! [`LlamaForCausalLM`] as a [`CausalLm`]: what the generation loop drives.
+//! [`LlamaForCausalLM`] as a [`CausalLm`] (what the generation loop drives) and a
+//! [`RaggedLm`] (what continuous batching drives).
 
 use tch::{Device, Tensor};
 
 use super::cache::LlamaCache;
 use super::model::LlamaForCausalLM;
 use crate::error::Result;
-use crate::models::CausalLm;
+use crate::models::{CausalLm, RaggedLm};
 
 impl CausalLm for LlamaForCausalLM {
     type Cache = LlamaCache;
@@ -42,5 +43,19 @@ impl CausalLm for LlamaForCausalLM {
 
     fn f_last_logits_cached(&self, idx: &Tensor, cache: &mut LlamaCache) -> Result<Tensor> {
         self.f_forward_last(idx, Some(cache))
+    }
+}
+
+impl RaggedLm for LlamaForCausalLM {
+    fn f_logits_ragged(&self, tokens: &Tensor, caches: &mut [&mut LlamaCache]) -> Result<Tensor> {
+        self.f_forward_ragged(tokens, caches)
+    }
+
+    fn cached_len(&self, cache: &LlamaCache) -> i64 {
+        cache.len()
+    }
+
+    fn f_copy_prefix(&self, from: &LlamaCache, len: i64, into: &mut LlamaCache) -> Result<bool> {
+        from.f_copy_prefix_into(len, into)
     }
 }

@@ -32,7 +32,7 @@ impl LlamaModel {
     /// layers below it run as in [`LlamaModel::f_forward`], without a cache.
     pub fn f_attentions(&self, input_ids: &Tensor, layer: usize) -> Result<Tensor> {
         check_layer(layer, self.layers.len())?;
-        let (mut x, rope) = self.f_embed(input_ids, 0)?;
+        let (mut x, rope) = self.f_embed(input_ids, &[0])?;
         for below in &self.layers[..layer] {
             let (cos, sin) = rope.of(below);
             x = below.f_forward(&x, cos, sin, None)?;

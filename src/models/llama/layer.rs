@@ -85,8 +85,30 @@ impl LlamaDecoderLayer {
         sin: &Tensor,
         cache: Option<&LlamaCache>,
     ) -> Result<Tensor> {
+        self.f_around(x, |h| self.self_attn.f_forward(h, cos, sin, cache))
+    }
+
+    /// One new position for each of N sequences: `x` `(N, 1, E)` -> `(N, 1, E)`; `cos`,
+    /// `sin` and `caches` as [`LlamaAttention::f_forward_ragged`].
+    pub fn f_forward_ragged(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        caches: &[&LlamaCache],
+    ) -> Result<Tensor> {
+        self.f_around(x, |h| self.self_attn.f_forward_ragged(h, cos, sin, caches))
+    }
+
+    /// The layer around its attention `attend` (normed hidden states in, attention
+    /// output out): the norms, the residual additions and the MLP.
+    fn f_around(
+        &self,
+        x: &Tensor,
+        attend: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let h = self.input_layernorm.f_forward(x)?;
-        let attn = self.self_attn.f_forward(&h, cos, sin, cache)?;
+        let attn = attend(&h)?;
         let Some((pre_ff, post_ff)) = &self.feedforward_norms else {
             let x = x.f_add(&attn)?;
             let h = self.post_attention_layernorm.f_forward(&x)?;

@@ -83,20 +83,10 @@ impl LlamaModel {
     /// the positions `cache` holds, which it then holds too.
     pub fn f_forward(&self, input_ids: &Tensor, cache: Option<&mut LlamaCache>) -> Result<Tensor> {
         let offset = cache.as_deref().map_or(0, LlamaCache::len);
-        let (mut x, rope) = self.f_embed(input_ids, offset)?;
+        let (mut x, rope) = self.f_embed(input_ids, &[offset])?;
         let l = x.size()[1];
         if let Some(c) = cache.as_deref() {
-            if c.num_layers() != self.layers.len() {
-                return Err(Error::invalid(
-                    "cache",
-                    format!(
-                        "made for {} layers, the model has {}",
-                        c.num_layers(),
-                        self.layers.len()
-                    ),
-                ));
-            }
-            c.check_room(l)?;
+            self.check_cache(c, l)?;
         }
         for layer in &self.layers {
             let (cos, sin) = rope.of(layer);
@@ -107,15 +97,82 @@ impl LlamaModel {
         }
         self.norm.f_forward(&x)
     }
+
+    /// The last hidden states `(N, E)` of one new token for each of N sequences
+    /// (continuous batching's decode step): `input_ids` `(N)` int64, token `i` placed
+    /// after the positions `caches[i]` (a cache of one sequence, of any length) holds,
+    /// which it then holds too. The embedding, norms, projections and MLP run on the N
+    /// tokens together; attention runs per sequence against its own cache at its own
+    /// rotary position, as vLLM's ragged batches do.
+    pub fn f_forward_ragged(
+        &self,
+        input_ids: &Tensor,
+        caches: &mut [&mut LlamaCache],
+    ) -> Result<Tensor> {
+        let n = caches.len() as i64;
+        if n == 0 || input_ids.size() != [n] {
+            let expected = format!("(N) with N = {n} caches, N >= 1");
+            return Err(Error::shape("input_ids", expected, &input_ids.size()));
+        }
+        for c in caches.iter() {
+            if c.batch() != 1 {
+                let got = format!("a cache of one sequence each, got one of {}", c.batch());
+                return Err(Error::invalid("caches", got));
+            }
+            self.check_cache(c, 1)?;
+        }
+        let offsets: Vec<i64> = caches.iter().map(|c| c.len()).collect();
+        let (mut x, rope) = self.f_embed(&input_ids.f_view([n, 1])?, &offsets)?; // (N, 1, E)
+        {
+            let shared: Vec<&LlamaCache> = caches.iter().map(|c| &**c).collect();
+            for layer in &self.layers {
+                let (cos, sin) = rope.of(layer);
+                x = layer.f_forward_ragged(&x, cos, sin, &shared)?;
+            }
+        }
+        for c in caches.iter_mut() {
+            c.advance(1);
+        }
+        self.norm.f_forward(&x.f_squeeze_dim(1)?) // (N, E)
+    }
+
+    /// Errors unless `cache` serves this stack's layers and has room for `l` more
+    /// positions.
+    fn check_cache(&self, cache: &LlamaCache, l: i64) -> Result<()> {
+        if cache.num_layers() != self.layers.len() {
+            return Err(Error::invalid(
+                "cache",
+                format!(
+                    "made for {} layers, the model has {}",
+                    cache.num_layers(),
+                    self.layers.len()
+                ),
+            ));
+        }
+        cache.check_room(l)
+    }
 }
 
 impl LlamaModel {
     /// The checked embeddings `(N, L, E)` of `input_ids` `(N, L)` (scaled for Gemma)
-    /// and the rotary tables of positions `offset..offset + L`, in the embeddings' dtype.
-    pub(super) fn f_embed(&self, input_ids: &Tensor, offset: i64) -> Result<(Tensor, RopeTables)> {
+    /// and the rotary tables of row `i`'s positions `offsets[i] .. offsets[i] + L` (one
+    /// offset: every row's), in the embeddings' dtype.
+    pub(super) fn f_embed(
+        &self,
+        input_ids: &Tensor,
+        offsets: &[i64],
+    ) -> Result<(Tensor, RopeTables)> {
         let size = input_ids.size();
         if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
             return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
+        }
+        if offsets.len() != 1 && offsets.len() as i64 != size[0] {
+            let got = format!(
+                "one offset or one per row (N = {}), got {}",
+                size[0],
+                offsets.len()
+            );
+            return Err(Error::invalid("offsets", got));
         }
         let v = self.embed_tokens.size()[0];
         let (lo, hi) = (
@@ -128,7 +185,13 @@ impl LlamaModel {
                 format!("ids must lie in 0..{v}, got {lo}..={hi}"),
             ));
         }
-        let positions = RotaryEmbedding::positions(size[0], offset, size[1], input_ids.device())?;
+        let device = input_ids.device();
+        // (N or 1, 1) + (L) -> (N, L): row i's positions offsets[i] .. offsets[i] + L.
+        let positions = Tensor::f_from_slice(offsets)?
+            .f_to_device(device)?
+            .f_view([-1, 1])?
+            .f_add(&Tensor::f_arange(size[1], (Kind::Int64, device))?)?
+            .f_expand([size[0], size[1]], false)?;
         let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
         if let Some(scale) = self.embed_scale {
             // `* self.embed_scale.to(self.weight.dtype)`: a float32 0-d tensor, cast.
@@ -205,6 +268,17 @@ impl LlamaForCausalLM {
         let h = self.model.f_forward(input_ids, cache)?;
         let last = h.f_select(1, h.size()[1] - 1)?; // (N, E)
         self.head(&last)
+    }
+
+    /// The logits `(N, V)` of one new token for each of N sequences, each after its
+    /// own cache: `input_ids` `(N)` and `caches` as [`LlamaModel::f_forward_ragged`].
+    pub fn f_forward_ragged(
+        &self,
+        input_ids: &Tensor,
+        caches: &mut [&mut LlamaCache],
+    ) -> Result<Tensor> {
+        let h = self.model.f_forward_ragged(input_ids, caches)?; // (N, E)
+        self.head(&h)
     }
 
     /// The logits `(*, V)` of hidden states `(*, E)`: the quantised head if there is
