@@ -20,10 +20,7 @@ use tch_attention::io::{write_file, Overwrite};
 use tch_attention::models::nanogpt::GPT2_PADDED_VOCAB;
 use tch_attention::train::checkpoint;
 use tch_attention::train::curve::LossCurve;
-use tch_attention::train::nanogpt::{
-    Event as NanoEvent, TrainConfig as NanoConfig, Trainer as NanoTrainer,
-};
-use tch_attention::train::{Event, TrainConfig, Trainer};
+use tch_attention::train::{self, nanogpt};
 
 /// Which model to train.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +107,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(flag) = args.nanogpt.given() {
         bail!("{flag}: only for --model nanogpt");
     }
-    let d = TrainConfig::default();
-    let config = TrainConfig {
+    let d = train::TrainConfig::default();
+    let config = train::TrainConfig {
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         block_size: args.block_size.unwrap_or(d.block_size),
         max_iters: args.max_iters.unwrap_or(d.max_iters),
@@ -145,11 +142,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Ctrl-C needs nothing here: `attn` exits at once on SIGINT after removing the
     // temporary of any write in progress, and every checkpoint is published atomically,
     // so the last one written stays whole.
-    let mut trainer = Trainer::new(corpus, config, Device::Cpu)?;
+    let mut trainer = train::Trainer::new(corpus, config, Device::Cpu)?;
     let mut report = Report::new(&args, config.max_iters);
     trainer.run(|t, event| -> Result<ControlFlow<()>> {
         report.event(event)?;
-        if let (Event::Eval { .. }, Some(out)) = (event, &args.out) {
+        if let (train::Event::Eval { .. }, Some(out)) = (event, &args.out) {
             save(out, t)?;
         }
         Ok(ControlFlow::Continue(()))
@@ -238,7 +235,7 @@ fn check_writable(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn save(out: &Path, t: &Trainer) -> Result<()> {
+fn save(out: &Path, t: &train::Trainer) -> Result<()> {
     checkpoint::save(out, &t.vs, &t.model, &t.corpus.vocab, t.iter)
         .with_context(|| format!("--out {}", out.display()))
 }
@@ -272,16 +269,16 @@ impl Report {
         }
     }
 
-    fn event(&mut self, event: &Event) -> Result<()> {
+    fn event(&mut self, event: &train::Event) -> Result<()> {
         match *event {
-            Event::Step { iter, loss } => {
+            train::Event::Step { iter, loss } => {
                 self.curve.steps.push((iter, loss));
                 if self.json {
                     println!("{}", json!({"iter": iter, "loss": loss as f64}));
                 }
                 self.draw(iter + 1);
             }
-            Event::Eval {
+            train::Event::Eval {
                 iter,
                 train_loss,
                 val_loss,
@@ -428,10 +425,10 @@ impl NanoGptArgs {
 }
 
 /// `train.py`'s settings from the flags, its defaults for those not given.
-fn nanogpt_config(args: &Args) -> NanoConfig {
-    let d = NanoConfig::default();
+fn nanogpt_config(args: &Args) -> nanogpt::TrainConfig {
+    let d = nanogpt::TrainConfig::default();
     let n = &args.nanogpt;
-    NanoConfig {
+    nanogpt::TrainConfig {
         eval_interval: args.eval_interval.unwrap_or(d.eval_interval),
         eval_iters: args.eval_iters.unwrap_or(d.eval_iters),
         eval_only: n.eval_only.unwrap_or(d.eval_only),
@@ -501,11 +498,11 @@ fn run_nanogpt(args: &Args) -> Result<ExitCode> {
     })?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("--out-dir {}", out_dir.display()))?;
     let mut trainer = match n.init_from.unwrap_or(InitFrom::Scratch) {
-        InitFrom::Scratch => NanoTrainer::new(data, config, device)
+        InitFrom::Scratch => nanogpt::Trainer::new(data, config, device)
             .map_err(|e| anyhow::anyhow!("{}", flag_error(&e.to_string())))?,
         InitFrom::Resume => {
             let ckpt = out_dir.join("ckpt.pt");
-            NanoTrainer::resume(data, config, device, &ckpt).map_err(|e| {
+            nanogpt::Trainer::resume(data, config, device, &ckpt).map_err(|e| {
                 anyhow::anyhow!("--init-from resume: {}", flag_error(&e.to_string()))
             })?
         }
@@ -515,13 +512,13 @@ fn run_nanogpt(args: &Args) -> Result<ExitCode> {
     let mut failed = None;
     trainer.run(out_dir, |event| {
         let line = match *event {
-            NanoEvent::Eval { iter, train_loss, val_loss } => match json {
+            nanogpt::Event::Eval { iter, train_loss, val_loss } => match json {
                 true => json!({"iter": iter, "train_loss": train_loss as f64, "val_loss": val_loss as f64}).to_string(),
                 false => format!("step {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}"),
             },
-            NanoEvent::Saved { .. } if json => return,
-            NanoEvent::Saved { .. } => format!("saving checkpoint to {out}"),
-            NanoEvent::Step { iter, loss, lr } => match json {
+            nanogpt::Event::Saved { .. } if json => return,
+            nanogpt::Event::Saved { .. } => format!("saving checkpoint to {out}"),
+            nanogpt::Event::Step { iter, loss, lr } => match json {
                 true => json!({"iter": iter, "loss": loss, "lr": lr}).to_string(),
                 false => format!("iter {iter}: loss {loss:.4}, lr {lr:.4e}"),
             },
