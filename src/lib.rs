@@ -1,7 +1,12 @@
-//! PyTorch's attention modules on tch (libtorch 2.13.0), checked against tensors PyTorch
-//! computed: the lecture's `Head` and `MultiHeadAttention`, nanoGPT's
-//! `CausalSelfAttention`, `torch.nn.MultiheadAttention`, functional SDPA, a BERT
-//! encoder, and the checkpoint formats to load them from PyTorch and save them back.
+//! Transformers on tch (libtorch 2.13.0), checked against the numbers PyTorch and
+//! transformers compute: the attention modules (the lecture's `Head` and
+//! `MultiHeadAttention`, nanoGPT's `CausalSelfAttention`, `torch.nn.MultiheadAttention`,
+//! functional SDPA with the 2025 options); whole models (a BERT encoder, the lecture's
+//! GPT and nanoGPT trained step for step as PyTorch trains them, and the Llama-family
+//! decoders — SmolLM2, Gemma 3 — from a GGUF or a Hugging Face folder with transformers'
+//! tokens, float or on the GGUF's own quantised blocks); one generation loop with
+//! continuous batching; and the file formats (safetensors, `torch.save`, GGUF) to load
+//! them from PyTorch and llama.cpp and save them back.
 //!
 //! # Quick start
 //!
