@@ -45,7 +45,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "explain",
-        "Show a pretrained encoder's attention on a sentence: heatmap and top tokens",
+        "Show a pretrained model's attention on a sentence: heatmap and top tokens",
     ),
     (
         "embed",
@@ -57,9 +57,12 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "train",
-        "Train a model as its PyTorch script does, step for step (the lecture's gpt.py)",
+        "Train a model step for step as its PyTorch script does (gpt.py, nanoGPT's train.py)",
     ),
-    ("sample", "Sample text from a checkpoint `attn train` wrote"),
+    (
+        "sample",
+        "Sample text from a checkpoint: attn train's, or nanoGPT's ckpt.pt",
+    ),
     (
         "tokenize",
         "A decoder LM's token ids for a text (SmolLM2-135M-Instruct by default)",

@@ -55,15 +55,15 @@ enum Command {
     Inspect(checkpoint::InspectArgs),
     /// Draw attention weights from a safetensors file (e.g. a parity case) as a PNG.
     Heatmap(heatmap::Args),
-    /// Show a pretrained encoder's attention on a sentence: heatmap and top tokens.
+    /// Show a pretrained model's attention on a sentence: heatmap and top tokens.
     Explain(explain::Args),
     /// Sentence embeddings from a pretrained encoder (sentence-transformers' values).
     Embed(embed::Args),
     /// Time a benchmark suite or one configuration (median, spread, GFLOP/s, peak memory).
     Bench(bench::Args),
-    /// Train a model as its PyTorch script does, step for step (the lecture's gpt.py).
+    /// Train a model step for step as its PyTorch script does (gpt.py, nanoGPT's train.py).
     Train(train::Args),
-    /// Sample text from a checkpoint `attn train` wrote.
+    /// Sample text from a checkpoint: attn train's, or nanoGPT's ckpt.pt.
     Sample(sample::Args),
     /// A decoder LM's token ids for a text (SmolLM2-135M-Instruct by default).
     Tokenize(tokenize::Args),
