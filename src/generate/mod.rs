@@ -16,6 +16,6 @@ mod options;
 pub mod warpers;
 
 pub use crate::models::CausalLm;
-pub use decode::{generate, generate_batch};
+pub use decode::{choose, generate, generate_batch};
 pub use options::{Decoding, GenerateOptions, Generation};
 pub use warpers::{temperature, top_k, top_p, SamplingConfig};

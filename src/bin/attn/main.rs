@@ -22,10 +22,12 @@ mod explain;
 mod generate;
 mod heatmap;
 mod inspect_gguf;
+mod llama_model;
 mod model;
 mod model_dir;
 mod notebook;
 mod sample;
+mod serve;
 mod tokenize;
 mod train;
 
@@ -69,6 +71,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF.
     Generate(generate::Args),
+    /// Serve a decoder LM from a GGUF over OpenAI's HTTP API (completions, chat).
+    Serve(serve::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -131,7 +135,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    remove_temporaries_on_signals();
+    // `attn serve` shuts down gracefully on these signals itself (and writes no files).
+    if !matches!(cli.command, Command::Serve(_)) {
+        remove_temporaries_on_signals();
+    }
     if let Some(ms) = std::env::var("ATTN_TEST_PAUSE_BEFORE_PUBLISH_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -245,5 +252,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sample(args) => sample::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
