@@ -232,9 +232,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // (memory::keep_freed_memory). `bench` decides per suite.
         tch_attention::memory::keep_freed_memory();
     }
-    if matches!(cli.command, Command::Convert(_)) {
+    if matches!(cli.command, Command::Convert(_) | Command::Serve(_)) {
         // Views are written one piece at a time: each piece's pages go back at once
-        // (memory::return_freed_memory).
+        // (memory::return_freed_memory). A server's requests come and go: the KV cache
+        // of one that ended goes back too, rather than staying mapped at its peak.
         tch_attention::memory::return_freed_memory();
     }
     match cli.command {
