@@ -176,9 +176,15 @@ impl Stream {
 fn assert_error(status: u16, body: &Value, want_status: u16, param: Option<&str>) {
     assert_eq!(status, want_status, "{body}");
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(e["type"].is_string(), "{body}");
-    assert!(e.get("code").is_some() && e.get("param").is_some(), "{body}");
+    assert!(
+        e.get("code").is_some() && e.get("param").is_some(),
+        "{body}"
+    );
     if let Some(p) = param {
         assert_eq!(e["param"], p, "{body}");
     }
@@ -225,7 +231,10 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         body[field] = value;
         let (s, b) = post(&body.to_string());
         assert_error(s, &b, 400, Some(field));
-        assert!(b["error"]["message"].as_str().unwrap().contains(field), "{b}");
+        assert!(
+            b["error"]["message"].as_str().unwrap().contains(field),
+            "{b}"
+        );
     }
     // A prompt longer than the context (8192 tokens), max_tokens past it.
     let long = "hello ".repeat(9000);
@@ -254,7 +263,8 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     assert!(start.elapsed() < Duration::from_secs(10));
     // A client that never finishes its head: the connection is closed.
     let mut slow = server.connect();
-    slow.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut rest = Vec::new();
     let start = Instant::now();
     let _ = slow.read_to_end(&mut rest);
@@ -265,7 +275,10 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let (s, b) = server.request("DELETE", "/v1/models", "", "");
     assert_error(s, &b, 405, None);
     // Still serving.
-    let (s, b) = server.post("/v1/completions", &completion("The capital of France is", 2));
+    let (s, b) = server.post(
+        "/v1/completions",
+        &completion("The capital of France is", 2),
+    );
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["usage"]["completion_tokens"], 2);
     assert_eq!(server.health()["status"], "ok");
@@ -342,10 +355,17 @@ fn sigterm_during_a_stream_ends_it_cleanly_and_exits_0() {
     let mut stream = Stream::open(&server, "/v1/chat/completions", &long);
     assert!(stream.next().is_some());
     // SAFETY: kill sends a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
     let start = Instant::now();
     let events = stream.rest();
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length", "{last}");
     let status = loop {
@@ -412,8 +432,14 @@ fn eight_concurrent_streams_equal_each_request_alone() {
 fn the_openai_client_gets_attn_generates_tokens() {
     let server = Server::start(&[]);
     let out = Command::new(setup_python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/serve_client.py"))
-        .args(["--base-url", &format!("http://127.0.0.1:{}/v1", server.port)])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/serve_client.py"
+        ))
+        .args([
+            "--base-url",
+            &format!("http://127.0.0.1:{}/v1", server.port),
+        ])
         .args(["--attn", env!("CARGO_BIN_EXE_attn")])
         .env_remove("LD_LIBRARY_PATH")
         .output()

@@ -60,11 +60,16 @@ async fn respond(
     let mut text = TextState::new(app.model.clone(), prepared.stops.clone());
     let piece = text.push(first.0, first.1);
     if prepared.stream {
-        return Ok(stream_response(app, endpoint, prepared, text, piece, events));
+        return Ok(stream_response(
+            app, endpoint, prepared, text, piece, events,
+        ));
     }
     let (content, finish) = collect(&mut text, piece, &mut events).await?;
     drop(events); // a stop string: the engine sees the closed channel and frees the cache
-    Ok(axum::Json(whole_answer(&app, endpoint, &prepared, &text, content, finish)).into_response())
+    Ok(axum::Json(whole_answer(
+        &app, endpoint, &prepared, &text, content, finish,
+    ))
+    .into_response())
 }
 
 /// The rest of the text after `piece`.

@@ -122,7 +122,9 @@ impl ApiError {
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
-                format!("the server is busy: {max_queue} requests are already waiting; retry later"),
+                format!(
+                    "the server is busy: {max_queue} requests are already waiting; retry later"
+                ),
             )
         }
     }

@@ -79,7 +79,10 @@ pub fn prepare(body: &[u8], endpoint: Endpoint, model: &ModelInfo) -> Result<Pre
         return Err(ApiError::unknown_model(&request.model, &model.id));
     }
     if let Some(n) = request.n.filter(|&n| n != 1) {
-        return Err(ApiError::invalid("n", format!("only n = 1 is served, got {n}")));
+        return Err(ApiError::invalid(
+            "n",
+            format!("only n = 1 is served, got {n}"),
+        ));
     }
     let (param, prompt_ids) = prompt_ids(&request, endpoint, model)?;
     let options = options(&request, prompt_ids.len(), param, model)?;
@@ -176,7 +179,8 @@ fn prompt_ids(
 
 /// The conversation rendered by the model's chat template, the assistant's turn opened.
 fn chat_text(messages: Option<&[Message]>, model: &ModelInfo) -> Result<String, ApiError> {
-    let messages = messages.ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
+    let messages =
+        messages.ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "`messages` is empty"));
     }
@@ -195,10 +199,7 @@ fn chat_text(messages: Option<&[Message]>, model: &ModelInfo) -> Result<String, 
         if !["system", "user", "assistant"].contains(&m.role.as_str()) {
             return Err(ApiError::invalid(
                 format!("{param}.role"),
-                format!(
-                    "role `{}` is not served: system, user or assistant",
-                    m.role
-                ),
+                format!("role `{}` is not served: system, user or assistant", m.role),
             ));
         }
         let content = match &m.content {
@@ -248,7 +249,10 @@ fn options(
     let max_new_tokens = match max_tokens {
         None => room as i64,
         Some((param, n)) if n < 1 => {
-            return Err(ApiError::invalid(param, format!("must be at least 1, got {n}")))
+            return Err(ApiError::invalid(
+                param,
+                format!("must be at least 1, got {n}"),
+            ))
         }
         Some((param, n)) if n as u64 > room as u64 => {
             return Err(ApiError::invalid(
@@ -264,10 +268,17 @@ fn options(
         Some((_, n)) => n,
     };
     if let Some(t) = request.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
-        return Err(ApiError::invalid("temperature", format!("must be in [0, 2], got {t}")));
+        return Err(ApiError::invalid(
+            "temperature",
+            format!("must be in [0, 2], got {t}"),
+        ));
     }
-    let decoding =
-        Decoding::from_settings(request.temperature, request.top_k, request.top_p, request.seed);
+    let decoding = Decoding::from_settings(
+        request.temperature,
+        request.top_k,
+        request.top_p,
+        request.seed,
+    );
     if let Decoding::Sample { config, .. } = &decoding {
         config.validate().map_err(|e| match e {
             crate::error::Error::Invalid { arg, reason } => ApiError::invalid(arg, reason),

@@ -34,7 +34,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// 401 unless the request carries the API key (when the server has one).
-async fn authorize(State(app): State<Arc<AppState>>, request: Request<Body>, next: Next) -> Response {
+async fn authorize(
+    State(app): State<Arc<AppState>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
     if let Some(key) = &app.api_key {
         let given = request
             .headers()

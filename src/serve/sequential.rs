@@ -109,11 +109,8 @@ impl<M: CausalLm> Decoder for Sequential<M> {
                 .map(|s| Self::advance(model, s))
                 .collect::<Result<Vec<_>>>()
         })?;
-        self.sequences.retain(|s| {
-            tokens
-                .iter()
-                .all(|t| t.id != s.id || t.finished.is_none())
-        });
+        self.sequences
+            .retain(|s| tokens.iter().all(|t| t.id != s.id || t.finished.is_none()));
         Ok(tokens)
     }
 

@@ -112,7 +112,10 @@ impl TextState {
 
     /// Where the first stop string begins, if one is in the text.
     fn first_stop(&self, text: &str) -> Option<usize> {
-        self.stops.iter().filter_map(|s| text.find(s.as_str())).min()
+        self.stops
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
     }
 
     /// The length of the longest tail of `text` that begins a stop string.
