@@ -26,6 +26,11 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Self::start_model(MODEL, extra)
+    }
+
+    /// A server whose model's id is `model` (the file's name without `.gguf`).
+    fn start_model(model: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_attn"))
             .args(["serve", "--port", "0", "--threads", "1"])
             .args(extra)
@@ -44,7 +49,7 @@ impl Server {
             .and_then(|rest| rest.split('/').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no address in the first line: {line:?}"));
-        assert!(line.contains(MODEL), "{line}");
+        assert!(line.contains(model), "{line}");
         Server { child, port }
     }
 
@@ -381,7 +386,7 @@ fn sigterm_during_a_stream_ends_it_cleanly_and_exits_0() {
 
 /// The text of a streamed greedy completion.
 fn streamed_text(server: &Server, prompt: &str) -> (String, Value) {
-    let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": 8, "stream": true,
+    let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": 5, "stream": true,
                       "ignore_eos": true, "stream_options": {"include_usage": true}});
     let events = Stream::open(server, "/v1/completions", &body).rest();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
@@ -424,7 +429,7 @@ fn eight_concurrent_streams_equal_each_request_alone() {
     assert_eq!(together, alone);
     for (text, usage) in &alone {
         assert!(!text.is_empty(), "{alone:?}");
-        assert_eq!(usage["completion_tokens"], 8);
+        assert_eq!(usage["completion_tokens"], 5);
     }
 }
 
@@ -448,4 +453,22 @@ fn the_openai_client_gets_attn_generates_tokens() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "loads Gemma 3 270M, about 15 s in a debug build: run with --ignored"]
+fn a_model_without_a_chat_template_refuses_chat_but_completes() {
+    // Gemma 3 270M's GGUF (a base model: no tokenizer.chat_template), assembled by the
+    // setup into its environment.
+    let venv = setup_python().ancestors().nth(2).unwrap().to_path_buf();
+    let gemma = venv.join("share/tch-attention/gemma-3-270m-q4_k_m.gguf");
+    let id = "gemma-3-270m-q4_k_m";
+    let server = Server::start_model(id, &["--model", gemma.to_str().unwrap()]);
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    let (s, b) = server.post("/v1/chat/completions", &json!({"model": id, "messages": messages}));
+    assert_error(s, &b, 400, Some("messages"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("no chat template"), "{b}");
+    let body = json!({"model": id, "prompt": "The capital of France is", "max_tokens": 2});
+    let (s, b) = server.post("/v1/completions", &body);
+    assert_eq!(s, 200, "{b}");
 }
