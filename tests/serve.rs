@@ -465,9 +465,18 @@ fn a_model_without_a_chat_template_refuses_chat_but_completes() {
     let id = "gemma-3-270m-q4_k_m";
     let server = Server::start_model(id, &["--model", gemma.to_str().unwrap()]);
     let messages = json!([{"role": "user", "content": "hi"}]);
-    let (s, b) = server.post("/v1/chat/completions", &json!({"model": id, "messages": messages}));
+    let (s, b) = server.post(
+        "/v1/chat/completions",
+        &json!({"model": id, "messages": messages}),
+    );
     assert_error(s, &b, 400, Some("messages"));
-    assert!(b["error"]["message"].as_str().unwrap().contains("no chat template"), "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no chat template"),
+        "{b}"
+    );
     let body = json!({"model": id, "prompt": "The capital of France is", "max_tokens": 2});
     let (s, b) = server.post("/v1/completions", &body);
     assert_eq!(s, 200, "{b}");
