@@ -33,11 +33,11 @@ pub struct Args {
     #[arg(long, default_value_t = 4 << 20)]
     body_limit: usize,
     /// Seconds a client may take to send its request's head, and then its body (408).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     read_timeout: f64,
     /// On SIGTERM or SIGINT, seconds the requests in flight may go on before they are
     /// ended (finish_reason "length").
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     shutdown_grace: f64,
 }
 
