@@ -142,8 +142,8 @@ fn f_decode<M: CausalLm>(
 }
 
 /// The next token of each row from the last position's logits `(B, V)` (float32):
-/// `(B, 1)`. The one rule of choosing, shared with the server's step-wise decoding.
-pub fn choose(logits: &Tensor, decoding: &Decoding) -> Result<Tensor> {
+/// `(B, 1)`. The one rule of choosing, shared with the batcher's steps.
+pub(super) fn choose(logits: &Tensor, decoding: &Decoding) -> Result<Tensor> {
     Ok(match decoding {
         Decoding::Greedy => logits.f_argmax(-1, true)?,
         Decoding::Sample { config, .. } => {

@@ -21,6 +21,6 @@ pub mod warpers;
 
 pub use crate::models::{CausalLm, RaggedLm};
 pub use batcher::{Batcher, FinishReason, SeqId, StepToken};
-pub use decode::{choose, generate, generate_batch};
+pub use decode::{generate, generate_batch};
 pub use options::{Decoding, GenerateOptions, Generation};
 pub use warpers::{temperature, top_k, top_p, SamplingConfig};

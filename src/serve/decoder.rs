@@ -1,35 +1,13 @@
 //! The engine's view of decoding: sequences join (their prompt prefilled), every step
 //! gives each active sequence one token, and a sequence leaves when it ends or its
-//! client is gone. [`Sequential`](super::sequential::Sequential) implements it over any
-//! [`CausalLm`](crate::models::CausalLm) today; a batched decoder that runs every
-//! sequence in one forward implements the same four methods.
+//! client is gone. The crate's continuous batcher ([`Batcher`]: one forward for every
+//! active sequence, a cached prompt prefix reused) implements it for any
+//! [`RaggedLm`]; the engine's tests drive it with a scripted one.
 
 use crate::error::Result;
-use crate::generate::GenerateOptions;
-
-/// A sequence's handle, unique for the decoder's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeqId(pub u64);
-
-/// Why a sequence ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinishReason {
-    /// It produced one of its end-of-sequence tokens (kept as its last token).
-    Eos,
-    /// It produced `max_new_tokens` tokens.
-    Length,
-}
-
-/// One token of one sequence from a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepToken {
-    /// The sequence.
-    pub id: SeqId,
-    /// Its new token.
-    pub token: i64,
-    /// `Some` on a sequence's last token: it has left the decoder.
-    pub finished: Option<FinishReason>,
-}
+use crate::generate::{Batcher, GenerateOptions};
+pub use crate::generate::{FinishReason, SeqId, StepToken};
+use crate::models::RaggedLm;
 
 /// Step-wise decoding of several sequences.
 pub trait Decoder {
@@ -45,4 +23,22 @@ pub trait Decoder {
 
     /// How many sequences are active.
     fn active(&self) -> usize;
+}
+
+impl<M: RaggedLm> Decoder for Batcher<M> {
+    fn join(&mut self, prompt: &[i64], options: &GenerateOptions) -> Result<SeqId> {
+        Batcher::join(self, prompt, options)
+    }
+
+    fn step(&mut self) -> Result<Vec<StepToken>> {
+        Batcher::step(self)
+    }
+
+    fn leave(&mut self, id: SeqId) {
+        Batcher::leave(self, id)
+    }
+
+    fn active(&self) -> usize {
+        Batcher::active(self)
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! - [`api`]: the request and response bodies in OpenAI's field names;
 //! - [`request`]: a body checked and encoded (chat template, sampling settings, stops);
-//! - [`decoder`]: the step-wise decoding the engine drives, and [`sequential`], its
-//!   implementation with one forward per sequence;
+//! - [`decoder`]: the step-wise decoding the engine drives, implemented by the crate's
+//!   continuous batcher ([`crate::generate::Batcher`]: one forward for every active
+//!   sequence, cached prompt prefixes reused);
 //! - [`engine`]: the thread that owns the model, its bounded queue and its loop;
 //! - [`text`]: tokens to text as they come, stop strings;
 //! - [`completion`] and [`stream`]: the answers, whole or as server-sent events;
@@ -16,7 +17,8 @@
 //! use tch::Device;
 //! use tch_attention::io::Gguf;
 //! use tch_attention::models::llama::{LlamaForCausalLM, LlamaTokenizer};
-//! use tch_attention::serve::{serve, ModelInfo, Sequential, ServeConfig};
+//! use tch_attention::generate::Batcher;
+//! use tch_attention::serve::{serve, ModelInfo, ServeConfig};
 //!
 //! let gguf = Gguf::read(std::path::Path::new("SmolLM2-135M-Instruct.Q4_1.gguf"))?;
 //! let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
@@ -27,7 +29,9 @@
 //!     context_length: model.config.max_position_embeddings as usize,
 //!     eos_token_ids: model.config.eos_token_ids.clone(),
 //! };
-//! serve(ServeConfig::default(), info, Sequential::new(model), |addr| {
+//! let context = model.config.max_position_embeddings;
+//! let decoder = Batcher::new(model, ServeConfig::default().max_batch, context)?;
+//! serve(ServeConfig::default(), info, decoder, |addr| {
 //!     println!("listening on http://{addr}")
 //! })?;
 //! # Ok(())
@@ -43,7 +47,6 @@ pub mod error;
 pub mod model;
 pub mod request;
 pub mod routes;
-pub mod sequential;
 pub mod server;
 pub mod state;
 pub mod stream;
@@ -52,5 +55,4 @@ pub mod text;
 pub use decoder::{Decoder, FinishReason, SeqId, StepToken};
 pub use error::ApiError;
 pub use model::ModelInfo;
-pub use sequential::Sequential;
 pub use server::{serve, ServeConfig};

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use tch_attention::serve::{serve, ModelInfo, Sequential, ServeConfig};
+use tch_attention::generate::Batcher;
+use tch_attention::serve::{serve, ModelInfo, ServeConfig};
 
 use crate::llama_model::{LoadArgs, Loaded};
 
@@ -87,7 +88,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eos_token_ids: model.config.eos_token_ids.clone(),
     };
     let id = info.id.clone();
-    serve(config, info, Sequential::new(model), |addr| {
+    let context = model.config.max_position_embeddings;
+    let decoder = Batcher::new(model, config.max_batch, context)?;
+    serve(config, info, decoder, |addr| {
         println!("attn serve: {id} on http://{addr}/v1 (Ctrl-C or SIGTERM stops it)");
         let _ = std::io::stdout().flush();
     })
