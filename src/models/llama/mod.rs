@@ -26,6 +26,7 @@ mod causal_lm;
 mod chat;
 mod config;
 mod explain;
+mod families;
 mod gemma;
 mod layer;
 mod mlp;
@@ -43,13 +44,14 @@ pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
 pub use chat::{render_chat, ChatMessage};
 pub use config::{Activation, LayerType, LlamaConfig, SUPPORTED_ARCHITECTURES};
+pub use families::{Family, SUPPORTED_MODEL_TYPES};
 pub use gemma::{gemma3_gguf_name, gemma3_layer_types};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel, RopeTables};
 pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
-pub use weights::{gguf_name, unpermute_rows};
+pub use weights::{gguf_name, gguf_name_for, unpermute_rows};
 
 use crate::error::{Error, Result};
 use crate::nn::{rms_norm, rms_norm_unit_offset, Linear, Projection, RmsNorm};
@@ -70,9 +72,24 @@ pub fn find_model_file(candidates: &[PathBuf]) -> Result<PathBuf> {
 /// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
 /// `_init_weights` does for Llama.
 fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Projection> {
+    biased_projection(path, in_features, out_features, std, false)
+}
+
+/// `nn.Linear(in, out, bias=bias)` under `path`: the weight drawn from N(0, std), the
+/// bias zero, as transformers' `_init_weights` does.
+fn biased_projection(
+    path: &Path,
+    in_features: i64,
+    out_features: i64,
+    std: f64,
+    bias: bool,
+) -> Result<Projection> {
     Ok(Projection::Float(Linear {
         weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
-        bias: None,
+        bias: match bias {
+            true => Some(path.f_var("bias", &[out_features], Init::Const(0.0))?),
+            false => None,
+        },
     }))
 }
 

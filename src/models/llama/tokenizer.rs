@@ -8,6 +8,9 @@
 //! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
 //! A `gemma3` file's SentencePiece vocabulary is built as `unigram.rs` says.
 
+use std::path::Path;
+use std::str::FromStr;
+
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
@@ -25,7 +28,7 @@ use crate::io::Gguf;
 /// GGUF's token type for control (special) tokens.
 const CONTROL: i64 = 3;
 
-/// Text <-> token ids for a GGUF model, with its chat template.
+/// Text <-> token ids for a GGUF model or a Hugging Face folder, with its chat template.
 #[derive(Debug, Clone)]
 pub struct LlamaTokenizer {
     inner: Tokenizer,
@@ -93,6 +96,50 @@ impl LlamaTokenizer {
                 .map(str::to_string),
             bos_token: token_of("tokenizer.ggml.bos_token_id")?,
             eos_token: token_of("tokenizer.ggml.eos_token_id")?,
+        })
+    }
+
+    /// The tokenizer of a Hugging Face folder: `tokenizer.json` loaded as is (the
+    /// `tokenizers` library's own format), the chat template from
+    /// `tokenizer_config.json`'s `chat_template` or else `chat_template.jinja`, and the
+    /// BOS/EOS tokens' texts from `tokenizer_config.json`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let file = dir.join("tokenizer.json");
+        let name = file.display().to_string();
+        let text = crate::io::read_text(&file)?;
+        let inner = Tokenizer::from_str(&text)
+            .map_err(|e| Error::malformed(&name, format!("not a tokenizer.json: {e}")))?;
+        let config_file = dir.join("tokenizer_config.json");
+        let config: serde_json::Value = match config_file.is_file() {
+            true => serde_json::from_str(&crate::io::read_text(&config_file)?).map_err(|e| {
+                Error::malformed(config_file.display().to_string(), format!("not JSON: {e}"))
+            })?,
+            false => serde_json::Value::Null,
+        };
+        // A string, or {"content": ...} as older files write an AddedToken.
+        let token = |key: &str| -> Option<String> {
+            let v = config.get(key)?;
+            v.as_str()
+                .or_else(|| v.get("content")?.as_str())
+                .map(str::to_string)
+        };
+        let jinja = dir.join("chat_template.jinja");
+        let chat_template = match config.get("chat_template") {
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            // [{"name": "default", "template": ...}, ...]: the default one.
+            Some(serde_json::Value::Array(named)) => named
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template")?.as_str())
+                .map(str::to_string),
+            _ if jinja.is_file() => Some(crate::io::read_text(&jinja)?),
+            _ => None,
+        };
+        Ok(Self {
+            inner,
+            chat_template,
+            bos_token: token("bos_token"),
+            eos_token: token("eos_token"),
         })
     }
 
