@@ -177,8 +177,10 @@ fn load(args: &Args) -> Result<(VarStore, LlamaForCausalLM, LlamaTokenizer)> {
         (vs, model, tokenizer)
     } else {
         let gguf = read_model_file(&args.model)?;
-        let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-        refuse_chat_without_template(args, &tokenizer, &gguf.source_name)?;
+        if args.chat {
+            let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+            refuse_chat_without_template(args, &tokenizer, &gguf.source_name)?;
+        }
         let (vs, model) = match args.quant {
             None => LlamaForCausalLM::from_gguf(&gguf, device),
             Some(q) => {
@@ -191,7 +193,7 @@ fn load(args: &Args) -> Result<(VarStore, LlamaForCausalLM, LlamaTokenizer)> {
             }
         }
         .map_err(|e| with_flag_names(e, FLAGS))?;
-        (vs, model, tokenizer)
+        (vs, model, LlamaTokenizer::from_gguf(&gguf)?)
     };
     let default_dtype = match args.quant {
         None | Some(QuantArg::Gguf) => DtypeArg::F32,
