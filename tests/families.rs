@@ -53,7 +53,10 @@ fn check(family: &str, model: &LlamaForCausalLM, key: &str, greedy_key: &str) {
     assert_eq!(logits.kind(), Kind::Float);
     let diff = max_abs_diff(&logits, &expected[key]);
     eprintln!("{family} {key}: max abs diff {diff:.3e}");
-    assert!(diff <= 1e-4, "{family} {key}: max |difference| {diff:.3e} > 1e-4");
+    assert!(
+        diff <= 1e-4,
+        "{family} {key}: max |difference| {diff:.3e} > 1e-4"
+    );
 
     let r = reference(family);
     let options = GenerateOptions::greedy(r["max_new_tokens"].as_i64().unwrap());
@@ -103,7 +106,9 @@ fn the_families_switches_come_from_their_configs() {
     assert_eq!(gemma2.final_logit_softcapping, Some(30.0));
     assert_eq!(gemma2.query_pre_attn_scalar, Some(16.0));
     assert_eq!(
-        (0..3).map(|i| gemma2.window_of_layer(i)).collect::<Vec<_>>(),
+        (0..3)
+            .map(|i| gemma2.window_of_layer(i))
+            .collect::<Vec<_>>(),
         [Some(8), None, Some(8)]
     );
     assert_eq!(phi3.sliding_window, Some(8));
@@ -115,7 +120,10 @@ fn a_folders_tokenizer_json_and_chat_template_give_transformers_ids_and_text() {
     for family in FAMILIES {
         let r = reference(family);
         let tok = LlamaTokenizer::from_hf_dir(&dir(family)).unwrap();
-        assert_eq!(tok.encode(r["prompt"].as_str().unwrap()).unwrap(), ids(&r["prompt_ids"]));
+        assert_eq!(
+            tok.encode(r["prompt"].as_str().unwrap()).unwrap(),
+            ids(&r["prompt_ids"])
+        );
         // qwen2's template is in chat_template.jinja, the others' in tokenizer_config.json.
         let chat = tok
             .apply_chat_template(&[ChatMessage::user("Hi there")], true)
@@ -148,9 +156,24 @@ fn refusal(d: &Path) -> String {
 fn what_a_config_asks_for_that_is_not_implemented_is_refused_by_name() {
     use serde_json::json;
     for (name, family, patch, needle) in [
-        ("moe-type", "qwen2", json!({"model_type": "qwen2_moe"}), "qwen2_moe is not supported"),
-        ("mixtral", "mistral", json!({"model_type": "mixtral"}), "mixtral is not supported"),
-        ("experts", "qwen3", json!({"num_experts": 8}), "num_experts: mixture of experts"),
+        (
+            "moe-type",
+            "qwen2",
+            json!({"model_type": "qwen2_moe"}),
+            "qwen2_moe is not supported",
+        ),
+        (
+            "mixtral",
+            "mistral",
+            json!({"model_type": "mixtral"}),
+            "mixtral is not supported",
+        ),
+        (
+            "experts",
+            "qwen3",
+            json!({"num_experts": 8}),
+            "num_experts: mixture of experts",
+        ),
         (
             "yarn",
             "qwen2",
@@ -169,9 +192,24 @@ fn what_a_config_asks_for_that_is_not_implemented_is_refused_by_name() {
             json!({"rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}}),
             "partial_rotary_factor: partial rotary embeddings are not implemented",
         ),
-        ("act", "gemma2", json!({"hidden_activation": "gelu"}), "hidden_act: only gelu_pytorch_tanh"),
-        ("relu", "qwen3", json!({"hidden_act": "relu"}), "only silu is implemented for qwen3, got relu"),
-        ("bias", "phi3", json!({"attention_bias": true}), "attention_bias"),
+        (
+            "act",
+            "gemma2",
+            json!({"hidden_activation": "gelu"}),
+            "hidden_act: only gelu_pytorch_tanh",
+        ),
+        (
+            "relu",
+            "qwen3",
+            json!({"hidden_act": "relu"}),
+            "only silu is implemented for qwen3, got relu",
+        ),
+        (
+            "bias",
+            "phi3",
+            json!({"attention_bias": true}),
+            "attention_bias",
+        ),
         (
             "chunked",
             "gemma2",
@@ -200,7 +238,11 @@ fn cli_json(prompt: &str, model: &Path, args: &[&str]) -> Value {
     let mut all = vec!["generate", prompt, "--model", m, "--ignore-eos", "--json"];
     all.extend(args);
     let out = attn(&all);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -211,13 +253,21 @@ fn attn_generate_runs_a_folder_and_a_gguf_with_transformers_tokens() {
         ("phi3", dir("phi3").join("model.gguf"), "gguf_greedy"),
     ] {
         let r = reference(family);
-        let v = cli_json(r["prompt"].as_str().unwrap(), &model, &["--max-new-tokens", "32"]);
+        let v = cli_json(
+            r["prompt"].as_str().unwrap(),
+            &model,
+            &["--max-new-tokens", "32"],
+        );
         assert_eq!(ids(&v["prompt_ids"]), ids(&r["prompt_ids"]), "{family}");
         assert_eq!(ids(&v["ids"]), ids(&r[key]), "{family}");
     }
     // --chat through the folder's chat_template.jinja: transformers' rendering, tokenised.
     let r = reference("qwen2");
-    let v = cli_json("Hi there", &dir("qwen2"), &["--chat", "--max-new-tokens", "4"]);
+    let v = cli_json(
+        "Hi there",
+        &dir("qwen2"),
+        &["--chat", "--max-new-tokens", "4"],
+    );
     let tok = LlamaTokenizer::from_hf_dir(&dir("qwen2")).unwrap();
     let want = tok.encode(r["chat"].as_str().unwrap()).unwrap();
     assert_eq!(ids(&v["prompt_ids"]), want);
@@ -226,14 +276,39 @@ fn attn_generate_runs_a_folder_and_a_gguf_with_transformers_tokens() {
 
 #[test]
 fn attn_generate_refuses_an_unsupported_family_and_quant_on_a_folder_in_one_line() {
-    let d = config_only("cli-mixtral", "mistral", serde_json::json!({"model_type": "mixtral"}));
-    std::fs::copy(dir("mistral").join("tokenizer.json"), d.join("tokenizer.json")).unwrap();
+    let d = config_only(
+        "cli-mixtral",
+        "mistral",
+        serde_json::json!({"model_type": "mixtral"}),
+    );
+    std::fs::copy(
+        dir("mistral").join("tokenizer.json"),
+        d.join("tokenizer.json"),
+    )
+    .unwrap();
     let out = attn(&["generate", "hi", "--model", d.to_str().unwrap()]);
     assert_usage_error(&out, "model_type: mixtral is not supported");
     let folder = dir("qwen2");
-    let out = attn(&["generate", "hi", "--model", folder.to_str().unwrap(), "--quant", "int8"]);
+    let out = attn(&[
+        "generate",
+        "hi",
+        "--model",
+        folder.to_str().unwrap(),
+        "--quant",
+        "int8",
+    ]);
     assert_usage_error(&out, "--quant");
     let gguf = dir("qwen2").join("model.gguf");
-    let out = attn(&["generate", "hi", "--model", gguf.to_str().unwrap(), "--quant", "gguf"]);
-    assert_usage_error(&out, "quantised projections are implemented for llama and gemma3 only");
+    let out = attn(&[
+        "generate",
+        "hi",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--quant",
+        "gguf",
+    ]);
+    assert_usage_error(
+        &out,
+        "quantised projections are implemented for llama and gemma3 only",
+    );
 }

@@ -56,7 +56,11 @@ fn a_sliding_window_llama_gives_mistral_logits_full_and_cached() {
     let reference = read(dir.join("reference.safetensors"));
     let (ids, expected) = (&reference["input_ids"], &reference["logits"]);
     let config = LlamaConfig::from_file(&dir.join("config.json")).unwrap();
-    assert_eq!(config.sliding_window, Some(3), "read from a mistral config.json");
+    assert_eq!(
+        config.sliding_window,
+        Some(3),
+        "read from a mistral config.json"
+    );
     let vs = VarStore::new(Device::Cpu);
     let model = LlamaForCausalLM::new(vs.root(), config.clone()).unwrap();
     load_into(

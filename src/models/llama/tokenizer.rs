@@ -45,11 +45,13 @@ impl LlamaTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let bad = |reason: String| Error::malformed(&g.source_name, reason);
         let model = g.get_str("tokenizer.ggml.model")?;
-        let gemma = g.get_str("general.architecture")? == "gemma3";
+        // transformers builds both Gemmas' SentencePiece vocabularies with one converter
+        // (`GGUFGemmaConverter`).
+        let gemma = ["gemma2", "gemma3"].contains(&g.get_str("general.architecture")?);
         if !(model == "gpt2" || (gemma && model == "llama")) {
             return Err(bad(format!(
-                "tokenizer.ggml.model: only gpt2 (byte-level BPE) and a gemma3 file's llama \
-                 (SentencePiece) are implemented, got {model}"
+                "tokenizer.ggml.model: only gpt2 (byte-level BPE) and a gemma2 or gemma3 \
+                 file's llama (SentencePiece) are implemented, got {model}"
             )));
         }
         let tokens = g.get_strings("tokenizer.ggml.tokens")?;
