@@ -82,6 +82,13 @@ fn every_family_from_its_gguf_gives_transformers_logits_and_greedy_tokens() {
             .unwrap_or_else(|e| panic!("{family}: {e}"));
         assert_eq!(model.config.architecture, family);
         check(family, &model, "gguf_logits", "gguf_greedy");
+        // The file's byte-level BPE (tokens and merges) is the folder's tokenizer.json.
+        let r = reference(family);
+        let tok = LlamaTokenizer::from_gguf(&g).unwrap();
+        assert_eq!(
+            tok.encode(r["prompt"].as_str().unwrap()).unwrap(),
+            ids(&r["prompt_ids"])
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! `transformers.LlamaConfig`: read from a Hugging Face `config.json` (serde) or from a
-//! GGUF's `llama.*` metadata, as transformers' GGUF loader maps it. The fields after
+//! GGUF's `{arch}.*` metadata, as transformers' GGUF loader maps it. The fields after
 //! `sliding_window` are the switches by which one decoder computes the other families
-//! (Gemma 3: `gemma.rs`); their defaults are Llama's.
+//! (`families.rs`; Gemma 3: `gemma.rs`); their defaults are Llama's.
 
 use std::path::Path;
 
@@ -46,10 +46,13 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<i64>,
     /// `initializer_range` (default 0.02): the standard deviation of fresh weights.
     pub initializer_range: f64,
-    /// `sliding_window` W (transformers' Mistral name; default `None`): each token sees
-    /// itself and the `W - 1` tokens before it. Not read from `config.json` or GGUF.
+    /// `sliding_window` W (default `None`): each token sees itself and the `W - 1`
+    /// tokens before it; every layer's without `layer_types` (Mistral, Phi-3), the
+    /// sliding layers' with them (Gemma, Qwen with `use_sliding_window`).
     pub sliding_window: Option<i64>,
-    /// `general.architecture` (or `model_type`): `llama`, `gemma3`; for messages.
+    /// `general.architecture` (or `model_type`): `llama`, `mistral`, `qwen2`, `qwen3`,
+    /// `gemma2`, `gemma3`, `phi3`; for messages, and for what a checkpoint stores
+    /// differently (Phi-3's fused projections, llama.cpp's permuted `llama` rows).
     pub architecture: String,
     /// `hidden_act` of the gated MLP: SiLU (Llama) or the tanh GELU (Gemma).
     pub hidden_act: Activation,
@@ -228,6 +231,8 @@ impl LlamaConfig {
         };
         let layers = raw.num_hidden_layers.unwrap_or(d.num_hidden_layers);
         let (sliding_window, layer_types) = family.windows(&raw, layers)?;
+        // Gemma's keys: read where the family has them (a default), ignored elsewhere.
+        let gemma_key = |given: Option<f64>, default: Option<f64>| default.and(given.or(default));
         let config = Self {
             vocab_size: raw.vocab_size.unwrap_or(d.vocab_size),
             hidden_size,
@@ -251,9 +256,12 @@ impl LlamaConfig {
             initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
             sliding_window,
             layer_types,
-            query_pre_attn_scalar: raw.query_pre_attn_scalar.or(d.query_pre_attn_scalar),
-            attn_logit_softcapping: raw.attn_logit_softcapping.or(d.attn_logit_softcapping),
-            final_logit_softcapping: raw.final_logit_softcapping.or(d.final_logit_softcapping),
+            query_pre_attn_scalar: gemma_key(raw.query_pre_attn_scalar, d.query_pre_attn_scalar),
+            attn_logit_softcapping: gemma_key(raw.attn_logit_softcapping, d.attn_logit_softcapping),
+            final_logit_softcapping: gemma_key(
+                raw.final_logit_softcapping,
+                d.final_logit_softcapping,
+            ),
             ..d
         };
         config.validate()?;

@@ -14,6 +14,11 @@
 //! `unigram.rs`): checked on Gemma 3 270M's Q4_K_M GGUF against transformers loading the
 //! same file (`tests/gemma3.rs`, fixtures by `scripts/gemma_reference.py`).
 //!
+//! Mistral, Qwen2, Qwen3, Gemma 2 and Phi-3 are the same decoder by their configs'
+//! switches too (`families.rs`), from a Hugging Face folder or a GGUF: checked on tiny
+//! random models against transformers loading each format (`tests/families.rs`,
+//! fixtures by `scripts/families_reference.py`).
+//!
 //! [`LlamaForCausalLM::from_gguf_quantized`] runs the layers' projections on int4
 //! (the GGUF's own Q4 blocks) or int8 weights through libtorch's packed CPU kernels
 //! (`quant.rs`, `crate::nn::Int4Linear`); those compute in bfloat16, so their tokens

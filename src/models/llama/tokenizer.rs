@@ -6,7 +6,8 @@
 //! pre-tokenizer (GPT-2's regex, no prefix space), and the decoder sequence
 //! ByteFallback, Fuse, Replace("▁", " "), ByteLevel. No BOS is added
 //! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
-//! A `gemma3` file's SentencePiece vocabulary is built as `unigram.rs` says.
+//! A `gemma3` (or `gemma2`) file's SentencePiece vocabulary (`llama`) is built as
+//! `unigram.rs` says.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -72,7 +73,7 @@ impl LlamaTokenizer {
                     .ok_or_else(|| bad(format!("{key}: {id} is not a token id"))),
             }
         };
-        let inner = match gemma {
+        let inner = match model == "llama" {
             true => gemma_tokenizer(g)?,
             false => {
                 let unk = token_of("tokenizer.ggml.unknown_token_id")?;
