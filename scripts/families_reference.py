@@ -6,7 +6,7 @@ transformers' logits and greedy tokens on each.
 
     python scripts/families_reference.py [--out tests/fixtures/families]
 
-For each family (mistral, qwen2, qwen3, gemma2, phi3), into --out/<family>/:
+For each family (mistral, qwen2, qwen3, gemma2, gemma3, phi3), into --out/<family>/:
 
 - config.json, model.safetensors (qwen3: two shards and model.safetensors.index.json),
   tokenizer.json, tokenizer_config.json (the chat template in it; qwen2's in
@@ -61,8 +61,8 @@ COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden
 
 
 def configs():
-    from transformers import (Gemma2Config, MistralConfig, Phi3Config, Qwen2Config,
-                              Qwen3Config)
+    from transformers import (Gemma2Config, Gemma3TextConfig, MistralConfig, Phi3Config,
+                              Qwen2Config, Qwen3Config)
     return {
         # The window (8) is shorter than prompt + generation: sliding attention exercised.
         "mistral": MistralConfig(**COMMON, sliding_window=8,
@@ -85,6 +85,14 @@ def configs():
                                sliding_window=8, query_pre_attn_scalar=16,
                                attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                                hidden_activation="gelu_pytorch_tanh"),
+        # Gemma 3's switches from a folder (the 270M GGUF is tests/gemma3.rs's): q/k
+        # norms, a sliding (base 1e4) and a full (base 1e6) layer type with a window of 8;
+        # the GGUF, as transformers' loader reads it, has Gemma3TextConfig's pattern (five
+        # sliding layers, then a full one) and query_pre_attn_scalar 256.
+        "gemma3": Gemma3TextConfig(**{**COMMON, "tie_word_embeddings": True}, head_dim=16,
+                                   sliding_window=8, query_pre_attn_scalar=16,
+                                   layer_types=["sliding_attention", "full_attention",
+                                                "sliding_attention"]),
         # Fused qkv_proj and gate_up_proj; a window over every layer in the folder
         # (transformers' GGUF loader does not map one for phi3).
         "phi3": Phi3Config(**COMMON, sliding_window=8,
@@ -130,7 +138,7 @@ def randomize(model):
     gen = torch.Generator().manual_seed(SEED)
     # Gemma scales its (tied) embedding by sqrt(E): drawn at STD it swamps the layers and
     # every greedy token is the same one, so its embedding is drawn ten times smaller.
-    gemma = model.config.model_type == "gemma2"
+    gemma = model.config.model_type in ("gemma2", "gemma3_text")
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             std = STD / 10 if gemma and "embed_tokens" in name else STD
@@ -163,7 +171,8 @@ def write_gguf(model, tok, path, family):
     import gguf
     c = model.config
     arch = {"qwen2": gguf.MODEL_ARCH.QWEN2, "qwen3": gguf.MODEL_ARCH.QWEN3,
-            "gemma2": gguf.MODEL_ARCH.GEMMA2, "phi3": gguf.MODEL_ARCH.PHI3}[family]
+            "gemma2": gguf.MODEL_ARCH.GEMMA2, "gemma3": gguf.MODEL_ARCH.GEMMA3,
+            "phi3": gguf.MODEL_ARCH.PHI3}[family]
     w = gguf.GGUFWriter(str(path), family)
     w.add_name(f"tiny-{family}")
     w.add_context_length(c.max_position_embeddings)
@@ -176,13 +185,16 @@ def write_gguf(model, tok, path, family):
     w.add_vocab_size(c.vocab_size)
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     w.add_rope_dimension_count(head_dim)
-    if family != "gemma2":
+    if family == "gemma3":
+        w.add_rope_freq_base(c.rope_parameters["full_attention"]["rope_theta"])
+    elif family != "gemma2":
         w.add_rope_freq_base(c.rope_parameters["rope_theta"])
-    if family in ("qwen3", "gemma2"):
+    if family in ("qwen3", "gemma2", "gemma3"):
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
-    if family == "gemma2":
+    if family in ("gemma2", "gemma3"):
         w.add_sliding_window(c.sliding_window)
+    if family == "gemma2":
         w.add_attn_logit_softcapping(c.attn_logit_softcapping)
         w.add_final_logit_softcapping(c.final_logit_softcapping)
     vocab = tok.get_vocab()
@@ -203,7 +215,7 @@ def write_gguf(model, tok, path, family):
         gname = names.get_name(base)
         assert gname is not None, name
         data = t.detach().numpy().astype(np.float32)
-        if family == "gemma2" and name.endswith("norm.weight"):
+        if family in ("gemma2", "gemma3") and name.endswith("norm.weight"):
             data = data + 1  # llama.cpp stores Gemma's norms as 1 + weight
         w.add_tensor(f"{gname}.{suffix}", data)
     w.write_header_to_file()

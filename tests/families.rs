@@ -1,5 +1,5 @@
 //! The decoder families in the one config-driven decoder (src/models/llama): for each of
-//! Mistral, Qwen2, Qwen3, Gemma 2 and Phi-3, a tiny random model that transformers built
+//! Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 and Phi-3, a tiny random model that transformers built
 //! from a config (scripts/families_reference.py, seed 0), loaded from its Hugging Face
 //! folder and from its GGUF, gives transformers' prompt logits within 1e-4 and its 32
 //! greedy tokens, each against transformers loading the same format. What a config asks
@@ -16,9 +16,9 @@ use tch_attention::generate::{generate, GenerateOptions};
 use tch_attention::io::{read_safetensors, Gguf};
 use tch_attention::models::llama::{ChatMessage, LlamaForCausalLM, LlamaTokenizer};
 
-const FAMILIES: [&str; 5] = ["mistral", "qwen2", "qwen3", "gemma2", "phi3"];
+const FAMILIES: [&str; 6] = ["mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
 /// Mistral is `llama` in a GGUF (tests/llama_gguf.rs): no GGUF of its own.
-const GGUF_FAMILIES: [&str; 4] = ["qwen2", "qwen3", "gemma2", "phi3"];
+const GGUF_FAMILIES: [&str; 5] = ["qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
 
 fn dir(family: &str) -> PathBuf {
     fixtures().join("families").join(family)
@@ -115,6 +115,18 @@ fn the_families_switches_come_from_their_configs() {
     assert_eq!(
         (0..3)
             .map(|i| gemma2.window_of_layer(i))
+            .collect::<Vec<_>>(),
+        [Some(8), None, Some(8)]
+    );
+    let gemma3 = load("gemma3");
+    assert!(gemma3.qk_norm && gemma3.sandwich_norms && gemma3.attn_logit_softcapping.is_none());
+    assert_eq!(
+        (gemma3.rope_theta, gemma3.rope_local_theta),
+        (1e6, Some(1e4))
+    );
+    assert_eq!(
+        (0..3)
+            .map(|i| gemma3.window_of_layer(i))
             .collect::<Vec<_>>(),
         [Some(8), None, Some(8)]
     );

@@ -189,6 +189,7 @@ pub(super) struct RawConfig {
     pub(super) partial_rotary_factor: Option<f64>,
     pub(super) num_experts: Option<i64>,
     pub(super) num_local_experts: Option<i64>,
+    pub(super) use_bidirectional_attention: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,12 +218,18 @@ impl LlamaConfig {
         let d = family.defaults();
         let hidden_size = raw.hidden_size.unwrap_or(d.hidden_size);
         let heads = raw.num_attention_heads.unwrap_or(d.num_attention_heads);
-        let rope_theta = raw
-            .rope_parameters
-            .as_ref()
-            .and_then(|r| r.get("rope_theta")?.as_f64())
+        // One `rope_parameters`, or one per layer type (Gemma 3's full and sliding).
+        let rope = raw.rope_parameters.as_ref();
+        let theta_of = |layer_type: &str| {
+            let r = rope?;
+            r.get(layer_type).unwrap_or(r).get("rope_theta")?.as_f64()
+        };
+        let rope_theta = theta_of("full_attention")
             .or(raw.rope_theta)
             .unwrap_or(d.rope_theta);
+        let rope_local_theta = d
+            .rope_local_theta
+            .map(|t| theta_of("sliding_attention").unwrap_or(t));
         let head_dim = match (raw.head_dim, family.default_head_dim()) {
             (Some(h), _) => h,
             (None, Some(h)) => h,
@@ -231,8 +238,11 @@ impl LlamaConfig {
         };
         let layers = raw.num_hidden_layers.unwrap_or(d.num_hidden_layers);
         let (sliding_window, layer_types) = family.windows(&raw, layers)?;
-        // Gemma's keys: read where the family has them (a default), ignored elsewhere.
-        let gemma_key = |given: Option<f64>, default: Option<f64>| default.and(given.or(default));
+        // Gemma's keys: read for Gemma, ignored elsewhere.
+        let gemma_key = |given: Option<f64>, default: Option<f64>| match d.sandwich_norms {
+            true => given.or(default),
+            false => None,
+        };
         let config = Self {
             vocab_size: raw.vocab_size.unwrap_or(d.vocab_size),
             hidden_size,
@@ -256,6 +266,7 @@ impl LlamaConfig {
             initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
             sliding_window,
             layer_types,
+            rope_local_theta,
             query_pre_attn_scalar: gemma_key(raw.query_pre_attn_scalar, d.query_pre_attn_scalar),
             attn_logit_softcapping: gemma_key(raw.attn_logit_softcapping, d.attn_logit_softcapping),
             final_logit_softcapping: gemma_key(
@@ -415,7 +426,7 @@ impl LlamaConfig {
 /// Options of `config.json` this implementation does not have, refused by name rather
 /// than silently ignored: mixture of experts, another activation, biases the family does
 /// not have, scaled or partial RoPE.
-fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
+fn refuse_unimplemented<'a>(raw: &'a RawConfig) -> Result<()> {
     let family = Family::of(raw.model_type.as_deref().unwrap_or("llama"))?;
     for (field, n) in [
         ("num_experts", raw.num_experts),
@@ -453,10 +464,24 @@ fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
             return Err(Error::config(field, "biases are not implemented, got true"));
         }
     }
-    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+    if raw.use_bidirectional_attention == Some(true) {
+        return Err(Error::config(
+            "use_bidirectional_attention",
+            "bidirectional attention is not implemented, got true",
+        ));
+    }
+    // Per layer type too (Gemma 3's `{"full_attention": {...}, "sliding_attention": ...}`).
+    let per_type = |r: &'a serde_json::Value| {
+        ["full_attention", "sliding_attention"]
+            .into_iter()
+            .filter_map(move |t| r.get(t))
+    };
+    let ropes: Vec<&serde_json::Value> = [&raw.rope_parameters, &raw.rope_scaling]
         .into_iter()
         .flatten()
-    {
+        .flat_map(|r| std::iter::once(r).chain(per_type(r)))
+        .collect();
+    for rope in ropes {
         if let Some(t) = rope
             .get("rope_type")
             .or_else(|| rope.get("type"))

@@ -9,6 +9,9 @@
 //! - `gemma2` (`Gemma2ForCausalLM`): Gemma's `(1 + weight)` norms, four per layer, the
 //!   embedding scaled by `sqrt(hidden)`, GeGLU, `query_pre_attn_scalar`, attention and
 //!   final logit soft-capping, sliding and full layers alternating; one rotary base.
+//! - `gemma3_text` (`Gemma3ForCausalLM`): Gemma 2's switches without soft-capping, with
+//!   query/key norms and a second rotary base for the sliding layers (as `gemma.rs`
+//!   reads a `gemma3` GGUF).
 //! - `phi3` (`Phi3ForCausalLM`): Llama's computation with `sliding_window` over every
 //!   layer; its checkpoints fuse `qkv_proj` and `gate_up_proj`, split at load
 //!   (`weights.rs`).
@@ -18,12 +21,20 @@
 //! weight is read (`config.rs`, [`Family::refuse_gguf`]).
 
 use super::config::{Activation, LayerType, LlamaConfig, RawConfig};
+use super::gemma::gemma3_layer_types;
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
 /// The `model_type`s a `config.json` may name.
-pub const SUPPORTED_MODEL_TYPES: [&str; 6] =
-    ["llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 7] = [
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+];
 
 /// `Gemma2Config`'s `query_pre_attn_scalar`.
 const GEMMA2_QUERY_PRE_ATTN_SCALAR: f64 = 256.0;
@@ -47,6 +58,8 @@ pub enum Family {
     Qwen3,
     /// `gemma2`.
     Gemma2,
+    /// `gemma3_text` (a GGUF's `gemma3` is read by `gemma.rs`).
+    Gemma3,
     /// `phi3`.
     Phi3,
 }
@@ -60,6 +73,7 @@ impl Family {
             "qwen2" => Self::Qwen2,
             "qwen3" => Self::Qwen3,
             "gemma2" => Self::Gemma2,
+            "gemma3_text" => Self::Gemma3,
             "phi3" => Self::Phi3,
             other => {
                 return Err(Error::config(
@@ -76,7 +90,8 @@ impl Family {
     /// The family of a GGUF's `general.architecture` (not `gemma3`: `gemma.rs`).
     pub fn of_gguf(architecture: &str) -> Option<Self> {
         match architecture {
-            "mistral" => None, // llama.cpp writes Mistral as `llama`
+            // llama.cpp writes Mistral as `llama`; `gemma3` is gemma.rs's.
+            "mistral" | "gemma3_text" => None,
             a => Self::of(a).ok(),
         }
     }
@@ -89,6 +104,7 @@ impl Family {
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
             Self::Gemma2 => "gemma2",
+            Self::Gemma3 => "gemma3_text",
             Self::Phi3 => "phi3",
         }
     }
@@ -96,7 +112,7 @@ impl Family {
     /// The one `hidden_act` (`hidden_activation`) implemented for it.
     pub fn activation_name(self) -> &'static str {
         match self {
-            Self::Gemma2 => "gelu_pytorch_tanh",
+            Self::Gemma2 | Self::Gemma3 => "gelu_pytorch_tanh",
             _ => "silu",
         }
     }
@@ -106,7 +122,7 @@ impl Family {
     pub fn default_head_dim(self) -> Option<i64> {
         match self {
             Self::Qwen3 => Some(128),
-            Self::Gemma2 => Some(256),
+            Self::Gemma2 | Self::Gemma3 => Some(256),
             _ => None,
         }
     }
@@ -142,6 +158,17 @@ impl Family {
                 eos_token_ids: vec![1],
                 ..d
             },
+            // `Gemma3TextConfig`'s, as `gemma.rs` reads a GGUF: no soft-capping, query and
+            // key norms, a second rotary base for the sliding layers.
+            Self::Gemma3 => LlamaConfig {
+                architecture: "gemma3".into(),
+                qk_norm: true,
+                attn_logit_softcapping: None,
+                final_logit_softcapping: None,
+                rope_theta: 1_000_000.0,
+                rope_local_theta: Some(10_000.0),
+                ..Self::Gemma2.defaults()
+            },
         }
     }
 
@@ -159,7 +186,9 @@ impl Family {
                 Some(true) => Some(raw.sliding_window.unwrap_or(DEFAULT_SLIDING_WINDOW)),
                 _ => None,
             },
-            Self::Gemma2 => Some(raw.sliding_window.unwrap_or(DEFAULT_SLIDING_WINDOW)),
+            Self::Gemma2 | Self::Gemma3 => {
+                Some(raw.sliding_window.unwrap_or(DEFAULT_SLIDING_WINDOW))
+            }
         };
         let given = raw
             .layer_types
@@ -183,6 +212,7 @@ impl Family {
                     .collect()
             })),
             Self::Gemma2 => Some(given.unwrap_or_else(|| alternating(layers))),
+            Self::Gemma3 => Some(given.unwrap_or_else(|| gemma3_layer_types(layers))),
         };
         Ok((window, types))
     }
