@@ -331,3 +331,40 @@ fn attn_generate_refuses_an_unsupported_family_and_quant_on_a_folder_in_one_line
         "quantised projections are implemented for llama and gemma3 only",
     );
 }
+
+#[test]
+fn attn_explain_and_tokenize_take_a_decoder_folder() {
+    let d = dir("gemma3");
+    let m = d.to_str().unwrap();
+    let out = attn(&[
+        "explain",
+        "--model",
+        m,
+        "--layer",
+        "0",
+        "--average",
+        "The quick fox",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("layer 0"), "{stdout}");
+    let r = reference("gemma3");
+    let out = attn(&[
+        "tokenize",
+        "--json",
+        "--model",
+        m,
+        r["prompt"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids(&v["ids"]), ids(&r["prompt_ids"]));
+}
