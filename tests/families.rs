@@ -130,6 +130,15 @@ fn the_families_switches_come_from_their_configs() {
             .collect::<Vec<_>>(),
         [Some(8), None, Some(8)]
     );
+    // transformers 4's Gemma 3 keys: `rope_theta` and `rope_local_base_freq`.
+    let old = config_only(
+        "gemma3-v4",
+        "gemma3",
+        serde_json::json!({"rope_parameters": null, "rope_theta": 1e6, "rope_local_base_freq": 5e3}),
+    );
+    let old =
+        tch_attention::models::llama::LlamaConfig::from_file(&old.join("config.json")).unwrap();
+    assert_eq!((old.rope_theta, old.rope_local_theta), (1e6, Some(5e3)));
     assert_eq!(phi3.sliding_window, Some(8));
     assert_eq!(phi3.layer_types, None, "the window is every layer's");
 }

@@ -190,6 +190,8 @@ pub(super) struct RawConfig {
     pub(super) num_experts: Option<i64>,
     pub(super) num_local_experts: Option<i64>,
     pub(super) use_bidirectional_attention: Option<bool>,
+    /// transformers 4's name of Gemma 3's sliding layers' rotary base.
+    rope_local_base_freq: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,9 +229,11 @@ impl LlamaConfig {
         let rope_theta = theta_of("full_attention")
             .or(raw.rope_theta)
             .unwrap_or(d.rope_theta);
-        let rope_local_theta = d
-            .rope_local_theta
-            .map(|t| theta_of("sliding_attention").unwrap_or(t));
+        let rope_local_theta = d.rope_local_theta.map(|t| {
+            theta_of("sliding_attention")
+                .or(raw.rope_local_base_freq)
+                .unwrap_or(t)
+        });
         let head_dim = match (raw.head_dim, family.default_head_dim()) {
             (Some(h), _) => h,
             (None, Some(h)) => h,
