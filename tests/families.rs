@@ -377,3 +377,44 @@ fn attn_explain_and_tokenize_take_a_decoder_folder() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ids(&v["ids"]), ids(&r["prompt_ids"]));
 }
+
+#[test]
+fn what_a_gguf_asks_for_that_is_not_implemented_is_refused_by_name() {
+    use tch_attention::io::GgufValue;
+    let read = |family: &str| Gguf::read(&dir(family).join("model.gguf")).unwrap();
+    let refused = |g: &Gguf| {
+        tch_attention::models::llama::LlamaConfig::from_gguf(g)
+            .unwrap_err()
+            .to_string()
+    };
+
+    let mut g = read("qwen2");
+    g.metadata.insert(
+        "qwen2.rope.scaling.type".into(),
+        GgufValue::String("yarn".into()),
+    );
+    assert!(refused(&g).contains("qwen2.rope.scaling.type: scaled RoPE is not implemented"));
+
+    let mut g = read("qwen3");
+    g.metadata
+        .insert("qwen3.expert_count".into(), GgufValue::U32(8));
+    assert!(refused(&g).contains("qwen3.expert_count: mixture of experts is not implemented"));
+
+    let mut g = read("phi3");
+    let mut factors = g.tensors[0].clone();
+    factors.name = "rope_factors_long.weight".into();
+    g.tensors.push(factors);
+    assert!(refused(&g).contains("rope_factors_long.weight: LongRoPE"));
+
+    let mut g = read("gemma2");
+    g.metadata
+        .insert("gemma2.rope.dimension_count".into(), GgufValue::U32(8));
+    assert!(refused(&g).contains("partial rotary embeddings are not implemented"));
+
+    let mut g = read("qwen2");
+    g.metadata.insert(
+        "general.architecture".into(),
+        GgufValue::String("qwen2moe".into()),
+    );
+    assert!(refused(&g).contains("general.architecture: qwen2moe is not supported"));
+}

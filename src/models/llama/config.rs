@@ -304,7 +304,7 @@ impl LlamaConfig {
                 ),
             ));
         };
-        family.refuse_gguf(g, arch)?;
+        family.refuse_gguf(g)?;
         let int = |key: &str| -> Result<i64> {
             let v = g.get_u64(&format!("{arch}.{key}"))?;
             i64::try_from(v).map_err(|_| {

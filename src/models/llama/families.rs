@@ -219,7 +219,8 @@ impl Family {
 
     /// Refuses, by name, what a GGUF of this family asks for that is not implemented:
     /// scaled RoPE, LongRoPE's factor tensors, experts.
-    pub fn refuse_gguf(self, g: &Gguf, arch: &str) -> Result<()> {
+    pub fn refuse_gguf(self, g: &Gguf) -> Result<()> {
+        let arch = self.name();
         let bad = |reason: String| Err(Error::malformed(&g.source_name, reason));
         if let Some(key) = g
             .metadata

@@ -111,20 +111,18 @@ impl LlamaForCausalLM {
             ));
         }
         let (h, hkv) = (config.num_attention_heads, config.num_key_value_heads);
+        // llama.cpp permutes the query/key rows of the `llama` architecture only.
+        let permuted = config.architecture == "llama";
         let mut tensors = BTreeMap::new();
         for (gname, name) in wanted {
             let mut t = g.tensor(&gname)?;
-            if config.norm_unit_offset {
-                if gname.contains("norm.weight") {
-                    // Gemma's norms are stored as 1 + weight; in float32, as numpy's
-                    // `weights - 1` (transformers' Gemma2TensorProcessor).
-                    t = t.f_sub_scalar(1.0)?;
-                }
-            } else if config.architecture != "llama" {
-                // llama.cpp permutes the query/key rows of the `llama` architecture only.
-            } else if gname.ends_with(".attn_q.weight") {
+            if config.norm_unit_offset && gname.contains("norm.weight") {
+                // Gemma's norms are stored as 1 + weight; in float32, as numpy's
+                // `weights - 1` (transformers' Gemma2TensorProcessor).
+                t = t.f_sub_scalar(1.0)?;
+            } else if permuted && gname.ends_with(".attn_q.weight") {
                 t = unpermute_rows(&t, h)?;
-            } else if gname.ends_with(".attn_k.weight") {
+            } else if permuted && gname.ends_with(".attn_k.weight") {
                 t = unpermute_rows(&t, hkv)?;
             }
             tensors.insert(name, t);
