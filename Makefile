@@ -46,7 +46,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples check-downstream doc-docsrs bench-smoke
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-families-fixtures check-examples check-downstream doc-docsrs bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.

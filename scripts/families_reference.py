@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Fixtures for the decoder families the one config-driven decoder (src/models/llama)
-runs besides Llama and Gemma 3: a tiny random model per family, built offline by
+runs besides Llama (and Gemma 3 270M's GGUF, scripts/gemma_reference.py): a tiny random
+model per family, built offline by
 transformers from a config, saved as a Hugging Face folder and as a GGUF, with
 transformers' logits and greedy tokens on each.
 
@@ -21,7 +22,8 @@ For each family (mistral, qwen2, qwen3, gemma2, gemma3, phi3), into --out/<famil
   forward each step, no EOS stop) and the chat template rendered on one message.
 
 Every weight, biases and norm weights included, is drawn from N(0, 0.3) with seed 0
-(transformers' own init leaves biases at 0 and norms at 1, which would test nothing).
+(transformers' own init leaves biases at 0 and norms at 1, which would test nothing);
+the Gemmas' embeddings from N(0, 0.03) (see `randomize`).
 The tokenizer is a byte-level BPE trained by `tokenizers` on a fixed text.
 Deterministic: regenerated files are equal byte for byte (`make check-families-fixtures`).
 """
