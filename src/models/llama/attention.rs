@@ -13,13 +13,14 @@ use tch::Tensor;
 
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
-use super::{norm, projection};
+use super::{biased_projection, norm, projection};
 use crate::attention::{scaled_dot_product_attention, Mask, SdpaOptions, Window};
 use crate::error::{Error, Result};
 use crate::nn::{apply_rotary, Projection, RmsNorm};
 
 /// Self-attention with H query heads over Hkv key/value heads of size D, under
-/// `q_proj`, `k_proj`, `v_proj`, `o_proj` (no biases).
+/// `q_proj`, `k_proj`, `v_proj`, `o_proj` (biases on the first three with
+/// `config.qkv_bias`, Qwen2).
 #[derive(Debug)]
 pub struct LlamaAttention {
     /// `q_proj`: E -> H * D.
@@ -73,9 +74,9 @@ impl LlamaAttention {
             w => w.map(Window::sliding).transpose()?,
         };
         Ok(Self {
-            q_proj: projection(&(p / "q_proj"), e, h * d, std)?,
-            k_proj: projection(&(p / "k_proj"), e, hkv * d, std)?,
-            v_proj: projection(&(p / "v_proj"), e, hkv * d, std)?,
+            q_proj: biased_projection(&(p / "q_proj"), e, h * d, std, config.qkv_bias)?,
+            k_proj: biased_projection(&(p / "k_proj"), e, hkv * d, std, config.qkv_bias)?,
+            v_proj: biased_projection(&(p / "v_proj"), e, hkv * d, std, config.qkv_bias)?,
             o_proj: projection(&(p / "o_proj"), h * d, e, std)?,
             num_heads: h,
             num_kv_heads: hkv,

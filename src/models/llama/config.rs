@@ -1,17 +1,19 @@
 //! `transformers.LlamaConfig`: read from a Hugging Face `config.json` (serde) or from a
-//! GGUF's `llama.*` metadata, as transformers' GGUF loader maps it. The fields after
+//! GGUF's `{arch}.*` metadata, as transformers' GGUF loader maps it. The fields after
 //! `sliding_window` are the switches by which one decoder computes the other families
-//! (Gemma 3: `gemma.rs`); their defaults are Llama's.
+//! (`families.rs`; Gemma 3: `gemma.rs`); their defaults are Llama's.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use super::families::Family;
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
 /// The GGUF `general.architecture`s this decoder runs.
-pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: [&str; 6] =
+    ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"];
 
 /// The architecture of a Llama-family decoder (Hugging Face's `LlamaConfig`).
 #[derive(Debug, Clone, PartialEq)]
@@ -44,10 +46,13 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<i64>,
     /// `initializer_range` (default 0.02): the standard deviation of fresh weights.
     pub initializer_range: f64,
-    /// `sliding_window` W (transformers' Mistral name; default `None`): each token sees
-    /// itself and the `W - 1` tokens before it. Not read from `config.json` or GGUF.
+    /// `sliding_window` W (default `None`): each token sees itself and the `W - 1`
+    /// tokens before it; every layer's without `layer_types` (Mistral, Phi-3), the
+    /// sliding layers' with them (Gemma, Qwen with `use_sliding_window`).
     pub sliding_window: Option<i64>,
-    /// `general.architecture` (or `model_type`): `llama`, `gemma3`; for messages.
+    /// `general.architecture` (or `model_type`): `llama`, `mistral`, `qwen2`, `qwen3`,
+    /// `gemma2`, `gemma3`, `phi3`; for messages, and for what a checkpoint stores
+    /// differently (Phi-3's fused projections, llama.cpp's permuted `llama` rows).
     pub architecture: String,
     /// `hidden_act` of the gated MLP: SiLU (Llama) or the tanh GELU (Gemma).
     pub hidden_act: Activation,
@@ -73,6 +78,8 @@ pub struct LlamaConfig {
     pub attn_logit_softcapping: Option<f64>,
     /// `final_logit_softcapping`: logits through `c * tanh(z / c)`.
     pub final_logit_softcapping: Option<f64>,
+    /// Qwen2's biases on `q_proj`, `k_proj`, `v_proj` (not `o_proj`).
+    pub qkv_bias: bool,
 }
 
 /// The activation of the gated MLP's gate.
@@ -141,6 +148,7 @@ impl Default for LlamaConfig {
             rope_local_theta: None,
             attn_logit_softcapping: None,
             final_logit_softcapping: None,
+            qkv_bias: false,
         }
     }
 }
@@ -149,7 +157,7 @@ impl Default for LlamaConfig {
 /// this implementation does not have (biases, another activation, scaled RoPE) are
 /// read so that they can be refused instead of silently ignored.
 #[derive(Debug, Default, Deserialize)]
-struct RawConfig {
+pub(super) struct RawConfig {
     vocab_size: Option<i64>,
     hidden_size: Option<i64>,
     intermediate_size: Option<i64>,
@@ -159,24 +167,31 @@ struct RawConfig {
     head_dim: Option<i64>,
     rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
-    rope_parameters: Option<RopeParameters>,
-    rope_scaling: Option<RopeParameters>,
+    pub(super) rope_parameters: Option<serde_json::Value>,
+    pub(super) rope_scaling: Option<serde_json::Value>,
     max_position_embeddings: Option<i64>,
     tie_word_embeddings: Option<bool>,
     bos_token_id: Option<i64>,
     eos_token_id: Option<EosIds>,
     initializer_range: Option<f64>,
-    hidden_act: Option<String>,
-    attention_bias: Option<bool>,
-    mlp_bias: Option<bool>,
-    model_type: Option<String>,
-}
-
-/// transformers 5's `rope_parameters` (and older configs' `rope_scaling`).
-#[derive(Debug, Default, Deserialize)]
-struct RopeParameters {
-    rope_theta: Option<f64>,
-    rope_type: Option<String>,
+    pub(super) hidden_act: Option<String>,
+    pub(super) hidden_activation: Option<String>,
+    pub(super) attention_bias: Option<bool>,
+    pub(super) mlp_bias: Option<bool>,
+    pub(super) model_type: Option<String>,
+    pub(super) sliding_window: Option<i64>,
+    pub(super) use_sliding_window: Option<bool>,
+    pub(super) max_window_layers: Option<i64>,
+    pub(super) layer_types: Option<Vec<String>>,
+    pub(super) query_pre_attn_scalar: Option<f64>,
+    pub(super) attn_logit_softcapping: Option<f64>,
+    pub(super) final_logit_softcapping: Option<f64>,
+    pub(super) partial_rotary_factor: Option<f64>,
+    pub(super) num_experts: Option<i64>,
+    pub(super) num_local_experts: Option<i64>,
+    pub(super) use_bidirectional_attention: Option<bool>,
+    /// transformers 4's name of Gemma 3's sliding layers' rotary base.
+    rope_local_base_freq: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,25 +216,45 @@ impl LlamaConfig {
 
     fn from_raw(raw: RawConfig) -> Result<Self> {
         refuse_unimplemented(&raw)?;
-        let d = Self::default();
+        let family = Family::of(raw.model_type.as_deref().unwrap_or("llama"))?;
+        let d = family.defaults();
         let hidden_size = raw.hidden_size.unwrap_or(d.hidden_size);
         let heads = raw.num_attention_heads.unwrap_or(d.num_attention_heads);
-        let rope_theta = raw
-            .rope_parameters
-            .as_ref()
-            .and_then(|r| r.rope_theta)
+        // One `rope_parameters`, or one per layer type (Gemma 3's full and sliding).
+        let rope = raw.rope_parameters.as_ref();
+        let theta_of = |layer_type: &str| {
+            let r = rope?;
+            r.get(layer_type).unwrap_or(r).get("rope_theta")?.as_f64()
+        };
+        let rope_theta = theta_of("full_attention")
             .or(raw.rope_theta)
             .unwrap_or(d.rope_theta);
+        let rope_local_theta = d.rope_local_theta.map(|t| {
+            theta_of("sliding_attention")
+                .or(raw.rope_local_base_freq)
+                .unwrap_or(t)
+        });
+        let head_dim = match (raw.head_dim, family.default_head_dim()) {
+            (Some(h), _) => h,
+            (None, Some(h)) => h,
+            (None, None) if heads > 0 => hidden_size / heads,
+            (None, None) => 0,
+        };
+        let layers = raw.num_hidden_layers.unwrap_or(d.num_hidden_layers);
+        let (sliding_window, layer_types) = family.windows(&raw, layers)?;
+        // Gemma's keys: read for Gemma, ignored elsewhere.
+        let gemma_key = |given: Option<f64>, default: Option<f64>| match d.sandwich_norms {
+            true => given.or(default),
+            false => None,
+        };
         let config = Self {
             vocab_size: raw.vocab_size.unwrap_or(d.vocab_size),
             hidden_size,
             intermediate_size: raw.intermediate_size.unwrap_or(d.intermediate_size),
-            num_hidden_layers: raw.num_hidden_layers.unwrap_or(d.num_hidden_layers),
+            num_hidden_layers: layers,
             num_attention_heads: heads,
             num_key_value_heads: raw.num_key_value_heads.unwrap_or(heads),
-            head_dim: raw
-                .head_dim
-                .unwrap_or(if heads > 0 { hidden_size / heads } else { 0 }),
+            head_dim,
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(d.rms_norm_eps),
             rope_theta,
             max_position_embeddings: raw
@@ -233,23 +268,34 @@ impl LlamaConfig {
                 None => d.eos_token_ids,
             },
             initializer_range: raw.initializer_range.unwrap_or(d.initializer_range),
+            sliding_window,
+            layer_types,
+            rope_local_theta,
+            query_pre_attn_scalar: gemma_key(raw.query_pre_attn_scalar, d.query_pre_attn_scalar),
+            attn_logit_softcapping: gemma_key(raw.attn_logit_softcapping, d.attn_logit_softcapping),
+            final_logit_softcapping: gemma_key(
+                raw.final_logit_softcapping,
+                d.final_logit_softcapping,
+            ),
             ..d
         };
         config.validate()?;
         Ok(config)
     }
 
-    /// The config of a GGUF whose `general.architecture` is `llama`, from the keys
-    /// transformers' GGUF loader reads (`llama.block_count`, `llama.embedding_length`,
-    /// ...); tied embeddings when the file has no `output.weight`.
-    /// `general.architecture` `gemma3` is read by [`LlamaConfig::from_gemma3_gguf`];
-    /// any other architecture is refused by name.
+    /// The config of a GGUF whose `general.architecture` is `llama`, `qwen2`, `qwen3`,
+    /// `gemma2` or `phi3`, from the keys transformers' GGUF loader reads
+    /// (`{arch}.block_count`, `{arch}.embedding_length`, ...) and the family's config
+    /// class defaults for the rest ([`Family::defaults`]); tied embeddings when the file
+    /// has no `output.weight`. `general.architecture` `gemma3` is read by
+    /// [`LlamaConfig::from_gemma3_gguf`]; any other architecture is refused by name, as
+    /// is what the family's file asks for that is not implemented.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.get_str("general.architecture")?;
         if arch == "gemma3" {
             return Self::from_gemma3_gguf(g);
         }
-        if arch != "llama" {
+        let Some(family) = Family::of_gguf(arch) else {
             return Err(Error::malformed(
                 &g.source_name,
                 format!(
@@ -257,60 +303,62 @@ impl LlamaConfig {
                     SUPPORTED_ARCHITECTURES.join(", ")
                 ),
             ));
-        }
+        };
+        family.refuse_gguf(g)?;
         let int = |key: &str| -> Result<i64> {
-            let v = g.get_u64(&format!("llama.{key}"))?;
+            let v = g.get_u64(&format!("{arch}.{key}"))?;
             i64::try_from(v).map_err(|_| {
-                Error::malformed(&g.source_name, format!("llama.{key}: {v} is too large"))
+                Error::malformed(&g.source_name, format!("{arch}.{key}: {v} is too large"))
             })
         };
+        let has = |key: &str| g.metadata.contains_key(&format!("{arch}.{key}"));
         let hidden_size = int("embedding_length")?;
         let heads = int("attention.head_count")?;
-        let head_dim = if g.metadata.contains_key("llama.attention.key_length") {
-            int("attention.key_length")?
-        } else if heads > 0 {
-            hidden_size / heads
-        } else {
-            0
+        let head_dim = match (has("attention.key_length"), family.default_head_dim()) {
+            (true, _) => int("attention.key_length")?,
+            (false, Some(d)) => d,
+            (false, None) if heads > 0 => hidden_size / heads,
+            (false, None) => 0,
         };
-        let vocab_size = match g.metadata.get("llama.vocab_size") {
-            Some(_) => int("vocab_size")?,
-            None => g.get_strings("tokenizer.ggml.tokens")?.len() as i64,
+        let vocab_size = match has("vocab_size") {
+            true => int("vocab_size")?,
+            false => g.get_strings("tokenizer.ggml.tokens")?.len() as i64,
         };
-        if g.metadata.contains_key("llama.rope.dimension_count")
-            && int("rope.dimension_count")? != head_dim
-        {
+        if has("rope.dimension_count") && int("rope.dimension_count")? != head_dim {
             return Err(Error::malformed(
                 &g.source_name,
-                "llama.rope.dimension_count: partial rotary embeddings are not implemented",
+                format!(
+                    "{arch}.rope.dimension_count: partial rotary embeddings are not implemented"
+                ),
             ));
         }
-        let d = Self::default();
+        let d = family.defaults();
         let token = |key: &str| g.metadata.get(key).and_then(|v| v.as_i64());
-        let config = Self {
+        let mut config = Self {
             vocab_size,
             hidden_size,
             intermediate_size: int("feed_forward_length")?,
             num_hidden_layers: int("block_count")?,
             num_attention_heads: heads,
-            num_key_value_heads: match g.metadata.get("llama.attention.head_count_kv") {
-                Some(_) => int("attention.head_count_kv")?,
-                None => heads,
+            num_key_value_heads: match has("attention.head_count_kv") {
+                true => int("attention.head_count_kv")?,
+                false => heads,
             },
             head_dim,
-            rms_norm_eps: g.get_f64("llama.attention.layer_norm_rms_epsilon")?,
-            rope_theta: match g.metadata.get("llama.rope.freq_base") {
-                Some(_) => g.get_f64("llama.rope.freq_base")?,
-                None => d.rope_theta,
+            rms_norm_eps: g.get_f64(&format!("{arch}.attention.layer_norm_rms_epsilon"))?,
+            rope_theta: match has("rope.freq_base") {
+                true => g.get_f64(&format!("{arch}.rope.freq_base"))?,
+                false => d.rope_theta,
             },
             max_position_embeddings: int("context_length")?,
             tie_word_embeddings: g.tensor_info("output.weight").is_err(),
             bos_token_id: token("tokenizer.ggml.bos_token_id").or(d.bos_token_id),
             eos_token_ids: token("tokenizer.ggml.eos_token_id")
-                .map_or(d.eos_token_ids, |id| vec![id]),
+                .map_or(d.eos_token_ids.clone(), |id| vec![id]),
             initializer_range: d.initializer_range,
             ..d
         };
+        family.from_gguf_extras(g, &mut config)?;
         config
             .validate()
             .map_err(|e| Error::malformed(&g.source_name, e.to_string()))?;
@@ -379,25 +427,37 @@ impl LlamaConfig {
     }
 }
 
-/// Options of `LlamaConfig` this implementation does not have, refused rather than
-/// silently ignored: another activation, biases, scaled RoPE.
-fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
-    // Another family's config.json (Gemma's `hidden_activation`, Qwen's biases) would
-    // otherwise read as a Llama with defaults for every key it spells differently.
-    if let Some(t) = raw
-        .model_type
-        .as_deref()
-        .filter(|t| !["llama", "mistral"].contains(t))
-    {
-        return Err(Error::config(
-            "model_type",
-            format!("{t} is not supported in a config.json (supported: llama, mistral)"),
-        ));
+/// Options of `config.json` this implementation does not have, refused by name rather
+/// than silently ignored: mixture of experts, another activation, biases the family does
+/// not have, scaled or partial RoPE.
+fn refuse_unimplemented<'a>(raw: &'a RawConfig) -> Result<()> {
+    let family = Family::of(raw.model_type.as_deref().unwrap_or("llama"))?;
+    for (field, n) in [
+        ("num_experts", raw.num_experts),
+        ("num_local_experts", raw.num_local_experts),
+    ] {
+        if n.is_some_and(|n| n > 0) {
+            return Err(Error::config(
+                field,
+                format!(
+                    "mixture of experts is not implemented, got {}",
+                    n.unwrap_or(0)
+                ),
+            ));
+        }
     }
-    if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
+    let act = raw
+        .hidden_activation
+        .as_deref()
+        .or(raw.hidden_act.as_deref());
+    if let Some(act) = act.filter(|a| *a != family.activation_name()) {
         return Err(Error::config(
             "hidden_act",
-            format!("only silu is implemented, got {act}"),
+            format!(
+                "only {} is implemented for {}, got {act}",
+                family.activation_name(),
+                family.name()
+            ),
         ));
     }
     for (field, on) in [
@@ -408,16 +468,45 @@ fn refuse_unimplemented(raw: &RawConfig) -> Result<()> {
             return Err(Error::config(field, "biases are not implemented, got true"));
         }
     }
-    for rope in [&raw.rope_parameters, &raw.rope_scaling]
+    if raw.use_bidirectional_attention == Some(true) {
+        return Err(Error::config(
+            "use_bidirectional_attention",
+            "bidirectional attention is not implemented, got true",
+        ));
+    }
+    // Per layer type too (Gemma 3's `{"full_attention": {...}, "sliding_attention": ...}`).
+    let per_type = |r: &'a serde_json::Value| {
+        ["full_attention", "sliding_attention"]
+            .into_iter()
+            .filter_map(move |t| r.get(t))
+    };
+    let ropes: Vec<&serde_json::Value> = [&raw.rope_parameters, &raw.rope_scaling]
         .into_iter()
         .flatten()
-    {
-        if let Some(t) = rope.rope_type.as_deref().filter(|t| *t != "default") {
+        .flat_map(|r| std::iter::once(r).chain(per_type(r)))
+        .collect();
+    for rope in ropes {
+        if let Some(t) = rope
+            .get("rope_type")
+            .or_else(|| rope.get("type"))
+            .and_then(|t| t.as_str())
+            .filter(|t| *t != "default")
+        {
             return Err(Error::config(
                 "rope_type",
                 format!("only default RoPE is implemented, got {t}"),
             ));
         }
+    }
+    let partial = raw
+        .rope_parameters
+        .as_ref()
+        .and_then(|r| r.get("partial_rotary_factor")?.as_f64());
+    if let Some(f) = partial.or(raw.partial_rotary_factor).filter(|f| *f != 1.0) {
+        return Err(Error::config(
+            "partial_rotary_factor",
+            format!("partial rotary embeddings are not implemented, got {f}"),
+        ));
     }
     Ok(())
 }

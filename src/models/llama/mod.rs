@@ -14,6 +14,11 @@
 //! `unigram.rs`): checked on Gemma 3 270M's Q4_K_M GGUF against transformers loading the
 //! same file (`tests/gemma3.rs`, fixtures by `scripts/gemma_reference.py`).
 //!
+//! Mistral, Qwen2, Qwen3, Gemma 2 and Phi-3 are the same decoder by their configs'
+//! switches too (`families.rs`), from a Hugging Face folder or a GGUF: checked on tiny
+//! random models against transformers loading each format (`tests/families.rs`,
+//! fixtures by `scripts/families_reference.py`).
+//!
 //! [`LlamaForCausalLM::from_gguf_quantized`] runs the layers' projections on int4
 //! (the GGUF's own Q4 blocks) or int8 weights through libtorch's packed CPU kernels
 //! (`quant.rs`, `crate::nn::Int4Linear`); those compute in bfloat16, so their tokens
@@ -27,6 +32,7 @@ mod chat;
 mod config;
 mod explain;
 mod export;
+mod families;
 mod gemma;
 mod layer;
 mod mlp;
@@ -43,13 +49,14 @@ pub use cache::LlamaCache;
 pub use chat::{render_chat, ChatMessage};
 pub use config::{Activation, LayerType, LlamaConfig, SUPPORTED_ARCHITECTURES};
 pub use export::gguf_to_hf_safetensors;
+pub use families::{Family, SUPPORTED_MODEL_TYPES};
 pub use gemma::{gemma3_gguf_name, gemma3_layer_types};
 pub use layer::LlamaDecoderLayer;
 pub use mlp::LlamaMlp;
 pub use model::{LlamaForCausalLM, LlamaModel, RopeTables};
 pub use quant::{int4_from_gguf, Quant};
 pub use tokenizer::LlamaTokenizer;
-pub use weights::{gguf_name, unpermute_rows};
+pub use weights::{gguf_name, gguf_name_for, unpermute_rows};
 
 use crate::error::Result;
 use crate::nn::{rms_norm, rms_norm_unit_offset, Linear, Projection, RmsNorm};
@@ -57,9 +64,24 @@ use crate::nn::{rms_norm, rms_norm_unit_offset, Linear, Projection, RmsNorm};
 /// A bias-free `nn.Linear(in, out)` under `path`, drawn from N(0, std) as transformers'
 /// `_init_weights` does for Llama.
 fn projection(path: &Path, in_features: i64, out_features: i64, std: f64) -> Result<Projection> {
+    biased_projection(path, in_features, out_features, std, false)
+}
+
+/// `nn.Linear(in, out, bias=bias)` under `path`: the weight drawn from N(0, std), the
+/// bias zero, as transformers' `_init_weights` does.
+fn biased_projection(
+    path: &Path,
+    in_features: i64,
+    out_features: i64,
+    std: f64,
+    bias: bool,
+) -> Result<Projection> {
     Ok(Projection::Float(Linear {
         weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
-        bias: None,
+        bias: match bias {
+            true => Some(path.f_var("bias", &[out_features], Init::Const(0.0))?),
+            false => None,
+        },
     }))
 }
 

@@ -46,6 +46,18 @@ impl LlamaForCausalLM {
                 got: device,
             });
         }
+        let arch = g.get_str("general.architecture")?;
+        if !["llama", "gemma3"].contains(&arch) {
+            // Qwen2's biases, Phi-3's fused rows, unpermuted query/key rows: not mapped
+            // onto the quantised projections yet.
+            return Err(Error::malformed(
+                &g.source_name,
+                format!(
+                    "general.architecture: quantised projections are implemented for llama \
+                     and gemma3 only, got {arch}; load it without quantising"
+                ),
+            ));
+        }
         if quant == Quant::Int4 {
             check_q4(g)?;
         }

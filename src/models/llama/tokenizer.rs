@@ -6,7 +6,11 @@
 //! pre-tokenizer (GPT-2's regex, no prefix space), and the decoder sequence
 //! ByteFallback, Fuse, Replace("▁", " "), ByteLevel. No BOS is added
 //! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
-//! A `gemma3` file's SentencePiece vocabulary is built as `unigram.rs` says.
+//! A `gemma3` (or `gemma2`) file's SentencePiece vocabulary (`llama`) is built as
+//! `unigram.rs` says.
+
+use std::path::Path;
+use std::str::FromStr;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::fuse::Fuse;
@@ -25,7 +29,7 @@ use crate::io::Gguf;
 /// GGUF's token type for control (special) tokens.
 const CONTROL: i64 = 3;
 
-/// Text <-> token ids for a GGUF model, with its chat template.
+/// Text <-> token ids for a GGUF model or a Hugging Face folder, with its chat template.
 #[derive(Debug, Clone)]
 pub struct LlamaTokenizer {
     inner: Tokenizer,
@@ -42,11 +46,13 @@ impl LlamaTokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let bad = |reason: String| Error::malformed(&g.source_name, reason);
         let model = g.get_str("tokenizer.ggml.model")?;
-        let gemma = g.get_str("general.architecture")? == "gemma3";
+        // transformers builds both Gemmas' SentencePiece vocabularies with one converter
+        // (`GGUFGemmaConverter`).
+        let gemma = ["gemma2", "gemma3"].contains(&g.get_str("general.architecture")?);
         if !(model == "gpt2" || (gemma && model == "llama")) {
             return Err(bad(format!(
-                "tokenizer.ggml.model: only gpt2 (byte-level BPE) and a gemma3 file's llama \
-                 (SentencePiece) are implemented, got {model}"
+                "tokenizer.ggml.model: only gpt2 (byte-level BPE) and a gemma2 or gemma3 \
+                 file's llama (SentencePiece) are implemented, got {model}"
             )));
         }
         let tokens = g.get_strings("tokenizer.ggml.tokens")?;
@@ -67,7 +73,7 @@ impl LlamaTokenizer {
                     .ok_or_else(|| bad(format!("{key}: {id} is not a token id"))),
             }
         };
-        let inner = match gemma {
+        let inner = match model == "llama" {
             true => gemma_tokenizer(g)?,
             false => {
                 let unk = token_of("tokenizer.ggml.unknown_token_id")?;
@@ -93,6 +99,50 @@ impl LlamaTokenizer {
                 .map(str::to_string),
             bos_token: token_of("tokenizer.ggml.bos_token_id")?,
             eos_token: token_of("tokenizer.ggml.eos_token_id")?,
+        })
+    }
+
+    /// The tokenizer of a Hugging Face folder: `tokenizer.json` loaded as is (the
+    /// `tokenizers` library's own format), the chat template from
+    /// `tokenizer_config.json`'s `chat_template` or else `chat_template.jinja`, and the
+    /// BOS/EOS tokens' texts from `tokenizer_config.json`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let file = dir.join("tokenizer.json");
+        let name = file.display().to_string();
+        let text = crate::io::read_text(&file)?;
+        let inner = Tokenizer::from_str(&text)
+            .map_err(|e| Error::malformed(&name, format!("not a tokenizer.json: {e}")))?;
+        let config_file = dir.join("tokenizer_config.json");
+        let config: serde_json::Value = match config_file.is_file() {
+            true => serde_json::from_str(&crate::io::read_text(&config_file)?).map_err(|e| {
+                Error::malformed(config_file.display().to_string(), format!("not JSON: {e}"))
+            })?,
+            false => serde_json::Value::Null,
+        };
+        // A string, or {"content": ...} as older files write an AddedToken.
+        let token = |key: &str| -> Option<String> {
+            let v = config.get(key)?;
+            v.as_str()
+                .or_else(|| v.get("content")?.as_str())
+                .map(str::to_string)
+        };
+        let jinja = dir.join("chat_template.jinja");
+        let chat_template = match config.get("chat_template") {
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            // [{"name": "default", "template": ...}, ...]: the default one.
+            Some(serde_json::Value::Array(named)) => named
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template")?.as_str())
+                .map(str::to_string),
+            _ if jinja.is_file() => Some(crate::io::read_text(&jinja)?),
+            _ => None,
+        };
+        Ok(Self {
+            inner,
+            chat_template,
+            bos_token: token("bos_token"),
+            eos_token: token("eos_token"),
         })
     }
 

@@ -1,6 +1,8 @@
-//! Loading a Llama's weights by their Hugging Face names: from a GGUF (llama.cpp's
-//! names, dequantised to float32, the query and key rows put back in Hugging Face's
-//! order) or from a Hugging Face folder (`config.json`, `model.safetensors`). A Gemma 3
+//! Loading a Llama-family decoder's weights by their Hugging Face names: from a GGUF
+//! (llama.cpp's names, dequantised to float32, the query and key rows of the `llama`
+//! architecture put back in Hugging Face's order) or from a Hugging Face folder
+//! (`config.json`, `model.safetensors` or its shards). Phi-3's fused projections are
+//! split by rows at load, in either format. A Gemma 3
 //! GGUF's names are its own (`gemma.rs`), its rows are not permuted (llama.cpp permutes
 //! only the `llama` architecture's), and its norm weights are stored as `1 + weight`,
 //! which transformers' `Gemma2TensorProcessor` undoes by subtracting 1.
@@ -86,20 +88,18 @@ pub fn unpermute_rows(w: &Tensor, heads: i64) -> Result<Tensor> {
 }
 
 impl LlamaForCausalLM {
-    /// The model of a Llama GGUF, its config from the metadata and every weight
-    /// dequantised to float32, on `device`. The VarStore holds the weights under
-    /// Hugging Face's names.
+    /// The model of a GGUF (`general.architecture` `llama`, `qwen2`, `qwen3`, `gemma2`,
+    /// `gemma3` or `phi3`), its config from the metadata and every weight dequantised to
+    /// float32, on `device`. The VarStore holds the weights under Hugging Face's names.
     pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_gguf(g)?;
-        let gemma = config.architecture == "gemma3";
         let (vs, model) = Self::to_load(config, device)?;
+        let config = &model.config;
+        // Under the checkpoint's names (Phi-3's fused projections once), then split.
         let mut wanted = BTreeMap::new();
         for name in vs.variables().into_keys() {
-            let mapped = match gemma {
-                true => gemma3_gguf_name(&name),
-                false => gguf_name(&name),
-            };
-            let gname = mapped.ok_or_else(|| {
+            let name = checkpoint_name(config, &name);
+            let gname = gguf_name_for(config, &name).ok_or_else(|| {
                 Error::malformed(&g.source_name, format!("no GGUF name for parameter {name}"))
             })?;
             wanted.insert(gname, name);
@@ -110,25 +110,24 @@ impl LlamaForCausalLM {
                 format!("unexpected tensor {} for this config", extra.name),
             ));
         }
-        let (h, hkv) = (
-            model.config.num_attention_heads,
-            model.config.num_key_value_heads,
-        );
+        let (h, hkv) = (config.num_attention_heads, config.num_key_value_heads);
+        // llama.cpp permutes the query/key rows of the `llama` architecture only.
+        let permuted = config.architecture == "llama";
         let mut tensors = BTreeMap::new();
         for (gname, name) in wanted {
             let mut t = g.tensor(&gname)?;
-            if gemma {
-                if gname.contains("norm.weight") {
-                    // In float32, as numpy's `weights - 1`.
-                    t = t.f_sub_scalar(1.0)?;
-                }
-            } else if gname.ends_with(".attn_q.weight") {
+            if config.norm_unit_offset && gname.contains("norm.weight") {
+                // Gemma's norms are stored as 1 + weight; in float32, as numpy's
+                // `weights - 1` (transformers' Gemma2TensorProcessor).
+                t = t.f_sub_scalar(1.0)?;
+            } else if permuted && gname.ends_with(".attn_q.weight") {
                 t = unpermute_rows(&t, h)?;
-            } else if gname.ends_with(".attn_k.weight") {
+            } else if permuted && gname.ends_with(".attn_k.weight") {
                 t = unpermute_rows(&t, hkv)?;
             }
             tensors.insert(name, t);
         }
+        split_fused(&mut tensors, config, &g.source_name)?;
         load_into(&vs, &tensors, &g.source_name)?;
         Ok((vs, model))
     }
@@ -145,17 +144,155 @@ impl LlamaForCausalLM {
         Ok((vs, model))
     }
 
-    /// The model of a Hugging Face folder: `config.json` and `model.safetensors`
-    /// (a tied `lm_head.weight`, if saved, is the embedding and is not loaded twice).
+    /// The model of a Hugging Face folder: `config.json` (its `model_type` one of
+    /// [`super::SUPPORTED_MODEL_TYPES`]) and `model.safetensors`, or the shards
+    /// `model.safetensors.index.json` lists. A tied `lm_head.weight`, if saved, is the
+    /// embedding and is not loaded twice; Phi-3's fused projections are split.
     pub fn from_hf_dir(dir: &Path, device: Device) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_file(&dir.join("config.json"))?;
-        let file = dir.join("model.safetensors");
-        let mut tensors = read_safetensors(&file)?.tensors;
+        let (mut tensors, source) = read_checkpoint(dir)?;
         if config.tie_word_embeddings {
             tensors.remove("lm_head.weight");
         }
+        split_fused(&mut tensors, &config, &source)?;
         let (vs, model) = Self::to_load(config, device)?;
-        load_into(&vs, &tensors, &file.display().to_string())?;
+        load_into(&vs, &tensors, &source)?;
         Ok((vs, model))
     }
+}
+
+/// A folder's weights: `model.safetensors`, or every shard of
+/// `model.safetensors.index.json`'s `weight_map`; and the name to report them under.
+fn read_checkpoint(dir: &Path) -> Result<(BTreeMap<String, Tensor>, String)> {
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        let name = single.display().to_string();
+        return Ok((read_safetensors(&single)?.tensors, name));
+    }
+    let name = index.display().to_string();
+    let json: serde_json::Value = serde_json::from_str(&crate::io::read_text(&index)?)
+        .map_err(|e| Error::malformed(&name, format!("not JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::malformed(&name, "no weight_map object"))?;
+    let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let mut tensors = BTreeMap::new();
+    for shard in shards {
+        if shard.contains('/') || shard.contains("..") {
+            return Err(Error::malformed(
+                &name,
+                format!("shard {shard:?} is outside the folder"),
+            ));
+        }
+        tensors.extend(read_safetensors(&dir.join(shard))?.tensors);
+    }
+    if let Some(missing) = map.keys().find(|k| !tensors.contains_key(*k)) {
+        return Err(Error::malformed(&name, format!("{missing} is in no shard")));
+    }
+    Ok((tensors, name))
+}
+
+/// Phi-3's fused projections: `self_attn.qkv_proj` is `q_proj`, `k_proj`, `v_proj`
+/// stacked by rows, `mlp.gate_up_proj` is `gate_proj` then `up_proj`.
+const FUSED: [(&str, &[&str]); 2] = [
+    (
+        "self_attn.qkv_proj.weight",
+        &[
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+        ],
+    ),
+    (
+        "mlp.gate_up_proj.weight",
+        &["mlp.gate_proj.weight", "mlp.up_proj.weight"],
+    ),
+];
+
+/// The name under which `config`'s checkpoints store the parameter `name`: the fused
+/// projection that holds it (Phi-3), or the name itself.
+fn checkpoint_name(config: &LlamaConfig, name: &str) -> String {
+    if config.architecture == "phi3" {
+        for (fused, parts) in FUSED {
+            for part in parts {
+                if let Some(prefix) = name.strip_suffix(part) {
+                    return format!("{prefix}{fused}");
+                }
+            }
+        }
+    }
+    name.to_string()
+}
+
+/// Splits every fused projection of `tensors` into its parts by rows (H * D, Hkv * D,
+/// Hkv * D; I, I), checking that the rows add up.
+fn split_fused(
+    tensors: &mut BTreeMap<String, Tensor>,
+    config: &LlamaConfig,
+    source: &str,
+) -> Result<()> {
+    let (h, hkv, d, i) = (
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.head_dim,
+        config.intermediate_size,
+    );
+    let fused: Vec<String> = tensors
+        .keys()
+        .filter(|k| FUSED.iter().any(|(f, _)| k.ends_with(f)))
+        .cloned()
+        .collect();
+    for name in fused {
+        let (suffix, parts) = FUSED
+            .iter()
+            .find(|(f, _)| name.ends_with(f))
+            .copied()
+            .ok_or_else(|| Error::malformed(source, format!("{name}: not fused")))?;
+        let rows: Vec<i64> = match parts.len() {
+            3 => vec![h * d, hkv * d, hkv * d],
+            _ => vec![i, i],
+        };
+        let Some(t) = tensors.remove(&name) else {
+            continue;
+        };
+        if t.dim() != 2 || t.size()[0] != rows.iter().sum::<i64>() {
+            return Err(Error::malformed(
+                source,
+                format!(
+                    "{name}: expected {} rows ({rows:?}), got shape {:?}",
+                    rows.iter().sum::<i64>(),
+                    t.size()
+                ),
+            ));
+        }
+        let prefix = &name[..name.len() - suffix.len()];
+        for (part, piece) in parts.iter().zip(t.f_split_with_sizes(&rows, 0)?) {
+            tensors.insert(format!("{prefix}{part}"), piece.f_contiguous()?);
+        }
+    }
+    Ok(())
+}
+
+/// The GGUF name of the checkpoint parameter `hf` of a model of `config`'s family, as
+/// transformers' GGUF loader maps llama.cpp's names: Llama's, with Qwen2's biases,
+/// Qwen3's query/key norms, Phi-3's fused `attn_qkv` and `ffn_up`, and Gemma's norms
+/// (`gemma.rs`).
+pub fn gguf_name_for(config: &LlamaConfig, hf: &str) -> Option<String> {
+    if config.sandwich_norms {
+        return gemma3_gguf_name(hf);
+    }
+    gguf_name_with(hf, &FIXED_NAMES, |module| match module {
+        "self_attn.q_proj.bias" => Some("attn_q.bias"),
+        "self_attn.k_proj.bias" => Some("attn_k.bias"),
+        "self_attn.v_proj.bias" => Some("attn_v.bias"),
+        "self_attn.q_norm.weight" => Some("attn_q_norm.weight"),
+        "self_attn.k_norm.weight" => Some("attn_k_norm.weight"),
+        "self_attn.qkv_proj.weight" => Some("attn_qkv.weight"),
+        "mlp.gate_up_proj.weight" => Some("ffn_up.weight"),
+        other => llama_module(other),
+    })
 }
