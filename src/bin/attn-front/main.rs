@@ -69,11 +69,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "generate",
-        "Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF",
+        "Continue a prompt, or answer it as a chat, with a decoder LM (GGUF or HF folder)",
     ),
     (
         "serve",
-        "Serve a decoder LM from a GGUF over OpenAI's HTTP API (completions, chat)",
+        "Serve a decoder LM (GGUF or HF folder) over OpenAI's HTTP API (completions, chat)",
     ),
 ];
 

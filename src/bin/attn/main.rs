@@ -69,9 +69,9 @@ enum Command {
     Sample(sample::Args),
     /// A decoder LM's token ids for a text (SmolLM2-135M-Instruct by default).
     Tokenize(tokenize::Args),
-    /// Continue a prompt, or answer it as a chat, with a decoder LM from a GGUF.
+    /// Continue a prompt, or answer it as a chat, with a decoder LM (GGUF or HF folder).
     Generate(generate::Args),
-    /// Serve a decoder LM from a GGUF over OpenAI's HTTP API (completions, chat).
+    /// Serve a decoder LM (GGUF or HF folder) over OpenAI's HTTP API (completions, chat).
     Serve(serve::Args),
 }
 
