@@ -20,8 +20,9 @@
 //! experts, scaled or partial RoPE, another activation) is refused by name before any
 //! weight is read (`config.rs`, [`Family::refuse_gguf`]).
 
-use super::config::{Activation, LayerType, LlamaConfig, RawConfig};
+use super::config::{Activation, LayerType, LlamaConfig};
 use super::gemma::gemma3_layer_types;
+use super::raw_config::RawConfig;
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
