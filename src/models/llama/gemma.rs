@@ -6,7 +6,6 @@
 //! `query_pre_attn_scalar` 256, the tanh GELU, tied head, no soft-capping).
 
 use super::config::{Activation, LayerType, LlamaConfig};
-use super::weights::{gguf_name_with, llama_module, FIXED_NAMES};
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
@@ -99,19 +98,4 @@ pub fn gemma3_layer_types(layers: i64) -> Vec<LayerType> {
             _ => LayerType::Sliding,
         })
         .collect()
-}
-
-/// The GGUF name of a Gemma 3 parameter, as transformers' GGUF loader maps llama.cpp's
-/// names (`model.layers.3.pre_feedforward_layernorm.weight` <-> `blk.3.ffn_norm.weight`).
-pub fn gemma3_gguf_name(hf: &str) -> Option<String> {
-    // Tied head: no `lm_head.weight`. Gemma's four norms per layer and its query/key
-    // norms have names of their own; the projections and the input norm are Llama's.
-    gguf_name_with(hf, &FIXED_NAMES[..2], |module| match module {
-        "self_attn.q_norm.weight" => Some("attn_q_norm.weight"),
-        "self_attn.k_norm.weight" => Some("attn_k_norm.weight"),
-        "post_attention_layernorm.weight" => Some("post_attention_norm.weight"),
-        "pre_feedforward_layernorm.weight" => Some("ffn_norm.weight"),
-        "post_feedforward_layernorm.weight" => Some("post_ffw_norm.weight"),
-        other => llama_module(other),
-    })
 }

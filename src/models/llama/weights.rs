@@ -2,8 +2,8 @@
 //! (llama.cpp's names, dequantised to float32, the query and key rows of the `llama`
 //! architecture put back in Hugging Face's order) or from a Hugging Face folder
 //! (`config.json`, `model.safetensors` or its shards). Phi-3's fused projections are
-//! split by rows at load, in either format. A Gemma 3
-//! GGUF's names are its own (`gemma.rs`), its rows are not permuted (llama.cpp permutes
+//! split by rows at load, in either format; the names are `gguf_names.rs`'s. A Gemma 3
+//! GGUF's rows are not permuted (llama.cpp permutes
 //! only the `llama` architecture's), and its norm weights are stored as `1 + weight`,
 //! which transformers' `Gemma2TensorProcessor` undoes by subtracting 1.
 
@@ -14,57 +14,11 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::config::LlamaConfig;
-use super::gemma::gemma3_gguf_name;
+use super::gguf_names::gguf_name_for;
 use super::model::LlamaForCausalLM;
 use crate::error::{Error, Result};
 use crate::io::{read_safetensors, Gguf};
 use crate::nn::load_into;
-
-/// The non-layer parameters' GGUF names.
-pub(super) const FIXED_NAMES: [(&str, &str); 3] = [
-    ("model.embed_tokens.weight", "token_embd.weight"),
-    ("model.norm.weight", "output_norm.weight"),
-    ("lm_head.weight", "output.weight"),
-];
-
-/// The GGUF name of the Hugging Face parameter `hf`, as transformers' GGUF loader maps
-/// llama.cpp's names (`model.layers.3.self_attn.q_proj.weight` <-> `blk.3.attn_q.weight`).
-pub fn gguf_name(hf: &str) -> Option<String> {
-    gguf_name_with(hf, &FIXED_NAMES, llama_module)
-}
-
-/// A Llama layer's module under its GGUF name (`self_attn.q_proj.weight` ->
-/// `attn_q.weight`).
-pub(super) fn llama_module(module: &str) -> Option<&'static str> {
-    Some(match module {
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "ffn_norm.weight",
-        _ => return None,
-    })
-}
-
-/// `hf`'s GGUF name: one of `fixed`, or `blk.{i}.{module(rest)}` for
-/// `model.layers.{i}.{rest}`; the family's names differ only in `fixed` and `module`.
-pub(super) fn gguf_name_with(
-    hf: &str,
-    fixed: &[(&str, &str)],
-    module: impl Fn(&str) -> Option<&'static str>,
-) -> Option<String> {
-    if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
-        return Some(g.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, m) = rest.split_once('.')?;
-    layer.parse::<usize>().ok()?;
-    Some(format!("blk.{layer}.{}", module(m)?))
-}
 
 /// Undoes llama.cpp's permutation of a query or key projection `[heads * D, E]`.
 ///
@@ -275,24 +229,4 @@ fn split_fused(
         }
     }
     Ok(())
-}
-
-/// The GGUF name of the checkpoint parameter `hf` of a model of `config`'s family, as
-/// transformers' GGUF loader maps llama.cpp's names: Llama's, with Qwen2's biases,
-/// Qwen3's query/key norms, Phi-3's fused `attn_qkv` and `ffn_up`, and Gemma's norms
-/// (`gemma.rs`).
-pub fn gguf_name_for(config: &LlamaConfig, hf: &str) -> Option<String> {
-    if config.sandwich_norms {
-        return gemma3_gguf_name(hf);
-    }
-    gguf_name_with(hf, &FIXED_NAMES, |module| match module {
-        "self_attn.q_proj.bias" => Some("attn_q.bias"),
-        "self_attn.k_proj.bias" => Some("attn_k.bias"),
-        "self_attn.v_proj.bias" => Some("attn_v.bias"),
-        "self_attn.q_norm.weight" => Some("attn_q_norm.weight"),
-        "self_attn.k_norm.weight" => Some("attn_k_norm.weight"),
-        "self_attn.qkv_proj.weight" => Some("attn_qkv.weight"),
-        "mlp.gate_up_proj.weight" => Some("ffn_up.weight"),
-        other => llama_module(other),
-    })
 }
