@@ -8,6 +8,10 @@
 //! forward's within float32's `assert_close` tolerances; a reused prompt prefix changes
 //! no token; bad input is a typed error naming the argument.
 
+mod common;
+
+use common::ids;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -363,14 +367,6 @@ fn leave_frees_the_sequence_at_once() {
 fn fixture() -> serde_json::Value {
     let text = std::fs::read_to_string(tiny_dir().join("generate.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 #[test]

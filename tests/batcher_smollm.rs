@@ -5,6 +5,10 @@
 //! joining at different steps, equal transformers' token for token; the second chat
 //! prompt starts from the first's cached system prompt.
 
+mod common;
+
+use common::ids;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,14 +18,6 @@ use tch::Device;
 use tch_attention::generate::{Batcher, FinishReason, GenerateOptions};
 use tch_attention::io::Gguf;
 use tch_attention::models::llama::LlamaForCausalLM;
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
 
 #[test]
 fn four_greedy_generations_decoded_together_equal_transformers() {

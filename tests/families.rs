@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_usage_error, attn, fixtures, tempdir};
+use common::{assert_usage_error, attn, fixtures, ids, tempdir};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 use tch_attention::generate::{generate, GenerateOptions};
@@ -27,14 +27,6 @@ fn dir(family: &str) -> PathBuf {
 fn reference(family: &str) -> Value {
     let text = std::fs::read_to_string(dir(family).join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use common::{assert_usage_error, attn, tempdir};
+use common::{assert_usage_error, attn, ids, tempdir};
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -31,14 +31,6 @@ fn fixture() -> &'static Value {
         let text = std::fs::read_to_string(fixtures().join("gemma3.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     })
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 fn gguf() -> &'static Gguf {

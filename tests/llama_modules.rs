@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::ids;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -188,14 +190,6 @@ fn bad_inputs_are_typed_errors() {
 fn generation_fixture() -> serde_json::Value {
     let text = std::fs::read_to_string(tiny().join("generate.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 #[test]

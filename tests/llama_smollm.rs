@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::ids;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -26,14 +28,6 @@ fn fixture() -> &'static Value {
         let text = std::fs::read_to_string(fixtures().join("smollm.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     })
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
 }
 
 fn gguf() -> &'static Gguf {

@@ -110,3 +110,19 @@ pub fn setup_python() -> PathBuf {
         })
         .expect("the setup's Python (run `make setup`, or set TCH_ATTENTION_VENV)")
 }
+
+/// A JSON fixture, parsed.
+pub fn read_json(path: impl AsRef<std::path::Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A JSON array of integers: the token ids of a reference.
+pub fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .expect("an array of token ids")
+        .iter()
+        .map(|x| x.as_i64().expect("a token id"))
+        .collect()
+}
