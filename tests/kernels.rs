@@ -367,10 +367,12 @@ fn half_conversions_round_trip_and_round_to_even() {
 
 /// Threads split rows, batches reuse each weight row: neither changes a single bit
 /// (each output is one row's dot product, computed the same way wherever it runs).
+/// Rows are independent, so the pool's split cannot change a bit: every type, every set,
+/// 1 to 64 parts (more than the rows: the split clamps).
 #[test]
 fn threads_and_batches_change_no_bit() {
     let sets = sets_run();
-    for block in [BlockType::Q4_1, BlockType::Q4_K] {
+    for block in BlockType::ALL {
         let (rows, cols) = (37, 2 * block.block_len());
         let data = random_blocks(block, rows * 2, 3);
         let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
@@ -396,6 +398,47 @@ fn threads_and_batches_change_no_bit() {
                 );
             }
         }
+    }
+}
+
+/// Products from several threads at once, and a product inside a worker's part, find
+/// the pool busy and run on their own thread: the same bits, no deadlock.
+#[test]
+fn concurrent_and_nested_products_change_no_bit() {
+    let block = BlockType::Q4_0;
+    let (rows, cols) = (301, 4 * block.block_len());
+    let data = random_blocks(block, rows * 4, 11);
+    let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
+    let x = random_x(&mut Rng(12), 3, cols);
+    let acts = Q8Activations::quantize(block, &x, cols).unwrap();
+    let set = KernelSet::detect();
+    let one = run(set, &w, &acts, 1);
+    std::thread::scope(|s| {
+        let (w, acts) = (&w, &acts);
+        let runs: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..50)
+                        .map(|_| run(set, w, acts, 2 + t % 3))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for r in runs {
+            for y in r.join().unwrap() {
+                assert_eq!(y, one);
+            }
+        }
+    });
+    // Products inside the pool's parts (one on a worker).
+    let small = QuantMatrix::new(block, 3, cols, &data[..3 * w.row_bytes()]).unwrap();
+    let inner = run(set, &small, &acts, 1);
+    let nested = std::sync::Mutex::new(Vec::new());
+    kernels::for_each_part(2, &|_| {
+        nested.lock().unwrap().push(run(set, &small, &acts, 2));
+    });
+    for y in nested.into_inner().unwrap() {
+        assert_eq!(y, inner);
     }
 }
 

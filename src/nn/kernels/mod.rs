@@ -17,7 +17,8 @@
 //! Every set computes each block's integer sums exactly (a SIMD kernel may split the
 //! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
 //! only in the order of the float accumulation, documented in each file.
-//! Rows are split across threads (`split.rs`); the caller passes the crate's thread
+//! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`); the
+//! caller passes the crate's thread
 //! setting (`tch::get_num_threads()`).
 
 mod activations;
@@ -29,6 +30,7 @@ mod dequant;
 mod half;
 mod kquants;
 mod legacy;
+mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod split;
@@ -159,6 +161,13 @@ fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
         BlockType::Q5_K => x86_kquants::dot_q5_k,
         BlockType::Q6_K => x86_kquants::dot_q6_k,
     }
+}
+
+/// Runs `f(0)`, ..., `f(parts - 1)` on the kernels' persistent pool: part 0 on the
+/// caller's thread, the others on parked workers woken for it (on the caller's thread
+/// when the pool is busy, as inside another call's part). Returns when all are done.
+pub fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    pool::Pool::global().run(parts, f);
 }
 
 /// `y = x · wᵀ` with this CPU's fastest kernels: `x` `(N, cols)` row-major, `y`

@@ -1,7 +1,9 @@
-//! Output rows split into one contiguous range per thread (`std::thread::scope`; the
-//! first range runs on the caller's thread, so one thread spawns nothing). Each weight
+//! Output rows split into one contiguous range per thread (the persistent pool of
+//! `pool.rs`; the first range runs on the caller's thread, so one thread wakes nothing). Each weight
 //! row is read once per call whatever `N`: a thread takes its rows one by one and
 //! multiplies each with every activation row.
+
+use std::sync::Mutex;
 
 /// Weight bytes (times activation rows) below which one more thread costs more than it
 /// saves. A `std::thread::scope` spawn and join costs some tens of µs (measured on the
@@ -19,31 +21,27 @@ pub fn useful_threads(weight_bytes: usize, n: usize, threads: usize) -> usize {
     threads.clamp(1, (work / MIN_BYTES_PER_THREAD).max(1))
 }
 
-/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads`.
+/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads` parts
+/// of the kernels' persistent pool ([`super::pool`]).
 pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
 where
     F: Fn(usize, usize) -> f32 + Sync,
 {
     let threads = threads.clamp(1, rows.max(1));
     let chunk = rows.div_ceil(threads).max(1);
-    // parts[c][i]: thread c's slice of output row i.
+    // parts[c][i]: part c's slice of output row i.
     let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
     for out_row in y.chunks_mut(rows) {
         for (c, part) in out_row.chunks_mut(chunk).enumerate() {
             parts[c].push(part);
         }
     }
-    let mut parts = parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty());
-    let Some((_, mut first)) = parts.next() else {
-        return;
-    };
-    // The caller's thread takes the first range; only the others are spawned.
-    std::thread::scope(|s| {
-        for (c, mut p) in parts {
-            let f = &f;
-            s.spawn(move || fill(c * chunk, &mut p, f));
-        }
-        fill(0, &mut first, &f);
+    parts.retain(|p| !p.is_empty());
+    // Each part is locked once, by the one thread that fills it.
+    let parts: Vec<Mutex<Vec<&mut [f32]>>> = parts.into_iter().map(Mutex::new).collect();
+    super::pool::Pool::global().run(parts.len(), &|c| {
+        let mut p = parts[c].lock().unwrap_or_else(|e| e.into_inner());
+        fill(c * chunk, &mut p, &f);
     });
 }
 
