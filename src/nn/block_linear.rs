@@ -1,56 +1,133 @@
 //! A bias-free linear layer `(*, K) -> (*, N)` whose weight `[N, K]` stays in a GGUF
 //! file's own blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and runs on the crate's
 //! integer kernels ([`super::kernels`]): activations quantised per block to 8 bits as
-//! llama.cpp quantises them, one float multiply-add per block. One copy of the file's
-//! bytes at load, no dequantised float copy; the math path beside it
+//! llama.cpp quantises them, one float multiply-add per block. The blocks are the
+//! file's own bytes, shared ([`BlockLinear::in_place`]: a mapped GGUF's pages, no copy),
+//! never a dequantised float copy; the math path beside it
 //! ([`BlockLinear::dequantized`], then `F.linear`) is what the tests compare with.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
 use super::kernels::{self, BlockType, QuantMatrix};
 use crate::error::{Error, Result};
 
+/// Weights dequantised at a time on [`BatchPath::Tiles`]: 1 MiB of float32, a tile
+/// that stays in a core's L2 cache while the matmul reads it.
+pub const TILE_FLOATS: usize = 256 * 1024;
+
+/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`].
+///
+/// The choice, measured (see [`BatchPath`]): PLACEHOLDER
+pub const TILES_FROM_ROWS: usize = 32;
+
+/// How [`BlockLinear::f_forward`] multiplies `M` rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchPath {
+    /// The integer kernels: activations quantised per block to 8 bits (llama.cpp's
+    /// arithmetic), each weight row read once for all `M` rows.
+    Kernels,
+    /// Tiles of the weight dequantised to float32 and multiplied by libtorch's matmul
+    /// (float activations: the math path's arithmetic, tile by tile).
+    Tiles,
+}
+
+impl BatchPath {
+    /// [`BatchPath::Tiles`] from [`TILES_FROM_ROWS`] rows, the kernels below.
+    pub fn for_rows(m: usize) -> BatchPath {
+        if m >= TILES_FROM_ROWS {
+            BatchPath::Tiles
+        } else {
+            BatchPath::Kernels
+        }
+    }
+}
+
+/// Bytes a [`BlockLinear`] can share: a mapped file, a buffer.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// `F.linear(x, w)` with `w` in ggml blocks.
-#[derive(Debug)]
 pub struct BlockLinear {
     block: BlockType,
     /// `N`: output features (the weight's rows).
     rows: usize,
     /// `K`: input features (a multiple of the block length).
     cols: usize,
-    /// `N` rows of `K / block_len` blocks, row-major, as the file stores them.
-    data: Vec<u8>,
+    /// `bytes[range]`: `N` rows of `K / block_len` blocks, row-major, as the file
+    /// stores them.
+    bytes: SharedBytes,
+    range: Range<usize>,
+}
+
+impl std::fmt::Debug for BlockLinear {
+    // Without the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockLinear")
+            .field("block", &self.block)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BlockLinear {
     /// The weight `[rows, cols]` of type `block` in `data` (validated once, here).
     pub fn new(block: BlockType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
-        QuantMatrix::new(block, rows, cols, &data)?;
+        let range = 0..data.len();
+        Self::in_place(block, rows, cols, Arc::new(data), range)
+    }
+
+    /// The weight `[rows, cols]` of type `block` in `bytes[range]`, shared rather than
+    /// copied (a mapped file's tensor, say); validated once, here.
+    pub fn in_place(
+        block: BlockType,
+        rows: usize,
+        cols: usize,
+        bytes: SharedBytes,
+        range: Range<usize>,
+    ) -> Result<Self> {
+        let all = (*bytes).as_ref();
+        let data = all.get(range.clone()).ok_or_else(|| {
+            Error::invalid(
+                "range",
+                format!("expected bytes inside 0..{}, got {range:?}", all.len()),
+            )
+        })?;
+        QuantMatrix::new(block, rows, cols, data)?;
         Ok(Self {
             block,
             rows,
             cols,
-            data,
+            bytes,
+            range,
         })
+    }
+
+    /// The stored blocks.
+    fn data(&self) -> &[u8] {
+        &(*self.bytes).as_ref()[self.range.clone()]
     }
 
     /// The same weight with its rows reordered: row `i` of the result is row
     /// `order[i]` of this one (llama.cpp's query/key permutation undone, say). Whole
     /// rows of blocks move, so no value changes.
     pub fn with_rows(self, order: &[usize]) -> Result<Self> {
-        let row_bytes = self.data.len() / self.rows;
+        let data = self.data();
+        let row_bytes = data.len() / self.rows;
         if order.len() != self.rows || order.iter().any(|&r| r >= self.rows) {
             return Err(Error::invalid(
                 "order",
                 format!("expected a permutation of 0..{}", self.rows),
             ));
         }
-        let data = order
+        let reordered = order
             .iter()
-            .flat_map(|&r| &self.data[r * row_bytes..(r + 1) * row_bytes])
+            .flat_map(|&r| &data[r * row_bytes..(r + 1) * row_bytes])
             .copied()
             .collect();
-        Self::new(self.block, self.rows, self.cols, data)
+        Self::new(self.block, self.rows, self.cols, reordered)
     }
 
     /// The block type.
@@ -70,12 +147,18 @@ impl BlockLinear {
 
     /// The bytes the weight occupies.
     pub fn nbytes(&self) -> usize {
-        self.data.len()
+        self.range.len()
     }
 
-    /// `(*, K) -> (*, N)` on the CPU, in `x`'s dtype (computed in float32), output rows
-    /// split over libtorch's intra-op thread count.
+    /// `(*, K) -> (*, N)` on the CPU, in `x`'s dtype (computed in float32), on the path
+    /// [`BatchPath::for_rows`] chooses for its number of rows `M`.
     pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.numel() / self.cols.max(1);
+        self.f_forward_on(x, BatchPath::for_rows(m))
+    }
+
+    /// [`BlockLinear::f_forward`] on the given path.
+    pub fn f_forward_on(&self, x: &Tensor, path: BatchPath) -> Result<Tensor> {
         let size = x.size();
         if size.last() != Some(&(self.cols as i64)) || x.device() != Device::Cpu {
             return Err(Error::shape(
@@ -89,23 +172,50 @@ impl BlockLinear {
         let flat = x
             .f_to_kind(Kind::Float)?
             .f_contiguous()?
-            .f_view([m * self.cols as i64])?;
-        let input = Vec::<f32>::try_from(&flat)?;
-        let mut out = vec![0f32; m as usize * self.rows];
-        let w = QuantMatrix::new(self.block, self.rows, self.cols, &self.data)?;
-        let threads = tch::get_num_threads().max(1) as usize;
-        kernels::matmul(&w, &input, &mut out, threads)?;
+            .f_view([m, self.cols as i64])?; // (M, K)
+        let y = match path {
+            BatchPath::Kernels => self.kernels(&flat)?,
+            BatchPath::Tiles => self.tiles(&flat)?,
+        }; // (M, N)
         let mut shape = size;
         *shape.last_mut().expect("checked above") = self.rows as i64;
-        Ok(Tensor::f_from_slice(&out)?
-            .f_view(shape.as_slice())?
-            .f_to_kind(kind)?)
+        Ok(y.f_view(shape.as_slice())?.f_to_kind(kind)?)
+    }
+
+    /// `(M, K) -> (M, N)` on the integer kernels, output rows split over libtorch's
+    /// intra-op thread count.
+    fn kernels(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.size()[0] as usize;
+        let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
+        let mut out = vec![0f32; m * self.rows];
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let threads = tch::get_num_threads().max(1) as usize;
+        kernels::matmul(&w, &input, &mut out, threads)?;
+        Ok(Tensor::f_from_slice(&out)?.f_view([m as i64, self.rows as i64])?)
+    }
+
+    /// `(M, K) -> (M, N)`: tiles of [`TILE_FLOATS`] weights dequantised in turn, each
+    /// through libtorch's float32 matmul (on its threads); no whole float copy.
+    fn tiles(&self, x: &Tensor) -> Result<Tensor> {
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let tile_rows = (TILE_FLOATS / self.cols).clamp(1, self.rows);
+        let mut tile = vec![0f32; tile_rows * self.cols];
+        let mut parts = Vec::with_capacity(self.rows.div_ceil(tile_rows));
+        for r0 in (0..self.rows).step_by(tile_rows) {
+            let n = tile_rows.min(self.rows - r0);
+            let bytes = &self.data()[r0 * w.row_bytes()..(r0 + n) * w.row_bytes()];
+            kernels::dequantize(self.block, bytes, &mut tile[..n * self.cols])?;
+            let t = Tensor::f_from_slice(&tile[..n * self.cols])?
+                .f_view([n as i64, self.cols as i64])?; // (n, K)
+            parts.push(x.f_linear::<Tensor>(&t, None)?); // (M, n)
+        }
+        Ok(Tensor::f_cat(&parts, 1)?)
     }
 
     /// The weight `[N, K]` in float32, as gguf-py dequantises it: the math path.
     pub fn dequantized(&self) -> Result<Tensor> {
         let mut w = vec![0f32; self.rows * self.cols];
-        kernels::dequantize(self.block, &self.data, &mut w)?;
+        kernels::dequantize(self.block, self.data(), &mut w)?;
         Ok(Tensor::f_from_slice(&w)?.f_view([self.rows as i64, self.cols as i64])?)
     }
 }

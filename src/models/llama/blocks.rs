@@ -8,9 +8,9 @@
 use tch::{Kind, Tensor};
 
 use super::model::LlamaForCausalLM;
-use super::quant::projections_mut;
+use super::quant::{is_projection, projections_mut};
 use crate::error::{Error, Result};
-use crate::io::{GgmlType, Gguf};
+use crate::io::{GgmlType, Gguf, GgufTensorInfo};
 use crate::nn::kernels::BlockType;
 use crate::nn::{BlockLinear, Projection};
 
@@ -53,15 +53,26 @@ impl LlamaForCausalLM {
     }
 }
 
+/// Whether [`LlamaForCausalLM::use_file_blocks`] runs the tensor `info` on its blocks:
+/// a layer projection or an untied head stored in a block type. (A tied head stays a
+/// float table too, for the embedding lookup.)
+pub(super) fn runs_on_blocks(info: &GgufTensorInfo) -> bool {
+    (is_projection(&info.name) || info.name == "output.weight") && block_type(info).is_some()
+}
+
+/// The kernels' block type of tensor `info`, if it is stored in one of them.
+fn block_type(info: &GgufTensorInfo) -> Option<BlockType> {
+    BlockType::ALL
+        .into_iter()
+        .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
+}
+
 /// The GGUF tensor `name` as a [`BlockLinear`], rows in Hugging Face's order (llama.cpp's
 /// query/key permutation undone for a projection over `heads` heads); `None` where the
 /// file stores it as floats.
 fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<BlockLinear>> {
     let info = g.tensor_info(name)?;
-    let Some(block) = BlockType::ALL
-        .into_iter()
-        .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
-    else {
+    let Some(block) = block_type(info) else {
         return Ok(None);
     };
     let &[rows, cols] = info.shape.as_slice() else {
@@ -70,11 +81,13 @@ fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<Block
             format!("{name}: expected a matrix, got shape {:?}", info.shape),
         ));
     };
-    let linear = BlockLinear::new(
+    // The file's pages in place; only a permuted query/key projection is copied.
+    let linear = BlockLinear::in_place(
         block,
         rows as usize,
         cols as usize,
-        g.raw_data(info).to_vec(),
+        g.file_bytes(),
+        g.raw_range(info),
     )?;
     match heads {
         None => Ok(Some(linear)),

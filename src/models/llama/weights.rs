@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::config::LlamaConfig;
 use super::gemma::gemma3_gguf_name;
 use super::model::LlamaForCausalLM;
 use crate::checkpoint::load_into;
 use crate::error::{Error, Result};
-use crate::io::{read_safetensors, Gguf};
+use crate::io::{read_safetensors, Gguf, GgufTensorInfo};
 
 /// The non-layer parameters' GGUF names.
 pub(super) const FIXED_NAMES: [(&str, &str); 3] = [
@@ -85,19 +85,62 @@ pub fn unpermute_rows(w: &Tensor, heads: i64) -> Result<Tensor> {
         .f_reshape(&size)?)
 }
 
+/// The kind of the placeholders a GGUF is loaded over: one byte an element (a float
+/// kind, since variables require gradients), a quarter
+/// of float32's, since the constructor's zeros are all allocated (and written) before the
+/// first weight is read; each is replaced whole by its weight (or by an empty tensor
+/// for a projection that runs on the file's blocks), and the store's kind set back to
+/// float32.
+const LOAD_PLACEHOLDER: Kind = Kind::Float8e4m3fn;
+
+/// Elements dequantised at a time by [`dequantized_in_slices`]: 16 MiB of float32.
+const SLICE_ELEMENTS: i64 = 4 << 20;
+
+/// Tensor `info` in float32 on `device`, dequantised a slice of rows at a time into the
+/// one tensor it ends in, so that the dequantiser's temporaries stay small beside a
+/// large table (Gemma 3's embedding is 671 MB in float32).
+fn dequantized_in_slices(g: &Gguf, info: &GgufTensorInfo, device: Device) -> Result<Tensor> {
+    let rows = info.shape.first().copied().unwrap_or(1).max(1);
+    let per_row = (info.numel() as i64 / rows).max(1);
+    if info.shape.len() < 2 || rows * per_row <= SLICE_ELEMENTS {
+        return Ok(g.tensor(&info.name)?.f_to(device)?);
+    }
+    let out = Tensor::f_empty(info.shape.as_slice(), (Kind::Float, device))?;
+    let step = (SLICE_ELEMENTS / per_row).max(1);
+    for start in (0..rows).step_by(step as usize) {
+        let n = step.min(rows - start);
+        let part = g.tensor_rows(info, start..start + n)?;
+        tch::no_grad(|| out.f_narrow(0, start, n)?.f_copy_(&part))?;
+    }
+    Ok(out)
+}
+
 impl LlamaForCausalLM {
     /// The model of a Llama GGUF, its config from the metadata and every weight
     /// dequantised to float32, on `device`. The VarStore holds the weights under
     /// Hugging Face's names.
     pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
+        Self::from_gguf_except(g, device, |_| false)
+    }
+
+    /// [`LlamaForCausalLM::from_gguf`], except that the tensors whose GGUF info `keep`
+    /// names are shape-checked but not dequantised: their variables are emptied, for the
+    /// caller to run them otherwise (on the file's blocks). Tensor by tensor, so that
+    /// at most one dequantised tensor exists beside the model at a time.
+    pub(super) fn from_gguf_except(
+        g: &Gguf,
+        device: Device,
+        keep: impl Fn(&GgufTensorInfo) -> bool,
+    ) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_gguf(g)?;
         let gemma = config.architecture == "gemma3";
-        let (vs, model) = Self::to_load(config, device)?;
+        let (mut vs, model) = Self::to_load(config, device, LOAD_PLACEHOLDER)?;
+        let vars = vs.variables();
         let mut wanted = BTreeMap::new();
-        for name in vs.variables().into_keys() {
+        for name in vars.keys() {
             let mapped = match gemma {
-                true => gemma3_gguf_name(&name),
-                false => gguf_name(&name),
+                true => gemma3_gguf_name(name),
+                false => gguf_name(name),
             };
             let gname = mapped.ok_or_else(|| {
                 Error::malformed(&g.source_name, format!("no GGUF name for parameter {name}"))
@@ -110,32 +153,52 @@ impl LlamaForCausalLM {
                 format!("unexpected tensor {} for this config", extra.name),
             ));
         }
+        // Every name and shape first, as `load_into` checks them, before any is read.
+        for (gname, name) in &wanted {
+            let info = g.tensor_info(gname)?;
+            if info.shape != vars[*name].size() {
+                return Err(Error::malformed(
+                    &g.source_name,
+                    format!(
+                        "{name} ({gname}): expected shape {:?}, got {:?}",
+                        vars[*name].size(),
+                        info.shape
+                    ),
+                ));
+            }
+        }
         let (h, hkv) = (
             model.config.num_attention_heads,
             model.config.num_key_value_heads,
         );
-        let mut tensors = BTreeMap::new();
         for (gname, name) in wanted {
-            let mut t = g.tensor(&gname)?;
-            if gemma {
-                if gname.contains("norm.weight") {
-                    // In float32, as numpy's `weights - 1`.
-                    t = t.f_sub_scalar(1.0)?;
-                }
-            } else if gname.ends_with(".attn_q.weight") {
-                t = unpermute_rows(&t, h)?;
-            } else if gname.ends_with(".attn_k.weight") {
-                t = unpermute_rows(&t, hkv)?;
-            }
-            tensors.insert(name, t);
+            let mut dst = vars[name].shallow_clone();
+            let info = g.tensor_info(&gname)?;
+            let t = if keep(info) {
+                Tensor::f_empty([0], (Kind::Float, device))?
+            } else if gemma && gname.contains("norm.weight") {
+                // In float32, as numpy's `weights - 1`.
+                g.tensor(&gname)?.f_sub_scalar(1.0)?
+            } else if !gemma && gname.ends_with(".attn_q.weight") {
+                unpermute_rows(&g.tensor(&gname)?, h)?
+            } else if !gemma && gname.ends_with(".attn_k.weight") {
+                unpermute_rows(&g.tensor(&gname)?, hkv)?
+            } else {
+                dequantized_in_slices(g, info, device)?
+            };
+            // The placeholder's storage is replaced (the module shares the variable).
+            let t = t.f_to(device)?;
+            tch::no_grad(|| dst.set_data(&t));
         }
-        load_into(&vs, &tensors, &g.source_name)?;
+        vs.set_kind(Kind::Float);
         Ok((vs, model))
     }
 
-    /// A model of `config` with zero weights (nothing drawn), to load weights into.
-    fn to_load(config: LlamaConfig, device: Device) -> Result<(VarStore, Self)> {
-        let vs = VarStore::new(device);
+    /// A model of `config` with zero weights of `kind` (nothing drawn), to load weights
+    /// into.
+    fn to_load(config: LlamaConfig, device: Device, kind: Kind) -> Result<(VarStore, Self)> {
+        let mut vs = VarStore::new(device);
+        vs.set_kind(kind);
         let zeros = LlamaConfig {
             initializer_range: 0.0,
             ..config.clone()
@@ -154,7 +217,7 @@ impl LlamaForCausalLM {
         if config.tie_word_embeddings {
             tensors.remove("lm_head.weight");
         }
-        let (vs, model) = Self::to_load(config, device)?;
+        let (vs, model) = Self::to_load(config, device, Kind::Float)?;
         load_into(&vs, &tensors, &file.display().to_string())?;
         Ok((vs, model))
     }
