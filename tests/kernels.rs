@@ -430,11 +430,11 @@ fn concurrent_and_nested_products_change_no_bit() {
             }
         }
     });
-    // Products inside the pool's parts (one on a worker).
+    // Products inside a pool's job (on a worker too, where it came in time).
     let small = QuantMatrix::new(block, 3, cols, &data[..3 * w.row_bytes()]).unwrap();
     let inner = run(set, &small, &acts, 1);
     let nested = std::sync::Mutex::new(Vec::new());
-    kernels::for_each_part(2, &|_| {
+    kernels::run_on_pool(2, &|| {
         nested.lock().unwrap().push(run(set, &small, &acts, 2));
     });
     for y in nested.into_inner().unwrap() {
@@ -444,12 +444,17 @@ fn concurrent_and_nested_products_change_no_bit() {
 
 /// Small products stay on the caller's thread; large ones get the threads asked for.
 #[test]
-fn threads_are_spawned_only_for_enough_work() {
+fn threads_are_woken_only_for_enough_work() {
     use kernels::{useful_threads, MIN_BYTES_PER_THREAD as M};
     assert_eq!(
-        useful_threads(553 * 1024, 1, 8),
+        useful_threads(192 * 576 / 32 * 20, 1, 8),
         1,
-        "SmolLM2's Q4_1 gate: one thread"
+        "SmolLM2's Q4_1 key projection: one thread"
+    );
+    assert_eq!(
+        useful_threads(576 * 576 / 32 * 20, 1, 2),
+        2,
+        "SmolLM2's Q4_1 query projection: two threads"
     );
     assert_eq!(useful_threads(4 * M, 1, 8), 4);
     assert_eq!(
@@ -539,6 +544,8 @@ fn torch_linear_ns(rows: usize, cols: usize) -> f64 {
 fn timing_against_libtorch_f32() {
     use BlockType::*;
     let shapes = [
+        (Q4_1, 192, 576),
+        (Q4_1, 576, 576),
         (Q4_0, 1536, 576),
         (Q4_1, 1536, 576),
         (Q5_0, 1536, 576),

@@ -163,11 +163,12 @@ fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
     }
 }
 
-/// Runs `f(0)`, ..., `f(parts - 1)` on the kernels' persistent pool: part 0 on the
-/// caller's thread, the others on parked workers woken for it (on the caller's thread
-/// when the pool is busy, as inside another call's part). Returns when all are done.
-pub fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
-    pool::Pool::global().run(parts, f);
+/// Runs `job` on the caller's thread and on up to `threads - 1` parked workers of the
+/// kernels' persistent pool woken for it (the caller's alone when the pool is busy, as
+/// inside another call's job); `job` shares the work out itself. Returns when every
+/// run has finished.
+pub fn run_on_pool(threads: usize, job: &(dyn Fn() + Sync)) {
+    pool::Pool::global().run(threads, job);
 }
 
 /// `y = x · wᵀ` with this CPU's fastest kernels: `x` `(N, cols)` row-major, `y`
