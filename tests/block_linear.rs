@@ -118,7 +118,7 @@ fn tiles_match_the_math_path_within_float32_accumulation() {
     }
 }
 
-/// Prefill's choice (`TILES_FROM_ROWS`): the kernels against the tile path on M rows,
+/// Prefill's choice (`tiles_from_rows`): the kernels against the tile path on M rows,
 /// on SmolLM2's and Gemma 3's layer shapes, at 1 and 2 threads.
 #[test]
 #[ignore = "timing, not a check; meaningful only optimised: cargo test --release --test \

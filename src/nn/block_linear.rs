@@ -18,10 +18,36 @@ use crate::error::{Error, Result};
 /// that stays in a core's L2 cache while the matmul reads it.
 pub const TILE_FLOATS: usize = 256 * 1024;
 
-/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`].
+/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 16 for
+/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), 128 for the k-quants (whose scalar
+/// dequantisation is slower).
 ///
-/// The choice, measured (see [`BatchPath`]): PLACEHOLDER
-pub const TILES_FROM_ROWS: usize = 32;
+/// The choice, measured by `tests/block_linear.rs`'s `prefill_timing_kernels_against_tiles`
+/// (one thread, the 2-core AVX-512 VNNI EPYC of this work, loaded by other builds, so
+/// indicative; ms a product, kernels / tiles):
+///
+/// | shape `[N, K]` | type | M = 1 | 8 | 16 | 32 | 64 | 128 |
+/// |---|---|---|---|---|---|---|---|
+/// | SmolLM2 gate/up `[1536, 576]` | Q4_1 | 0.15 / 0.52 | 1.16 / 0.66 | 2.31 / 1.51 | 4.79 / 2.00 | 12.6 / 1.71 | 19.6 / 2.97 |
+/// | SmolLM2 down `[576, 1536]` | Q4_1 | 0.15 / 0.48 | 1.13 / 0.66 | 2.27 / 0.81 | 4.54 / 1.12 | 9.13 / 1.73 | 18.4 / 2.98 |
+/// | Gemma 3 gate/up `[2048, 640]` | Q5_0 | 0.25 / 0.84 | 1.96 / 1.10 | 3.95 / 1.30 | 8.22 / 1.74 | 16.0 / 2.73 | 34.6 / 4.37 |
+/// | Gemma 3 down `[640, 2048]` | Q6_K | 0.10 / 4.49 | 0.76 / 5.16 | 1.52 / 5.62 | 3.02 / 4.47 | 6.10 / 6.81 | 16.4 / 8.66 |
+///
+/// The kernels' small-batch path reads each weight row once but still does `M` integer
+/// dot products a row, where libtorch's float32 GEMM blocks for its registers: from a
+/// few rows the dequantised tiles win, 6x at a 128-token prompt. The tiles' arithmetic is
+/// the math path's (float activations), not llama.cpp's, so a prompt's logits differ
+/// from token-by-token decoding by the activations' 8-bit rounding. At two threads the
+/// tiles run on libtorch's OpenMP threads, whose barriers on the oversubscribed
+/// machine of the measurement took 100+ ms at times; quiet-machine numbers belong to
+/// the lead's bench.
+pub fn tiles_from_rows(block: BlockType) -> usize {
+    if block.is_k_quant() {
+        128
+    } else {
+        16
+    }
+}
 
 /// How [`BlockLinear::f_forward`] multiplies `M` rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +61,10 @@ pub enum BatchPath {
 }
 
 impl BatchPath {
-    /// [`BatchPath::Tiles`] from [`TILES_FROM_ROWS`] rows, the kernels below.
-    pub fn for_rows(m: usize) -> BatchPath {
-        if m >= TILES_FROM_ROWS {
+    /// [`BatchPath::Tiles`] from [`tiles_from_rows`] rows of `block`, the kernels
+    /// below.
+    pub fn for_rows(block: BlockType, m: usize) -> BatchPath {
+        if m >= tiles_from_rows(block) {
             BatchPath::Tiles
         } else {
             BatchPath::Kernels
@@ -151,10 +178,11 @@ impl BlockLinear {
     }
 
     /// `(*, K) -> (*, N)` on the CPU, in `x`'s dtype (computed in float32), on the path
-    /// [`BatchPath::for_rows`] chooses for its number of rows `M`.
+    /// [`BatchPath::for_rows`] chooses for its number of rows `M` (prefill:
+    /// dequantised tiles; decoding: the integer kernels).
     pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
         let m = x.numel() / self.cols.max(1);
-        self.f_forward_on(x, BatchPath::for_rows(m))
+        self.f_forward_on(x, BatchPath::for_rows(self.block, m))
     }
 
     /// [`BlockLinear::f_forward`] on the given path.
