@@ -154,3 +154,22 @@ fn prefill_timing_kernels_against_tiles() {
         }
     }
 }
+
+/// An embedding lookup in the blocks equals the dequantised table's rows bit for bit,
+/// and an id outside the table is an error.
+#[test]
+fn rows_are_the_dequantised_table_rows() {
+    for (i, block) in BlockType::ALL.into_iter().enumerate() {
+        let l = layer(block, 11, block.block_len() * 2, 200 + i as u64);
+        let ids = Tensor::from_slice(&[3i64, 0, 10, 3, 7, 1]).view([2, 3]);
+        let got = l.f_rows(&ids).unwrap();
+        assert_eq!(got.size(), [2, 3, block.block_len() as i64 * 2]);
+        let want = l.dequantized().unwrap().index_select(0, &ids.view([-1]));
+        assert!(got.view_as(&want).equal(&want), "{block}");
+        let e = l
+            .f_rows(&Tensor::from_slice(&[11i64]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ids: ids must lie in 0..11, got 11"), "{e}");
+    }
+}

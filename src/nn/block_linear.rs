@@ -75,7 +75,8 @@ impl BatchPath {
 /// Bytes a [`BlockLinear`] can share: a mapped file, a buffer.
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
-/// `F.linear(x, w)` with `w` in ggml blocks.
+/// `F.linear(x, w)` with `w` in ggml blocks (cloning shares the blocks).
+#[derive(Clone)]
 pub struct BlockLinear {
     block: BlockType,
     /// `N`: output features (the weight's rows).
@@ -238,6 +239,34 @@ impl BlockLinear {
             parts.push(x.f_linear::<Tensor>(&t, None)?); // (M, n)
         }
         Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    /// Rows `ids` of the weight `(*) -> (*, K)`, dequantised to float32 as gguf-py
+    /// dequantises them: an embedding lookup in the table's own blocks (ggml's
+    /// `get_rows`), for a table kept in blocks for its tied head. `ids` int64, each in
+    /// `0..N` (an error otherwise).
+    pub fn f_rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let size = ids.size();
+        if ids.kind() != Kind::Int64 {
+            return Err(Error::shape("ids", "int64 ids", &size));
+        }
+        let flat = Vec::<i64>::try_from(&ids.f_reshape([-1])?.f_to_device(Device::Cpu)?)?;
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let mut out = vec![0f32; flat.len() * self.cols];
+        for (&id, row) in flat.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let r = usize::try_from(id)
+                .ok()
+                .filter(|&r| r < self.rows)
+                .ok_or_else(|| {
+                    Error::invalid("ids", format!("ids must lie in 0..{}, got {id}", self.rows))
+                })?;
+            kernels::dequantize(self.block, w.row(r), row)?;
+        }
+        let mut shape = size;
+        shape.push(self.cols as i64);
+        Ok(Tensor::f_from_slice(&out)?
+            .f_view(shape.as_slice())?
+            .f_to_device(ids.device())?)
     }
 
     /// The weight `[N, K]` in float32, as gguf-py dequantises it: the math path.

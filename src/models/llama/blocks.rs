@@ -1,4 +1,4 @@
-//! [`Quant::Blocks`]: every layer projection, and the head, kept in the GGUF's own
+//! [`Quant::Blocks`]: every layer projection, the head and the embedding table kept in the GGUF's own
 //! blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and run on the crate's integer
 //! kernels ([`crate::nn::BlockLinear`]), activations quantised per block to 8 bits as
 //! llama.cpp quantises them: llama.cpp's arithmetic, so the tokens are close to
@@ -15,8 +15,9 @@ use crate::nn::kernels::BlockType;
 use crate::nn::{BlockLinear, Projection};
 
 impl LlamaForCausalLM {
-    /// Replaces every projection the file stores in blocks by its blocks, and sets the
-    /// head to the blocks of `output.weight` (or of the tied `token_embd.weight`). The
+    /// Replaces every projection the file stores in blocks by its blocks, sets the
+    /// head to the blocks of `output.weight` (or of the tied `token_embd.weight`), and
+    /// the embedding lookup to the blocks of `token_embd.weight`. The
     /// float weights of the replaced projections are emptied, freeing their memory.
     pub(super) fn use_file_blocks(&mut self, g: &Gguf) -> Result<()> {
         let (h, hkv) = (
@@ -49,15 +50,18 @@ impl LlamaForCausalLM {
             Err(_) => "token_embd.weight",
         };
         self.quantized_head = block_linear(g, head, None)?.map(Projection::Block);
+        // The embedding table from its blocks too, its float copy never made.
+        self.model.embed_blocks = block_linear(g, "token_embd.weight", None)?;
         Ok(())
     }
 }
 
 /// Whether [`LlamaForCausalLM::use_file_blocks`] runs the tensor `info` on its blocks:
-/// a layer projection or an untied head stored in a block type. (A tied head stays a
-/// float table too, for the embedding lookup.)
+/// a layer projection, the head or the embedding table stored in a block type.
 pub(super) fn runs_on_blocks(info: &GgufTensorInfo) -> bool {
-    (is_projection(&info.name) || info.name == "output.weight") && block_type(info).is_some()
+    let name = info.name.as_str();
+    (is_projection(name) || name == "output.weight" || name == "token_embd.weight")
+        && block_type(info).is_some()
 }
 
 /// The kernels' block type of tensor `info`, if it is stored in one of them.

@@ -13,13 +13,17 @@ use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::{norm, normal};
 use crate::error::{Error, Result};
-use crate::nn::{Projection, RmsNorm, RotaryEmbedding};
+use crate::nn::{BlockLinear, Projection, RmsNorm, RotaryEmbedding};
 
 /// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
 #[derive(Debug)]
 pub struct LlamaModel {
-    /// `embed_tokens.weight`, `[V, E]`.
+    /// `embed_tokens.weight`, `[V, E]` (empty where `embed_blocks` holds the table).
     pub embed_tokens: Tensor,
+    /// The table in a GGUF's own blocks, rows dequantised per lookup (ggml's
+    /// `get_rows`), instead of a float copy: set by `--quant gguf` loading, whose head
+    /// runs on the same blocks.
+    pub embed_blocks: Option<BlockLinear>,
     /// The decoder layers.
     pub layers: Vec<LlamaDecoderLayer>,
     /// The final RMSNorm.
@@ -66,6 +70,7 @@ impl LlamaModel {
             .collect::<Result<_>>()?;
         Ok(Self {
             embed_tokens,
+            embed_blocks: None,
             layers,
             norm: norm(p / "norm", config.hidden_size, config)?,
             rotary_emb: RotaryEmbedding::new(config.head_dim, config.rope_theta, p.device())?,
@@ -117,7 +122,10 @@ impl LlamaModel {
         if size.len() != 2 || size[1] == 0 || input_ids.kind() != Kind::Int64 {
             return Err(Error::shape("input_ids", "(N, L) int64 with L >= 1", &size));
         }
-        let v = self.embed_tokens.size()[0];
+        let v = match &self.embed_blocks {
+            Some(table) => table.out_features(),
+            None => self.embed_tokens.size()[0],
+        };
         let (lo, hi) = (
             input_ids.f_min()?.int64_value(&[]),
             input_ids.f_max()?.int64_value(&[]),
@@ -129,7 +137,10 @@ impl LlamaModel {
             ));
         }
         let positions = RotaryEmbedding::positions(size[0], offset, size[1], input_ids.device())?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+        let mut x = match &self.embed_blocks {
+            Some(table) => table.f_rows(input_ids)?, // (N, L, E)
+            None => Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?,
+        };
         if let Some(scale) = self.embed_scale {
             // `* self.embed_scale.to(self.weight.dtype)`: a float32 0-d tensor, cast.
             let scale = Tensor::f_scalar_tensor(f64::from(scale), (Kind::Float, x.device()))?
