@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 /// that stays in a core's L2 cache while the matmul reads it.
 pub const TILE_FLOATS: usize = 256 * 1024;
 
-/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 16 for
-/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), 128 for the k-quants (whose scalar
-/// dequantisation is slower).
+/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 8 for
+/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), the first measured size at which the tiles
+/// win on every shape, and 128 for the k-quants (whose scalar dequantisation is slower).
 ///
 /// The choice, measured by `tests/block_linear.rs`'s `prefill_timing_kernels_against_tiles`
 /// (one thread, the 2-core AVX-512 VNNI EPYC of this work, loaded by other builds, so
@@ -45,7 +45,7 @@ pub fn tiles_from_rows(block: BlockType) -> usize {
     if block.is_k_quant() {
         128
     } else {
-        16
+        8
     }
 }
 

@@ -138,7 +138,10 @@ impl LlamaModel {
         }
         let positions = RotaryEmbedding::positions(size[0], offset, size[1], input_ids.device())?;
         let mut x = match &self.embed_blocks {
-            Some(table) => table.f_rows(input_ids)?, // (N, L, E)
+            // In the model's dtype, which the (empty) float table still carries.
+            Some(table) => table
+                .f_rows(input_ids)?
+                .f_to_kind(self.embed_tokens.kind())?, // (N, L, E)
             None => Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?,
         };
         if let Some(scale) = self.embed_scale {
