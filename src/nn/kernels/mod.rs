@@ -17,9 +17,9 @@
 //! Every set computes each block's integer sums exactly (a SIMD kernel may split the
 //! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
 //! only in the order of the float accumulation, documented in each file.
-//! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`); the
-//! caller passes the crate's thread
-//! setting (`tch::get_num_threads()`).
+//! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`: parked
+//! workers woken per product, no thread spawned per call); the caller passes the
+//! crate's thread setting (`tch::get_num_threads()`, which `--threads` sets).
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
