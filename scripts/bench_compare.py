@@ -194,6 +194,55 @@ def smollm2_lines(tch, torch_rows, spec):
     ] + out
 
 
+def llama_cpp_lines(tch, llama_rows):
+    """llama.cpp (scripts/bench_llama_cpp.py, through llama-cpp-python) on the same
+    machine and thread count, beside the crate's `--quant gguf` rows on the same file
+    (SmolLM2's generate rows; other files have llama.cpp's side only), with the CPU's
+    SIMD flags of the row and the floor: the file's bytes (a step reads nearly every
+    weight once, a tied head its whole table) over the read bandwidth measured by the
+    crate's run. Targets (issue 24): decode at most 1.0x llama.cpp's, prefill of 128
+    tokens at most 1.5x."""
+    if not llama_rows:
+        return []
+    ours = {(a["mode"], a["seq"]): a for key, a in tch.items()
+            if a.get("module") == "smollm2" and a.get("quant") == "gguf"}
+    gbs = next((a.get("read_gbs") for a in tch.values() if a.get("read_gbs")), None)
+    out = []
+    for r in llama_rows:
+        name = os.path.basename(r["model"])
+        smollm = name.startswith("SmolLM2")
+        floor = os.path.getsize(r["model"]) / (gbs * 1e6) if gbs and os.path.exists(r["model"]) else None
+        for mode, theirs, target in (("prefill", r["prefill_ms"], 1.5),
+                                     ("decode", r["decode_ms_per_token"], 1.0)):
+            a = ours.get((mode, r["prompt"])) if smollm else None
+            mine = a["median_ms"] if a else None
+            ratio = mine / theirs if mine else None
+            out.append(
+                f"| {name} | {r['threads']} | {mode} | {r['prompt']} | {fmt(theirs, '.4g')} "
+                f"| {fmt(mine, '.4g')} | {fmt(ratio, '.3f')} | {target:g} | {verdict(ratio, target)} "
+                f"| {fmt(floor if mode == 'decode' else None, '.1f')} "
+                f"| {r.get('cpu_flags', '?')} / {fmt(a and a.get('cpu_simd'), 's')} |")
+    return [
+        "",
+        "llama.cpp on the same machine (scripts/bench_llama_cpp.py, llama-cpp-python; its "
+        "per-token time includes the Python sampling loop) beside the crate's `--quant gguf` "
+        "on the same file; floor: the file's bytes over the run's read bandwidth; flags: "
+        "llama.cpp's row / the crate's row:",
+        "",
+        "| file | threads | mode | prompt | llama.cpp ms | tch ms | tch / llama.cpp | target "
+        "| met | floor ms | CPU flags |",
+        "|" + "---|" * 11,
+    ] + out
+
+
+def read_llama_cpp(path):
+    """The JSON lines of scripts/bench_llama_cpp.py."""
+    if not path:
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
 def machine(tch, torch_rows):
     any_tch = next(iter(tch.values()), {})
     any_torch = next(iter(torch_rows.values()), {})
@@ -224,11 +273,13 @@ def main():
     p.add_argument("--title", default="CPU")
     p.add_argument("--section", default="cpu",
                    help="which marked section of --results to replace (cpu, cuda)")
+    p.add_argument("--llama-cpp", help="scripts/bench_llama_cpp.py's JSON lines, to set "
+                   "beside the crate's --quant gguf rows")
     a = p.parse_args()
     BEGIN, END = markers(a.section)
     tch, torch_rows = read_jsonl(a.tch), read_jsonl(a.torch)
     section = [BEGIN, f"## {a.title}", ""] + machine(tch, torch_rows) + [""] + table(
-        tch, torch_rows) + ["", END]
+        tch, torch_rows) + llama_cpp_lines(tch, read_llama_cpp(a.llama_cpp)) + ["", END]
     text = "\n".join(section)
     print("\n".join(section[1:-1]))
     if a.results:

@@ -10,7 +10,7 @@
 
 use tch::{Kind, Tensor};
 use tch_attention::nn::kernels::{random_blocks, BlockType};
-use tch_attention::nn::BlockLinear;
+use tch_attention::nn::{BatchPath, BlockLinear};
 
 fn layer(block: BlockType, rows: usize, cols: usize, seed: u64) -> BlockLinear {
     let n_blocks = rows * cols / block.block_len();
@@ -85,4 +85,91 @@ fn bad_sizes_are_typed_errors() {
     let err = l.f_forward(&wrong).unwrap_err().to_string();
     assert!(err.contains("x"), "{err}");
     assert!(l.with_rows(&[0, 0, 1]).is_err());
+}
+
+/// The tile path (`BatchPath::Tiles`: float32 tiles through libtorch's matmul) against
+/// the math path in float64, within float32's accumulation bound: a dot product of `K`
+/// terms summed in float32 is off by at most `K · 2^-24 · Σ|x||w|` (Higham's γ_K),
+/// whatever the summation order libtorch's matmul takes.
+#[test]
+fn tiles_match_the_math_path_within_float32_accumulation() {
+    tch::manual_seed(1);
+    for (i, block) in BlockType::ALL.into_iter().enumerate() {
+        let cols = block.block_len() * 3;
+        // More rows than one tile holds, and not a multiple of it.
+        let rows = tch_attention::nn::TILE_FLOATS / cols + 7;
+        let l = layer(block, rows, cols, 100 + i as u64);
+        let x = Tensor::randn([3, cols as i64], (Kind::Float, tch::Device::Cpu));
+        let y = l.f_forward_on(&x, BatchPath::Tiles).unwrap();
+        assert_eq!(y.size(), [3, rows as i64]);
+        let w = l.dequantized().unwrap().to_kind(Kind::Double);
+        let x64 = x.to_kind(Kind::Double);
+        let want = x64.matmul(&w.transpose(0, 1));
+        let err = (y.to_kind(Kind::Double) - &want).abs();
+        let gamma = cols as f64 * 2f64.powi(-24) * 1.01;
+        let bound = x64.abs().matmul(&w.abs().transpose(0, 1)) * gamma;
+        let over = err.gt_tensor(&bound);
+        assert_eq!(
+            over.sum(Kind::Int64).int64_value(&[]),
+            0,
+            "{block}: max error {}",
+            err.max().double_value(&[])
+        );
+    }
+}
+
+/// Prefill's choice (`tiles_from_rows`): the kernels against the tile path on M rows,
+/// on SmolLM2's and Gemma 3's layer shapes, at 1 and 2 threads.
+#[test]
+#[ignore = "timing, not a check; meaningful only optimised: cargo test --release --test \
+            block_linear -- --ignored --nocapture prefill"]
+fn prefill_timing_kernels_against_tiles() {
+    use tch_attention::nn::kernels::ns_per_call;
+    use BlockType::*;
+    let shapes = [
+        ("SmolLM2 gate/up", Q4_1, 1536, 576),
+        ("SmolLM2 down", Q4_1, 576, 1536),
+        ("Gemma 3 gate/up", Q5_0, 2048, 640),
+        ("Gemma 3 down", Q6_K, 640, 2048),
+    ];
+    println!("shape             type  threads   M   kernels ms   tiles ms");
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        for (name, block, rows, cols) in shapes {
+            let l = layer(block, rows, cols, 5);
+            for m in [1, 8, 16, 32, 64, 128] {
+                let x = Tensor::randn([m, cols as i64], (Kind::Float, tch::Device::Cpu));
+                let k = ns_per_call(|| {
+                    let _ = l.f_forward_on(&x, BatchPath::Kernels).unwrap();
+                });
+                let t = ns_per_call(|| {
+                    let _ = l.f_forward_on(&x, BatchPath::Tiles).unwrap();
+                });
+                println!(
+                    "{name:<17} {block:<5} {threads:>4} {m:>6} {:>10.3} {:>10.3}",
+                    k / 1e6,
+                    t / 1e6
+                );
+            }
+        }
+    }
+}
+
+/// An embedding lookup in the blocks equals the dequantised table's rows bit for bit,
+/// and an id outside the table is an error.
+#[test]
+fn rows_are_the_dequantised_table_rows() {
+    for (i, block) in BlockType::ALL.into_iter().enumerate() {
+        let l = layer(block, 11, block.block_len() * 2, 200 + i as u64);
+        let ids = Tensor::from_slice(&[3i64, 0, 10, 3, 7, 1]).view([2, 3]);
+        let got = l.f_rows(&ids).unwrap();
+        assert_eq!(got.size(), [2, 3, block.block_len() as i64 * 2]);
+        let want = l.dequantized().unwrap().index_select(0, &ids.view([-1]));
+        assert!(got.view_as(&want).equal(&want), "{block}");
+        let e = l
+            .f_rows(&Tensor::from_slice(&[11i64]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ids: ids must lie in 0..11, got 11"), "{e}");
+    }
 }

@@ -367,10 +367,12 @@ fn half_conversions_round_trip_and_round_to_even() {
 
 /// Threads split rows, batches reuse each weight row: neither changes a single bit
 /// (each output is one row's dot product, computed the same way wherever it runs).
+/// Rows are independent, so the pool's split cannot change a bit: every type, every set,
+/// 1 to 64 parts (more than the rows: the split clamps).
 #[test]
 fn threads_and_batches_change_no_bit() {
     let sets = sets_run();
-    for block in [BlockType::Q4_1, BlockType::Q4_K] {
+    for block in BlockType::ALL {
         let (rows, cols) = (37, 2 * block.block_len());
         let data = random_blocks(block, rows * 2, 3);
         let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
@@ -399,14 +401,60 @@ fn threads_and_batches_change_no_bit() {
     }
 }
 
+/// Products from several threads at once, and a product inside a worker's part, find
+/// the pool busy and run on their own thread: the same bits, no deadlock.
+#[test]
+fn concurrent_and_nested_products_change_no_bit() {
+    let block = BlockType::Q4_0;
+    let (rows, cols) = (301, 4 * block.block_len());
+    let data = random_blocks(block, rows * 4, 11);
+    let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
+    let x = random_x(&mut Rng(12), 3, cols);
+    let acts = Q8Activations::quantize(block, &x, cols).unwrap();
+    let set = KernelSet::detect();
+    let one = run(set, &w, &acts, 1);
+    std::thread::scope(|s| {
+        let (w, acts) = (&w, &acts);
+        let runs: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..50)
+                        .map(|_| run(set, w, acts, 2 + t % 3))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for r in runs {
+            for y in r.join().unwrap() {
+                assert_eq!(y, one);
+            }
+        }
+    });
+    // Products inside a pool's job (on a worker too, where it came in time).
+    let small = QuantMatrix::new(block, 3, cols, &data[..3 * w.row_bytes()]).unwrap();
+    let inner = run(set, &small, &acts, 1);
+    let nested = std::sync::Mutex::new(Vec::new());
+    kernels::run_on_pool(2, &|| {
+        nested.lock().unwrap().push(run(set, &small, &acts, 2));
+    });
+    for y in nested.into_inner().unwrap() {
+        assert_eq!(y, inner);
+    }
+}
+
 /// Small products stay on the caller's thread; large ones get the threads asked for.
 #[test]
-fn threads_are_spawned_only_for_enough_work() {
+fn threads_are_woken_only_for_enough_work() {
     use kernels::{useful_threads, MIN_BYTES_PER_THREAD as M};
     assert_eq!(
-        useful_threads(553 * 1024, 1, 8),
+        useful_threads(192 * 576 / 32 * 20, 1, 8),
         1,
-        "SmolLM2's Q4_1 gate: one thread"
+        "SmolLM2's Q4_1 key projection: one thread"
+    );
+    assert_eq!(
+        useful_threads(576 * 576 / 32 * 20, 1, 2),
+        2,
+        "SmolLM2's Q4_1 query projection: two threads"
     );
     assert_eq!(useful_threads(4 * M, 1, 8), 4);
     assert_eq!(
@@ -496,6 +544,8 @@ fn torch_linear_ns(rows: usize, cols: usize) -> f64 {
 fn timing_against_libtorch_f32() {
     use BlockType::*;
     let shapes = [
+        (Q4_1, 192, 576),
+        (Q4_1, 576, 576),
         (Q4_0, 1536, 576),
         (Q4_1, 1536, 576),
         (Q5_0, 1536, 576),

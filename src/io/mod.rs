@@ -11,6 +11,7 @@
 pub mod atomic;
 mod checkpoint_file;
 pub mod gguf;
+mod mapped;
 mod materialise;
 mod regular;
 pub mod safetensors;
@@ -30,6 +31,7 @@ pub use checkpoint_file::{
     read_checkpoint, read_checkpoint_bytes, sniff_file, Checkpoint, CheckpointFile, Format,
 };
 pub use gguf::{GgmlType, Gguf, GgufTensorInfo, GgufValue};
+pub use mapped::{FileBytes, Mapping};
 pub(crate) use materialise::check_fits;
 pub use materialise::contiguous_checked;
 pub(crate) use regular::open_regular;

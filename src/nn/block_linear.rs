@@ -1,56 +1,161 @@
 //! A bias-free linear layer `(*, K) -> (*, N)` whose weight `[N, K]` stays in a GGUF
 //! file's own blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and runs on the crate's
 //! integer kernels ([`super::kernels`]): activations quantised per block to 8 bits as
-//! llama.cpp quantises them, one float multiply-add per block. One copy of the file's
-//! bytes at load, no dequantised float copy; the math path beside it
+//! llama.cpp quantises them, one float multiply-add per block. The blocks are the
+//! file's own bytes, shared ([`BlockLinear::in_place`]: a mapped GGUF's pages, no copy),
+//! never a dequantised float copy; the math path beside it
 //! ([`BlockLinear::dequantized`], then `F.linear`) is what the tests compare with.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
 use super::kernels::{self, BlockType, QuantMatrix};
 use crate::error::{Error, Result};
 
-/// `F.linear(x, w)` with `w` in ggml blocks.
-#[derive(Debug)]
+/// Weights dequantised at a time on [`BatchPath::Tiles`]: 1 MiB of float32, a tile
+/// that stays in a core's L2 cache while the matmul reads it.
+pub const TILE_FLOATS: usize = 256 * 1024;
+
+/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 8 for
+/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), the first measured size at which the tiles
+/// win on every shape, and 128 for the k-quants (whose scalar dequantisation is slower).
+///
+/// The choice, measured by `tests/block_linear.rs`'s `prefill_timing_kernels_against_tiles`
+/// (one thread, the 2-core AVX-512 VNNI EPYC of this work, loaded by other builds, so
+/// indicative; ms a product, kernels / tiles):
+///
+/// | shape `[N, K]` | type | M = 1 | 8 | 16 | 32 | 64 | 128 |
+/// |---|---|---|---|---|---|---|---|
+/// | SmolLM2 gate/up `[1536, 576]` | Q4_1 | 0.15 / 0.52 | 1.16 / 0.66 | 2.31 / 1.51 | 4.79 / 2.00 | 12.6 / 1.71 | 19.6 / 2.97 |
+/// | SmolLM2 down `[576, 1536]` | Q4_1 | 0.15 / 0.48 | 1.13 / 0.66 | 2.27 / 0.81 | 4.54 / 1.12 | 9.13 / 1.73 | 18.4 / 2.98 |
+/// | Gemma 3 gate/up `[2048, 640]` | Q5_0 | 0.25 / 0.84 | 1.96 / 1.10 | 3.95 / 1.30 | 8.22 / 1.74 | 16.0 / 2.73 | 34.6 / 4.37 |
+/// | Gemma 3 down `[640, 2048]` | Q6_K | 0.10 / 4.49 | 0.76 / 5.16 | 1.52 / 5.62 | 3.02 / 4.47 | 6.10 / 6.81 | 16.4 / 8.66 |
+///
+/// The kernels' small-batch path reads each weight row once but still does `M` integer
+/// dot products a row, where libtorch's float32 GEMM blocks for its registers: from a
+/// few rows the dequantised tiles win, 6x at a 128-token prompt. The tiles' arithmetic is
+/// the math path's (float activations), not llama.cpp's, so a prompt's logits differ
+/// from token-by-token decoding by the activations' 8-bit rounding. At two threads the
+/// tiles run on libtorch's OpenMP threads, whose barriers on the oversubscribed
+/// machine of the measurement took 100+ ms at times; quiet-machine numbers belong to
+/// the lead's bench.
+pub fn tiles_from_rows(block: BlockType) -> usize {
+    if block.is_k_quant() {
+        128
+    } else {
+        8
+    }
+}
+
+/// How [`BlockLinear::f_forward`] multiplies `M` rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchPath {
+    /// The integer kernels: activations quantised per block to 8 bits (llama.cpp's
+    /// arithmetic), each weight row read once for all `M` rows.
+    Kernels,
+    /// Tiles of the weight dequantised to float32 and multiplied by libtorch's matmul
+    /// (float activations: the math path's arithmetic, tile by tile).
+    Tiles,
+}
+
+impl BatchPath {
+    /// [`BatchPath::Tiles`] from [`tiles_from_rows`] rows of `block`, the kernels
+    /// below.
+    pub fn for_rows(block: BlockType, m: usize) -> BatchPath {
+        if m >= tiles_from_rows(block) {
+            BatchPath::Tiles
+        } else {
+            BatchPath::Kernels
+        }
+    }
+}
+
+/// Bytes a [`BlockLinear`] can share: a mapped file, a buffer.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// `F.linear(x, w)` with `w` in ggml blocks (cloning shares the blocks).
+#[derive(Clone)]
 pub struct BlockLinear {
     block: BlockType,
     /// `N`: output features (the weight's rows).
     rows: usize,
     /// `K`: input features (a multiple of the block length).
     cols: usize,
-    /// `N` rows of `K / block_len` blocks, row-major, as the file stores them.
-    data: Vec<u8>,
+    /// `bytes[range]`: `N` rows of `K / block_len` blocks, row-major, as the file
+    /// stores them.
+    bytes: SharedBytes,
+    range: Range<usize>,
+}
+
+impl std::fmt::Debug for BlockLinear {
+    // Without the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockLinear")
+            .field("block", &self.block)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BlockLinear {
     /// The weight `[rows, cols]` of type `block` in `data` (validated once, here).
     pub fn new(block: BlockType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
-        QuantMatrix::new(block, rows, cols, &data)?;
+        let range = 0..data.len();
+        Self::in_place(block, rows, cols, Arc::new(data), range)
+    }
+
+    /// The weight `[rows, cols]` of type `block` in `bytes[range]`, shared rather than
+    /// copied (a mapped file's tensor, say); validated once, here.
+    pub fn in_place(
+        block: BlockType,
+        rows: usize,
+        cols: usize,
+        bytes: SharedBytes,
+        range: Range<usize>,
+    ) -> Result<Self> {
+        let all = (*bytes).as_ref();
+        let data = all.get(range.clone()).ok_or_else(|| {
+            Error::invalid(
+                "range",
+                format!("expected bytes inside 0..{}, got {range:?}", all.len()),
+            )
+        })?;
+        QuantMatrix::new(block, rows, cols, data)?;
         Ok(Self {
             block,
             rows,
             cols,
-            data,
+            bytes,
+            range,
         })
+    }
+
+    /// The stored blocks.
+    fn data(&self) -> &[u8] {
+        &(*self.bytes).as_ref()[self.range.clone()]
     }
 
     /// The same weight with its rows reordered: row `i` of the result is row
     /// `order[i]` of this one (llama.cpp's query/key permutation undone, say). Whole
     /// rows of blocks move, so no value changes.
     pub fn with_rows(self, order: &[usize]) -> Result<Self> {
-        let row_bytes = self.data.len() / self.rows;
+        let data = self.data();
+        let row_bytes = data.len() / self.rows;
         if order.len() != self.rows || order.iter().any(|&r| r >= self.rows) {
             return Err(Error::invalid(
                 "order",
                 format!("expected a permutation of 0..{}", self.rows),
             ));
         }
-        let data = order
+        let reordered = order
             .iter()
-            .flat_map(|&r| &self.data[r * row_bytes..(r + 1) * row_bytes])
+            .flat_map(|&r| &data[r * row_bytes..(r + 1) * row_bytes])
             .copied()
             .collect();
-        Self::new(self.block, self.rows, self.cols, data)
+        Self::new(self.block, self.rows, self.cols, reordered)
     }
 
     /// The block type.
@@ -70,12 +175,19 @@ impl BlockLinear {
 
     /// The bytes the weight occupies.
     pub fn nbytes(&self) -> usize {
-        self.data.len()
+        self.range.len()
     }
 
-    /// `(*, K) -> (*, N)` on the CPU, in `x`'s dtype (computed in float32), output rows
-    /// split over libtorch's intra-op thread count.
+    /// `(*, K) -> (*, N)` on the CPU, in `x`'s dtype (computed in float32), on the path
+    /// [`BatchPath::for_rows`] chooses for its number of rows `M` (prefill:
+    /// dequantised tiles; decoding: the integer kernels).
     pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.numel() / self.cols.max(1);
+        self.f_forward_on(x, BatchPath::for_rows(self.block, m))
+    }
+
+    /// [`BlockLinear::f_forward`] on the given path.
+    pub fn f_forward_on(&self, x: &Tensor, path: BatchPath) -> Result<Tensor> {
         let size = x.size();
         if size.last() != Some(&(self.cols as i64)) || x.device() != Device::Cpu {
             return Err(Error::shape(
@@ -89,23 +201,78 @@ impl BlockLinear {
         let flat = x
             .f_to_kind(Kind::Float)?
             .f_contiguous()?
-            .f_view([m * self.cols as i64])?;
-        let input = Vec::<f32>::try_from(&flat)?;
-        let mut out = vec![0f32; m as usize * self.rows];
-        let w = QuantMatrix::new(self.block, self.rows, self.cols, &self.data)?;
-        let threads = tch::get_num_threads().max(1) as usize;
-        kernels::matmul(&w, &input, &mut out, threads)?;
+            .f_view([m, self.cols as i64])?; // (M, K)
+        let y = match path {
+            BatchPath::Kernels => self.kernels(&flat)?,
+            BatchPath::Tiles => self.tiles(&flat)?,
+        }; // (M, N)
         let mut shape = size;
         *shape.last_mut().expect("checked above") = self.rows as i64;
+        Ok(y.f_view(shape.as_slice())?.f_to_kind(kind)?)
+    }
+
+    /// `(M, K) -> (M, N)` on the integer kernels, output rows split over libtorch's
+    /// intra-op thread count.
+    fn kernels(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.size()[0] as usize;
+        let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
+        let mut out = vec![0f32; m * self.rows];
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let threads = tch::get_num_threads().max(1) as usize;
+        kernels::matmul(&w, &input, &mut out, threads)?;
+        Ok(Tensor::f_from_slice(&out)?.f_view([m as i64, self.rows as i64])?)
+    }
+
+    /// `(M, K) -> (M, N)`: tiles of [`TILE_FLOATS`] weights dequantised in turn, each
+    /// through libtorch's float32 matmul (on its threads); no whole float copy.
+    fn tiles(&self, x: &Tensor) -> Result<Tensor> {
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let tile_rows = (TILE_FLOATS / self.cols).clamp(1, self.rows);
+        let mut tile = vec![0f32; tile_rows * self.cols];
+        let mut parts = Vec::with_capacity(self.rows.div_ceil(tile_rows));
+        for r0 in (0..self.rows).step_by(tile_rows) {
+            let n = tile_rows.min(self.rows - r0);
+            let bytes = &self.data()[r0 * w.row_bytes()..(r0 + n) * w.row_bytes()];
+            kernels::dequantize(self.block, bytes, &mut tile[..n * self.cols])?;
+            let t = Tensor::f_from_slice(&tile[..n * self.cols])?
+                .f_view([n as i64, self.cols as i64])?; // (n, K)
+            parts.push(x.f_linear::<Tensor>(&t, None)?); // (M, n)
+        }
+        Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    /// Rows `ids` of the weight `(*) -> (*, K)`, dequantised to float32 as gguf-py
+    /// dequantises them: an embedding lookup in the table's own blocks (ggml's
+    /// `get_rows`), for a table kept in blocks for its tied head. `ids` int64, each in
+    /// `0..N` (an error otherwise).
+    pub fn f_rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let size = ids.size();
+        if ids.kind() != Kind::Int64 {
+            return Err(Error::shape("ids", "int64 ids", &size));
+        }
+        let flat = Vec::<i64>::try_from(&ids.f_reshape([-1])?.f_to_device(Device::Cpu)?)?;
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        let mut out = vec![0f32; flat.len() * self.cols];
+        for (&id, row) in flat.iter().zip(out.chunks_exact_mut(self.cols)) {
+            let r = usize::try_from(id)
+                .ok()
+                .filter(|&r| r < self.rows)
+                .ok_or_else(|| {
+                    Error::invalid("ids", format!("ids must lie in 0..{}, got {id}", self.rows))
+                })?;
+            kernels::dequantize(self.block, w.row(r), row)?;
+        }
+        let mut shape = size;
+        shape.push(self.cols as i64);
         Ok(Tensor::f_from_slice(&out)?
             .f_view(shape.as_slice())?
-            .f_to_kind(kind)?)
+            .f_to_device(ids.device())?)
     }
 
     /// The weight `[N, K]` in float32, as gguf-py dequantises it: the math path.
     pub fn dequantized(&self) -> Result<Tensor> {
         let mut w = vec![0f32; self.rows * self.cols];
-        kernels::dequantize(self.block, &self.data, &mut w)?;
+        kernels::dequantize(self.block, self.data(), &mut w)?;
         Ok(Tensor::f_from_slice(&w)?.f_view([self.rows as i64, self.cols as i64])?)
     }
 }

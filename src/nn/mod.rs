@@ -12,7 +12,7 @@ mod rms_norm;
 mod rotary;
 pub(crate) mod state_dict;
 
-pub use block_linear::BlockLinear;
+pub use block_linear::{tiles_from_rows, BatchPath, BlockLinear, SharedBytes, TILE_FLOATS};
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};

@@ -21,10 +21,13 @@ mod legacy;
 mod types;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use tch::Tensor;
 
+use super::mapped::FileBytes;
 use crate::error::{Error, Result};
 
 pub use types::GgmlType;
@@ -153,7 +156,7 @@ impl GgufTensorInfo {
     }
 }
 
-/// A whole GGUF file, read into memory and checked.
+/// A whole GGUF file, mapped (or in memory) and checked.
 pub struct Gguf {
     /// The file's name, for errors.
     pub source_name: String,
@@ -167,7 +170,8 @@ pub struct Gguf {
     pub alignment: u64,
     /// Where the data section starts in `bytes`.
     data_start: usize,
-    bytes: Vec<u8>,
+    /// The whole file, shared with the layers that run on its blocks in place.
+    bytes: Arc<FileBytes>,
 }
 
 impl std::fmt::Debug for Gguf {
@@ -189,15 +193,19 @@ impl Gguf {
         self.data_start as u64
     }
 
-    /// Reads and checks the GGUF file at `path` (a regular file).
+    /// Maps and checks the GGUF file at `path` (a regular file): nothing is read but
+    /// the header and the tables until a tensor is asked for.
     pub fn read(path: &Path) -> Result<Gguf> {
-        let bytes = crate::io::read_regular(path)?;
-        Gguf::from_bytes(path.display().to_string(), bytes)
+        let bytes = FileBytes::map(path)?;
+        Gguf::parse(path.display().to_string(), bytes)
     }
 
     /// [`Gguf::read`] on bytes already in memory; `source_name` is for errors.
     pub fn from_bytes(source_name: impl Into<String>, bytes: Vec<u8>) -> Result<Gguf> {
-        let source_name = source_name.into();
+        Gguf::parse(source_name.into(), FileBytes::Owned(bytes))
+    }
+
+    fn parse(source_name: String, bytes: FileBytes) -> Result<Gguf> {
         let mut r = Reader {
             bytes: &bytes,
             pos: 0,
@@ -219,7 +227,7 @@ impl Gguf {
             tensors,
             alignment,
             data_start: data_start as usize,
-            bytes,
+            bytes: Arc::new(bytes),
         })
     }
 
@@ -296,8 +304,46 @@ impl Gguf {
 
     /// The stored bytes of tensor `info` (checked to lie inside the file when read).
     pub fn raw_data(&self, info: &GgufTensorInfo) -> &[u8] {
+        &self.bytes[self.raw_range(info)]
+    }
+
+    /// Where tensor `info`'s bytes lie in [`Gguf::file_bytes`].
+    pub fn raw_range(&self, info: &GgufTensorInfo) -> Range<usize> {
         let start = self.data_start + info.offset as usize;
-        &self.bytes[start..start + info.n_bytes as usize]
+        start..start + info.n_bytes as usize
+    }
+
+    /// The whole file's bytes, shared: a layer that runs on a tensor's blocks in place
+    /// keeps them (and the mapping) alive after this reader is dropped.
+    pub fn file_bytes(&self) -> Arc<FileBytes> {
+        Arc::clone(&self.bytes)
+    }
+
+    /// Rows `rows` (along the slowest dimension) of tensor `info`, dequantised to
+    /// float32, on the CPU, shaped `[rows.len(), ...]`: a large tensor a slice at a time,
+    /// so that its temporaries stay small.
+    pub fn tensor_rows(&self, info: &GgufTensorInfo, rows: Range<i64>) -> Result<Tensor> {
+        let n = info.shape.first().copied().unwrap_or(1);
+        if rows.start < 0 || rows.start > rows.end || rows.end > n {
+            return Err(Error::invalid(
+                "rows",
+                format!(
+                    "expected a range inside 0..{n} of {}, got {rows:?}",
+                    info.name
+                ),
+            ));
+        }
+        // Every row along the slowest dimension is whole rows of whole blocks.
+        let row_bytes = info.n_bytes / n.max(1) as u64;
+        let mut part = info.clone();
+        if let Some(first) = part.shape.first_mut() {
+            *first = rows.end - rows.start;
+        }
+        part.n_bytes = row_bytes * (rows.end - rows.start) as u64;
+        let start = self.raw_range(info).start + (row_bytes * rows.start as u64) as usize;
+        let bytes = &self.bytes[start..start + part.n_bytes as usize];
+        let values = dequant::tensor(&self.source_name, &part, bytes)?;
+        Ok(values.f_reshape(&part.shape)?)
     }
 
     /// The tensor named `name`, dequantised to float32, on the CPU, shaped as PyTorch

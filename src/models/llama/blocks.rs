@@ -1,4 +1,4 @@
-//! [`Quant::Blocks`]: every layer projection, and the head, kept in the GGUF's own
+//! [`Quant::Blocks`]: every layer projection, the head and the embedding table kept in the GGUF's own
 //! blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and run on the crate's integer
 //! kernels ([`crate::nn::BlockLinear`]), activations quantised per block to 8 bits as
 //! llama.cpp quantises them: llama.cpp's arithmetic, so the tokens are close to
@@ -8,15 +8,16 @@
 use tch::{Kind, Tensor};
 
 use super::model::LlamaForCausalLM;
-use super::quant::projections_mut;
+use super::quant::{is_projection, projections_mut};
 use crate::error::{Error, Result};
-use crate::io::{GgmlType, Gguf};
+use crate::io::{GgmlType, Gguf, GgufTensorInfo};
 use crate::nn::kernels::BlockType;
 use crate::nn::{BlockLinear, Projection};
 
 impl LlamaForCausalLM {
-    /// Replaces every projection the file stores in blocks by its blocks, and sets the
-    /// head to the blocks of `output.weight` (or of the tied `token_embd.weight`). The
+    /// Replaces every projection the file stores in blocks by its blocks, sets the
+    /// head to the blocks of `output.weight` (or of the tied `token_embd.weight`), and
+    /// the embedding lookup to the blocks of `token_embd.weight`. The
     /// float weights of the replaced projections are emptied, freeing their memory.
     pub(super) fn use_file_blocks(&mut self, g: &Gguf) -> Result<()> {
         let (h, hkv) = (
@@ -49,8 +50,25 @@ impl LlamaForCausalLM {
             Err(_) => "token_embd.weight",
         };
         self.quantized_head = block_linear(g, head, None)?.map(Projection::Block);
+        // The embedding table from its blocks too, its float copy never made.
+        self.model.embed_blocks = block_linear(g, "token_embd.weight", None)?;
         Ok(())
     }
+}
+
+/// Whether [`LlamaForCausalLM::use_file_blocks`] runs the tensor `info` on its blocks:
+/// a layer projection, the head or the embedding table stored in a block type.
+pub(super) fn runs_on_blocks(info: &GgufTensorInfo) -> bool {
+    let name = info.name.as_str();
+    (is_projection(name) || name == "output.weight" || name == "token_embd.weight")
+        && block_type(info).is_some()
+}
+
+/// The kernels' block type of tensor `info`, if it is stored in one of them.
+fn block_type(info: &GgufTensorInfo) -> Option<BlockType> {
+    BlockType::ALL
+        .into_iter()
+        .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
 }
 
 /// The GGUF tensor `name` as a [`BlockLinear`], rows in Hugging Face's order (llama.cpp's
@@ -58,10 +76,7 @@ impl LlamaForCausalLM {
 /// file stores it as floats.
 fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<BlockLinear>> {
     let info = g.tensor_info(name)?;
-    let Some(block) = BlockType::ALL
-        .into_iter()
-        .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
-    else {
+    let Some(block) = block_type(info) else {
         return Ok(None);
     };
     let &[rows, cols] = info.shape.as_slice() else {
@@ -70,11 +85,13 @@ fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<Block
             format!("{name}: expected a matrix, got shape {:?}", info.shape),
         ));
     };
-    let linear = BlockLinear::new(
+    // The file's pages in place; only a permuted query/key projection is copied.
+    let linear = BlockLinear::in_place(
         block,
         rows as usize,
         cols as usize,
-        g.raw_data(info).to_vec(),
+        g.file_bytes(),
+        g.raw_range(info),
     )?;
     match heads {
         None => Ok(Some(linear)),

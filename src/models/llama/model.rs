@@ -13,13 +13,17 @@ use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::{norm, normal};
 use crate::error::{Error, Result};
-use crate::nn::{Projection, RmsNorm, RotaryEmbedding};
+use crate::nn::{BlockLinear, Projection, RmsNorm, RotaryEmbedding};
 
 /// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
 #[derive(Debug)]
 pub struct LlamaModel {
-    /// `embed_tokens.weight`, `[V, E]`.
+    /// `embed_tokens.weight`, `[V, E]` (empty where `embed_blocks` holds the table).
     pub embed_tokens: Tensor,
+    /// The table in a GGUF's own blocks, rows dequantised per lookup (ggml's
+    /// `get_rows`), instead of a float copy: set by `--quant gguf` loading, whose head
+    /// runs on the same blocks.
+    pub embed_blocks: Option<BlockLinear>,
     /// The decoder layers.
     pub layers: Vec<LlamaDecoderLayer>,
     /// The final RMSNorm.
@@ -66,6 +70,7 @@ impl LlamaModel {
             .collect::<Result<_>>()?;
         Ok(Self {
             embed_tokens,
+            embed_blocks: None,
             layers,
             norm: norm(p / "norm", config.hidden_size, config)?,
             rotary_emb: RotaryEmbedding::new(config.head_dim, config.rope_theta, p.device())?,
@@ -174,7 +179,10 @@ impl LlamaModel {
             );
             return Err(Error::invalid("offsets", got));
         }
-        let v = self.embed_tokens.size()[0];
+        let v = match &self.embed_blocks {
+            Some(table) => table.out_features(),
+            None => self.embed_tokens.size()[0],
+        };
         let (lo, hi) = (
             input_ids.f_min()?.int64_value(&[]),
             input_ids.f_max()?.int64_value(&[]),
@@ -192,7 +200,13 @@ impl LlamaModel {
             .f_view([-1, 1])?
             .f_add(&Tensor::f_arange(size[1], (Kind::Int64, device))?)?
             .f_expand([size[0], size[1]], false)?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?; // (N, L, E)
+        let mut x = match &self.embed_blocks {
+            // In the model's dtype, which the (empty) float table still carries.
+            Some(table) => table
+                .f_rows(input_ids)?
+                .f_to_kind(self.embed_tokens.kind())?, // (N, L, E)
+            None => Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?,
+        };
         if let Some(scale) = self.embed_scale {
             // `* self.embed_scale.to(self.weight.dtype)`: a float32 0-d tensor, cast.
             let scale = Tensor::f_scalar_tensor(f64::from(scale), (Kind::Float, x.device()))?

@@ -9,6 +9,7 @@
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::blocks::runs_on_blocks;
 use super::layer::LlamaDecoderLayer;
 use super::model::LlamaForCausalLM;
 use super::weights::unpermute_rows;
@@ -61,11 +62,13 @@ impl LlamaForCausalLM {
         if quant == Quant::Int4 {
             check_q4(g)?;
         }
-        let (vs, mut model) = Self::from_gguf(g, device)?;
         if quant == Quant::Blocks {
+            // The projections on the file's blocks are never dequantised.
+            let (vs, mut model) = Self::from_gguf_except(g, device, runs_on_blocks)?;
             model.use_file_blocks(g)?;
             return Ok((vs, model));
         }
+        let (vs, mut model) = Self::from_gguf(g, device)?;
         let (h, hkv) = (
             model.config.num_attention_heads,
             model.config.num_key_value_heads,
@@ -146,9 +149,9 @@ pub(super) fn projections_mut(
     ]
 }
 
-/// Every layer projection of `g` is Q4_0 or Q4_1, or an error naming the first that is
-/// not.
-fn check_q4(g: &Gguf) -> Result<()> {
+/// Whether the GGUF tensor `name` is a layer projection (`blk.{i}.{attn_q ...}.weight`,
+/// the names of [`projections_mut`]).
+pub(super) fn is_projection(name: &str) -> bool {
     const NAMES: [&str; 7] = [
         "attn_q",
         "attn_k",
@@ -158,16 +161,19 @@ fn check_q4(g: &Gguf) -> Result<()> {
         "ffn_up",
         "ffn_down",
     ];
-    let projection = |name: &str| {
-        name.strip_prefix("blk.")
-            .and_then(|r| r.split_once('.'))
-            .and_then(|(_, r)| r.strip_suffix(".weight"))
-            .is_some_and(|m| NAMES.contains(&m))
-    };
+    name.strip_prefix("blk.")
+        .and_then(|r| r.split_once('.'))
+        .and_then(|(_, r)| r.strip_suffix(".weight"))
+        .is_some_and(|m| NAMES.contains(&m))
+}
+
+/// Every layer projection of `g` is Q4_0 or Q4_1, or an error naming the first that is
+/// not.
+fn check_q4(g: &Gguf) -> Result<()> {
     match g
         .tensors
         .iter()
-        .find(|t| projection(&t.name) && !matches!(t.ggml_type, GgmlType::Q4_0 | GgmlType::Q4_1))
+        .find(|t| is_projection(&t.name) && !matches!(t.ggml_type, GgmlType::Q4_0 | GgmlType::Q4_1))
     {
         Some(t) => Err(Error::invalid(
             "quant",

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::config::LlamaConfig;
 use super::gguf_names::gguf_name_for;
 use super::model::LlamaForCausalLM;
 use crate::error::{Error, Result};
-use crate::io::{read_safetensors, Gguf};
+use crate::io::{read_safetensors, Gguf, GgufTensorInfo};
 use crate::nn::load_into;
 
 /// Undoes llama.cpp's permutation of a query or key projection `[heads * D, E]`.
@@ -41,18 +41,61 @@ pub fn unpermute_rows(w: &Tensor, heads: i64) -> Result<Tensor> {
         .f_reshape(&size)?)
 }
 
+/// The kind of the placeholders a GGUF is loaded over: one byte an element (a float
+/// kind, since variables require gradients), a quarter
+/// of float32's, since the constructor's zeros are all allocated (and written) before the
+/// first weight is read; each is replaced whole by its weight (or by an empty tensor
+/// for a projection that runs on the file's blocks), and the store's kind set back to
+/// float32.
+const LOAD_PLACEHOLDER: Kind = Kind::Float8e4m3fn;
+
+/// Elements dequantised at a time by [`dequantized_in_slices`]: 16 MiB of float32.
+const SLICE_ELEMENTS: i64 = 4 << 20;
+
+/// Tensor `info` in float32 on `device`, dequantised a slice of rows at a time into the
+/// one tensor it ends in, so that the dequantiser's temporaries stay small beside a
+/// large table (Gemma 3's embedding is 671 MB in float32).
+fn dequantized_in_slices(g: &Gguf, info: &GgufTensorInfo, device: Device) -> Result<Tensor> {
+    let rows = info.shape.first().copied().unwrap_or(1).max(1);
+    let per_row = (info.numel() as i64 / rows).max(1);
+    if info.shape.len() < 2 || rows * per_row <= SLICE_ELEMENTS {
+        return Ok(g.tensor(&info.name)?.f_to(device)?);
+    }
+    let out = Tensor::f_empty(info.shape.as_slice(), (Kind::Float, device))?;
+    let step = (SLICE_ELEMENTS / per_row).max(1);
+    for start in (0..rows).step_by(step as usize) {
+        let n = step.min(rows - start);
+        let part = g.tensor_rows(info, start..start + n)?;
+        tch::no_grad(|| out.f_narrow(0, start, n)?.f_copy_(&part))?;
+    }
+    Ok(out)
+}
+
 impl LlamaForCausalLM {
     /// The model of a GGUF (`general.architecture` `llama`, `qwen2`, `qwen3`, `gemma2`,
     /// `gemma3` or `phi3`), its config from the metadata and every weight dequantised to
     /// float32, on `device`. The VarStore holds the weights under Hugging Face's names.
     pub fn from_gguf(g: &Gguf, device: Device) -> Result<(VarStore, Self)> {
+        Self::from_gguf_except(g, device, |_| false)
+    }
+
+    /// [`LlamaForCausalLM::from_gguf`], except that the tensors whose GGUF info `keep`
+    /// names are shape-checked but not dequantised: their variables are emptied, for the
+    /// caller to run them otherwise (on the file's blocks). Tensor by tensor, so that
+    /// at most one dequantised tensor exists beside the model at a time.
+    pub(super) fn from_gguf_except(
+        g: &Gguf,
+        device: Device,
+        keep: impl Fn(&GgufTensorInfo) -> bool,
+    ) -> Result<(VarStore, Self)> {
         let config = LlamaConfig::from_gguf(g)?;
-        let (vs, model) = Self::to_load(config, device)?;
+        let (mut vs, model) = Self::to_load(config, device, LOAD_PLACEHOLDER)?;
+        let vars = vs.variables();
         let config = &model.config;
-        // Under the checkpoint's names (Phi-3's fused projections once), then split.
+        // Under the checkpoint's names (Phi-3's fused projections once), split below.
         let mut wanted = BTreeMap::new();
-        for name in vs.variables().into_keys() {
-            let name = checkpoint_name(config, &name);
+        for name in vars.keys() {
+            let name = checkpoint_name(config, name);
             let gname = gguf_name_for(config, &name).ok_or_else(|| {
                 Error::malformed(&g.source_name, format!("no GGUF name for parameter {name}"))
             })?;
@@ -64,31 +107,57 @@ impl LlamaForCausalLM {
                 format!("unexpected tensor {} for this config", extra.name),
             ));
         }
+        // Every name and shape first, as `load_into` checks them, before any is read (a
+        // fused tensor's parts when it is split).
+        for (gname, name) in &wanted {
+            let info = g.tensor_info(gname)?;
+            if let Some(var) = vars.get(name) {
+                check_shape(&g.source_name, name, &var.size(), &info.shape)?;
+            }
+        }
         let (h, hkv) = (config.num_attention_heads, config.num_key_value_heads);
         // llama.cpp permutes the query/key rows of the `llama` architecture only.
         let permuted = config.architecture == "llama";
-        let mut tensors = BTreeMap::new();
+        let mut fused = BTreeMap::new();
         for (gname, name) in wanted {
-            let mut t = g.tensor(&gname)?;
-            if config.norm_unit_offset && gname.contains("norm.weight") {
+            let info = g.tensor_info(&gname)?;
+            let t = if keep(info) {
+                Tensor::f_empty([0], (Kind::Float, device))?
+            } else if config.norm_unit_offset && gname.contains("norm.weight") {
                 // Gemma's norms are stored as 1 + weight; in float32, as numpy's
                 // `weights - 1` (transformers' Gemma2TensorProcessor).
-                t = t.f_sub_scalar(1.0)?;
+                g.tensor(&gname)?.f_sub_scalar(1.0)?
             } else if permuted && gname.ends_with(".attn_q.weight") {
-                t = unpermute_rows(&t, h)?;
+                unpermute_rows(&g.tensor(&gname)?, h)?
             } else if permuted && gname.ends_with(".attn_k.weight") {
-                t = unpermute_rows(&t, hkv)?;
+                unpermute_rows(&g.tensor(&gname)?, hkv)?
+            } else {
+                dequantized_in_slices(g, info, device)?
+            };
+            match vars.get(&name) {
+                Some(var) => replace_data(var, &t.f_to(device)?),
+                None => {
+                    fused.insert(name, t);
+                }
             }
-            tensors.insert(name, t);
         }
-        split_fused(&mut tensors, config, &g.source_name)?;
-        load_into(&vs, &tensors, &g.source_name)?;
+        split_fused(&mut fused, config, &g.source_name)?;
+        for (name, t) in fused {
+            let var = vars.get(&name).ok_or_else(|| {
+                Error::malformed(&g.source_name, format!("no parameter {name} to load"))
+            })?;
+            check_shape(&g.source_name, &name, &var.size(), &t.size())?;
+            replace_data(var, &t.f_to(device)?);
+        }
+        vs.set_kind(Kind::Float);
         Ok((vs, model))
     }
 
-    /// A model of `config` with zero weights (nothing drawn), to load weights into.
-    fn to_load(config: LlamaConfig, device: Device) -> Result<(VarStore, Self)> {
-        let vs = VarStore::new(device);
+    /// A model of `config` with zero weights of `kind` (nothing drawn), to load weights
+    /// into.
+    fn to_load(config: LlamaConfig, device: Device, kind: Kind) -> Result<(VarStore, Self)> {
+        let mut vs = VarStore::new(device);
+        vs.set_kind(kind);
         let zeros = LlamaConfig {
             initializer_range: 0.0,
             ..config.clone()
@@ -109,7 +178,7 @@ impl LlamaForCausalLM {
             tensors.remove("lm_head.weight");
         }
         split_fused(&mut tensors, &config, &source)?;
-        let (vs, model) = Self::to_load(config, device)?;
+        let (vs, model) = Self::to_load(config, device, Kind::Float)?;
         load_into(&vs, &tensors, &source)?;
         Ok((vs, model))
     }
@@ -229,4 +298,22 @@ fn split_fused(
         }
     }
     Ok(())
+}
+
+/// An error naming `name` unless the file's `got` shape is the model's `expected`.
+fn check_shape(source: &str, name: &str, expected: &[i64], got: &[i64]) -> Result<()> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(Error::malformed(
+        source,
+        format!("{name}: expected shape {expected:?}, got {got:?}"),
+    ))
+}
+
+/// `var`'s storage replaced by `t` (the module shares the variable): the placeholder
+/// it was built over is freed.
+fn replace_data(var: &Tensor, t: &Tensor) {
+    let mut dst = var.shallow_clone();
+    tch::no_grad(|| dst.set_data(t));
 }

@@ -17,8 +17,9 @@
 //! Every set computes each block's integer sums exactly (a SIMD kernel may split the
 //! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
 //! only in the order of the float accumulation, documented in each file.
-//! Rows are split across threads (`split.rs`); the caller passes the crate's thread
-//! setting (`tch::get_num_threads()`).
+//! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`: parked
+//! workers woken per product, no thread spawned per call); the caller passes the
+//! crate's thread setting (`tch::get_num_threads()`, which `--threads` sets).
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -29,6 +30,7 @@ mod dequant;
 mod half;
 mod kquants;
 mod legacy;
+mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod split;
@@ -159,6 +161,14 @@ fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
         BlockType::Q5_K => x86_kquants::dot_q5_k,
         BlockType::Q6_K => x86_kquants::dot_q6_k,
     }
+}
+
+/// Runs `job` on the caller's thread and on up to `threads - 1` parked workers of the
+/// kernels' persistent pool woken for it (the caller's alone when the pool is busy, as
+/// inside another call's job); `job` shares the work out itself. Returns when every
+/// run has finished.
+pub fn run_on_pool(threads: usize, job: &(dyn Fn() + Sync)) {
+    pool::Pool::global().run(threads, job);
 }
 
 /// `y = x · wᵀ` with this CPU's fastest kernels: `x` `(N, cols)` row-major, `y`

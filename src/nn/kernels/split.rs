@@ -1,15 +1,21 @@
-//! Output rows split into one contiguous range per thread (`std::thread::scope`; the
-//! first range runs on the caller's thread, so one thread spawns nothing). Each weight
+//! Output rows split into ranges that the threads of the persistent pool (`pool.rs`)
+//! take in turn (one thread wakes nothing: the caller's takes them all). Each weight
 //! row is read once per call whatever `N`: a thread takes its rows one by one and
 //! multiplies each with every activation row.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 /// Weight bytes (times activation rows) below which one more thread costs more than it
-/// saves. A `std::thread::scope` spawn and join costs some tens of µs (measured on the
-/// 2-core AVX-512 machine of this work, loaded: 40–150 µs; a quiet machine: 10–20 µs),
-/// and the SIMD kernels read about 15 bytes of 4-bit weights a ns (SmolLM2's
-/// `[1536, 576]` Q4_1, 553 KB, in about 35 µs), so a thread needs about half a MiB
-/// of weights to earn its spawn. A persistent pool of workers would lower this.
-pub const MIN_BYTES_PER_THREAD: usize = 512 * 1024;
+/// saves. With the persistent pool a worker spinning between products starts in about a
+/// µs and a parked one in 10–50 µs, and since the rows are taken a piece at a time a
+/// late worker costs the caller nothing; what remains is the call's own overhead (the
+/// gate, the pieces' locks: a few µs), so a thread needs some µs of work: 64 KiB of
+/// weights, about 4 µs of 4-bit rows at the kernels' ~15 bytes a ns. SmolLM2's
+/// `[192, 576]` key/value projections (69 KB of Q4_1) stay on one thread; its
+/// `[576, 576]` and `[1536, 576]` ones take two. (Per-call threads, `std::thread::scope`,
+/// cost 40–150 µs on the loaded 2-core machine of this work, and needed half a MiB.)
+pub const MIN_BYTES_PER_THREAD: usize = 64 * 1024;
 
 /// How many of `threads` are worth spawning for a product reading `weight_bytes` of
 /// weights against `n` activation rows: at least one, at most `threads`, and no more
@@ -19,31 +25,42 @@ pub fn useful_threads(weight_bytes: usize, n: usize, threads: usize) -> usize {
     threads.clamp(1, (work / MIN_BYTES_PER_THREAD).max(1))
 }
 
-/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, rows split across `threads`.
+/// Pieces of work a thread: a thread takes the rows a piece at a time, so that a
+/// thread that starts late (or is descheduled) leaves its share to the others.
+const PIECES_PER_THREAD: usize = 4;
+
+/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, on up to `threads` threads of the
+/// kernels' persistent pool ([`super::pool`]), each taking ranges of rows from a shared
+/// counter until none is left. Rows are independent, so which thread computes which
+/// range changes no bit.
 pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
 where
     F: Fn(usize, usize) -> f32 + Sync,
 {
     let threads = threads.clamp(1, rows.max(1));
-    let chunk = rows.div_ceil(threads).max(1);
-    // parts[c][i]: thread c's slice of output row i.
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::new()).collect();
+    let pieces = if threads == 1 {
+        1
+    } else {
+        threads * PIECES_PER_THREAD
+    };
+    let chunk = rows.div_ceil(pieces).max(1);
+    // parts[c][i]: range c's slice of output row i.
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..rows.div_ceil(chunk)).map(|_| Vec::new()).collect();
     for out_row in y.chunks_mut(rows) {
         for (c, part) in out_row.chunks_mut(chunk).enumerate() {
             parts[c].push(part);
         }
     }
-    let mut parts = parts.into_iter().enumerate().filter(|(_, p)| !p.is_empty());
-    let Some((_, mut first)) = parts.next() else {
-        return;
-    };
-    // The caller's thread takes the first range; only the others are spawned.
-    std::thread::scope(|s| {
-        for (c, mut p) in parts {
-            let f = &f;
-            s.spawn(move || fill(c * chunk, &mut p, f));
-        }
-        fill(0, &mut first, &f);
+    // Each range is locked once, by the one thread that took it from `next`.
+    let parts: Vec<Mutex<Vec<&mut [f32]>>> = parts.into_iter().map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    super::pool::Pool::global().run(threads, &|| loop {
+        let c = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(c) else {
+            return;
+        };
+        let mut p = part.lock().unwrap_or_else(|e| e.into_inner());
+        fill(c * chunk, &mut p, &f);
     });
 }
 
