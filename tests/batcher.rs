@@ -548,9 +548,14 @@ fn quantised_projections_decode_together_as_alone() {
                 options: greedy(10),
                 leave_after: None,
             },
+            // No prompt shares a prefix with another: under Quant::Blocks a prompt of 8
+            // or more tokens is prefilled on dequantised tiles (float activations) and a
+            // shorter one on the integer kernels (8-bit activations), so a prefix
+            // reused from another prompt's prefill would hold keys and values of the
+            // other arithmetic (README, "Serving": what batching changes).
             Plan {
                 at: 1,
-                prompt: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+                prompt: vec![2, 3, 4, 5, 6, 7, 8, 9, 10],
                 options: greedy(8),
                 leave_after: None,
             },
