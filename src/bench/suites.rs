@@ -9,7 +9,7 @@ use tch::{Device, Kind};
 
 use super::config::{BenchConfig, BenchModule, Mode};
 use super::lecture_gpt::{LectureGpt, LectureGptSizes};
-use super::llama::{self, LlamaBench};
+use super::llama::{self, BenchDecoder, LlamaBench};
 use super::nanogpt_gpt::NanoGpt;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
@@ -92,9 +92,9 @@ struct SuiteEntry {
     /// [`BenchConfig::window`].
     #[serde(default)]
     window: Option<i64>,
-    /// `smollm2` only: [`LlamaBench::quant`] (`int4` or `int8`).
+    /// Decoders only: [`LlamaBench::quant`] (`int4`, `int8` or `gguf`).
     quant: Option<String>,
-    /// `smollm2` only: [`LlamaBench::head`] (`int4` or `int8`).
+    /// Decoders only: [`LlamaBench::head`] (`int4` or `int8`).
     head: Option<String>,
 }
 
@@ -156,8 +156,10 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
 /// the smoke caps; which of them a mode needs, [`BenchConfig::validate`] checks).
 fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     const FILE: &str = "bench/suites.json";
-    if c.module == "smollm2" {
-        return llama_entry(c, caps);
+    match c.module.as_str() {
+        "smollm2" => return llama_entry(c, caps, BenchDecoder::SmolLm2),
+        "gemma3" => return llama_entry(c, caps, BenchDecoder::Gemma3),
+        _ => {}
     }
     if c.module != "lecture_gpt" && c.module != "nanogpt_gpt" {
         let m: ModuleKind = c.module.parse().map_err(|e: Error| {
@@ -187,15 +189,17 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
     }))
 }
 
-/// A `smollm2` entry: `new_tokens` (capped by the smoke caps) and `quant`.
-fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
+/// A decoder's entry (`smollm2`, `gemma3`): `new_tokens` (capped by the smoke caps),
+/// `quant` and `head`.
+fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps, model: BenchDecoder) -> Result<BenchModule> {
     let new_tokens = c.new_tokens.ok_or_else(|| {
         Error::malformed(
             "bench/suites.json",
-            format!("{}: smollm2 needs new_tokens", c.name),
+            format!("{}: {} needs new_tokens", c.name, model.name()),
         )
     })?;
     Ok(BenchModule::Model(Arc::new(LlamaBench {
+        model,
         new_tokens: new_tokens.min(caps.max_new_tokens.unwrap_or(i64::MAX)),
         quant: c.quant.as_deref().map(llama::parse_quant).transpose()?,
         head: c.head.as_deref().map(llama::parse_quant).transpose()?,

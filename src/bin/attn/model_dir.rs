@@ -26,7 +26,6 @@ pub fn default_llama_model() -> anyhow::Result<PathBuf> {
 }
 
 /// Gemma 3 270M's GGUF, assembled by `make setup` into the setup's environment.
-#[allow(dead_code)] // the path `attn generate --model` takes is the user's
 pub fn default_gemma_model() -> anyhow::Result<PathBuf> {
     installed::default_gemma_model().map_err(|e| {
         hint(e, |looked| {
