@@ -178,6 +178,10 @@ BENCH_THREADS ?= 1
 # bench-smoke, which runs --suite all.
 BENCH_SUITES ?= small gpt2 long decode train generate
 BENCH_ENV ?=
+# The section of bench/RESULTS.md a run replaces (a run of some suites, or at another
+# thread count, into its own: BENCH_SECTION=cpu-generate-2t BENCH_TITLE="...").
+BENCH_SECTION ?= cpu
+BENCH_TITLE ?= CPU
 bench: release
 	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl target/bench/llama_cpp.jsonl
 	@for s in $(BENCH_SUITES); do \
@@ -195,6 +199,7 @@ bench: release
 	  done; \
 	else echo "bench: no llama.cpp rows ($(LLAMA_CPP_VENV) missing: make bench-llama-cpp-setup)" >&2; fi
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md \
+	  --section "$(BENCH_SECTION)" --title "$(BENCH_TITLE)" \
 	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl)
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
