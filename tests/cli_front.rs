@@ -1,4 +1,4 @@
-//! `attn`, the front door (src/bin/attn-front): it answers help and version as
+//! `attn`, the front door (src/bin/attn): it answers help and version as
 //! attn-torch would, without linking libtorch, and hands everything else over intact.
 
 mod common;
