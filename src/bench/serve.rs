@@ -217,9 +217,7 @@ fn step_ms(
     let (n, t) = (config.batch, config.seq);
     let options = GenerateOptions::greedy(bench.new_tokens);
     for s in 0..n {
-        let prompt: Vec<i64> = (0..t)
-            .map(|j| (PROMPT_START + s * t + j) % vocab)
-            .collect();
+        let prompt: Vec<i64> = (0..t).map(|j| (PROMPT_START + s * t + j) % vocab).collect();
         batcher.join(&prompt, &options)?;
     }
     // Their first tokens, from the prefills' logits: no forward.

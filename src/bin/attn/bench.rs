@@ -11,8 +11,8 @@ use tch::Kind;
 use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama;
-use tch_attention::bench::serve;
 use tch_attention::bench::runner::device_name;
+use tch_attention::bench::serve;
 use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
     check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
