@@ -328,3 +328,69 @@ impl ServeMeasurement {
         row
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tch::{Device, Kind};
+
+    use super::ServeBench;
+    use crate::bench::{BenchConfig, BenchModule, Mode};
+
+    fn config(mode: Mode, batch: i64, bench: ServeBench) -> BenchConfig {
+        BenchConfig {
+            suite: "serve".into(),
+            name: "t".into(),
+            module: BenchModule::Model(Arc::new(bench)),
+            mode,
+            batch,
+            seq: 8,
+            embd: 576,
+            heads: 9,
+            head_size: 64,
+            kind: Kind::Float,
+            device: Device::Cpu,
+            warmup: 0,
+            repeats: 1,
+            window: None,
+        }
+    }
+
+    #[test]
+    fn serve_rows_need_a_mode_of_theirs_and_sizes_that_mean_something() {
+        let decode = ServeBench {
+            new_tokens: 4,
+            quant: None,
+            user_tokens: 0,
+            cached_prefix: false,
+        };
+        let ttft = ServeBench {
+            user_tokens: 4,
+            cached_prefix: true,
+            ..decode
+        };
+        assert!(config(Mode::Decode, 8, decode).validate().is_ok());
+        assert!(config(Mode::Prefill, 1, ttft).validate().is_ok());
+        for (c, field) in [
+            (config(Mode::Forward, 1, decode), "mode"),
+            (config(Mode::Decode, 4, ttft), "user_tokens"),
+            (config(Mode::Prefill, 2, ttft), "batch"),
+            (config(Mode::Prefill, 1, decode), "user_tokens"),
+            (
+                config(
+                    Mode::Decode,
+                    1,
+                    ServeBench {
+                        new_tokens: 1,
+                        ..decode
+                    },
+                ),
+                "new_tokens",
+            ),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+}
