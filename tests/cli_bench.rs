@@ -205,3 +205,65 @@ fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
         }
     }
 }
+
+/// The serve suite on the tiny quantised Llama of the fixtures (its smoke sizes): every
+/// row runs through the continuous batcher; decode rows report the aggregate tokens/s of
+/// their streams, and the cached time-to-first-token row took exactly its system prompt
+/// from the cache while the cold one took nothing.
+#[test]
+fn serve_suite_reports_streams_and_prefix_reuse() {
+    let model = common::fixtures().join("llama/tiny/model_q4_1.gguf");
+    let out = attn(&[
+        "bench",
+        "--suite",
+        "serve",
+        "--smoke",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<_> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "streams1",
+            "streams4",
+            "streams8",
+            "int4_streams1",
+            "int4_streams4",
+            "int4_streams8",
+            "ttft_cold",
+            "ttft_cached"
+        ]
+    );
+    for row in &rows {
+        assert_eq!(row["module"], "smollm2_serve", "{row}");
+        assert!(row["cpu_simd"].is_string(), "{row}");
+        let median = row["median_ms"].as_f64().unwrap();
+        if row["mode"] == "decode" {
+            let streams = row["streams"].as_f64().unwrap();
+            assert_eq!(row["streams"], row["batch"], "{row}");
+            let tokens_per_s = row["tokens_per_s"].as_f64().unwrap();
+            assert!((tokens_per_s - streams * 1e3 / median).abs() < 1e-6 * tokens_per_s);
+            assert_eq!(row["prefix_tokens_reused"], 0, "{row}");
+        } else {
+            assert_eq!(row["ttft_ms"].as_f64(), Some(median), "{row}");
+            let reused = if row["prefix"] == "cached" {
+                row["seq"].as_i64().unwrap()
+            } else {
+                0
+            };
+            assert_eq!(row["prefix_tokens_reused"], reused, "{row}");
+        }
+    }
+}

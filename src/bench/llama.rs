@@ -238,7 +238,11 @@ pub fn measure(
 
 /// The model of `model_file` as `attn generate` loads it: float32 in the config's
 /// dtype, or quantised projections with bfloat16 for the rest.
-fn load(model_file: &Path, config: &BenchConfig, bench: &LlamaBench) -> Result<LlamaForCausalLM> {
+pub(super) fn load(
+    model_file: &Path,
+    config: &BenchConfig,
+    bench: &LlamaBench,
+) -> Result<LlamaForCausalLM> {
     let gguf = Gguf::read(model_file)?;
     let (mut vs, mut model) = match bench.quant {
         None => LlamaForCausalLM::from_gguf(&gguf, config.device)?,
@@ -269,7 +273,7 @@ fn sample_ms(mode: Mode, out: &Generation) -> f64 {
 
 /// Matmul FLOPs (2 per multiply-add) of one sample: the projections and the head over
 /// the prompt (prefill) or one token (decode), with the attention's query-key pairs.
-fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
+pub(super) fn forward_flops(model: &LlamaForCausalLM, config: &BenchConfig) -> f64 {
     let c = &model.config;
     let (e, l) = (c.hidden_size as f64, c.num_hidden_layers as f64);
     // The queries' width H * D (Gemma 3's 4 x 256 is not its hidden size 640).

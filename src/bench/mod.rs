@@ -8,6 +8,7 @@
 //! - [`training`]: the memory check of `attn train`;
 //! - [`lecture_gpt`]: the lecture's whole model: a training step, and sampling;
 //! - [`llama`]: SmolLM2 (a Llama GGUF) generating: prefill and per-token decoding;
+//! - [`serve`]: SmolLM2 served: streams decoded together, time to first token;
 //! - [`nanogpt_gpt`]: nanoGPT's whole model: a `train.py` iteration;
 //! - [`runner`]: warm-up, repeats, timing, throughput and peak memory;
 //! - [`stats`], [`memory`]: medians and percentiles, resident-set measurement.
@@ -19,6 +20,7 @@ pub mod llama;
 pub mod memory;
 pub mod nanogpt_gpt;
 pub mod runner;
+pub mod serve;
 pub mod stats;
 pub mod step;
 pub mod suites;

@@ -11,6 +11,7 @@ use super::config::{BenchConfig, BenchModule, Mode};
 use super::lecture_gpt::{LectureGpt, LectureGptSizes};
 use super::llama::{self, BenchDecoder, LlamaBench};
 use super::nanogpt_gpt::NanoGpt;
+use super::serve::ServeBench;
 use crate::error::{Error, Result};
 use crate::parity::ModuleKind;
 
@@ -21,8 +22,8 @@ pub const SUITES_JSON: &str = include_str!("../../bench/suites.json");
 pub const SUITES: [&str; 5] = ["small", "gpt2", "long", "decode", "train"];
 
 /// The suites of whole pretrained models, which need a model file from the caller
-/// ([`llama::measure`]); not part of `--suite all` (nor of its smoke run).
-pub const MODEL_SUITES: [&str; 1] = ["generate"];
+/// ([`llama::measure`], [`super::serve::measure`]); not part of `--suite all` (nor of its smoke run).
+pub const MODEL_SUITES: [&str; 2] = ["generate", "serve"];
 
 /// `bench/suites.json`: a comment and the four suites, nothing else.
 #[derive(Debug, Deserialize)]
@@ -36,6 +37,7 @@ struct SuitesFile {
     decode: Suite,
     train: Suite,
     generate: Suite,
+    serve: Suite,
 }
 
 /// One suite: what it is about, its smoke caps, its configurations.
@@ -83,6 +85,10 @@ struct SuiteEntry {
     _target_step_over_full: Option<f64>,
     #[serde(rename = "full")]
     _full: Option<String>,
+    #[serde(rename = "baseline")]
+    _baseline: Option<String>,
+    #[serde(rename = "target_speedup")]
+    _target_speedup: Option<f64>,
     /// Whole models only (`lecture_gpt`): see [`LectureGptSizes`].
     n_layer: Option<i64>,
     vocab: Option<i64>,
@@ -96,6 +102,10 @@ struct SuiteEntry {
     quant: Option<String>,
     /// Decoders only: [`LlamaBench::head`] (`int4` or `int8`).
     head: Option<String>,
+    /// `smollm2_serve` only: [`ServeBench::user_tokens`].
+    user_tokens: Option<i64>,
+    /// `smollm2_serve` only: [`ServeBench::cached_prefix`].
+    cached_prefix: Option<bool>,
 }
 
 /// Parses a suites file; errors name `source` and, from serde, the key and line.
@@ -114,6 +124,7 @@ pub fn suite(name: &str, kind: Kind, device: Device, smoke: bool) -> Result<Vec<
         "decode" => &file.decode,
         "train" => &file.train,
         "generate" => &file.generate,
+        "serve" => &file.serve,
         _ => {
             return Err(Error::config(
                 "suite",
@@ -161,6 +172,9 @@ fn entry_module(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
         "gemma3" => return llama_entry(c, caps, BenchDecoder::Gemma3),
         _ => {}
     }
+    if c.module == "smollm2_serve" {
+        return serve_entry(c, caps);
+    }
     if c.module != "lecture_gpt" && c.module != "nanogpt_gpt" {
         let m: ModuleKind = c.module.parse().map_err(|e: Error| {
             Error::malformed(
@@ -206,11 +220,29 @@ fn llama_entry(c: &SuiteEntry, caps: &SmokeCaps, model: BenchDecoder) -> Result<
     })))
 }
 
+/// A `smollm2_serve` entry: `new_tokens` (capped by the smoke caps, at least 2),
+/// `quant`, and for prefill rows `user_tokens` and `cached_prefix`.
+fn serve_entry(c: &SuiteEntry, caps: &SmokeCaps) -> Result<BenchModule> {
+    let new_tokens = c.new_tokens.ok_or_else(|| {
+        Error::malformed(
+            "bench/suites.json",
+            format!("{}: smollm2_serve needs new_tokens", c.name),
+        )
+    })?;
+    Ok(BenchModule::Model(Arc::new(ServeBench {
+        new_tokens: new_tokens.min(caps.max_new_tokens.unwrap_or(i64::MAX).max(2)),
+        quant: c.quant.as_deref().map(llama::parse_quant).transpose()?,
+        user_tokens: c.user_tokens.unwrap_or(0),
+        cached_prefix: c.cached_prefix.unwrap_or(false),
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{
         entry_module, parse_suites, suite, SmokeCaps, SuiteEntry, MODEL_SUITES, SUITES, SUITES_JSON,
     };
+    use crate::bench::serve::ServeBench;
     use tch::{Device, Kind};
 
     #[test]
@@ -232,7 +264,8 @@ mod tests {
                 assert!(configs.iter().all(|c| c
                     .module
                     .model::<crate::bench::llama::LlamaBench>()
-                    .is_some()));
+                    .is_some()
+                    || c.module.model::<ServeBench>().is_some()));
             }
         }
     }

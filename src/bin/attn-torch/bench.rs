@@ -12,6 +12,7 @@ use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama::{self, BenchDecoder};
 use tch_attention::bench::runner::device_name;
+use tch_attention::bench::serve;
 use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
     check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
@@ -25,7 +26,7 @@ use crate::DeviceArg;
 #[command(group(clap::ArgGroup::new("what").required(true).args(["suite", "module"])))]
 pub struct Args {
     /// A named suite: small, gpt2, long, decode, train (the lecture's GPT), or all of them;
-    /// or generate (SmolLM2 from its package, or --model; not part of all).
+    /// or generate and serve (SmolLM2 from its package, or --model; not part of all).
     #[arg(long)]
     suite: Option<String>,
     /// One configuration of this module: head, multi_head, causal_self_attention,
@@ -73,8 +74,8 @@ pub struct Args {
     /// One JSON object per line and configuration instead of a table.
     #[arg(long)]
     json: bool,
-    /// The GGUF file of suite generate's decoder rows (default: each row's installed
-    /// model, SmolLM2-135M-Instruct or Gemma 3 270M).
+    /// The GGUF file of suites generate and serve (default: each row's installed model,
+    /// SmolLM2-135M-Instruct or Gemma 3 270M).
     #[arg(long)]
     model: Option<PathBuf>,
 }
@@ -107,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The counts first: a step count reaches an allocation (the kept times).
     check_steps(args.warmup.unwrap_or(0), args.repeats.unwrap_or(1)).map_err(config_to_flag)?;
     check_threads(args.threads.into()).context("--threads")?;
-    if matches!(args.suite.as_deref(), Some("train" | "generate")) {
+    if matches!(args.suite.as_deref(), Some("train" | "generate" | "serve")) {
         // The whole models run as `attn train`, `sample` and `generate` run them, with
         // freed pages kept (memory::keep_freed_memory); the module suites run on glibc's
         // default, as PyTorch's side does.
@@ -143,25 +144,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 last = Some(Instant::now());
             }
         };
-        let (m, mut row) = match c.module.model::<llama::LlamaBench>() {
-            Some(bench) => {
-                let file = match (&args.model, bench.model) {
-                    (Some(file), _) => file.clone(),
-                    (None, BenchDecoder::SmolLm2) => default_llama_model()?,
-                    (None, BenchDecoder::Gemma3) => default_gemma_model()?,
-                };
-                let m = llama::measure(c, bench, &file, &mut progress)
-                    .with_context(|| format!("{}/{} ({})", c.suite, c.name, file.display()))?;
-                let row = m.to_json(ceiling);
-                (m.measurement, row)
-            }
-            None => {
-                let m =
-                    measure(c, &mut progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
-                let row = m.to_json(ceiling);
-                (m, row)
-            }
-        };
+        let (m, mut row) = measure_one(c, &args, ceiling, &mut progress)?;
         if bar {
             eprint!("\r\x1b[2K");
         }
@@ -173,6 +156,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Times `c`: a whole pretrained model with the model file (--model or the installed
+/// SmolLM2), anything else by the runner; its measurement and JSON row.
+fn measure_one(
+    c: &BenchConfig,
+    args: &Args,
+    ceiling: f64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Measurement, serde_json::Value)> {
+    let file = |model: BenchDecoder| match (&args.model, model) {
+        (Some(file), _) => Ok(file.clone()),
+        (None, BenchDecoder::SmolLm2) => default_llama_model(),
+        (None, BenchDecoder::Gemma3) => default_gemma_model(),
+    };
+    let what = |file: &std::path::Path| format!("{}/{} ({})", c.suite, c.name, file.display());
+    if let Some(bench) = c.module.model::<llama::LlamaBench>() {
+        let file = file(bench.model)?;
+        let m = llama::measure(c, bench, &file, progress).with_context(|| what(&file))?;
+        let row = m.to_json(ceiling);
+        return Ok((m.measurement, row));
+    }
+    if let Some(bench) = c.module.model::<serve::ServeBench>() {
+        let file = file(BenchDecoder::SmolLm2)?;
+        let m = serve::measure(c, bench, &file, progress).with_context(|| what(&file))?;
+        let row = m.to_json(ceiling);
+        return Ok((m.measurement, row));
+    }
+    let m = measure(c, progress).with_context(|| format!("{}/{}", c.suite, c.name))?;
+    let row = m.to_json(ceiling);
+    Ok((m, row))
 }
 
 /// The configurations to time: a suite's (or all of them), or the one of --module,
