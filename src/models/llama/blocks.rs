@@ -8,7 +8,7 @@
 use tch::{Kind, Tensor};
 
 use super::model::LlamaForCausalLM;
-use super::quant::{is_projection, projections_mut};
+use super::projections::{is_projection, projections_mut};
 use crate::error::{Error, Result};
 use crate::io::{GgmlType, Gguf, GgufTensorInfo};
 use crate::nn::kernels::BlockType;

@@ -38,6 +38,7 @@ mod gguf_names;
 mod layer;
 mod mlp;
 mod model;
+mod projections;
 mod quant;
 mod raw_config;
 mod read_config;

@@ -10,8 +10,8 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::blocks::runs_on_blocks;
-use super::layer::LlamaDecoderLayer;
 use super::model::LlamaForCausalLM;
+use super::projections::{is_projection, projections_mut};
 use super::weights::unpermute_rows;
 use crate::error::{Error, Result};
 use crate::io::{GgmlType, Gguf};
@@ -131,40 +131,6 @@ impl LlamaForCausalLM {
         });
         Ok(())
     }
-}
-
-/// The layer's projections under their GGUF names (`blk.{i}.{name}.weight`).
-pub(super) fn projections_mut(
-    layer: &mut LlamaDecoderLayer,
-) -> [(&'static str, &mut Projection); 7] {
-    let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
-    [
-        ("attn_q", &mut a.q_proj),
-        ("attn_k", &mut a.k_proj),
-        ("attn_v", &mut a.v_proj),
-        ("attn_output", &mut a.o_proj),
-        ("ffn_gate", &mut m.gate_proj),
-        ("ffn_up", &mut m.up_proj),
-        ("ffn_down", &mut m.down_proj),
-    ]
-}
-
-/// Whether the GGUF tensor `name` is a layer projection (`blk.{i}.{attn_q ...}.weight`,
-/// the names of [`projections_mut`]).
-pub(super) fn is_projection(name: &str) -> bool {
-    const NAMES: [&str; 7] = [
-        "attn_q",
-        "attn_k",
-        "attn_v",
-        "attn_output",
-        "ffn_gate",
-        "ffn_up",
-        "ffn_down",
-    ];
-    name.strip_prefix("blk.")
-        .and_then(|r| r.split_once('.'))
-        .and_then(|(_, r)| r.strip_suffix(".weight"))
-        .is_some_and(|m| NAMES.contains(&m))
 }
 
 /// Every layer projection of `g` is Q4_0 or Q4_1, or an error naming the first that is
