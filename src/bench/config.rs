@@ -62,11 +62,16 @@ pub trait WholeModel: std::fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// The checks of a configuration that runs it (B, T, C, nh, hs are positive).
     fn validate(&self, config: &BenchConfig) -> Result<()>;
-    /// The matmul FLOPs of one step (0 where only the loaded model knows them).
-    fn flops(&self, config: &BenchConfig) -> f64;
-    /// A lower bound on the elements of the dtype one step holds (0 where a model
-    /// file's own sizes are checked when it is read).
-    fn min_elements(&self, config: &BenchConfig) -> f64;
+    /// The matmul FLOPs of one step; 0 (the default) where only the loaded model knows
+    /// them (a decoder's file: its `measure` counts them).
+    fn flops(&self, _config: &BenchConfig) -> f64 {
+        0.0
+    }
+    /// A lower bound on the elements of the dtype one step holds; 0 (the default) where
+    /// a model file's own sizes are checked when it is read.
+    fn min_elements(&self, _config: &BenchConfig) -> f64 {
+        0.0
+    }
     /// The seeded model and one timed step.
     fn prepare(&self, config: &BenchConfig) -> Result<Workload>;
     /// Its own fields, under suites.json's names, added to its JSON row.

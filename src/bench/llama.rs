@@ -84,16 +84,6 @@ impl WholeModel for LlamaBench {
     fn validate(&self, config: &BenchConfig) -> Result<()> {
         validate(config, self)
     }
-    fn flops(&self, config: &BenchConfig) -> f64 {
-        // Known once the model file is loaded: `measure` counts them.
-        let _ = config;
-        0.0
-    }
-    fn min_elements(&self, config: &BenchConfig) -> f64 {
-        // The model file's tensors are checked against its size when it is read.
-        let _ = config;
-        0.0
-    }
     fn prepare(&self, config: &BenchConfig) -> Result<Workload> {
         let _ = config;
         Err(Error::config(
