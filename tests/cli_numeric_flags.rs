@@ -269,6 +269,10 @@ impl Inputs {
                 "--max-new-tokens",
                 "1",
             ]],
+            // The same file: every option is checked before the model is read, and one
+            // that passes ends in the tokenizer's clean error instead of a server that
+            // listens until it is stopped (tests/serve.rs runs it).
+            "serve" => vec![vec!["--model", s(&tiny_gguf)]],
             _ => vec![vec![]],
         };
         args.into_iter()

@@ -56,16 +56,26 @@ impl Default for ServeConfig {
     }
 }
 
+/// The most sequences one batched step may hold: far past what a CPU decodes at once.
+pub const MAX_BATCH: usize = 1024;
+/// The most requests that may wait: the queue's slots are allocated up front.
+pub const MAX_QUEUE: usize = 65_536;
+/// The largest request body accepted: 1 GiB.
+pub const MAX_BODY_LIMIT: usize = 1 << 30;
+
 impl ServeConfig {
     /// Checks the counts and durations.
     pub fn validate(&self) -> Result<()> {
-        for (name, n) in [
-            ("max_batch", self.max_batch),
-            ("max_queue", self.max_queue),
-            ("body_limit", self.body_limit),
+        for (name, n, most) in [
+            ("max_batch", self.max_batch, MAX_BATCH),
+            ("max_queue", self.max_queue, MAX_QUEUE),
+            ("body_limit", self.body_limit, MAX_BODY_LIMIT),
         ] {
-            if n < 1 {
-                return Err(Error::invalid(name, "must be at least 1, got 0"));
+            if !(1..=most).contains(&n) {
+                return Err(Error::invalid(
+                    name,
+                    format!("must be in [1, {most}], got {n}"),
+                ));
             }
         }
         if self.read_timeout.is_zero() {
