@@ -106,8 +106,12 @@ impl LoadArgs {
             (vs, model, tokenizer, name)
         } else {
             let gguf = Gguf::read(&path)?;
-            let tokenizer = LlamaTokenizer::from_gguf(&gguf)?;
-            check(&tokenizer, &gguf.source_name)?;
+            // A file without a vocabulary fails after the weights' own checks (the
+            // --quant ones first), as it did before the check moved here.
+            let tokenizer = LlamaTokenizer::from_gguf(&gguf);
+            if let Ok(tokenizer) = &tokenizer {
+                check(tokenizer, &gguf.source_name)?;
+            }
             let (vs, model) = match self.quant {
                 None => LlamaForCausalLM::from_gguf(&gguf, device),
                 Some(q) => {
@@ -120,7 +124,7 @@ impl LoadArgs {
                 }
             }
             .map_err(|e| with_flag_names(e, FLAGS))?;
-            (vs, model, tokenizer, gguf.source_name.clone())
+            (vs, model, tokenizer?, gguf.source_name.clone())
         };
         let default_dtype = match self.quant {
             None | Some(QuantArg::Gguf) => DtypeArg::F32,
