@@ -16,8 +16,9 @@ status=0
 # `scripts/llama_reference.py` alone (native kernels; minutes of transformers for SmolLM2): `make check-llama-fixtures`.
 # tests/fixtures/cli/ is the CLI's help snapshot, written by `ATTN_CLI_SNAPSHOT=write cargo test
 # --test cli_snapshot` from the binary itself (tests/cli_snapshot.rs); gemma3/ comes from
-# scripts/gemma_reference.py (transformers on the installed Gemma 3 file).
-slow='^\./(llama/(smollm|tiny/|quant_linear\.)|cli/|gemma3/)'
+# scripts/gemma_reference.py (transformers on the installed Gemma 3 file); families/ from
+# scripts/families_reference.py (`make check-families-fixtures`, part of `make test`).
+slow='^\./(llama/(smollm|tiny/|quant_linear\.)|cli/|gemma3/|families/)'
 ( cd "$committed" && find . -type f | sort | grep -Ev "$slow" ) > "$lists/committed"
 skipped=$( cd "$committed" && find . -type f | grep -Ec "$slow" || true )
 ( cd "$fresh" && find . -type f | sort ) > "$lists/fresh"
@@ -41,7 +42,7 @@ done < "$lists/committed"
 n=$(wc -l < "$lists/committed")
 if [ $status -eq 0 ]; then
   if [ "${skipped:-0}" -gt 0 ]; then
-    echo "fixtures: $skipped made by other scripts not regenerated here (llama_reference.py: make check-llama-fixtures; the CLI snapshot: tests/cli_snapshot.rs)"
+    echo "fixtures: $skipped made by other scripts not regenerated here (llama_reference.py: make check-llama-fixtures; gemma_reference.py; families_reference.py: make check-families-fixtures; the CLI snapshot: tests/cli_snapshot.rs)"
   fi
   if [ "${native_close:-0}" -gt 0 ]; then
     echo "fixtures: all $n committed fixtures reproduced, byte for byte but for ${native_close} made with this CPU's native kernels, which agree to assert_close"
