@@ -373,7 +373,8 @@ impl BenchConfig {
         elem * held
     }
 
-    /// Refuses `config` when [`min_bytes`] exceeds `limits::MEMORY_SHARE` of `available` bytes,
+    /// Refuses `config` when [`BenchConfig::min_bytes`] exceeds `limits::MEMORY_SHARE` of
+    /// `available` bytes,
     /// or (whatever the machine) when its sizes overflow libtorch's 64-bit sizes.
     pub fn check_memory(&self, available: Option<f64>) -> Result<()> {
         let need = self.min_bytes();

@@ -6,7 +6,7 @@ use tch::Device;
 use crate::error::Result;
 
 /// A ready-to-time step. Grad mode is the caller's: the runner turns it off except for
-/// [`Mode::Backward`].
+/// [`Mode::Backward`](super::Mode::Backward).
 pub struct Workload {
     step: Box<dyn FnMut() -> Result<()>>,
     device: Device,

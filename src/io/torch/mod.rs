@@ -1,8 +1,8 @@
 //! PyTorch's `torch.save` zip archives (`.pt`, `.pth`, `.bin`), without Python: read
-//! ([`file`]) through a restricted unpickler that never imports or calls anything
-//! ([`pickle`]), over a block reader for the zip's tail ([`blocks`]); written as
+//! (`file.rs`) through a restricted unpickler that never imports or calls anything
+//! (`pickle.rs`), over a block reader for the zip's tail (`blocks.rs`); written as
 //! `torch.save` writes them ([`writer`]); and the values `torch.load` gives, with one
-//! accessor per Python type ([`value`]).
+//! accessor per Python type (`value.rs`).
 
 mod blocks;
 mod file;
