@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::generate::{generate, GenerateOptions, Generation};
 use crate::io::Gguf;
 use crate::models::llama::{LlamaForCausalLM, Quant};
-use crate::nn::Projection;
+use crate::nn::{kernels, Projection};
 
 /// The first id of the benchmark's prompt (`1000, 1001, ...`).
 const PROMPT_START: i64 = 1000;
@@ -181,6 +181,30 @@ pub fn measure(
     model_file: &Path,
     progress: Progress,
 ) -> Result<LlamaMeasurement> {
+    with_threads(bench.quant, || {
+        measure_on(config, bench, model_file, progress)
+    })
+}
+
+/// Runs `f` on the threads `attn generate --quant` runs on: for the block kernels
+/// (`gguf`), the kernels take libtorch's threads and its operators keep one
+/// ([`kernels::dedicate_threads`]), restored after.
+pub(super) fn with_threads<T>(quant: Option<Quant>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let before = (quant == Some(Quant::Blocks))
+        .then(|| kernels::dedicate_threads(tch::get_num_threads().max(1) as usize));
+    let out = f();
+    if let Some(before) = before {
+        before.restore();
+    }
+    out
+}
+
+fn measure_on(
+    config: &BenchConfig,
+    bench: &LlamaBench,
+    model_file: &Path,
+    progress: Progress,
+) -> Result<LlamaMeasurement> {
     config.validate()?;
     validate(config, bench)?;
     let bandwidth = read_bandwidth_gbs()?;
@@ -209,7 +233,7 @@ pub fn measure(
     Ok(LlamaMeasurement {
         measurement: Measurement {
             config: config.clone(),
-            threads: tch::get_num_threads(),
+            threads: kernels::threads() as i32,
             median_ms,
             p10_ms: percentile(&samples, 10.0),
             p90_ms: percentile(&samples, 90.0),

@@ -35,6 +35,7 @@ use crate::check;
 use crate::error::{Error, Result};
 use crate::generate::{Batcher, GenerateOptions};
 use crate::models::llama::{LlamaForCausalLM, Quant};
+use crate::nn::kernels;
 
 /// The first id of the system prompt, and of the streams' prompts.
 const PROMPT_START: i64 = 1000;
@@ -142,6 +143,17 @@ pub fn measure(
     model_file: &Path,
     progress: Progress,
 ) -> Result<ServeMeasurement> {
+    llama::with_threads(bench.quant, || {
+        measure_on(config, bench, model_file, progress)
+    })
+}
+
+fn measure_on(
+    config: &BenchConfig,
+    bench: &ServeBench,
+    model_file: &Path,
+    progress: Progress,
+) -> Result<ServeMeasurement> {
     config.validate()?;
     validate(config, bench)?;
     let as_llama = LlamaBench {
@@ -181,7 +193,7 @@ pub fn measure(
     Ok(ServeMeasurement {
         measurement: Measurement {
             config: config.clone(),
-            threads: tch::get_num_threads(),
+            threads: kernels::threads() as i32,
             median_ms,
             p10_ms: percentile(&samples, 10.0),
             p90_ms: percentile(&samples, 90.0),

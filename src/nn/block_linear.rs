@@ -7,7 +7,8 @@
 //! ([`BlockLinear::dequantized`], then `F.linear`) is what the tests compare with.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tch::{Device, Kind, Tensor};
 
@@ -211,34 +212,78 @@ impl BlockLinear {
         Ok(y.f_view(shape.as_slice())?.f_to_kind(kind)?)
     }
 
-    /// `(M, K) -> (M, N)` on the integer kernels, output rows split over libtorch's
-    /// intra-op thread count.
+    /// `(M, K) -> (M, N)` on the integer kernels, output rows split over the kernels'
+    /// threads ([`kernels::threads`]).
     fn kernels(&self, x: &Tensor) -> Result<Tensor> {
         let m = x.size()[0] as usize;
         let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
         let mut out = vec![0f32; m * self.rows];
         let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
-        let threads = tch::get_num_threads().max(1) as usize;
-        kernels::matmul(&w, &input, &mut out, threads)?;
+        kernels::matmul(&w, &input, &mut out, kernels::threads())?;
         Ok(Tensor::f_from_slice(&out)?.f_view([m as i64, self.rows as i64])?)
     }
 
     /// `(M, K) -> (M, N)`: tiles of [`TILE_FLOATS`] weights dequantised in turn, each
-    /// through libtorch's float32 matmul (on its threads); no whole float copy.
+    /// through libtorch's float32 matmul; no whole float copy. The tiles share out over
+    /// the kernels' threads when they have threads of their own
+    /// ([`kernels::dedicate_threads`]: libtorch on one), else each matmul takes
+    /// libtorch's. Either way each tile's product is the same.
     fn tiles(&self, x: &Tensor) -> Result<Tensor> {
-        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
         let tile_rows = (TILE_FLOATS / self.cols).clamp(1, self.rows);
-        let mut tile = vec![0f32; tile_rows * self.cols];
-        let mut parts = Vec::with_capacity(self.rows.div_ceil(tile_rows));
-        for r0 in (0..self.rows).step_by(tile_rows) {
-            let n = tile_rows.min(self.rows - r0);
-            let bytes = &self.data()[r0 * w.row_bytes()..(r0 + n) * w.row_bytes()];
-            kernels::dequantize(self.block, bytes, &mut tile[..n * self.cols])?;
-            let t = Tensor::f_from_slice(&tile[..n * self.cols])?
-                .f_view([n as i64, self.cols as i64])?; // (n, K)
-            parts.push(x.f_linear::<Tensor>(&t, None)?); // (M, n)
-        }
+        let starts: Vec<usize> = (0..self.rows).step_by(tile_rows).collect();
+        let threads = kernels::threads().min(starts.len());
+        let parts = if threads > 1 && tch::get_num_threads() == 1 {
+            let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
+            let done: Vec<Mutex<Option<Result<Tensor>>>> =
+                starts.iter().map(|_| Mutex::new(None)).collect();
+            let next = AtomicUsize::new(0);
+            kernels::run_on_pool(threads, &|| {
+                let mut tile = vec![0f32; tile_rows * self.cols];
+                while let Some((i, slot)) = {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    done.get(i).map(|slot| (i, slot))
+                } {
+                    // One copy of the activations a tile (their product costs 100x more).
+                    let part = Tensor::f_from_slice(&input)
+                        .and_then(|t| t.f_view([-1, self.cols as i64]))
+                        .map_err(Error::from)
+                        .and_then(|x| self.tile_product(&x, starts[i], tile_rows, &mut tile));
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(part);
+                }
+            });
+            done.into_iter()
+                .map(|d| {
+                    d.into_inner()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .expect("every tile ran")
+                })
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            let mut tile = vec![0f32; tile_rows * self.cols];
+            starts
+                .iter()
+                .map(|&r0| self.tile_product(x, r0, tile_rows, &mut tile))
+                .collect::<Result<Vec<_>>>()?
+        };
         Ok(Tensor::f_cat(&parts, 1)?)
+    }
+
+    /// `x` `(M, K)` times weight rows `r0..r0 + n` (`n` = `tile_rows` or what is left),
+    /// dequantised into `tile`: `(M, n)`.
+    fn tile_product(
+        &self,
+        x: &Tensor,
+        r0: usize,
+        tile_rows: usize,
+        tile: &mut [f32],
+    ) -> Result<Tensor> {
+        let row_bytes = self.range.len() / self.rows.max(1);
+        let n = tile_rows.min(self.rows - r0);
+        let bytes = &self.data()[r0 * row_bytes..(r0 + n) * row_bytes];
+        kernels::dequantize(self.block, bytes, &mut tile[..n * self.cols])?;
+        let t =
+            Tensor::f_from_slice(&tile[..n * self.cols])?.f_view([n as i64, self.cols as i64])?; // (n, K)
+        Ok(x.f_linear::<Tensor>(&t, None)?) // (M, n)
     }
 
     /// Rows `ids` of the weight `(*) -> (*, K)`, dequantised to float32 as gguf-py

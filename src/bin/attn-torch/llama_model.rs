@@ -10,6 +10,7 @@ use tch::nn::VarStore;
 use tch::Kind;
 use tch_attention::io::Gguf;
 use tch_attention::models::llama::{LlamaForCausalLM, LlamaTokenizer, Quant};
+use tch_attention::nn::kernels;
 
 use crate::tokenize::model_path;
 use crate::{with_flag_names, DeviceArg};
@@ -33,7 +34,8 @@ pub struct LoadArgs {
     /// float32 tokens.
     #[arg(long, value_enum)]
     pub quant: Option<QuantArg>,
-    /// libtorch's intra-op threads (default: libtorch's choice).
+    /// libtorch's intra-op threads (default: libtorch's choice); with --quant gguf the
+    /// crate's kernels take them and libtorch's operators run on one.
     #[arg(long)]
     pub threads: Option<i32>,
     /// Where to compute.
@@ -78,6 +80,10 @@ impl LoadArgs {
         if let Some(n) = self.threads {
             anyhow::ensure!(n > 0, "--threads: must be positive, got {n}");
             tch::set_num_threads(n);
+        }
+        if matches!(self.quant, Some(QuantArg::Gguf)) {
+            // The kernels get the threads, libtorch's operators one (kernels/threads.rs).
+            let _before = kernels::dedicate_threads(tch::get_num_threads().max(1) as usize);
         }
         anyhow::ensure!(
             self.quant.is_none() || matches!(self.device, DeviceArg::Cpu),

@@ -19,7 +19,8 @@
 //! only in the order of the float accumulation, documented in each file.
 //! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`: parked
 //! workers woken per product, no thread spawned per call); the caller passes the
-//! crate's thread setting (`tch::get_num_threads()`, which `--threads` sets).
+//! kernels' thread setting ([`threads()`]: libtorch's unless set apart from it by
+//! [`dedicate_threads`], as `--quant gguf` does).
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -34,6 +35,7 @@ mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod split;
+mod threads;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -45,6 +47,7 @@ pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use half::{f16_to_f32, f32_to_f16};
 pub use split::{useful_threads, MIN_BYTES_PER_THREAD};
+pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};
 
 use crate::error::{Error, Result};
 use activations::Q8Row;
