@@ -59,6 +59,34 @@ impl FileBytes {
     }
 }
 
+impl FileBytes {
+    /// Drops the pages of `range` from this process's resident memory (a hint:
+    /// `madvise(MADV_DONTNEED)`): for bytes read once, as a tensor dequantised to a
+    /// float copy, so that the file's pages do not stay in the peak beside the copy.
+    /// The mapping is private and never written, so a later read faults the same bytes
+    /// back in from the page cache; nothing changes for an owned buffer.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let FileBytes::Mapped(m) = self else {
+            return;
+        };
+        let page = 4096;
+        let start = range.start.min(m.len) / page * page;
+        let end = range.end.min(m.len);
+        if end > start {
+            // SAFETY: inside the live mapping (start rounded down to a page boundary, which
+            // the mapping's own start is); DONTNEED on a private unwritten file mapping
+            // keeps its contents.
+            unsafe {
+                libc::madvise(
+                    (m.ptr as *mut u8).add(start) as *mut libc::c_void,
+                    end - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+}
+
 impl Deref for FileBytes {
     type Target = [u8];
 

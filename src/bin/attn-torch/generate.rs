@@ -66,6 +66,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     args.load.check()?;
     // The options first: a bad one fails before the model (seconds) is read.
     check_options(&args)?;
+    // The load's temporaries (dequantised tensors, reordered copies) go back to the
+    // system as they are freed, so they do not stay in the peak beside the weights;
+    // the steps then keep what they free (memory.rs).
+    tch_attention::memory::return_freed_memory();
     let Loaded {
         vs: _vs,
         model,
@@ -74,6 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } = args
         .load
         .load(|tokenizer, source| refuse_chat_without_template(args.chat, tokenizer, source))?;
+    tch_attention::memory::keep_freed_memory();
     let text = if args.chat {
         tokenizer.apply_chat_template(&[ChatMessage::user(&args.prompt)], true)?
     } else {

@@ -223,13 +223,11 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if matches!(
-        cli.command,
-        Command::Train(_) | Command::Sample(_) | Command::Generate(_)
-    ) {
+    if matches!(cli.command, Command::Train(_) | Command::Sample(_)) {
         // A model's steps allocate and free the same large activations again and again;
         // keeping freed pages saves the kernel's re-zeroing of them
-        // (memory::keep_freed_memory). `bench` decides per suite.
+        // (memory::keep_freed_memory). `bench` decides per suite; `generate` once its
+        // model is loaded.
         tch_attention::memory::keep_freed_memory();
     }
     if matches!(cli.command, Command::Convert(_) | Command::Serve(_)) {

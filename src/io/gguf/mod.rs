@@ -223,6 +223,12 @@ impl Gguf {
         start..start + info.n_bytes as usize
     }
 
+    /// Drops tensor `info`'s pages from resident memory once it has been read
+    /// ([`FileBytes::release`]: a later read still sees the same bytes).
+    pub fn release(&self, info: &GgufTensorInfo) {
+        self.bytes.release(self.raw_range(info));
+    }
+
     /// The whole file's bytes, shared: a layer that runs on a tensor's blocks in place
     /// keeps them (and the mapping) alive after this reader is dropped.
     pub fn file_bytes(&self) -> Arc<FileBytes> {

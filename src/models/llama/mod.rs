@@ -46,7 +46,10 @@ mod tokenizer;
 mod unigram;
 mod weights;
 
+use std::cell::Cell;
+
 use tch::nn::{Init, Path};
+use tch::Tensor;
 
 pub use attention::LlamaAttention;
 pub use cache::LlamaCache;
@@ -83,7 +86,7 @@ fn biased_projection(
     bias: bool,
 ) -> Result<Projection> {
     Ok(Projection::Float(Linear {
-        weight: path.f_var("weight", &[out_features, in_features], normal(std))?,
+        weight: weight(path, "weight", &[out_features, in_features], std)?,
         bias: match bias {
             true => Some(path.f_var("bias", &[out_features], Init::Const(0.0))?),
             false => None,
@@ -102,6 +105,37 @@ fn norm<'a>(
         true => rms_norm_unit_offset(path, size, config.rms_norm_eps),
         false => rms_norm(path, size, config.rms_norm_eps),
     }
+}
+
+thread_local! {
+    /// Set while [`unfilled`] builds a model whose every weight a loader replaces next.
+    static UNFILLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `build()` with the weight matrices ([`weight`]) left uninitialised: storage that no
+/// page of memory backs until it is written, for a loader that replaces or overwrites
+/// every variable next (and fails otherwise). A model's zeros would all be written —
+/// resident — before the first weight is read, and raise the load's peak by that much.
+fn unfilled<T>(build: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            UNFILLED.set(false);
+        }
+    }
+    UNFILLED.set(true);
+    let _reset = Reset;
+    build()
+}
+
+/// The weight matrix `name` `dims` under `path`: drawn from N(0, std) ([`normal`]), or
+/// uninitialised inside [`unfilled`].
+fn weight(path: &Path, name: &str, dims: &[i64], std: f64) -> Result<Tensor> {
+    if UNFILLED.get() {
+        let t = Tensor::f_empty(dims, (path.kind(), path.device()))?;
+        return Ok(path.add(name, t, true));
+    }
+    Ok(path.f_var(name, dims, normal(std))?)
 }
 
 /// N(0, std); for std = 0, zeros without drawing from the default generator, so that

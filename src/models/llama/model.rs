@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use super::cache::LlamaCache;
 use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
-use super::{norm, normal};
+use super::{norm, weight};
 use crate::error::{Error, Result};
 use crate::nn::{BlockLinear, Projection, RmsNorm, RotaryEmbedding};
 
@@ -62,9 +62,13 @@ impl LlamaModel {
     pub fn new<'a>(path: impl Borrow<Path<'a>>, config: &LlamaConfig) -> Result<Self> {
         let p = path.borrow();
         config.validate()?;
-        let init = normal(config.initializer_range);
-        let embed_tokens =
-            (p / "embed_tokens").f_var("weight", &[config.vocab_size, config.hidden_size], init)?;
+        let dims = [config.vocab_size, config.hidden_size];
+        let embed_tokens = weight(
+            &(p / "embed_tokens"),
+            "weight",
+            &dims,
+            config.initializer_range,
+        )?;
         let layers = (0..config.num_hidden_layers as usize)
             .map(|i| LlamaDecoderLayer::new(p / "layers" / i, config, i))
             .collect::<Result<_>>()?;
@@ -250,8 +254,13 @@ impl LlamaForCausalLM {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            let init = normal(config.initializer_range);
-            Some((p / "lm_head").f_var("weight", &[config.vocab_size, config.hidden_size], init)?)
+            let dims = [config.vocab_size, config.hidden_size];
+            Some(weight(
+                &(p / "lm_head"),
+                "weight",
+                &dims,
+                config.initializer_range,
+            )?)
         };
         Ok(Self {
             config,

@@ -42,11 +42,10 @@ pub fn unpermute_rows(w: &Tensor, heads: i64) -> Result<Tensor> {
 }
 
 /// The kind of the placeholders a GGUF is loaded over: one byte an element (a float
-/// kind, since variables require gradients), a quarter
-/// of float32's, since the constructor's zeros are all allocated (and written) before the
-/// first weight is read; each is replaced whole by its weight (or by an empty tensor
-/// for a projection that runs on the file's blocks), and the store's kind set back to
-/// float32.
+/// kind, since variables require gradients). The weight matrices among them are left
+/// unwritten (`unfilled`), so no page backs them; each is replaced whole by its weight
+/// (or by an empty tensor for a projection that runs on the file's blocks), and the
+/// store's kind set back to float32.
 const LOAD_PLACEHOLDER: Kind = Kind::Float8e4m3fn;
 
 /// Elements dequantised at a time by [`dequantized_in_slices`]: 16 MiB of float32.
@@ -134,6 +133,10 @@ impl LlamaForCausalLM {
             } else {
                 dequantized_in_slices(g, info, device)?
             };
+            if !keep(info) {
+                // Read once into its float copy: its file pages need not stay resident.
+                g.release(info);
+            }
             match vars.get(&name) {
                 Some(var) => replace_data(var, &t.f_to(device)?),
                 None => {
@@ -153,8 +156,9 @@ impl LlamaForCausalLM {
         Ok((vs, model))
     }
 
-    /// A model of `config` with zero weights of `kind` (nothing drawn), to load weights
-    /// into.
+    /// A model of `config` in `kind` (nothing drawn) whose weight matrices are
+    /// uninitialised (`unfilled`), for a loader that replaces or overwrites every
+    /// variable next.
     fn to_load(config: LlamaConfig, device: Device, kind: Kind) -> Result<(VarStore, Self)> {
         let mut vs = VarStore::new(device);
         vs.set_kind(kind);
@@ -162,7 +166,7 @@ impl LlamaForCausalLM {
             initializer_range: 0.0,
             ..config.clone()
         };
-        let mut model = Self::new(vs.root(), zeros)?;
+        let mut model = super::unfilled(|| Self::new(vs.root(), zeros))?;
         model.config = config;
         Ok((vs, model))
     }
