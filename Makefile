@@ -28,7 +28,7 @@ CARGO ?= cargo
 
 .PHONY: setup build release demo test check-fixtures check-random-cases check-checkpoints \
 	fixtures clean-venv bench bench-smoke build-torch211 test-torch211 check-examples fuzz check-llama-fixtures \
-	check-gemma-fixtures check-families-fixtures bench-llama-cpp-setup
+	check-gemma-fixtures check-families-fixtures bench-llama-cpp-setup bench-models
 
 setup:
 	@scripts/setup.sh >/dev/null
@@ -203,6 +203,15 @@ bench: release
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md \
 	  --section "$(BENCH_SECTION)" --title "$(BENCH_TITLE)" \
 	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl)
+
+# The whole-model comparison in one run (issue 24's targets at one and two threads):
+# suites generate and serve at one thread, then generate at two, each into its own
+# section of bench/RESULTS.md. Needs a quiet machine (about half an hour on two cores).
+bench-models:
+	$(MAKE) bench BENCH_SUITES="generate serve" BENCH_THREADS=1 BENCH_SECTION=cpu-models-1t \
+	  BENCH_TITLE="CPU, suites generate and serve, 1 thread"
+	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=2 BENCH_SECTION=cpu-models-2t \
+	  BENCH_TITLE="CPU, suite generate, 2 threads"
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
 # built from source (about five minutes on two cores) into its own environment beside

@@ -214,7 +214,17 @@ def decoder_lines(tch, torch_rows, spec):
     ] + out
 
 
-def llama_cpp_lines(tch, llama_rows):
+def agreement(mine, theirs):
+    """How many of the first greedy tokens two runs share before they first differ, as
+    `k/n` (n: the shorter list); after a difference the two continue different texts."""
+    if not mine or not theirs:
+        return "-"
+    n = min(len(mine), len(theirs))
+    k = next((i for i in range(n) if mine[i] != theirs[i]), n)
+    return f"{k}/{n}"
+
+
+def llama_cpp_lines(tch, llama_rows, torch_rows=None):
     """llama.cpp (scripts/bench_llama_cpp.py, through llama-cpp-python) on the same
     machine and thread count, beside the crate's `--quant gguf` rows on the same file
     (the generate suite's SmolLM2 and Gemma 3 rows, joined by file, mode and prompt
@@ -225,7 +235,7 @@ def llama_cpp_lines(tch, llama_rows):
     tokens at most 1.5x."""
     if not llama_rows:
         return []
-    ours = {(a["module"], a["mode"], a["seq"]): a for key, a in tch.items()
+    ours = {(a["module"], a["mode"], a["seq"]): (key, a) for key, a in tch.items()
             if a.get("module") in DECODERS and a.get("quant") == "gguf"}
     gbs = next((a.get("read_gbs") for a in tch.values() if a.get("read_gbs")), None)
     out = []
@@ -235,24 +245,30 @@ def llama_cpp_lines(tch, llama_rows):
         floor = os.path.getsize(r["model"]) / (gbs * 1e6) if gbs and os.path.exists(r["model"]) else None
         for mode, theirs, target in (("prefill", r["prefill_ms"], 1.5),
                                      ("decode", r["decode_ms_per_token"], 1.0)):
-            a = ours.get((module, mode, r["prompt"]))
+            key, a = ours.get((module, mode, r["prompt"]), (None, None))
             mine = a["median_ms"] if a else None
+            tokens = a.get("first_tokens") if a else None
+            transformers = (torch_rows or {}).get(key, {}).get("first_tokens")
+            agree = (f"{agreement(tokens, r.get('first_tokens'))} / "
+                     f"{agreement(tokens, transformers)}") if mode == "decode" and tokens else "-"
+
             ratio = mine / theirs if mine else None
             out.append(
                 f"| {name} | {r['threads']} | {mode} | {r['prompt']} | {fmt(theirs, '.4g')} "
                 f"| {fmt(mine, '.4g')} | {fmt(ratio, '.3f')} | {target:g} | {verdict(ratio, target)} "
-                f"| {fmt(floor if mode == 'decode' else None, '.1f')} "
+                f"| {fmt(floor if mode == 'decode' else None, '.1f')} | {agree} "
                 f"| {r.get('cpu_flags', '?')} / {fmt(a and a.get('cpu_simd'), 's')} |")
     return [
         "",
         "llama.cpp on the same machine (scripts/bench_llama_cpp.py, llama-cpp-python; its "
         "per-token time includes the Python sampling loop) beside the crate's `--quant gguf` "
-        "on the same file; floor: the file's bytes over the run's read bandwidth; flags: "
-        "llama.cpp's row / the crate's row:",
+        "on the same file; floor: the file's bytes over the run's read bandwidth; first 16: "
+        "of the crate's first 16 greedy tokens, how many precede the first that differs from "
+        "llama.cpp's / from transformers' (float32); flags: llama.cpp's row / the crate's row:",
         "",
         "| file | threads | mode | prompt | llama.cpp ms | tch ms | tch / llama.cpp | target "
-        "| met | floor ms | CPU flags |",
-        "|" + "---|" * 11,
+        "| met | floor ms | first 16 = llama.cpp / transformers | CPU flags |",
+        "|" + "---|" * 12,
     ] + out
 
 
@@ -344,7 +360,7 @@ def main():
     BEGIN, END = markers(a.section)
     tch, torch_rows = read_jsonl(a.tch), read_jsonl(a.torch)
     section = [BEGIN, f"## {a.title}", ""] + machine(tch, torch_rows) + [""] + table(
-        tch, torch_rows) + llama_cpp_lines(tch, read_llama_cpp(a.llama_cpp)) + ["", END]
+        tch, torch_rows) + llama_cpp_lines(tch, read_llama_cpp(a.llama_cpp), torch_rows) + ["", END]
     text = "\n".join(section)
     print("\n".join(section[1:-1]))
     if a.results:

@@ -43,6 +43,18 @@ def run_once(llm, prompt, new):
     return first * 1e3, (whole - first) * 1e3 / max(new - 1, 1), text
 
 
+def first_tokens(llm, prompt, n=16):
+    """The first n greedy ids after the prompt (untimed; src/bench/llama.rs
+    FIRST_TOKENS), for bench_compare.py's agreement column."""
+    llm.reset()
+    ids = []
+    for tok in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+        ids.append(int(tok))
+        if len(ids) == n:
+            break
+    return ids
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
@@ -68,7 +80,7 @@ def main():
         "new_tokens": a.new,
         "prefill_ms": statistics.median(r[0] for r in runs),
         "decode_ms_per_token": statistics.median(r[1] for r in runs),
-        "text": runs[0][2], "cpu_flags": flags,
+        "text": runs[0][2], "first_tokens": first_tokens(llm, prompt), "cpu_flags": flags,
     }))
 
 

@@ -417,7 +417,16 @@ def measure_decoder(c, progress):
             progress(i + 1, total)
     peak = status_mib("VmHWM:")
     median = percentile(samples, 50)
+    first = None
+    if c["mode"] == "decode":
+        # The first 16 greedy tokens, untimed: what bench_compare.py compares the crate's
+        # quantised rows with (src/bench/llama.rs FIRST_TOKENS).
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=ones, max_new_tokens=16,
+                                 min_new_tokens=16, do_sample=False)
+        first = out[0, ids.shape[1]:].tolist()
     return {
+        "first_tokens": first,
         "median_ms": median,
         "p10_ms": percentile(samples, 10),
         "p90_ms": percentile(samples, 90),

@@ -220,10 +220,14 @@ fn measure_on(
     let options = GenerateOptions::greedy(bench.new_tokens);
     let total = config.warmup + config.repeats;
     let mut samples = Vec::with_capacity(config.repeats);
+    let mut first_tokens = Vec::new();
     for i in 0..total {
         let out = generate(&model, &prompt, &options, |_| {})?;
         if i >= config.warmup {
             samples.push(sample_ms(config.mode, &out));
+        }
+        if config.mode == Mode::Decode {
+            first_tokens = out.ids.iter().take(FIRST_TOKENS).copied().collect();
         }
         progress(i + 1, total);
     }
@@ -247,6 +251,7 @@ fn measure_on(
             Mode::Decode => Some(projections_ms_per_token(&model)?),
             _ => None,
         },
+        first_tokens,
     })
 }
 
@@ -412,7 +417,13 @@ pub struct LlamaMeasurement {
     pub read_gbs: f64,
     /// [`projections_ms_per_token`] of the model as loaded (decode rows).
     pub projections_ms: Option<f64>,
+    /// The first [`FIRST_TOKENS`] greedy tokens after the prompt (decode rows): what
+    /// bench_compare.py compares with transformers' and llama.cpp's.
+    pub first_tokens: Vec<i64>,
 }
+
+/// How many greedy tokens each decode row reports for the agreement with its peers.
+pub const FIRST_TOKENS: usize = 16;
 
 impl LlamaMeasurement {
     /// The weights' bytes over the bandwidth: the least time a decoding step can take.
@@ -427,6 +438,9 @@ impl LlamaMeasurement {
         row["read_gbs"] = self.read_gbs.into();
         row["floor_ms"] = self.floor_ms().into();
         row["projections_ms"] = self.projections_ms.into();
+        if !self.first_tokens.is_empty() {
+            row["first_tokens"] = self.first_tokens.clone().into();
+        }
         row
     }
 }
