@@ -33,6 +33,10 @@ const CONTROL: i64 = 3;
 #[derive(Debug, Clone)]
 pub struct LlamaTokenizer {
     inner: Tokenizer,
+    /// [`Self::vocab_size`], counted once: `tokenizers` counts the added tokens by
+    /// cloning the whole vocabulary (`get_vocab(true).len()`), which per decoded token
+    /// took over half of a streamed Gemma 3 generation (262144 pieces).
+    vocab_size: usize,
     /// `tokenizer.chat_template`, a Jinja template, when the file has one.
     pub chat_template: Option<String>,
     /// The BOS token's text (`tokenizer.ggml.bos_token_id`), for templates that use it.
@@ -91,6 +95,7 @@ impl LlamaTokenizer {
             }
         };
         Ok(Self {
+            vocab_size: counted_vocab_size(&inner),
             inner,
             chat_template: g
                 .metadata
@@ -139,6 +144,7 @@ impl LlamaTokenizer {
             _ => None,
         };
         Ok(Self {
+            vocab_size: counted_vocab_size(&inner),
             inner,
             chat_template,
             bos_token: token("bos_token"),
@@ -188,9 +194,7 @@ impl LlamaTokenizer {
     /// A piece listed twice (Gemma's tab, `\t` and `<0x09>` renamed to it) counts
     /// twice: both ids are the model's.
     pub fn vocab_size(&self) -> usize {
-        self.inner
-            .get_vocab_size(true)
-            .max(self.inner.get_vocab_size(false))
+        self.vocab_size
     }
 
     /// `messages` through the chat template, as transformers'
@@ -244,6 +248,11 @@ fn bpe_of(g: &Gguf, tokens: &[&str], unk: Option<String>) -> Result<BPE> {
 
 /// transformers' decoder for a GGUF gpt2 tokenizer (`GGUFLlamaConverter.decoder` with
 /// `is_llama_3_tokenizer` and no prefix space).
+/// The number of ids of `inner`, special tokens included ([`LlamaTokenizer::vocab_size`]).
+fn counted_vocab_size(inner: &Tokenizer) -> usize {
+    inner.get_vocab_size(true).max(inner.get_vocab_size(false))
+}
+
 fn decoder() -> tokenizers::Result<DecoderWrapper> {
     Ok(DecoderSequence::new(vec![
         ByteFallback::new().into(),
