@@ -92,13 +92,24 @@ pub fn keep_freed_memory() -> bool {
 /// repeat steps; process-wide, so the library never calls it (the `attn` binary does
 /// for `convert`).
 pub fn return_freed_memory() -> bool {
+    return_freed_memory_above(1 << 20)
+}
+
+/// [`return_freed_memory`] for blocks of at least `bytes` (glibc's `M_MMAP_THRESHOLD`):
+/// `attn generate` loads a model with 64 KiB, so that the key/value projections'
+/// dequantised temporaries (a few hundred KiB each) go back too instead of leaving holes
+/// in the heap between the weights (SmolLM2's float32 load peaked 58 MiB higher with
+/// 1 MiB).
+pub fn return_freed_memory_above(bytes: usize) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt only sets malloc's parameters; M_MMAP_THRESHOLD takes a size.
-        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) == 1 }
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
+        let _ = bytes;
         false
     }
 }

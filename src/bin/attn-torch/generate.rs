@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The load's temporaries (dequantised tensors, reordered copies) go back to the
     // system as they are freed, so they do not stay in the peak beside the weights;
     // the steps then keep what they free (memory.rs).
-    tch_attention::memory::return_freed_memory();
+    tch_attention::memory::return_freed_memory_above(64 << 10);
     let Loaded {
         vs: _vs,
         model,

@@ -66,6 +66,8 @@ fn dequantized_in_slices(g: &Gguf, info: &GgufTensorInfo, device: Device) -> Res
         let n = step.min(rows - start);
         let part = g.tensor_rows(info, start..start + n)?;
         tch::no_grad(|| out.f_narrow(0, start, n)?.f_copy_(&part))?;
+        // The slices read so far need not stay resident (the rest is not yet).
+        g.release(info);
     }
     Ok(out)
 }
