@@ -492,6 +492,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--only", default="",
+                   help="only the suite's rows of these names (comma-separated)")
     a = p.parse_args()
     if a.threads < 1:
         fail(f"--threads: must be at least 1, got {a.threads}")
@@ -500,8 +502,14 @@ def main():
     dtype, device = DTYPES[a.dtype], torch.device(a.device)
 
     if a.suite:
-        configs = [c for n in (SUITES if a.suite == "all" else [a.suite])
-                   for c in suite_configs(n, a.smoke) if c["module"] not in NO_PEER]
+        every = [c for n in (SUITES if a.suite == "all" else [a.suite])
+                 for c in suite_configs(n, a.smoke)]
+        only = [o for o in a.only.split(",") if o]
+        bad = [o for o in only if not any(c["name"] == o for c in every)]
+        if bad:
+            fail(f"--only: no row {bad[0]!r} in suite {a.suite}")
+        configs = [c for c in every
+                   if c["module"] not in NO_PEER and (not only or c["name"] in only)]
     else:
         mode = "backward" if a.backward else "decode" if a.decode else "forward"
         hs = a.head_size if a.head_size is not None else a.embd // max(a.heads, 1)

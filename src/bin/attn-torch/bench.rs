@@ -78,6 +78,9 @@ pub struct Args {
     /// SmolLM2-135M-Instruct or Gemma 3 270M).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Only the suite's rows of these names (comma-separated), in the suite's order.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// The config fields a user sets with a flag of the same meaning.
@@ -202,6 +205,16 @@ fn configs(args: &Args, kind: Kind, device: tch::Device) -> Result<Vec<BenchConf
             let mut all = Vec::new();
             for n in names {
                 all.extend(suite(n, kind, device, args.smoke).context("--suite")?);
+            }
+            if let Some(bad) = args
+                .only
+                .iter()
+                .find(|o| !all.iter().any(|c| &c.name == *o))
+            {
+                bail!("--only: no row {bad:?} in suite {name}");
+            }
+            if !args.only.is_empty() {
+                all.retain(|c| args.only.contains(&c.name));
             }
             all
         }
