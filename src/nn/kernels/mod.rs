@@ -20,6 +20,9 @@
 //! Rows are split across the threads of a persistent pool (`split.rs`, `pool.rs`: parked
 //! workers woken per product, no thread spawned per call); the caller passes the
 //! crate's thread setting (`tch::get_num_threads()`, which `--threads` sets).
+//!
+//! Beside them, float32 weights as they lie (`f32mv.rs`, [`matmul_f32`]): decoding's
+//! float32 matrix-vector products, on the same sets and the same pool.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -27,6 +30,7 @@ mod avx512;
 mod bench;
 mod block;
 mod dequant;
+mod f32mv;
 mod half;
 mod kquants;
 mod legacy;
@@ -34,6 +38,8 @@ mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod split;
+#[cfg(target_arch = "x86_64")]
+mod x86_f32mv;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
@@ -43,6 +49,7 @@ pub use activations::Q8Activations;
 pub use bench::{bench_matvec, ns_per_call, random_blocks};
 pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
+pub use f32mv::{matmul_f32, matmul_f32_with, MAX_F32_ROWS};
 pub use half::{f16_to_f32, f32_to_f16};
 pub use split::{useful_threads, MIN_BYTES_PER_THREAD};
 
