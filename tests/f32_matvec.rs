@@ -14,11 +14,10 @@ const ATOL: f64 = 1e-5;
 
 fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
     assert_eq!(actual.size(), expected.size(), "{what}: shapes");
-    let (a, e) = (
-        actual.to_kind(Kind::Double),
-        expected.to_kind(Kind::Double),
-    );
-    let excess = ((&a - &e).abs() - (e.abs() * RTOL + ATOL)).max().double_value(&[]);
+    let (a, e) = (actual.to_kind(Kind::Double), expected.to_kind(Kind::Double));
+    let excess = ((&a - &e).abs() - (e.abs() * RTOL + ATOL))
+        .max()
+        .double_value(&[]);
     assert!(
         excess <= 0.0,
         "{what}: beyond rtol {RTOL} atol {ATOL} by {excess:e}, max abs diff {:e}",
@@ -49,16 +48,32 @@ fn kernel_product(set: KernelSet, w: &Tensor, x: &Tensor, threads: usize) -> Ten
 
 #[test]
 fn every_set_matches_a_float64_reference_and_libtorch() {
-    let shapes = [(1, 1), (3, 7), (5, 8), (17, 9), (37, 15), (64, 16), (33, 17), (100, 131), (7, 640)];
+    let shapes = [
+        (1, 1),
+        (3, 7),
+        (5, 8),
+        (17, 9),
+        (37, 15),
+        (64, 16),
+        (33, 17),
+        (100, 131),
+        (7, 640),
+    ];
     for set in KernelSet::available() {
         for (s, &(n, k)) in shapes.iter().enumerate() {
             for m in 1..=MAX_F32_ROWS as i64 {
                 let (w, x) = operands(n, k, m, 100 * s as i64 + m);
                 let y = kernel_product(set, &w, &x, 1);
-                let f64_ref = x.to_kind(Kind::Double).linear::<Tensor>(&w.to_kind(Kind::Double), None);
+                let f64_ref = x
+                    .to_kind(Kind::Double)
+                    .linear::<Tensor>(&w.to_kind(Kind::Double), None);
                 let what = format!("{set} n={n} k={k} m={m}");
                 assert_close(&format!("{what} vs float64"), &y, &f64_ref);
-                assert_close(&format!("{what} vs linear"), &y, &x.linear::<Tensor>(&w, None));
+                assert_close(
+                    &format!("{what} vs linear"),
+                    &y,
+                    &x.linear::<Tensor>(&w, None),
+                );
             }
         }
     }
@@ -75,7 +90,11 @@ fn the_scalar_set_sums_in_order() {
             for j in 0..11 {
                 sum += wv[r * 11 + j] * xv[i * 11 + j];
             }
-            assert_eq!(y[i * 3 + r].to_bits(), sum.to_bits(), "row {r} of input {i}");
+            assert_eq!(
+                y[i * 3 + r].to_bits(),
+                sum.to_bits(),
+                "row {r} of input {i}"
+            );
         }
     }
 }
@@ -116,14 +135,27 @@ fn decode_linear_takes_the_kernel_for_few_float32_rows_only() {
     let wt = w.transpose(0, 1).contiguous().transpose(0, 1);
     let cases: [(&str, Tensor, Tensor, Option<Tensor>); 4] = [
         ("nine rows", x9, w.shallow_clone(), None),
-        ("double", x.to_kind(Kind::Double), w.to_kind(Kind::Double), None),
+        (
+            "double",
+            x.to_kind(Kind::Double),
+            w.to_kind(Kind::Double),
+            None,
+        ),
         ("non-contiguous weight", x.shallow_clone(), wt, None),
-        ("bias [1]", x.shallow_clone(), w.shallow_clone(), Some(bias.narrow(0, 0, 1))),
+        (
+            "bias [1]",
+            x.shallow_clone(),
+            w.shallow_clone(),
+            Some(bias.narrow(0, 0, 1)),
+        ),
     ];
     for (what, x, w, b) in cases {
         assert!(!decode_kernel_applies(&x, &w, b.as_ref()), "{what}");
         let got = f_decode_linear(&x, &w, b.as_ref()).unwrap();
-        assert!(got.equal(&x.linear(&w, b.as_ref())), "{what}: not libtorch's linear");
+        assert!(
+            got.equal(&x.linear(&w, b.as_ref())),
+            "{what}: not libtorch's linear"
+        );
     }
 }
 
@@ -144,7 +176,10 @@ fn decode_linear_leaves_autograd_to_libtorch() {
         assert!(!y.requires_grad());
         assert_close("no_grad", &y, &x.linear::<Tensor>(&w, None));
     });
-    assert!(!decode_kernel_applies(&x, &w, None), "grad mode not restored");
+    assert!(
+        !decode_kernel_applies(&x, &w, None),
+        "grad mode not restored"
+    );
 }
 
 #[test]
@@ -158,4 +193,46 @@ fn bad_sizes_are_errors() {
     assert!(kernels::matmul_f32_with(set, &w, 3, &[0.0; 36], &mut [0.0; 27], 1).is_err());
     assert!(kernels::matmul_f32_with(set, &w, 3, &[0.0; 4], &mut [0.0; 4], 1).is_err());
     assert!(kernels::matmul_f32_with(set, &w, 3, &[0.0; 4], &mut y, 1).is_ok());
+}
+
+/// The kernel's time per matrix-vector product and the bandwidth at which it reads the
+/// weights, beside libtorch's float32 `linear` on the same `x` `(1, K)` and weight:
+/// SmolLM2-135M's and Gemma 3 270M's projections and heads.
+#[test]
+#[ignore = "timing, not a check; meaningful only optimised: cargo test --release \
+            --test f32_matvec -- --ignored --nocapture"]
+fn timing_against_libtorch_linear() {
+    let shapes = [
+        (192, 576),
+        (576, 576),
+        (1536, 576),
+        (576, 1536),
+        (49152, 576),
+        (1024, 640),
+        (2048, 640),
+        (640, 2048),
+        (262144, 640),
+    ];
+    println!("rows x cols      threads  ours µs (GB/s)      torch µs (GB/s)");
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        for (n, k) in shapes {
+            let (w, x) = operands(n, k, 1, 1);
+            let gbs = |ns: f64| (n * k * 4) as f64 / ns;
+            let _guard = tch::no_grad_guard();
+            let ours = kernels::ns_per_call(|| {
+                std::hint::black_box(f_decode_linear(&x, &w, None).unwrap());
+            });
+            let torch = kernels::ns_per_call(|| {
+                std::hint::black_box(x.linear::<Tensor>(&w, None));
+            });
+            println!(
+                "{n:>6} x {k:<6} {threads:>3}     {:>9.1} ({:>5.1})   {:>9.1} ({:>5.1})",
+                ours / 1e3,
+                gbs(ours),
+                torch / 1e3,
+                gbs(torch)
+            );
+        }
+    }
 }

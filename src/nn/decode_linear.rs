@@ -25,9 +25,9 @@ pub fn f_decode_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Re
     let m = x.numel() as i64 / k;
     let x2 = x.f_contiguous()?;
     let y = Tensor::f_empty([m, n], (Kind::Float, Device::Cpu))?; // (M, N)
-    // SAFETY: `weight` and `x2` are contiguous CPU float32 tensors of `N·K` and `M·K`
-    // elements (checked by `decode_kernel_applies`), `y` a fresh one of `M·N`, all alive and not
-    // otherwise touched until the product returns.
+                                                                  // SAFETY: `weight` and `x2` are contiguous CPU float32 tensors of `N·K` and `M·K`
+                                                                  // elements (checked by `decode_kernel_applies`), `y` a fresh one of `M·N`, all alive and not
+                                                                  // otherwise touched until the product returns.
     let (w, xs, ys) = unsafe {
         (
             std::slice::from_raw_parts(weight.data_ptr() as *const f32, (n * k) as usize),
@@ -63,9 +63,8 @@ pub fn decode_kernel_applies(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>)
         && x.size().last() == Some(&k)
         && (1..=MAX_F32_ROWS as i64).contains(&rows)
         && weight.is_contiguous();
-    let tracked = x.requires_grad()
-        || weight.requires_grad()
-        || bias.is_some_and(|b| b.requires_grad());
+    let tracked =
+        x.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
     tensors_fit && !(tracked && grad_enabled())
 }
 

@@ -86,7 +86,10 @@ pub fn matmul_f32_with(
     if y.len() != m * rows {
         return Err(Error::invalid(
             "y",
-            format!("expected (M, rows) = ({m}, {rows}) elements, got {}", y.len()),
+            format!(
+                "expected (M, rows) = ({m}, {rows}) elements, got {}",
+                y.len()
+            ),
         ));
     }
     let kernel = Kernel::of(set);
