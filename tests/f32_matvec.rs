@@ -221,10 +221,10 @@ fn timing_against_libtorch_linear() {
             let gbs = |ns: f64| (n * k * 4) as f64 / ns;
             let _guard = tch::no_grad_guard();
             let ours = kernels::ns_per_call(|| {
-                std::hint::black_box(f_decode_linear(&x, &w, None).unwrap());
+                let _ = std::hint::black_box(f_decode_linear(&x, &w, None).unwrap());
             });
             let torch = kernels::ns_per_call(|| {
-                std::hint::black_box(x.linear::<Tensor>(&w, None));
+                let _ = std::hint::black_box(x.linear::<Tensor>(&w, None));
             });
             println!(
                 "{n:>6} x {k:<6} {threads:>3}     {:>9.1} ({:>5.1})   {:>9.1} ({:>5.1})",

@@ -63,7 +63,7 @@ pub fn matmul_f32_with(
             format!("this CPU lacks the features of the {set} kernels"),
         ));
     }
-    if rows == 0 || w.len() % rows != 0 || w.len() == 0 {
+    if rows == 0 || w.is_empty() || !w.len().is_multiple_of(rows) {
         return Err(Error::invalid(
             "w",
             format!(
