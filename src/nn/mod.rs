@@ -4,6 +4,7 @@
 //! `crate::attention`.
 
 mod block_linear;
+mod decode_linear;
 pub mod kernels;
 mod layer_norm;
 mod linear;
@@ -13,6 +14,7 @@ mod rotary;
 pub(crate) mod state_dict;
 
 pub use block_linear::{tiles_from_rows, BatchPath, BlockLinear, SharedBytes, TILE_FLOATS};
+pub use decode_linear::{decode_kernel_applies, f_decode_linear};
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};

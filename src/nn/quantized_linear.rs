@@ -11,7 +11,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{BlockLinear, Linear};
+use super::{f_decode_linear, BlockLinear, Linear};
 use crate::error::{Error, Result};
 
 /// The group sizes the int4 CPU kernel accepts.
@@ -265,7 +265,9 @@ impl Int8Linear {
 /// A bias-free linear projection: float weights, or quantised ones.
 #[derive(Debug)]
 pub enum Projection {
-    /// `F.linear(x, weight)` in the weight's dtype.
+    /// `F.linear(x, weight, bias)` in the weight's dtype; a few float32 rows on the CPU
+    /// through the crate's matrix-vector kernel ([`f_decode_linear`]), the layer's own
+    /// [`Linear::f_forward`] being the math path.
     Float(Linear),
     /// 4-bit weights in groups.
     Int4(Int4Linear),
@@ -279,7 +281,7 @@ impl Projection {
     /// `(*, K) -> (*, N)`. The caller checks `x`.
     pub fn f_forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Projection::Float(l) => l.f_forward(x),
+            Projection::Float(l) => f_decode_linear(x, &l.weight, l.bias.as_ref()),
             Projection::Int4(l) => l.f_forward(x),
             Projection::Int8(l) => l.f_forward(x),
             Projection::Block(l) => l.f_forward(x),

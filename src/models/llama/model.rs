@@ -13,7 +13,7 @@ use super::config::LlamaConfig;
 use super::layer::LlamaDecoderLayer;
 use super::{norm, weight};
 use crate::error::{Error, Result};
-use crate::nn::{BlockLinear, Projection, RmsNorm, RotaryEmbedding};
+use crate::nn::{f_decode_linear, BlockLinear, Projection, RmsNorm, RotaryEmbedding};
 
 /// The decoder stack under `embed_tokens`, `layers.{i}`, `norm`.
 #[derive(Debug)]
@@ -305,12 +305,13 @@ impl LlamaForCausalLM {
     }
 
     /// The logits `(*, V)` of hidden states `(*, E)`: the quantised head if there is
-    /// one, else `F.linear` with the float head.
+    /// one, else `F.linear` with the float head (a few float32 rows on the CPU through
+    /// the crate's matrix-vector kernel, [`f_decode_linear`]).
     /// `final_logit_softcapping` (Gemma 2) then caps them: `c * tanh(z / c)`.
     pub(crate) fn head(&self, h: &Tensor) -> Result<Tensor> {
         let logits = match &self.quantized_head {
             Some(head) => head.f_forward(h)?,
-            None => h.f_linear::<Tensor>(self.lm_head_weight(), None)?,
+            None => f_decode_linear(h, self.lm_head_weight(), None)?,
         };
         match self.config.final_logit_softcapping {
             Some(c) => Ok(logits.f_div_scalar(c)?.f_tanh()?.f_mul_scalar(c)?),

@@ -21,6 +21,9 @@
 //! workers woken per product, no thread spawned per call); the caller passes the
 //! kernels' thread setting ([`threads()`]: libtorch's unless set apart from it by
 //! [`dedicate_threads`], as `--quant gguf` does).
+//!
+//! Beside them, float32 weights as they lie (`f32mv.rs`, [`matmul_f32`]): decoding's
+//! float32 matrix-vector products, on the same sets and the same pool.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +31,7 @@ mod avx512;
 mod bench;
 mod block;
 mod dequant;
+mod f32mv;
 mod half;
 mod kquants;
 mod legacy;
@@ -37,6 +41,8 @@ mod simd;
 mod split;
 mod threads;
 #[cfg(target_arch = "x86_64")]
+mod x86_f32mv;
+#[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
@@ -45,6 +51,7 @@ pub use activations::Q8Activations;
 pub use bench::{bench_matvec, ns_per_call, random_blocks};
 pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
+pub use f32mv::{matmul_f32, matmul_f32_with, MAX_F32_ROWS};
 pub use half::{f16_to_f32, f32_to_f16};
 pub use split::{useful_threads, MIN_BYTES_PER_THREAD};
 pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};

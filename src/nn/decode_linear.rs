@@ -1,0 +1,82 @@
+//! `F.linear(x, weight, bias)` for decoding in float32: a few input rows against CPU
+//! float32 weights go to the crate's own matrix-vector kernel ([`kernels::matmul_f32`],
+//! reading the weight tensor's data in place); everything else — prefill, CUDA, other
+//! dtypes, anything autograd must see — to libtorch's `linear`, the math path.
+//!
+//! libtorch's float32 `linear` with one row calls MKL's sgemv, which reads the weights
+//! at half the memory's speed on AMD CPUs; a decoding step is mostly that read. The
+//! kernel sums in its own order (`f32mv.rs`), so its outputs differ from libtorch's (and
+//! transformers') in the last bits: logits stay within the float32 parity tolerances and
+//! the tests' generated tokens equal transformers'.
+
+use tch::{Device, Kind, Tensor};
+
+use super::kernels::{self, MAX_F32_ROWS};
+use crate::error::Result;
+
+/// `F.linear(x, weight, bias)`: `x` `(*, K)`, `weight` `[N, K]`, `bias` `[N]`, giving
+/// `(*, N)`. On the kernel where [`decode_kernel_applies`] says so, else libtorch's `linear`.
+pub fn f_decode_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if !decode_kernel_applies(x, weight, bias) {
+        return Ok(x.f_linear(weight, bias)?);
+    }
+    let size = x.size();
+    let (n, k) = (weight.size()[0], weight.size()[1]);
+    let m = x.numel() as i64 / k;
+    let x2 = x.f_contiguous()?;
+    // (M, N)
+    let y = Tensor::f_empty([m, n], (Kind::Float, Device::Cpu))?;
+    // SAFETY: `weight` and `x2` are contiguous CPU float32 tensors of `N·K` and `M·K`
+    // elements (checked by `decode_kernel_applies`), `y` a fresh one of `M·N`, all alive
+    // and not otherwise touched until the product returns.
+    let (w, xs, ys) = unsafe {
+        (
+            std::slice::from_raw_parts(weight.data_ptr() as *const f32, (n * k) as usize),
+            std::slice::from_raw_parts(x2.data_ptr() as *const f32, (m * k) as usize),
+            std::slice::from_raw_parts_mut(y.data_ptr() as *mut f32, (m * n) as usize),
+        )
+    };
+    let threads = kernels::threads();
+    kernels::matmul_f32(w, n as usize, xs, ys, threads)?;
+    let mut out = size;
+    *out.last_mut().expect("decode_kernel_applies checked x's K") = n;
+    let y = y.f_view(out.as_slice())?;
+    Ok(match bias {
+        Some(b) => y.f_add(b)?,
+        None => y,
+    })
+}
+
+/// Whether [`f_decode_linear`] takes the kernel: `x` `(*, K)` of 1 to
+/// [`MAX_F32_ROWS`] rows, `weight` `[N, K]` contiguous, both (and `bias`) float32 on the
+/// CPU, and no gradient to record (grad mode off, or nothing requiring grad).
+pub fn decode_kernel_applies(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> bool {
+    let on_cpu_f32 = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+    let wsize = weight.size();
+    let [n, k] = wsize[..] else {
+        return false;
+    };
+    let rows = if k > 0 { x.numel() as i64 / k } else { 0 };
+    let tensors_fit = on_cpu_f32(x)
+        && on_cpu_f32(weight)
+        && bias.is_none_or(|b| on_cpu_f32(b) && b.size() == [n])
+        && n > 0
+        && x.size().last() == Some(&k)
+        && (1..=MAX_F32_ROWS as i64).contains(&rows)
+        && weight.is_contiguous();
+    let tracked =
+        x.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
+    tensors_fit && !(tracked && grad_enabled())
+}
+
+/// Whether autograd records operations on this thread (`torch.is_grad_enabled()`);
+/// tch reads it only by setting it, so this sets it back.
+fn grad_enabled() -> bool {
+    // SAFETY: libtch's `at_grad_set_enabled` sets the thread's grad mode and returns the
+    // one before (or -1 on an error, taken as enabled: the caller then falls back).
+    unsafe {
+        let prev = torch_sys::at_grad_set_enabled(0);
+        torch_sys::at_grad_set_enabled(i32::from(prev != 0));
+        prev != 0
+    }
+}
