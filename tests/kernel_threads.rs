@@ -5,7 +5,7 @@
 
 use tch::{Kind, Tensor};
 use tch_attention::nn::kernels::{self, random_blocks, BlockType};
-use tch_attention::nn::{BatchPath, BlockLinear};
+use tch_attention::nn::{f_decode_linear, BatchPath, BlockLinear};
 
 fn layer(block: BlockType, rows: usize, cols: usize, seed: u64) -> BlockLinear {
     let n_blocks = rows * cols / block.block_len();
@@ -45,6 +45,21 @@ fn dedicated_threads_give_the_one_thread_results_and_restore() {
             "kernels on two threads differ from one thread's"
         );
     }
+    // A prompt's float32 projection (more rows than the matvec kernel takes): its
+    // output columns in blocks over the kernels' threads, each block libtorch's linear.
+    let w = Tensor::randn([1531, 576], (Kind::Float, tch::Device::Cpu));
+    let b = Tensor::randn([1531], (Kind::Float, tch::Device::Cpu));
+    let x = Tensor::randn([2, 37, 576], (Kind::Float, tch::Device::Cpu));
+    let split = f_decode_linear(&x, &w, Some(&b)).unwrap();
     before.restore();
     assert_eq!((kernels::threads(), tch::get_num_threads()), (1, 1));
+    let whole = x.linear(&w, Some(&b));
+    assert_eq!(split.size(), whole.size());
+    // assert_close's float32 tolerances (rtol 1.3e-6, atol 1e-5): each block is libtorch's
+    // own product, but its GEMM may block a narrower matrix differently.
+    let err = (&split - &whole).abs() - (whole.abs() * 1.3e-6 + 1e-5);
+    assert!(
+        err.max().double_value(&[]) <= 0.0,
+        "split linear differs from libtorch's"
+    );
 }

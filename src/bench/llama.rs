@@ -186,11 +186,11 @@ pub fn measure(
     })
 }
 
-/// Runs `f` on the threads `attn generate --quant` runs on: for the block kernels
-/// (`gguf`), the kernels take libtorch's threads and its operators keep one
-/// ([`kernels::dedicate_threads`]), restored after.
+/// Runs `f` on the threads `attn generate` runs on: in float32 and on the block
+/// kernels (`gguf`), the crate's kernels take libtorch's threads and its operators keep
+/// one ([`kernels::dedicate_threads`]), restored after; int4/int8 on libtorch's.
 pub(super) fn with_threads<T>(quant: Option<Quant>, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let before = (quant == Some(Quant::Blocks))
+    let before = matches!(quant, None | Some(Quant::Blocks))
         .then(|| kernels::dedicate_threads(tch::get_num_threads().max(1) as usize));
     let out = f();
     if let Some(before) = before {

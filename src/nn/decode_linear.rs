@@ -18,7 +18,7 @@ use crate::error::Result;
 /// `(*, N)`. On the kernel where [`decode_kernel_applies`] says so, else libtorch's `linear`.
 pub fn f_decode_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if !decode_kernel_applies(x, weight, bias) {
-        return Ok(x.f_linear(weight, bias)?);
+        return f_linear_on_kernel_threads(x, weight, bias);
     }
     let size = x.size();
     let (n, k) = (weight.size()[0], weight.size()[1]);
@@ -45,6 +45,73 @@ pub fn f_decode_linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Re
         Some(b) => y.f_add(b)?,
         None => y,
     })
+}
+
+/// libtorch's `linear`; where the kernels have threads of their own
+/// ([`kernels::dedicate_threads`]: libtorch on one) and the weight is a CPU float32 matrix,
+/// its output columns shared out over those threads, one libtorch `linear` a block of
+/// weight rows (a prompt's projections, on the threads `--threads` gave).
+fn f_linear_on_kernel_threads(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let threads = kernels::threads();
+    let wsize = weight.size();
+    let split = threads > 1
+        && tch::get_num_threads() == 1
+        && wsize.len() == 2
+        && wsize[0] >= 2 * threads as i64
+        && weight.device() == Device::Cpu
+        && !(grad_enabled() && (x.requires_grad() || weight.requires_grad()));
+    if !split {
+        return Ok(x.f_linear(weight, bias)?);
+    }
+    let pieces = threads * 4;
+    let rows = wsize[0];
+    let chunk = (rows + pieces as i64 - 1) / pieces as i64;
+    let starts: Vec<i64> = (0..rows).step_by(chunk as usize).collect();
+    let parts: Vec<std::sync::Mutex<Option<Result<Tensor>>>> =
+        starts.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let shared = ReadOnly((x, weight, bias));
+    kernels::run_on_pool(threads, &|| {
+        let (x, weight, bias) = shared.get();
+        while let Some((i, slot)) = {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            parts.get(i).map(|slot| (i, slot))
+        } {
+            let n = chunk.min(rows - starts[i]);
+            let part = (|| -> Result<Tensor> {
+                let w = weight.f_narrow(0, starts[i], n)?;
+                let b = bias.map(|b| b.f_narrow(0, starts[i], n)).transpose()?;
+                Ok(x.f_linear(&w, b.as_ref())?)
+            })();
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(part);
+        }
+    });
+    let parts = parts
+        .into_iter()
+        .map(|p| {
+            p.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every block ran")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_cat(&parts, -1)?)
+}
+
+/// Tensors read by several threads at once: libtorch's reads of a tensor (its data, its
+/// views, its atomic reference count) are thread-safe; nothing here writes them.
+struct ReadOnly<'a>((&'a Tensor, &'a Tensor, Option<&'a Tensor>));
+// SAFETY: see above; the tensors outlive the pool's call, which returns only after every
+// thread's run.
+unsafe impl Sync for ReadOnly<'_> {}
+
+impl<'a> ReadOnly<'a> {
+    fn get(&self) -> (&'a Tensor, &'a Tensor, Option<&'a Tensor>) {
+        self.0
+    }
 }
 
 /// Whether [`f_decode_linear`] takes the kernel: `x` `(*, K)` of 1 to

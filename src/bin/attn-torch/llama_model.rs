@@ -34,8 +34,9 @@ pub struct LoadArgs {
     /// float32 tokens.
     #[arg(long, value_enum)]
     pub quant: Option<QuantArg>,
-    /// libtorch's intra-op threads (default: libtorch's choice); with --quant gguf the
-    /// crate's kernels take them and libtorch's operators run on one.
+    /// Threads (default: libtorch's choice): on the CPU without --quant int4/int8, the
+    /// crate's kernels and the prompt's matmuls take them and libtorch's other operators
+    /// run on one; with int4/int8, libtorch's intra-op threads.
     #[arg(long)]
     pub threads: Option<i32>,
     /// Where to compute.
@@ -81,8 +82,12 @@ impl LoadArgs {
             anyhow::ensure!(n > 0, "--threads: must be positive, got {n}");
             tch::set_num_threads(n);
         }
-        if matches!(self.quant, Some(QuantArg::Gguf)) {
-            // The kernels get the threads, libtorch's operators one (kernels/threads.rs).
+        if matches!(self.device, DeviceArg::Cpu)
+            && !matches!(self.quant, Some(QuantArg::Int4 | QuantArg::Int8))
+        {
+            // The crate's kernels (float32 decoding's matvec, the file's blocks) and the
+            // prompt's matmuls get the threads, libtorch's operators one
+            // (nn/kernels/threads.rs); int4/int8 run on libtorch's own kernels.
             let _before = kernels::dedicate_threads(tch::get_num_threads().max(1) as usize);
         }
         anyhow::ensure!(
