@@ -7,8 +7,7 @@
 //! ([`BlockLinear::dequantized`], then `F.linear`) is what the tests compare with.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
@@ -234,30 +233,14 @@ impl BlockLinear {
         let threads = kernels::threads().min(starts.len());
         let parts = if threads > 1 && tch::get_num_threads() == 1 {
             let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
-            let done: Vec<Mutex<Option<Result<Tensor>>>> =
-                starts.iter().map(|_| Mutex::new(None)).collect();
-            let next = AtomicUsize::new(0);
-            kernels::run_on_pool(threads, &|| {
+            kernels::map_on_pool(threads, starts.len(), |i| {
+                // One copy of the activations a tile (their product costs 100x more).
                 let mut tile = vec![0f32; tile_rows * self.cols];
-                while let Some((i, slot)) = {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    done.get(i).map(|slot| (i, slot))
-                } {
-                    // One copy of the activations a tile (their product costs 100x more).
-                    let part = Tensor::f_from_slice(&input)
-                        .and_then(|t| t.f_view([-1, self.cols as i64]))
-                        .map_err(Error::from)
-                        .and_then(|x| self.tile_product(&x, starts[i], tile_rows, &mut tile));
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(part);
-                }
-            });
-            done.into_iter()
-                .map(|d| {
-                    d.into_inner()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .expect("every tile ran")
-                })
-                .collect::<Result<Vec<_>>>()?
+                let x = Tensor::f_from_slice(&input)?.f_view([-1, self.cols as i64])?;
+                self.tile_product(&x, starts[i], tile_rows, &mut tile)
+            })
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?
         } else {
             let mut tile = vec![0f32; tile_rows * self.cols];
             starts

@@ -71,33 +71,16 @@ fn f_linear_on_kernel_threads(
     let rows = wsize[0];
     let chunk = (rows + pieces as i64 - 1) / pieces as i64;
     let starts: Vec<i64> = (0..rows).step_by(chunk as usize).collect();
-    let parts: Vec<std::sync::Mutex<Option<Result<Tensor>>>> =
-        starts.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let shared = ReadOnly((x, weight, bias));
-    kernels::run_on_pool(threads, &|| {
+    let parts = kernels::map_on_pool(threads, starts.len(), |i| -> Result<Tensor> {
         let (x, weight, bias) = shared.get();
-        while let Some((i, slot)) = {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            parts.get(i).map(|slot| (i, slot))
-        } {
-            let n = chunk.min(rows - starts[i]);
-            let part = (|| -> Result<Tensor> {
-                let w = weight.f_narrow(0, starts[i], n)?;
-                let b = bias.map(|b| b.f_narrow(0, starts[i], n)).transpose()?;
-                Ok(x.f_linear(&w, b.as_ref())?)
-            })();
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(part);
-        }
-    });
-    let parts = parts
-        .into_iter()
-        .map(|p| {
-            p.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every block ran")
-        })
-        .collect::<Result<Vec<_>>>()?;
+        let n = chunk.min(rows - starts[i]);
+        let w = weight.f_narrow(0, starts[i], n)?;
+        let b = bias.map(|b| b.f_narrow(0, starts[i], n)).transpose()?;
+        Ok(x.f_linear(&w, b.as_ref())?)
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::f_cat(&parts, -1)?)
 }
 

@@ -73,3 +73,29 @@ fn fill<F: Fn(usize, usize) -> f32>(start: usize, parts: &mut [&mut [f32]], f: &
         }
     }
 }
+
+/// `[f(0), f(1), …, f(n - 1)]`, computed on up to `threads` threads of the pool
+/// ([`super::run_on_pool`]), each taking the next index from a shared counter (a late
+/// thread finds less or nothing left): for pieces of work that call libtorch, one
+/// matmul each (prefill's tiles and blocks of rows). The order of the results is the
+/// indices', whoever computed them.
+pub fn map_on_pool<T: Send>(threads: usize, n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let slots: Vec<Mutex<Option<T>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    super::run_on_pool(threads.clamp(1, n.max(1)), &|| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(i) else {
+            return;
+        };
+        let value = f(i);
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("run_on_pool returns after every index is taken and computed")
+        })
+        .collect()
+}
