@@ -1,7 +1,7 @@
 //! [`LlamaForCausalLM`] as a [`CausalLm`] (what the generation loop drives) and a
 //! [`RaggedLm`] (what continuous batching drives).
 
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::cache::LlamaCache;
 use super::model::LlamaForCausalLM;
@@ -48,7 +48,8 @@ impl CausalLm for LlamaForCausalLM {
 
 impl RaggedLm for LlamaForCausalLM {
     fn f_logits_ragged(&self, tokens: &Tensor, caches: &mut [&mut LlamaCache]) -> Result<Tensor> {
-        self.f_forward_ragged(tokens, caches)
+        let h = self.model.f_forward_ragged(tokens, caches)?; // (N, E)
+        self.f_ragged_head(&h)
     }
 
     fn cached_len(&self, cache: &LlamaCache) -> i64 {
@@ -57,5 +58,26 @@ impl RaggedLm for LlamaForCausalLM {
 
     fn f_copy_prefix(&self, from: &LlamaCache, len: i64, into: &mut LlamaCache) -> Result<bool> {
         from.f_copy_prefix_into(len, into)
+    }
+}
+
+impl LlamaForCausalLM {
+    /// The logits `(N, V)` of the ragged step's hidden states `h` `(N, E)`: the model's
+    /// own head, except for a float32 head over several rows, whose product runs with
+    /// the head on the left. MKL's float32 GEMM of a few rows against the `(V, E)` head
+    /// costs about twice its one-row GEMV (it repacks the head on every call, measured
+    /// on Zen 4 with one thread: 21.5 against 9.3 ms for 4 rows of SmolLM2's head),
+    /// while `W h^T` reads the head once (10 ms for 4 rows). Each logit is still one
+    /// dot product of length E, in float32; the order of its additions may differ from
+    /// the one-row product's, as any GEMM's with another row count does.
+    fn f_ragged_head(&self, h: &Tensor) -> Result<Tensor> {
+        let weight = self.lm_head_weight();
+        let plain = self.quantized_head.is_none() && self.config.final_logit_softcapping.is_none();
+        if !plain || h.size()[0] == 1 || h.kind() != Kind::Float || weight.kind() != Kind::Float {
+            return self.head(h);
+        }
+        // (V, E) @ (E, N) -> (V, N) -> (N, V)
+        let logits = weight.f_matmul(&h.f_transpose(0, 1)?)?;
+        Ok(logits.f_transpose(0, 1)?.f_contiguous()?)
     }
 }
