@@ -248,3 +248,67 @@ impl LlamaAttention {
         Ok((apply_rotary(&q, cos, sin)?, apply_rotary(&k, cos, sin)?, v))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::nn::VarStore;
+    use tch::{Device, Kind, Tensor};
+
+    use super::LlamaAttention;
+    use crate::attention::{scaled_dot_product_attention, SdpaOptions};
+    use crate::models::llama::LlamaConfig;
+
+    fn attention(window: Option<i64>) -> LlamaAttention {
+        let config = LlamaConfig {
+            hidden_size: 64,
+            num_attention_heads: 6,
+            num_key_value_heads: 2,
+            head_dim: 16,
+            num_hidden_layers: 1,
+            sliding_window: window,
+            ..Default::default()
+        };
+        let vs = VarStore::new(Device::Cpu);
+        LlamaAttention::new(vs.root() / "self_attn", &config, 0).unwrap()
+    }
+
+    /// A decoding query's heads read as rows of their key/value head give
+    /// `enable_gqa`'s attention within bfloat16's tolerance of the float32 result
+    /// (torch.testing's bfloat16 rtol 1.6e-2), for every head, at cache lengths on
+    /// both sides of the flash kernel's 512-key blocks.
+    #[test]
+    fn grouped_decoding_queries_attend_as_enable_gqa_does() {
+        tch::manual_seed(0);
+        let a = attention(None);
+        for s in [1, 7, 64, 600] {
+            let f = (Kind::Float, Device::Cpu);
+            let (q, k, v) = (
+                Tensor::randn([2, 6, 1, 16], f),
+                Tensor::randn([2, 2, s, 16], f),
+                Tensor::randn([2, 2, s, 16], f),
+            );
+            let gqa = SdpaOptions {
+                enable_gqa: true,
+                ..Default::default()
+            };
+            let want = scaled_dot_product_attention(&q, &k, &v, &gqa).unwrap();
+            let bf = |t: &Tensor| t.to_kind(Kind::BFloat16);
+            assert_eq!(a.query_group(&bf(&q), 1), Some(3));
+            let got = a.f_attend_grouped(&bf(&q), &bf(&k), &bf(&v), 3).unwrap();
+            assert_eq!(got.size(), [2, 6, 1, 16]);
+            let err = (got.to_kind(Kind::Float) - &want).abs();
+            let bound = want.abs() * 1.6e-2 + 1e-2;
+            assert!(bool::try_from(err.le_tensor(&bound).all()).unwrap(), "S = {s}");
+        }
+    }
+
+    /// float32, a block of new queries, and a window keep the `enable_gqa` path.
+    #[test]
+    fn only_half_precision_decoding_without_a_window_is_grouped() {
+        let q = |kind, l| Tensor::zeros([1, 6, l, 16], (kind, Device::Cpu));
+        assert_eq!(attention(None).query_group(&q(Kind::Float, 1), 1), None);
+        assert_eq!(attention(None).query_group(&q(Kind::BFloat16, 2), 2), None);
+        assert_eq!(attention(Some(4)).query_group(&q(Kind::BFloat16, 1), 1), None);
+        assert_eq!(attention(None).query_group(&q(Kind::Half, 1), 1), Some(3));
+    }
+}
