@@ -298,7 +298,10 @@ mod tests {
             assert_eq!(got.size(), [2, 6, 1, 16]);
             let err = (got.to_kind(Kind::Float) - &want).abs();
             let bound = want.abs() * 1.6e-2 + 1e-2;
-            assert!(bool::try_from(err.le_tensor(&bound).all()).unwrap(), "S = {s}");
+            assert!(
+                bool::try_from(err.le_tensor(&bound).all()).unwrap(),
+                "S = {s}"
+            );
         }
     }
 
@@ -308,7 +311,10 @@ mod tests {
         let q = |kind, l| Tensor::zeros([1, 6, l, 16], (kind, Device::Cpu));
         assert_eq!(attention(None).query_group(&q(Kind::Float, 1), 1), None);
         assert_eq!(attention(None).query_group(&q(Kind::BFloat16, 2), 2), None);
-        assert_eq!(attention(Some(4)).query_group(&q(Kind::BFloat16, 1), 1), None);
+        assert_eq!(
+            attention(Some(4)).query_group(&q(Kind::BFloat16, 1), 1),
+            None
+        );
         assert_eq!(attention(None).query_group(&q(Kind::Half, 1), 1), Some(3));
     }
 }
