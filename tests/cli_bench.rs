@@ -242,6 +242,9 @@ fn serve_suite_reports_streams_and_prefix_reuse() {
             "int4_streams1",
             "int4_streams4",
             "int4_streams8",
+            "gguf_streams1",
+            "gguf_streams4",
+            "gguf_streams8",
             "ttft_cold",
             "ttft_cached"
         ]

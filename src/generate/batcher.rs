@@ -288,7 +288,8 @@ impl<M: RaggedLm> Batcher<M> {
     /// comes from its prefill's logits). Sequences that end with this token leave the
     /// batch; their caches go to the prefix store. Empty when nothing is active.
     pub fn step(&mut self) -> Result<Vec<StepToken>> {
-        let logits = self.f_forward_fed()?; // (N fed, V)
+        // (N fed, V), in float32 for `choose` at once rather than row by row.
+        let logits = self.f_forward_fed()?.f_to_kind(Kind::Float)?;
         let mut fed = 0;
         let mut out = Vec::with_capacity(self.active.len());
         for seq in &mut self.active {
