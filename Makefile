@@ -195,7 +195,8 @@ bench: release
 	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) >>target/bench/tch.jsonl; \
 	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) >>target/bench/torch.jsonl; \
 	done
-	@if [ -x "$(LLAMA_CPP_VENV)/bin/python" ]; then \
+	@case " $(BENCH_SUITES) " in *" generate "*) ;; *) exit 0;; esac; \
+	if [ -x "$(LLAMA_CPP_VENV)/bin/python" ]; then \
 	  for m in $(LLAMA_CPP_MODELS); do \
 	    [ -f "$$m" ] || continue; echo "bench: llama.cpp on $$m" >&2; \
 	    for p in 32 128; do \
@@ -215,17 +216,22 @@ bench: release
 	  $$([ -s target/bench/llama_cpp.jsonl ] && echo --llama-cpp target/bench/llama_cpp.jsonl) \
 	  $$([ -s target/bench/llama_server.jsonl ] && echo --llama-server target/bench/llama_server.jsonl)
 
-# The whole-model comparison in one run (issue 24's targets at one and two threads):
-# suites generate and serve at one thread, then generate at two, each into its own
-# section of bench/RESULTS.md. Needs a quiet machine (about half an hour on two cores).
-bench-models:
-	$(MAKE) bench BENCH_SUITES="generate serve" BENCH_THREADS=1 BENCH_SECTION=cpu-models-1t \
-	  BENCH_TITLE="CPU, suites generate and serve, 1 thread"
-	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=2 BENCH_SECTION=cpu-models-2t \
-	  BENCH_TITLE="CPU, suite generate, 2 threads" BENCH_ONLY=$(BENCH_MODELS_2T)
+# The whole-model comparison in one run (issues 24 and 25 at one and two threads): the
+# generate suite at one thread (without gemma3_decode_4096, issue 23's minutes-long
+# memory row: `make bench BENCH_SUITES=generate` has it), the serve suite, then
+# generate's issue-24 rows at two threads, each into its own section of
+# bench/RESULTS.md. Needs a quiet machine (about half an hour on two cores).
+BENCH_MODELS_1T := smollm2_prefill,smollm2_decode,smollm2_int4_prefill,smollm2_int4_decode,smollm2_int4_int8head_decode,smollm2_int4_int4head_decode,smollm2_prefill128,smollm2_gguf_prefill128,smollm2_gguf_decode,gemma3_prefill128,gemma3_decode,gemma3_gguf_prefill128,gemma3_gguf_decode
 # The rows issue 24 asks for at two threads: the quantised ones beside llama.cpp, and
 # float32 decoding beside transformers.
 BENCH_MODELS_2T := smollm2_decode,smollm2_gguf_prefill128,smollm2_gguf_decode,gemma3_decode,gemma3_gguf_prefill128,gemma3_gguf_decode
+bench-models:
+	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=1 BENCH_SECTION=cpu-models-1t \
+	  BENCH_TITLE="CPU, suite generate, 1 thread" BENCH_ONLY=$(BENCH_MODELS_1T)
+	$(MAKE) bench BENCH_SUITES=serve BENCH_THREADS=1 BENCH_SECTION=cpu-serve-1t \
+	  BENCH_TITLE="CPU, suite serve, 1 thread"
+	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=2 BENCH_SECTION=cpu-models-2t \
+	  BENCH_TITLE="CPU, suite generate, 2 threads" BENCH_ONLY=$(BENCH_MODELS_2T)
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
 # built from source (about five minutes on two cores) into its own environment beside
