@@ -215,11 +215,20 @@ impl BlockLinear {
     /// threads ([`kernels::threads`]).
     fn kernels(&self, x: &Tensor) -> Result<Tensor> {
         let m = x.size()[0] as usize;
-        let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
-        let mut out = vec![0f32; m * self.rows];
+        let y = Tensor::f_empty([m as i64, self.rows as i64], (Kind::Float, Device::Cpu))?;
+        // SAFETY: `x` is a contiguous CPU float32 `(M, K)` (f_forward_on made it so) and
+        // `y` a fresh `(M, N)` one; both stay alive and untouched by anything else until
+        // the product returns. Read and written in place: a decoding step's head (1 MiB of
+        // Gemma's logits) is not copied twice, nor allocated twice.
+        let (input, out) = unsafe {
+            (
+                std::slice::from_raw_parts(x.data_ptr() as *const f32, m * self.cols),
+                std::slice::from_raw_parts_mut(y.data_ptr() as *mut f32, m * self.rows),
+            )
+        };
         let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
-        kernels::matmul(&w, &input, &mut out, kernels::threads())?;
-        Ok(Tensor::f_from_slice(&out)?.f_view([m as i64, self.rows as i64])?)
+        kernels::matmul(&w, input, out, kernels::threads())?;
+        Ok(y)
     }
 
     /// `(M, K) -> (M, N)`: tiles of [`TILE_FLOATS`] weights dequantised in turn, each
