@@ -18,9 +18,16 @@ use crate::error::{Error, Result};
 /// that stays in a core's L2 cache while the matmul reads it.
 pub const TILE_FLOATS: usize = 256 * 1024;
 
-/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 8 for
-/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), the first measured size at which the tiles
-/// win on every shape, and 128 for the k-quants (whose scalar dequantisation is slower).
+/// Rows `M` from which [`BlockLinear::f_forward`] takes [`BatchPath::Tiles`]: 16 for
+/// the legacy types (Q8_0, Q4_0, Q4_1, Q5_0), and 128 for the k-quants (whose scalar
+/// dequantisation is slower).
+///
+/// The legacy threshold comes from the whole model on a quiet machine: eight streams of
+/// SmolLM2 Q4_1 decoded together (`attn bench --suite serve`, row `gguf_streams8`, one
+/// thread) took 122.3 ms a step on the tiles (every weight, the head's 28 M among them,
+/// dequantised each step) against 61.0 on the kernels, about 7.6 ms a row; the tiles'
+/// step hardly depends on `M`, so they pay from about 16 rows. The per-product table
+/// below, measured on a loaded machine, had put the crossing at 8.
 ///
 /// The choice, measured by `tests/block_linear.rs`'s `prefill_timing_kernels_against_tiles`
 /// (one thread, the 2-core AVX-512 VNNI EPYC of this work, loaded by other builds, so
@@ -45,7 +52,7 @@ pub fn tiles_from_rows(block: BlockType) -> usize {
     if block.is_k_quant() {
         128
     } else {
-        8
+        16
     }
 }
 
