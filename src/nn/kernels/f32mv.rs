@@ -57,12 +57,7 @@ pub fn matmul_f32_with(
     y: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    if !set.is_available() {
-        return Err(Error::invalid(
-            "set",
-            format!("this CPU lacks the features of the {set} kernels"),
-        ));
-    }
+    set.check_available()?;
     if rows == 0 || w.is_empty() || !w.len().is_multiple_of(rows) {
         return Err(Error::invalid(
             "w",

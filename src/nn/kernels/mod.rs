@@ -102,6 +102,19 @@ impl KernelSet {
         }
     }
 
+    /// `Ok` where this CPU has the set's features, else the typed error every product
+    /// that takes a chosen set gives (argument `set`).
+    pub(crate) fn check_available(self) -> Result<()> {
+        if self.is_available() {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "set",
+                format!("this CPU lacks the features of the {self} kernels"),
+            ))
+        }
+    }
+
     /// The sets this CPU runs, slowest (scalar) first.
     pub fn available() -> Vec<KernelSet> {
         KernelSet::ALL
@@ -223,12 +236,7 @@ pub fn matmul_quantized(
     y: &mut [f32],
     threads: usize,
 ) -> Result<()> {
-    if !set.is_available() {
-        return Err(Error::invalid(
-            "set",
-            format!("this CPU lacks the features of the {set} kernels"),
-        ));
-    }
+    set.check_available()?;
     let act_block = if w.block().is_k_quant() { 256 } else { 32 };
     if acts.cols() != w.cols() || acts.block_len() != act_block {
         return Err(Error::invalid(
