@@ -162,16 +162,14 @@ fn bench_prints_one_json_object_per_configuration() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("decode"));
 }
 
-/// The generate suite on the tiny quantised Llama of the fixtures (its smoke sizes):
-/// every row runs, and each decode row carries the kernels' floor, the time of one
-/// token's projections and head alone, which the whole step cannot beat by much.
-#[test]
-fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
+/// `attn bench --suite SUITE --smoke --json` on the tiny quantised Llama of the
+/// fixtures, which must succeed: its rows, and its stdout for messages.
+fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
     let model = common::fixtures().join("llama/tiny/model_q4_1.gguf");
     let out = attn(&[
         "bench",
         "--suite",
-        "generate",
+        suite,
         "--smoke",
         "--json",
         "--model",
@@ -182,11 +180,20 @@ fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<serde_json::Value> = stdout
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    (rows, stdout)
+}
+
+/// The generate suite on the tiny quantised Llama of the fixtures (its smoke sizes):
+/// every row runs, and each decode row carries the kernels' floor, the time of one
+/// token's projections and head alone, which the whole step cannot beat by much.
+#[test]
+fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
+    let (rows, stdout) = tiny_suite_rows("generate");
     let suites: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/suites.json"),
@@ -212,26 +219,7 @@ fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
 /// from the cache while the cold one took nothing.
 #[test]
 fn serve_suite_reports_streams_and_prefix_reuse() {
-    let model = common::fixtures().join("llama/tiny/model_q4_1.gguf");
-    let out = attn(&[
-        "bench",
-        "--suite",
-        "serve",
-        "--smoke",
-        "--json",
-        "--model",
-        model.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (rows, _) = tiny_suite_rows("serve");
     let names: Vec<_> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,

@@ -162,7 +162,14 @@ pub(super) fn validate(config: &BenchConfig, bench: &LlamaBench) -> Result<()> {
             "a quantised head goes with quantised layers (quant)",
         ));
     }
-    if bench.quant.is_some() && config.device != Device::Cpu {
+    check_quant_device(bench.quant, config.device)
+}
+
+/// Quantised projections run on the CPU only (libtorch's int4/int8 kernels, the
+/// crate's block kernels): `quant` with another device is a config error. Shared with
+/// the serve suite, which loads its model as this suite does.
+pub(super) fn check_quant_device(quant: Option<Quant>, device: Device) -> Result<()> {
+    if quant.is_some() && device != Device::Cpu {
         return Err(Error::config(
             "quant",
             "the int4/int8 kernels are libtorch's CPU ones",

@@ -24,7 +24,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::Value;
-use tch::Device;
 
 use super::config::{BenchConfig, Mode, WholeModel};
 use super::llama::{self, quant_name, BenchDecoder, LlamaBench};
@@ -124,13 +123,7 @@ fn validate(config: &BenchConfig, bench: &ServeBench) -> Result<()> {
             format!("smollm2_serve runs decode or prefill, got {}", m.name()),
         )),
     }?;
-    if bench.quant.is_some() && config.device != Device::Cpu {
-        return Err(Error::config(
-            "quant",
-            "the int4/int8 kernels are libtorch's CPU ones",
-        ));
-    }
-    Ok(())
+    llama::check_quant_device(bench.quant, config.device)
 }
 
 /// Loads `model_file` (a GGUF) as `config` asks, into a [`Batcher`] of `B` sequences,
