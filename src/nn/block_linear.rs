@@ -1,10 +1,12 @@
-//! A bias-free linear layer `(*, K) -> (*, N)` whose weight `[N, K]` stays in a GGUF
+//! A linear layer `(*, K) -> (*, N)` whose weight `[N, K]` stays in a GGUF
 //! file's own blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K) and runs on the crate's
 //! integer kernels ([`super::kernels`]): activations quantised per block to 8 bits as
 //! llama.cpp quantises them, one float multiply-add per block. The blocks are the
 //! file's own bytes, shared ([`BlockLinear::in_place`]: a mapped GGUF's pages, no copy),
 //! never a dequantised float copy; the math path beside it
 //! ([`BlockLinear::dequantized`], then `F.linear`) is what the tests compare with.
+//! A float32 bias (Qwen2's query, key and value projections) is added after the
+//! product, as `F.linear` adds it.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -94,6 +96,8 @@ pub struct BlockLinear {
     /// stores them.
     bytes: SharedBytes,
     range: Range<usize>,
+    /// `[N]`, added to every output row; `None`: no bias.
+    bias: Option<Arc<[f32]>>,
 }
 
 impl std::fmt::Debug for BlockLinear {
@@ -103,6 +107,7 @@ impl std::fmt::Debug for BlockLinear {
             .field("block", &self.block)
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("bias", &self.bias.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +142,21 @@ impl BlockLinear {
             cols,
             bytes,
             range,
+            bias: None,
+        })
+    }
+
+    /// The same weight with `bias` `[N]` (float32 values of any float dtype) added to
+    /// every output row.
+    pub fn with_bias(self, bias: &Tensor) -> Result<Self> {
+        if bias.size() != [self.rows as i64] {
+            let expected = format!("[N] with N = {}", self.rows);
+            return Err(Error::shape("bias", expected, &bias.size()));
+        }
+        let values = Vec::<f32>::try_from(&bias.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?)?;
+        Ok(Self {
+            bias: Some(values.into()),
+            ..self
         })
     }
 
@@ -162,7 +182,14 @@ impl BlockLinear {
             .flat_map(|&r| &data[r * row_bytes..(r + 1) * row_bytes])
             .copied()
             .collect();
-        Self::new(self.block, self.rows, self.cols, reordered)
+        let moved = Self::new(self.block, self.rows, self.cols, reordered)?;
+        Ok(Self {
+            bias: self
+                .bias
+                .as_ref()
+                .map(|b| order.iter().map(|&r| b[r]).collect()),
+            ..moved
+        })
     }
 
     /// The block type.
@@ -213,9 +240,41 @@ impl BlockLinear {
             BatchPath::Kernels => self.kernels(&flat)?,
             BatchPath::Tiles => self.tiles(&flat)?,
         }; // (M, N)
+        let y = match &self.bias {
+            Some(b) => y.f_add(&Tensor::f_from_slice(b)?)?,
+            None => y,
+        };
         let mut shape = size;
         *shape.last_mut().expect("checked above") = self.rows as i64;
         Ok(y.f_view(shape.as_slice())?.f_to_kind(kind)?)
+    }
+
+    /// `y = x · wᵀ (+ bias)` on plain float32 slices, on the integer kernels: `x`
+    /// `(M, K)`, `y` `(M, N)`, row-major (a decoding step's buffers, no tensor made).
+    pub fn forward_slices(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        kernels::matmul(&w, x, y, kernels::threads())?;
+        if let Some(b) = &self.bias {
+            for row in y.chunks_exact_mut(self.rows) {
+                for (v, &c) in row.iter_mut().zip(b.iter()) {
+                    *v += c;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Row `r` of the weight, dequantised into `out` `(K)` as gguf-py dequantises it (an
+    /// embedding lookup in the table's own blocks).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        if r >= self.rows {
+            return Err(Error::invalid(
+                "ids",
+                format!("ids must lie in 0..{}, got {r}", self.rows),
+            ));
+        }
+        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
+        kernels::dequantize(self.block, w.row(r), out)
     }
 
     /// `(M, K) -> (M, N)` on the integer kernels, output rows split over the kernels'

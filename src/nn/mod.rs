@@ -12,6 +12,7 @@ mod quantized_linear;
 mod rms_norm;
 mod rotary;
 pub(crate) mod state_dict;
+pub mod token_ops;
 
 pub use block_linear::{tiles_from_rows, BatchPath, BlockLinear, SharedBytes, TILE_FLOATS};
 pub use decode_linear::{decode_kernel_applies, f_decode_linear};

@@ -9,6 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::model::LlamaForCausalLM;
 use super::projections::{is_projection, projections_mut};
+use super::weights::rows_permuted;
 use crate::error::{Error, Result};
 use crate::io::{GgmlType, Gguf, GgufTensorInfo};
 use crate::nn::kernels::BlockType;
@@ -24,9 +25,8 @@ impl LlamaForCausalLM {
             self.config.num_attention_heads,
             self.config.num_key_value_heads,
         );
-        // llama.cpp permutes the query/key rows of the `llama` architecture only
-        // (weights.rs undoes it the same way for the float weights).
-        let permuted = self.config.architecture != "gemma3";
+        // Undone as weights.rs undoes it for the float weights.
+        let permuted = rows_permuted(&self.config);
         for (i, layer) in self.model.layers.iter_mut().enumerate() {
             for (name, proj) in projections_mut(layer) {
                 let heads = match name {
@@ -34,10 +34,16 @@ impl LlamaForCausalLM {
                     "attn_k" if permuted => Some(hkv),
                     _ => None,
                 };
-                let Some(blocks) = block_linear(g, &format!("blk.{i}.{name}.weight"), heads)?
+                let Some(mut blocks) = block_linear(g, &format!("blk.{i}.{name}.weight"), heads)?
                 else {
                     continue;
                 };
+                // Qwen2's q/k/v biases stay float32, added after the blocks' product.
+                if let Projection::Float(old) = &*proj {
+                    if let Some(bias) = &old.bias {
+                        blocks = blocks.with_bias(bias)?;
+                    }
+                }
                 if let Projection::Float(old) = std::mem::replace(proj, Projection::Block(blocks)) {
                     // Shared with the VarStore's variable: emptying it frees the float copy.
                     let empty = Tensor::f_empty([0], (Kind::Float, old.weight.device()))?;

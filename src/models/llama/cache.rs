@@ -257,8 +257,64 @@ impl LlamaCache {
         Ok(())
     }
 
+    /// Layer `layer`'s buffers for a decoding step written in place (the caller writes
+    /// position `len`'s key and value rows at [`TokenKv::slot`]): `None` unless the
+    /// cache holds one sequence in contiguous CPU float32 buffers with room for it.
+    pub(super) fn token_kv(&mut self, layer: usize) -> Option<TokenKv<'_>> {
+        let (kb, vb) = (self.keys.get(layer)?, self.values.get(layer)?);
+        let size = kb.size(); // (1, Hkv, slots, D)
+        let plain =
+            |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+        if size[0] != 1 || !plain(kb) || !plain(vb) || self.len >= self.capacity {
+            return None;
+        }
+        let slots = size[2] as usize;
+        let numel = size.iter().product::<i64>() as usize;
+        let rolling = self.rolling[layer].is_some();
+        // SAFETY: both buffers are contiguous CPU float32 tensors of `numel` elements
+        // that this cache owns and never shares (update's views are dropped by the end
+        // of each forward); `&mut self` keeps any other access out while these live.
+        let (keys, values) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(kb.data_ptr() as *mut f32, numel),
+                std::slice::from_raw_parts_mut(vb.data_ptr() as *mut f32, numel),
+            )
+        };
+        let len = self.len as usize;
+        Some(TokenKv {
+            keys,
+            values,
+            slots,
+            slot: if rolling { len % slots } else { len },
+            filled: if rolling {
+                (len + 1).min(slots)
+            } else {
+                len + 1
+            },
+            rolling,
+        })
+    }
+
     /// Marks `l` more positions as filled, after every layer has written them.
     pub(crate) fn advance(&mut self, l: i64) {
         self.len += l;
     }
+}
+
+/// One layer's key and value buffers for a decoding step ([`LlamaCache::token_kv`]).
+pub(super) struct TokenKv<'a> {
+    /// `(Hkv, slots, D)`, row-major.
+    pub keys: &'a mut [f32],
+    /// `(Hkv, slots, D)`.
+    pub values: &'a mut [f32],
+    /// Rows a head has: the capacity, or a rolling layer's window W.
+    pub slots: usize,
+    /// The row the new position goes to (`len`, or `len % W` on a rolling layer).
+    pub slot: usize,
+    /// The rows filled once it is written: the first `filled` of each head, in slot
+    /// order (a rolling layer's are all within its window; the order does not change
+    /// attention).
+    pub filled: usize,
+    /// Whether it is a rolling layer's buffer (whose rows are all in the window).
+    pub rolling: bool,
 }

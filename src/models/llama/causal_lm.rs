@@ -48,11 +48,21 @@ impl CausalLm for LlamaForCausalLM {
 
 impl RaggedLm for LlamaForCausalLM {
     fn f_logits_ragged(&self, tokens: &Tensor, caches: &mut [&mut LlamaCache]) -> Result<Tensor> {
-        let h = self.model.f_forward_ragged(tokens, caches)?; // (N, E)
-                                                              // The model's own head: a float32 one over a few rows is the crate's matvec
-                                                              // kernel (nn::f_decode_linear), which reads the head once for all of them (MKL's
-                                                              // GEMM of 4 rows repacked SmolLM2's head on every call: 21.5 ms against 9.3 for
-                                                              // one row on Zen 4).
+        let applies = {
+            let shared: Vec<&LlamaCache> = caches.iter().map(|c| &**c).collect();
+            tokens.size() == [caches.len() as i64] && self.step_applies(caches.len(), &shared)
+        };
+        let h = match applies {
+            // Block kernels: the step on plain buffers (decode_step.rs), each row's
+            // arithmetic that of the same sequence decoded alone.
+            true => self.f_step(tokens, caches)?,
+            false => self.model.f_forward_ragged(tokens, caches)?,
+        }; // (N, E)
+
+        // The model's own head: a float32 one over a few rows is the crate's matvec
+        // kernel (nn::f_decode_linear), which reads the head once for all of them (MKL's
+        // GEMM of 4 rows repacked SmolLM2's head on every call: 21.5 ms against 9.3 for
+        // one row on Zen 4).
         self.head(&h)
     }
 

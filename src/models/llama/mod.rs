@@ -30,6 +30,7 @@ mod cache;
 mod causal_lm;
 mod chat;
 mod config;
+mod decode_step;
 mod explain;
 mod export;
 mod families;

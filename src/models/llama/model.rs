@@ -147,7 +147,7 @@ impl LlamaModel {
 
     /// Errors unless `cache` serves this stack's layers and has room for `l` more
     /// positions.
-    fn check_cache(&self, cache: &LlamaCache, l: i64) -> Result<()> {
+    pub(super) fn check_cache(&self, cache: &LlamaCache, l: i64) -> Result<()> {
         if cache.num_layers() != self.layers.len() {
             return Err(Error::invalid(
                 "cache",
@@ -282,8 +282,27 @@ impl LlamaForCausalLM {
     }
 
     /// The logits `(N, V)` of the last position only, as `generate` computes them
-    /// (`logits_to_keep=1`): the head runs on one position instead of L.
+    /// (`logits_to_keep=1`): the head runs on one position instead of L. One new token
+    /// of a model on block kernels takes the decoding step on plain buffers
+    /// (`decode_step.rs`); everything else [`Self::f_forward_last_on`].
     pub fn f_forward_last(
+        &self,
+        input_ids: &Tensor,
+        cache: Option<&mut LlamaCache>,
+    ) -> Result<Tensor> {
+        match cache {
+            // One token on block kernels: the step on plain buffers (decode_step.rs).
+            Some(c) if input_ids.size() == [1, 1] && self.step_applies(1, &[c]) => {
+                let h = self.f_step(&input_ids.f_view([1])?, &mut [c])?; // (1, E)
+                self.head(&h)
+            }
+            cache => self.f_forward_last_on(input_ids, cache),
+        }
+    }
+
+    /// [`Self::f_forward_last`] on the libtorch path, the math path of the decoding
+    /// step (`decode_step.rs`).
+    pub fn f_forward_last_on(
         &self,
         input_ids: &Tensor,
         cache: Option<&mut LlamaCache>,

@@ -20,6 +20,13 @@ use crate::error::{Error, Result};
 use crate::io::{read_safetensors, Gguf, GgufTensorInfo};
 use crate::nn::load_into;
 
+/// Whether a GGUF of `config`'s architecture holds its query/key rows permuted:
+/// llama.cpp's converter permutes those of the `llama` architecture only (Mistral's files
+/// are `llama` too); Qwen, Phi-3 and Gemma files keep transformers' order.
+pub(super) fn rows_permuted(config: &LlamaConfig) -> bool {
+    config.architecture == "llama"
+}
+
 /// Undoes llama.cpp's permutation of a query or key projection `[heads * D, E]`.
 ///
 /// llama.cpp's converter (`LlamaModel.permute`) reorders each head's rows from
@@ -117,8 +124,7 @@ impl LlamaForCausalLM {
             }
         }
         let (h, hkv) = (config.num_attention_heads, config.num_key_value_heads);
-        // llama.cpp permutes the query/key rows of the `llama` architecture only.
-        let permuted = config.architecture == "llama";
+        let permuted = rows_permuted(config);
         let mut fused = BTreeMap::new();
         for (gname, name) in wanted {
             let info = g.tensor_info(&gname)?;
