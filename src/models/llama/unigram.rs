@@ -4,7 +4,7 @@
 //! `integrations/ggml.py`, then `GemmaTokenizer`): a Unigram model over the pieces and
 //! scores (`<0x09>` read as a tab, pieces of spaces only as as many `▁`), the file's
 //! unknown token, byte fallback — `tokenizers`' own `Unigram` in its tokens, but
-//! [`CompactUnigram`] in memory (7 MiB instead of 182 MiB for Gemma 3's 262144 pieces,
+//! [`CompactUnigram`] in memory (6 MiB instead of 182 MiB for Gemma 3's 262144 pieces,
 //! checked against `Unigram` in `tests/compact_unigram.rs`); the normalizer `Replace(" ", "▁")`, the pre-tokenizer
 //! `Split(" ", MergedWithPrevious)`, the decoder Replace("▁", " "), ByteFallback, Fuse;
 //! the named special tokens (`<pad>`, `<eos>`, `<bos>`, `<unk>`, `<mask>`) added as
