@@ -29,6 +29,7 @@ mod blocks;
 mod cache;
 mod causal_lm;
 mod chat;
+pub mod compact_unigram;
 mod config;
 mod decode_step;
 mod explain;

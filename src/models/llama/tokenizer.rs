@@ -7,7 +7,9 @@
 //! ByteFallback, Fuse, Replace("▁", " "), ByteLevel. No BOS is added
 //! (`tokenizer.ggml.add_bos_token` is false for SmolLM2, and transformers adds none).
 //! A `gemma3` (or `gemma2`) file's SentencePiece vocabulary (`llama`) is built as
-//! `unigram.rs` says.
+//! `unigram.rs` says, on the crate's compact Unigram model rather than `tokenizers`'
+//! own: the two pipelines differ only in their model's type, so [`LlamaTokenizer`]
+//! holds either.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,20 +21,39 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::normalizers::replace::Replace;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{AddedToken, Model, Tokenizer};
 
 use super::chat::{render_chat, ChatMessage};
-use super::unigram::gemma_tokenizer;
+use super::unigram::{gemma_tokenizer, GemmaTokenizer};
 use crate::error::{Error, Result};
 use crate::io::Gguf;
 
 /// GGUF's token type for control (special) tokens.
 const CONTROL: i64 = 3;
 
+/// The `tokenizers` pipeline of a [`LlamaTokenizer`]: the library's own, or Gemma's on
+/// the compact Unigram model.
+#[derive(Debug, Clone)]
+enum Inner {
+    Hf(Box<Tokenizer>),
+    Gemma(Box<GemmaTokenizer>),
+}
+
+/// `$body` with `$t` bound to the pipeline `$inner` holds: both are a
+/// `tokenizers::TokenizerImpl`, with the same methods under different models.
+macro_rules! with_inner {
+    ($inner:expr, $t:ident => $body:expr) => {
+        match $inner {
+            Inner::Hf($t) => $body,
+            Inner::Gemma($t) => $body,
+        }
+    };
+}
+
 /// Text <-> token ids for a GGUF model or a Hugging Face folder, with its chat template.
 #[derive(Debug, Clone)]
 pub struct LlamaTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     /// [`Self::vocab_size`], counted once: `tokenizers` counts the added tokens by
     /// cloning the whole vocabulary (`get_vocab(true).len()`), which per decoded token
     /// took over half of a streamed Gemma 3 generation (262144 pieces).
@@ -78,7 +99,7 @@ impl LlamaTokenizer {
             }
         };
         let inner = match model == "llama" {
-            true => gemma_tokenizer(g)?,
+            true => Inner::Gemma(Box::new(gemma_tokenizer(g)?)),
             false => {
                 let unk = token_of("tokenizer.ggml.unknown_token_id")?;
                 let mut inner = Tokenizer::new(bpe_of(g, &tokens, unk)?);
@@ -91,7 +112,7 @@ impl LlamaTokenizer {
                     .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
                     .collect();
                 inner.add_special_tokens(&special);
-                inner
+                Inner::Hf(Box::new(inner))
             }
         };
         Ok(Self {
@@ -115,8 +136,10 @@ impl LlamaTokenizer {
         let file = dir.join("tokenizer.json");
         let name = file.display().to_string();
         let text = crate::io::read_text(&file)?;
-        let inner = Tokenizer::from_str(&text)
-            .map_err(|e| Error::malformed(&name, format!("not a tokenizer.json: {e}")))?;
+        let inner =
+            Inner::Hf(Box::new(Tokenizer::from_str(&text).map_err(|e| {
+                Error::malformed(&name, format!("not a tokenizer.json: {e}"))
+            })?));
         let config_file = dir.join("tokenizer_config.json");
         let config: serde_json::Value = match config_file.is_file() {
             true => serde_json::from_str(&crate::io::read_text(&config_file)?).map_err(|e| {
@@ -155,9 +178,7 @@ impl LlamaTokenizer {
     /// The ids of `text`, as `tokenizer(text)["input_ids"]`: special tokens written in
     /// the text (`<|im_start|>`) are recognised as such.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        let enc = self
-            .inner
-            .encode(text, true)
+        let enc = with_inner!(&self.inner, t => t.encode(text, true))
             .map_err(|e| Error::invalid("text", format!("cannot be tokenised: {e}")))?;
         Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
@@ -174,20 +195,21 @@ impl LlamaTokenizer {
                     .ok_or_else(|| Error::invalid("ids", format!("{i} is not in 0..{n}")))
             })
             .collect::<Result<Vec<u32>>>()?;
-        self.inner
-            .decode(&ids, false)
+        with_inner!(&self.inner, t => t.decode(&ids, false))
             .map_err(|e| Error::invalid("ids", format!("cannot be decoded: {e}")))
     }
 
     /// The token of `id` as stored (byte-level symbols such as `Ġ` for a space).
     pub fn token(&self, id: i64) -> Option<String> {
-        self.inner.id_to_token(u32::try_from(id).ok()?)
+        let id = u32::try_from(id).ok()?;
+        with_inner!(&self.inner, t => t.id_to_token(id))
     }
 
     /// Whether `id` is a special (control) token, such as `<|im_start|>`.
     pub fn is_special(&self, id: i64) -> bool {
-        self.token(id)
-            .is_some_and(|t| self.inner.get_added_vocabulary().is_special_token(&t))
+        self.token(id).is_some_and(|token| {
+            with_inner!(&self.inner, t => t.get_added_vocabulary().is_special_token(&token))
+        })
     }
 
     /// The number of ids, special tokens included.
@@ -246,13 +268,28 @@ fn bpe_of(g: &Gguf, tokens: &[&str], unk: Option<String>) -> Result<BPE> {
     bpe.build().map_err(|e| bad(format!("tokenizer: {e}")))
 }
 
-/// transformers' decoder for a GGUF gpt2 tokenizer (`GGUFLlamaConverter.decoder` with
-/// `is_llama_3_tokenizer` and no prefix space).
-/// The number of ids of `inner`, special tokens included ([`LlamaTokenizer::vocab_size`]).
-fn counted_vocab_size(inner: &Tokenizer) -> usize {
-    inner.get_vocab_size(true).max(inner.get_vocab_size(false))
+/// The number of ids of `inner`, special tokens included ([`LlamaTokenizer::vocab_size`]):
+/// the distinct tokens of the model and the added ones (`get_vocab_size(true)`), or the
+/// model's ids if more.
+fn counted_vocab_size(inner: &Inner) -> usize {
+    match inner {
+        Inner::Hf(t) => t.get_vocab_size(true).max(t.get_vocab_size(false)),
+        // The same count without `get_vocab(true)`'s copy of all 262144 pieces.
+        Inner::Gemma(t) => {
+            let model = t.get_model();
+            let added_only = t
+                .get_added_vocabulary()
+                .get_vocab()
+                .keys()
+                .filter(|token| model.token_to_id(token).is_none())
+                .count();
+            (model.distinct_pieces() + added_only).max(model.get_vocab_size())
+        }
+    }
 }
 
+/// transformers' decoder for a GGUF gpt2 tokenizer (`GGUFLlamaConverter.decoder` with
+/// `is_llama_3_tokenizer` and no prefix space).
 fn decoder() -> tokenizers::Result<DecoderWrapper> {
     Ok(DecoderSequence::new(vec![
         ByteFallback::new().into(),
