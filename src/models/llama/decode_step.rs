@@ -1,18 +1,20 @@
-//! One decoding step of a model whose every layer projection runs on the crate's block
-//! kernels (`--quant gguf`): one new token for each of N sequences (`attn generate`'s
-//! one, or the continuous batcher's), on the CPU in float32, each layer on plain
-//! buffers ([`crate::nn::token_ops`]) instead of libtorch's operators, each key and value
-//! written straight into its sequence's cache. llama.cpp's graph works the same way; the
-//! libtorch path ([`super::LlamaModel::f_forward`], `f_forward_ragged`) is the math path
-//! beside it, and tests/decode_step.rs holds the two to each other. The projections
-//! run on the N rows together and each row's arithmetic is the same whatever N is, so
-//! a sequence decoded in a batch gets the tokens it gets alone.
+//! One decoding step on plain buffers: one new token for each of N sequences
+//! (`attn generate`'s one, or the continuous batcher's), on the CPU in float32, for a
+//! model whose layer projections run on the crate's kernels (`--quant gguf`'s blocks,
+//! or float32 weights on the matrix-vector kernel). Each layer runs on buffers
+//! ([`crate::nn::token_ops`]) instead of libtorch's operators, each key and value
+//! written straight into its sequence's cache; llama.cpp's graph works the same way.
+//! The libtorch path ([`super::LlamaModel::f_forward`], `f_forward_ragged`) is the math
+//! path beside it, and tests/decode_step.rs holds the two to each other. The
+//! projections run on the N rows together and each row's arithmetic is the same
+//! whatever N is, so a sequence decoded in a batch gets the tokens it gets alone.
 //!
 //! Each operator is the layer's own (the same norms, rotary tables from
-//! `LlamaModel::f_embed`, GQA, window, soft-capping, activation); the norms'
-//! and attention's sums run in their own order, so the logits differ from the libtorch
-//! path's in float32's last bits, well inside the 8-bit activations' rounding that
-//! already separates both from transformers' float32.
+//! `LlamaModel::f_embed`, GQA, window, soft-capping, activation); the norms' and
+//! attention's sums run in their own order, so the logits differ from the libtorch
+//! path's in float32's last bits: within 1e-4 for a float32 model (the whole-model
+//! tolerance against transformers, whose tokens it keeps), and inside the 8-bit
+//! activations' rounding for a block-quantised one.
 
 use tch::{Device, Kind, Tensor};
 
@@ -22,8 +24,9 @@ use super::layer::LlamaDecoderLayer;
 use super::model::LlamaForCausalLM;
 use crate::attention::Window;
 use crate::error::{Error, Result};
+use crate::nn::kernels::MAX_F32_ROWS;
 use crate::nn::token_ops::{self, AttendOptions, KvHead};
-use crate::nn::{BatchPath, Projection, RmsNorm};
+use crate::nn::{linear_slices, slices_apply, BatchPath, Projection, RmsNorm};
 
 /// A step's buffers for N sequences, made once and reused by every layer; each holds
 /// N rows.
@@ -57,14 +60,17 @@ struct Tables {
 
 impl LlamaForCausalLM {
     /// Whether [`Self::f_step`] serves `n` new tokens, one for each of `caches`: a CPU
-    /// float32 model whose every layer projection is in blocks and takes the integer
-    /// kernels for `n` rows ([`BatchPath::for_rows`]), and caches of one sequence each.
+    /// float32 model whose every layer projection takes the crate's kernels for `n`
+    /// rows (blocks on the integer kernels, [`BatchPath::for_rows`]; float32 weights
+    /// autograd does not track, up to [`MAX_F32_ROWS`] rows), and caches of one
+    /// sequence each.
     pub(super) fn step_applies(&self, n: usize, caches: &[&LlamaCache]) -> bool {
         let m = &self.model;
         let float = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
         let norms_ok = |n: &RmsNorm| float(&n.weight) && n.weight.is_contiguous();
         let on_kernels = |p: &&Projection| match p {
             Projection::Block(b) => BatchPath::for_rows(b.block(), n) == BatchPath::Kernels,
+            Projection::Float(l) => n <= MAX_F32_ROWS && slices_apply(&l.weight, l.bias.as_ref()),
             _ => false,
         };
         n >= 1
@@ -173,7 +179,11 @@ fn norm_into(norm: &RmsNorm, x: &[f32], out: &mut [f32]) {
 fn project(proj: &Projection, x: &[f32], y: &mut [f32]) -> Result<()> {
     match proj {
         Projection::Block(b) => b.forward_slices(x, y),
-        _ => Err(Error::invalid("projection", "blocks (step_applies checks)")),
+        Projection::Float(l) => linear_slices(&l.weight, l.bias.as_ref(), x, y),
+        _ => Err(Error::invalid(
+            "projection",
+            "blocks or float32 (step_applies checks)",
+        )),
     }
 }
 
