@@ -145,7 +145,7 @@ fn f_decode<M: CausalLm>(
 /// `(B, 1)`. The one rule of choosing, shared with the batcher's steps.
 pub(super) fn choose(logits: &Tensor, decoding: &Decoding) -> Result<Tensor> {
     Ok(match decoding {
-        Decoding::Greedy => logits.f_argmax(-1, true)?,
+        Decoding::Greedy => super::argmax::f_argmax_last(logits)?,
         Decoding::Sample { config, .. } => {
             let probs = config.warp(logits)?.f_softmax(-1, Kind::Float)?;
             probs.f_multinomial(1, false)?

@@ -13,6 +13,7 @@
 //!   join and leave between steps, one batched forward per step, cached prompt
 //!   prefixes reused.
 
+pub mod argmax;
 pub mod batcher;
 pub mod decode;
 pub mod nanogpt;
