@@ -94,11 +94,13 @@ check-gemma-fixtures: setup
 	echo "gemma3 fixtures: reproduced"
 
 # The decoder families' tiny models (tests/fixtures/families, scripts/families_reference.py,
-# about 10 seconds): folders, GGUFs and transformers' references, regenerated with the
+# about 10 seconds): folders, GGUFs (and their Q8_0 copies, scripts/quantize_family_fixtures.py)
+# and transformers' references, regenerated with the
 # kernel pins of scripts/fixture_common.py and compared byte for byte.
 check-families-fixtures: setup
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) scripts/families_reference.py --out "$$tmp" 2>/dev/null; \
+	$(PYTHON) scripts/quantize_family_fixtures.py --dir "$$tmp" >/dev/null; \
 	diff -r tests/fixtures/families "$$tmp" >/dev/null || { diff -rq tests/fixtures/families "$$tmp"; exit 1; }; \
 	echo "families fixtures: reproduced byte for byte"
 

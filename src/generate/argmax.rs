@@ -44,7 +44,9 @@ pub fn argmax(row: &[f32]) -> usize {
             *m = if v > *m { v } else { *m };
         }
     }
-    let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = lanes
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     row.iter().position(|&v| v == max).unwrap_or(0)
 }
 
@@ -61,7 +63,7 @@ mod tests {
         for v in [1, 5, 16, 17, 100, 4099] {
             let x = Tensor::randn([6, v], (Kind::Float, Device::Cpu));
             // Ties: values rounded to a coarse grid; row 2 all equal.
-            let mut x = (x * 2.0).round();
+            let x = (x * 2.0).round();
             let _ = x.get(2).fill_(1.5);
             if v > 3 {
                 let _ = x.get(3).get(v - 1).fill_(f64::INFINITY);

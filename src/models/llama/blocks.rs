@@ -7,6 +7,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::config::LlamaConfig;
 use super::model::LlamaForCausalLM;
 use super::projections::{is_projection, projections_mut};
 use super::weights::rows_permuted;
@@ -34,8 +35,8 @@ impl LlamaForCausalLM {
                     "attn_k" if permuted => Some(hkv),
                     _ => None,
                 };
-                let Some(mut blocks) = block_linear(g, &format!("blk.{i}.{name}.weight"), heads)?
-                else {
+                let (tensor, part) = stored_as(&self.config, i, name);
+                let Some(mut blocks) = block_linear(g, &tensor, part, heads)? else {
                     continue;
                 };
                 // Qwen2's q/k/v biases stay float32, added after the blocks' product.
@@ -55,19 +56,50 @@ impl LlamaForCausalLM {
             Ok(_) => "output.weight",
             Err(_) => "token_embd.weight",
         };
-        self.quantized_head = block_linear(g, head, None)?.map(Projection::Block);
+        self.quantized_head = block_linear(g, head, None, None)?.map(Projection::Block);
         // The embedding table from its blocks too, its float copy never made.
-        self.model.embed_blocks = block_linear(g, "token_embd.weight", None)?;
+        self.model.embed_blocks = block_linear(g, "token_embd.weight", None, None)?;
         Ok(())
     }
 }
 
-/// Whether [`LlamaForCausalLM::use_file_blocks`] runs the tensor `info` on its blocks:
-/// a layer projection, the head or the embedding table stored in a block type.
-pub(super) fn runs_on_blocks(info: &GgufTensorInfo) -> bool {
+/// Whether [`LlamaForCausalLM::use_file_blocks`] runs the tensor `info` of an
+/// `arch` file on its blocks, so that the float loader need not read it: a layer
+/// projection, the head or the embedding table stored in a block type. Phi-3's fused
+/// projections are read as floats too, for the loader's split (then replaced by row
+/// ranges of their blocks).
+pub(super) fn runs_on_blocks(arch: &str, info: &GgufTensorInfo) -> bool {
     let name = info.name.as_str();
+    let fused =
+        arch == "phi3" && (name.ends_with(".attn_qkv.weight") || name.ends_with(".ffn_up.weight"));
     (is_projection(name) || name == "output.weight" || name == "token_embd.weight")
         && block_type(info).is_some()
+        && !fused
+}
+
+/// Where layer `i`'s projection `name` (a GGUF module name of [`projections_mut`]) lies
+/// in a file of `config`'s family: its own tensor, or rows `start .. start + n` of
+/// Phi-3's fused one (`attn_qkv`: H·D query, Hkv·D key, Hkv·D value rows; `ffn_up`:
+/// I gate rows, then I up rows; as weights.rs splits the float ones).
+fn stored_as(config: &LlamaConfig, i: usize, name: &str) -> (String, Option<(i64, i64)>) {
+    let (h, hkv, d, inter) = (
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.head_dim,
+        config.intermediate_size,
+    );
+    let part = match (config.architecture == "phi3", name) {
+        (true, "attn_q") => Some(("attn_qkv", 0, h * d)),
+        (true, "attn_k") => Some(("attn_qkv", h * d, hkv * d)),
+        (true, "attn_v") => Some(("attn_qkv", (h + hkv) * d, hkv * d)),
+        (true, "ffn_gate") => Some(("ffn_up", 0, inter)),
+        (true, "ffn_up") => Some(("ffn_up", inter, inter)),
+        _ => None,
+    };
+    match part {
+        Some((fused, start, n)) => (format!("blk.{i}.{fused}.weight"), Some((start, n))),
+        None => (format!("blk.{i}.{name}.weight"), None),
+    }
 }
 
 /// The kernels' block type of tensor `info`, if it is stored in one of them.
@@ -77,28 +109,38 @@ fn block_type(info: &GgufTensorInfo) -> Option<BlockType> {
         .find(|b| GgmlType::from_id(b.ggml_type()) == Some(info.ggml_type))
 }
 
-/// The GGUF tensor `name` as a [`BlockLinear`], rows in Hugging Face's order (llama.cpp's
-/// query/key permutation undone for a projection over `heads` heads); `None` where the
-/// file stores it as floats.
-fn block_linear(g: &Gguf, name: &str, heads: Option<i64>) -> Result<Option<BlockLinear>> {
+/// The GGUF tensor `name` (or its rows `start .. start + n`) as a [`BlockLinear`], rows
+/// in Hugging Face's order (llama.cpp's query/key permutation undone for a projection
+/// over `heads` heads); `None` where the file stores it as floats.
+fn block_linear(
+    g: &Gguf,
+    name: &str,
+    part: Option<(i64, i64)>,
+    heads: Option<i64>,
+) -> Result<Option<BlockLinear>> {
     let info = g.tensor_info(name)?;
     let Some(block) = block_type(info) else {
         return Ok(None);
     };
-    let &[rows, cols] = info.shape.as_slice() else {
+    let &[all_rows, cols] = info.shape.as_slice() else {
         return Err(Error::malformed(
             &g.source_name,
             format!("{name}: expected a matrix, got shape {:?}", info.shape),
         ));
     };
+    let (start, rows) = part.unwrap_or((0, all_rows));
+    if start < 0 || rows <= 0 || start + rows > all_rows {
+        return Err(Error::malformed(
+            &g.source_name,
+            format!("{name}: rows {start}..{} of {all_rows}", start + rows),
+        ));
+    }
     // The file's pages in place; only a permuted query/key projection is copied.
-    let linear = BlockLinear::in_place(
-        block,
-        rows as usize,
-        cols as usize,
-        g.file_bytes(),
-        g.raw_range(info),
-    )?;
+    let range = g.raw_range(info);
+    let row_bytes = range.len() / all_rows as usize;
+    let first = range.start + start as usize * row_bytes;
+    let bytes = first..first + rows as usize * row_bytes;
+    let linear = BlockLinear::in_place(block, rows as usize, cols as usize, g.file_bytes(), bytes)?;
     match heads {
         None => Ok(Some(linear)),
         Some(heads) => Ok(Some(linear.with_rows(&unpermuted_order(rows, heads)?)?)),

@@ -48,14 +48,15 @@ impl LlamaForCausalLM {
             });
         }
         let arch = g.get_str("general.architecture")?;
-        if !["llama", "gemma3"].contains(&arch) {
-            // Qwen2's biases, Phi-3's fused rows, unpermuted query/key rows: not mapped
-            // onto the quantised projections yet.
+        if quant != Quant::Blocks && !["llama", "gemma3"].contains(&arch) {
+            // int4/int8: Qwen2's biases, Phi-3's fused rows and unpermuted query/key rows
+            // are mapped onto the file's blocks only (blocks.rs).
             return Err(Error::malformed(
                 &g.source_name,
                 format!(
-                    "general.architecture: quantised projections are implemented for llama \
-                     and gemma3 only, got {arch}; load it without quantising"
+                    "general.architecture: int4/int8 projections are implemented for llama \
+                     and gemma3 only, got {arch}; use --quant gguf, or load it without \
+                     quantising"
                 ),
             ));
         }
@@ -64,7 +65,8 @@ impl LlamaForCausalLM {
         }
         if quant == Quant::Blocks {
             // The projections on the file's blocks are never dequantised.
-            let (vs, mut model) = Self::from_gguf_except(g, device, runs_on_blocks)?;
+            let (vs, mut model) =
+                Self::from_gguf_except(g, device, |info| runs_on_blocks(arch, info))?;
             model.use_file_blocks(g)?;
             return Ok((vs, model));
         }
