@@ -107,11 +107,11 @@ impl LlamaForCausalLM {
         };
         let mut b = Buffers::new(&self.config, n, Vec::<f32>::try_from(&x.f_view([-1])?)?);
         for (i, layer) in m.layers.iter().enumerate() {
-            let (cos, sin) = match (&tables.sliding, layer.sliding) {
+            let rope = match (&tables.sliding, layer.sliding) {
                 (Some(t), true) => (&t.0[..], &t.1[..]),
                 _ => (&tables.full.0[..], &tables.full.1[..]),
             };
-            layer_step(layer, i, &mut b, cos, sin, caches)?;
+            layer_step((layer, i), &mut b, rope, caches)?;
         }
         for c in caches.iter_mut() {
             c.advance(1);
@@ -190,15 +190,13 @@ fn project(proj: &Projection, x: &[f32], y: &mut [f32]) -> Result<()> {
 /// Layer `index` on the buffers: `b.x` in, `b.x` out, as
 /// [`LlamaDecoderLayer::f_forward`] (N = 1) or `f_forward_ragged`.
 fn layer_step(
-    layer: &LlamaDecoderLayer,
-    index: usize,
+    (layer, index): (&LlamaDecoderLayer, usize),
     b: &mut Buffers,
-    cos: &[f32],
-    sin: &[f32],
+    rope: (&[f32], &[f32]),
     caches: &mut [&mut LlamaCache],
 ) -> Result<()> {
     norm_into(&layer.input_layernorm, &b.x, &mut b.h);
-    attention_step(layer, index, b, cos, sin, caches)?; // b.out: (N, E)
+    attention_step((layer, index), b, rope, caches)?; // b.out: (N, E)
     let Some((pre_ff, post_ff)) = &layer.feedforward_norms else {
         token_ops::add_in_place(&mut b.x, &b.out);
         norm_into(&layer.post_attention_layernorm, &b.x, &mut b.h);
@@ -218,13 +216,11 @@ fn layer_step(
 
 /// The attention of the normed `b.h` into `b.out` `(N, E)`: the N rows' projections
 /// together, then each row's rotation, key and value written into its own cache (layer
-/// `index`) and attention over that cache.
+/// `index`) and attention over that cache; `rope` each row's `(cos, sin)` `(N, D)`.
 fn attention_step(
-    layer: &LlamaDecoderLayer,
-    index: usize,
+    (layer, index): (&LlamaDecoderLayer, usize),
     b: &mut Buffers,
-    cos: &[f32],
-    sin: &[f32],
+    (cos, sin): (&[f32], &[f32]),
     caches: &mut [&mut LlamaCache],
 ) -> Result<()> {
     let a = &layer.self_attn;
