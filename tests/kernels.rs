@@ -583,3 +583,47 @@ fn timing_against_libtorch_f32() {
         }
     }
 }
+
+/// The kernels' throughput on the decoding shapes of Gemma 3 270M (Q4_K_M) and SmolLM2
+/// 135M (Q4_1), in GB/s of weights read, for every set and 1 and 2 threads (issue 24).
+#[test]
+#[ignore = "timing, not a check: cargo test --release --test kernels -- --ignored \
+            --nocapture model_shapes_throughput"]
+fn model_shapes_throughput() {
+    use BlockType::*;
+    let shapes = [
+        ("gemma head", Q8_0, 262144, 640),
+        ("gemma q", Q5_0, 1024, 640),
+        ("gemma k", Q5_0, 256, 640),
+        ("gemma v", Q8_0, 256, 640),
+        ("gemma gate/up", Q5_0, 2048, 640),
+        ("gemma o", Q4_K, 640, 1024),
+        ("gemma down", Q4_K, 640, 2048),
+        ("gemma down", Q6_K, 640, 2048),
+        ("smollm2 head", Q8_0, 49152, 576),
+        ("smollm2 q/o", Q4_1, 576, 576),
+        ("smollm2 k/v", Q4_1, 192, 576),
+        ("smollm2 gate/up", Q4_1, 1536, 576),
+        ("smollm2 down", Q4_1, 576, 1536),
+    ];
+    // KERNEL_BENCH=head: only the shapes whose name contains "head".
+    let only = std::env::var("KERNEL_BENCH").unwrap_or_default();
+    println!("shape            type  rows x cols   threads  set            µs/call   GB/s");
+    for threads in [1, 2] {
+        for (name, block, rows, cols) in shapes {
+            if !name.contains(&only) {
+                continue;
+            }
+            let bytes = rows * cols / block.block_len() * block.block_bytes();
+            for set in KernelSet::available().into_iter().skip(1) {
+                let ns = kernels::bench_matvec(set, block, rows, cols, threads).unwrap();
+                println!(
+                    "{name:<16} {block:<5} {rows:>6} x {cols:<5} {threads:>3}     {:<12} {:>9.1} {:>6.1}",
+                    set.name(),
+                    ns / 1e3,
+                    bytes as f64 / ns
+                );
+            }
+        }
+    }
+}

@@ -131,7 +131,7 @@ impl Kernel {
     fn of(set: KernelSet) -> Kernel {
         match set {
             #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 | KernelSet::Avx512Vnni => Kernel {
+            KernelSet::Avx2 | KernelSet::Avx512Vnni | KernelSet::Avx512 => Kernel {
                 four: super::x86_f32mv::dot_four,
                 one: super::x86_f32mv::dot_one,
             },
