@@ -401,6 +401,56 @@ fn threads_and_batches_change_no_bit() {
     }
 }
 
+/// The row-range kernels with 1 to 16 activation rows (decoding and batched serve
+/// steps): each output is bit for bit the product of that activation row alone, on 1
+/// and 3 threads (ranges of rows starting anywhere), and within the float-order bound
+/// of the scalar reference; rows odd and blocks a row with tails.
+#[test]
+fn every_batch_size_gives_each_rows_own_product() {
+    let sets = sets_run();
+    for block in BlockType::ALL {
+        let nb = if block.is_k_quant() { 3 } else { 7 };
+        let (rows, cols) = (29, nb * block.block_len());
+        let data = random_blocks(block, rows * nb, 0xba7c ^ block.ggml_type() as u64);
+        let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
+        let x = random_x(&mut Rng(0xba7c), 16, cols);
+        let mag = magnitudes(block, &data);
+        for &set in &sets {
+            let alone: Vec<Vec<f32>> = (0..16)
+                .map(|i| {
+                    let xi = &x[i * cols..(i + 1) * cols];
+                    let acts = Q8Activations::quantize(block, xi, cols).unwrap();
+                    run(set, &w, &acts, 1)
+                })
+                .collect();
+            for n in 1..=16 {
+                let acts = Q8Activations::quantize(block, &x[..n * cols], cols).unwrap();
+                let reference = run(KernelSet::Scalar, &w, &acts, 1);
+                for threads in [1, 3] {
+                    let y = run(set, &w, &acts, threads);
+                    for i in 0..n {
+                        assert_eq!(
+                            y[i * rows..(i + 1) * rows],
+                            alone[i][..],
+                            "{set} {block} N {n} row {i} threads {threads}"
+                        );
+                        let xq = acts.dequantize_row(i);
+                        for r in 0..rows {
+                            let m = &mag[r * cols..(r + 1) * cols];
+                            let s: f32 = m.iter().zip(&xq).map(|(a, b)| a * b.abs()).sum();
+                            let (got, want) = (y[i * rows + r], reference[i * rows + r]);
+                            assert!(
+                                (got - want).abs() <= 1e-5 * s,
+                                "{set} {block} N {n} (n {i}, row {r}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Products from several threads at once, and a product inside a worker's part, find
 /// the pool busy and run on their own thread: the same bits, no deadlock.
 #[test]
