@@ -660,11 +660,17 @@ fn model_shapes_throughput() {
     let only = std::env::var("KERNEL_BENCH").unwrap_or_default();
     for cols in [576, 640, 2048] {
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
-        for block in [Q8_0, Q4_K].into_iter().filter(|b| cols % b.block_len() == 0) {
+        for block in [Q8_0, Q4_K]
+            .into_iter()
+            .filter(|b| cols % b.block_len() == 0)
+        {
             let ns = kernels::ns_per_call(|| {
                 std::hint::black_box(Q8Activations::quantize(block, &x, cols).unwrap());
             });
-            println!("quantise {cols} activations for {block}: {:.2} µs", ns / 1e3);
+            println!(
+                "quantise {cols} activations for {block}: {:.2} µs",
+                ns / 1e3
+            );
         }
     }
     println!("shape            type  rows x cols   threads  set            µs/call   GB/s");

@@ -6,14 +6,18 @@
 //! activations are quantised per block to 8 bits ([`Q8Activations`]: Q8_0 blocks of 32
 //! for the legacy types, Q8_K blocks of 256 with 16-element sums for the k-quants);
 //! each block's codes multiply as integers, and one float multiply-add a block applies
-//! the scales. Three kernel sets, chosen at run time by CPU feature, never by CPU name
+//! the scales. Four kernel sets, chosen at run time by CPU feature, never by CPU name
 //! ([`KernelSet::detect`]):
 //!
 //! - `scalar`: plain Rust, the reference (`legacy.rs`, `kquants.rs`), on every CPU;
 //! - `avx2`: AVX2 + FMA + F16C, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
 //! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` on 256-bit registers for the legacy
-//!   types (`avx512.rs`), the AVX2 k-quant kernels.
+//!   types (`avx512.rs`), the AVX2 k-quant kernels;
+//! - `avx512`: AVX-512 F + BW + VL + VNNI, the legacy types two blocks a 512-bit
+//!   register (`x86_zmm.rs`), the AVX2 k-quant kernels.
 //!
+//! Each kernel takes a range of rows in one call (`rows.rs`: the loop over the rows
+//! inside the `#[target_feature]` function, no call through a pointer per row).
 //! Every set computes each block's integer sums exactly (a SIMD kernel may split the
 //! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
 //! only in the order of the float accumulation, documented in each file.

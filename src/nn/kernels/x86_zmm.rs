@@ -219,7 +219,7 @@ fn checked(
     acts: &[Q8Row],
     out: &[&mut [f32]],
 ) -> (usize, usize) {
-    assert!(row_bytes > 0 && row_bytes % bytes == 0 && w.len() % row_bytes == 0);
+    assert!(row_bytes > 0 && row_bytes.is_multiple_of(bytes) && w.len().is_multiple_of(row_bytes));
     let (rows, nb) = (w.len() / row_bytes, row_bytes / bytes);
     assert_eq!(acts.len(), out.len());
     for (a, o) in acts.iter().zip(out) {
