@@ -176,15 +176,25 @@ unsafe fn last_step<B: Wide>(acc: Acc, blk: *const u8, qa: *const i8, ds: *const
     }
 }
 
+/// The sum of sixteen f32 lanes: lanes `i` and `i + 8` first, then the eight as
+/// [`hsum_ps`] adds them.
+#[inline]
+#[target_feature(enable = "avx512f,avx2")]
+pub(crate) unsafe fn hsum_ps16(v: __m512) -> f32 {
+    // The upper eight lanes through a 64-bit view (`vextractf32x8` would need DQ).
+    let upper = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v));
+    hsum_ps(_mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(upper),
+    ))
+}
+
 /// The row's dot product from its running sums (the order in the module doc).
 #[inline]
 #[target_feature(enable = "avx512f,avx2")]
 unsafe fn finish<B: Wide>(acc: Acc) -> f32 {
-    // The upper eight lanes through a 64-bit view (`vextractf32x8` would need DQ).
-    let upper = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc.sum));
-    let eight = _mm256_add_ps(_mm512_castps512_ps256(acc.sum), _mm256_castpd_ps(upper));
     let offs = _mm_add_ps(acc.offs, _mm_movehl_ps(acc.offs, acc.offs));
-    hsum_ps(eight) + B::OFFSET * _mm_cvtss_f32(_mm_movehdup_ps(offs))
+    hsum_ps16(acc.sum) + B::OFFSET * _mm_cvtss_f32(_mm_movehdup_ps(offs))
 }
 
 /// The dot product of the row of `nb` blocks at `w` with the activation row `a`.
