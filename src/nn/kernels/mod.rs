@@ -14,8 +14,8 @@
 //! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` on 256-bit registers for the legacy
 //!   types (`avx512.rs`), the AVX2 k-quant kernels;
 //! - `avx512`: AVX-512 F + BW + VL + VNNI, the legacy types two blocks a 512-bit
-//!   register (`x86_zmm.rs`), Q4_K 64 codes a register (`x86_zmm_k.rs`), the AVX2
-//!   kernels for Q5_K and Q6_K.
+//!   register (`x86_zmm.rs`), Q4_K and Q6_K 64 codes a register (`x86_zmm_k.rs`), the
+//!   AVX2 kernel for Q5_K.
 //!
 //! Each kernel takes a range of rows in one call (`rows.rs`: the loop over the rows
 //! inside the `#[target_feature]` function, no call through a pointer per row).
@@ -170,7 +170,8 @@ impl KernelSet {
                 BlockType::Q4_0 => x86_zmm::Q4_0_ROWS,
                 BlockType::Q4_1 => x86_zmm::Q4_1_ROWS,
                 BlockType::Q5_0 => x86_zmm::Q5_0_ROWS,
-                BlockType::Q4_K => x86_zmm_k::rows,
+                BlockType::Q4_K => x86_zmm_k::q4_k_rows,
+                BlockType::Q6_K => x86_zmm_k::q6_k_rows,
                 _ => x86_rows::<avx512::Dpbusd>(block),
             },
             #[cfg(not(target_arch = "x86_64"))]
