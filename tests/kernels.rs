@@ -303,6 +303,55 @@ fn q8_0_activations_equal_gguf_py() {
 /// Q8_K (ggml's `quantize_row_q8_K_ref`): the element of largest magnitude maps to
 /// -127, every element within half a step of `d·q`, the sums are the codes' sums, and
 /// an all-zero block has `d = 0` and zero codes.
+/// The Q8_0 quantiser (SIMD where the CPU has it) against ggml's
+/// `quantize_row_q8_0_ref` written out here: random blocks, exact ties at ±0.5 of a
+/// step (`d = 1`), and the blocks a SIMD quantiser hands back to the scalar one (a NaN,
+/// an infinity, a subnormal `d`, all zeros, negative zeros).
+#[test]
+fn q8_0_activations_equal_the_reference_formula() {
+    fn reference(x: &[f32]) -> (f32, Vec<i8>) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q = x
+            .iter()
+            .map(|&v| {
+                let t = v * id;
+                let w = t as i32;
+                let frac = t - w as f32;
+                (w + (frac >= 0.5) as i32 - (frac <= -0.5) as i32).clamp(-127, 127) as i8
+            })
+            .collect();
+        (f16_to_f32(f32_to_f16(d)), q)
+    }
+    let mut rng = Rng(0x9_0a7);
+    let mut x = random_x(&mut rng, 3, 8 * 32);
+    let ties: Vec<f32> = (0..32)
+        .map(|j| {
+            if j == 0 {
+                127.0
+            } else {
+                (j as f32 - 16.0) + 0.5
+            }
+        })
+        .collect();
+    x.extend(&ties);
+    let mut special = vec![1.0f32; 32];
+    special[3] = f32::NAN;
+    x.extend(&special);
+    special[3] = f32::INFINITY;
+    x.extend(&special);
+    x.extend((0..32).map(|j| j as f32 * 127.0 * 2f32.powi(-127) / 31.0));
+    x.extend([0.0f32; 32]);
+    x.extend([-0.0f32; 32]);
+    let acts = Q8Activations::quantize(BlockType::Q8_0, &x, 32).unwrap();
+    for (b, block) in x.chunks_exact(32).enumerate() {
+        let (d, q) = reference(block);
+        assert_eq!(acts.codes(b), &q[..], "block {b}");
+        assert_eq!(acts.scales(b)[0].to_bits(), d.to_bits(), "block {b}");
+    }
+}
+
 #[test]
 fn q8_k_activations_round_to_nearest_step() {
     let mut rng = Rng(11);

@@ -47,6 +47,8 @@ mod simd;
 mod split;
 mod threads;
 #[cfg(target_arch = "x86_64")]
+mod x86_activations;
+#[cfg(target_arch = "x86_64")]
 mod x86_f32mv;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
