@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 
 use tch_attention::nn::kernels::{
-    self, dequantize, f16_to_f32, f32_to_f16, random_blocks, BlockType, KernelSet, Q8Activations,
-    QuantMatrix,
+    self, dequantize, f16_to_f32, f32_to_f16, random_blocks, BlockType, HugePageBytes, KernelSet,
+    Q8Activations, QuantMatrix,
 };
 
 /// Rows not a multiple of anything, and 1.
@@ -740,4 +740,33 @@ fn model_shapes_throughput() {
             }
         }
     }
+    // The largest matrix from 4 KiB pages (a plain buffer) and from 2 MiB ones.
+    let (block, rows, cols) = (Q8_0, 262144, 640);
+    let data = random_blocks(block, rows * cols / 32, 0x5eed);
+    let huge = HugePageBytes::copy_of(&data);
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut y = vec![0f32; rows];
+    for _ in 0..2 {
+        for (pages, bytes) in [("4 KiB pages", &data[..]), ("huge pages", &huge[..])] {
+            let w = QuantMatrix::new(block, rows, cols, bytes).unwrap();
+            let ns = kernels::ns_per_call(|| kernels::matvec(&w, &x, &mut y, 1).unwrap());
+            println!(
+                "gemma head from {pages}, one thread: {:.1} GB/s",
+                data.len() as f64 / ns
+            );
+        }
+    }
+}
+
+/// A huge-page copy holds the same bytes (and an empty one none).
+#[test]
+fn huge_page_copies_equal_their_source() {
+    let data = random_blocks(BlockType::Q8_0, 70_000, 9);
+    let copy = HugePageBytes::copy_of(&data);
+    assert_eq!(&copy[..], &data[..]);
+    assert_eq!(copy.as_ref().len(), data.len());
+    println!("{copy:?}");
+    assert!(HugePageBytes::copy_of(&[]).is_empty());
+    let small = HugePageBytes::copy_of(&[1, 2, 3]);
+    assert_eq!(&small[..], &[1, 2, 3]);
 }

@@ -38,6 +38,7 @@ mod block;
 mod dequant;
 mod f32mv;
 mod half;
+mod huge_pages;
 mod kquants;
 mod legacy;
 mod pool;
@@ -65,6 +66,7 @@ pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use f32mv::{matmul_f32, matmul_f32_with, MAX_F32_ROWS};
 pub use half::{f16_to_f32, f32_to_f16};
+pub use huge_pages::HugePageBytes;
 pub use split::{map_on_pool, useful_threads, MIN_BYTES_PER_THREAD};
 pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};
 
