@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 
 use tch_attention::nn::kernels::{
-    self, dequantize, f16_to_f32, f32_to_f16, random_blocks, BlockType, KernelSet, Q8Activations,
-    QuantMatrix,
+    self, dequantize, f16_to_f32, f32_to_f16, random_blocks, BlockType, HugePageBytes, KernelSet,
+    Q8Activations, QuantMatrix,
 };
 
 /// Rows not a multiple of anything, and 1.
@@ -303,6 +303,55 @@ fn q8_0_activations_equal_gguf_py() {
 /// Q8_K (ggml's `quantize_row_q8_K_ref`): the element of largest magnitude maps to
 /// -127, every element within half a step of `d·q`, the sums are the codes' sums, and
 /// an all-zero block has `d = 0` and zero codes.
+/// The Q8_0 quantiser (SIMD where the CPU has it) against ggml's
+/// `quantize_row_q8_0_ref` written out here: random blocks, exact ties at ±0.5 of a
+/// step (`d = 1`), and the blocks a SIMD quantiser hands back to the scalar one (a NaN,
+/// an infinity, a subnormal `d`, all zeros, negative zeros).
+#[test]
+fn q8_0_activations_equal_the_reference_formula() {
+    fn reference(x: &[f32]) -> (f32, Vec<i8>) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q = x
+            .iter()
+            .map(|&v| {
+                let t = v * id;
+                let w = t as i32;
+                let frac = t - w as f32;
+                (w + (frac >= 0.5) as i32 - (frac <= -0.5) as i32).clamp(-127, 127) as i8
+            })
+            .collect();
+        (f16_to_f32(f32_to_f16(d)), q)
+    }
+    let mut rng = Rng(0x9_0a7);
+    let mut x = random_x(&mut rng, 3, 8 * 32);
+    let ties: Vec<f32> = (0..32)
+        .map(|j| {
+            if j == 0 {
+                127.0
+            } else {
+                (j as f32 - 16.0) + 0.5
+            }
+        })
+        .collect();
+    x.extend(&ties);
+    let mut special = vec![1.0f32; 32];
+    special[3] = f32::NAN;
+    x.extend(&special);
+    special[3] = f32::INFINITY;
+    x.extend(&special);
+    x.extend((0..32).map(|j| j as f32 * 127.0 * 2f32.powi(-127) / 31.0));
+    x.extend([0.0f32; 32]);
+    x.extend([-0.0f32; 32]);
+    let acts = Q8Activations::quantize(BlockType::Q8_0, &x, 32).unwrap();
+    for (b, block) in x.chunks_exact(32).enumerate() {
+        let (d, q) = reference(block);
+        assert_eq!(acts.codes(b), &q[..], "block {b}");
+        assert_eq!(acts.scales(b)[0].to_bits(), d.to_bits(), "block {b}");
+    }
+}
+
 #[test]
 fn q8_k_activations_round_to_nearest_step() {
     let mut rng = Rng(11);
@@ -396,6 +445,56 @@ fn threads_and_batches_change_no_bit() {
                     one[i * rows..(i + 1) * rows],
                     "{set} {block} row {i} alone"
                 );
+            }
+        }
+    }
+}
+
+/// The row-range kernels with 1 to 16 activation rows (decoding and batched serve
+/// steps): each output is bit for bit the product of that activation row alone, on 1
+/// and 3 threads (ranges of rows starting anywhere), and within the float-order bound
+/// of the scalar reference; rows odd and blocks a row with tails.
+#[test]
+fn every_batch_size_gives_each_rows_own_product() {
+    let sets = sets_run();
+    for block in BlockType::ALL {
+        let nb = if block.is_k_quant() { 3 } else { 7 };
+        let (rows, cols) = (29, nb * block.block_len());
+        let data = random_blocks(block, rows * nb, 0xba7c ^ block.ggml_type() as u64);
+        let w = QuantMatrix::new(block, rows, cols, &data).unwrap();
+        let x = random_x(&mut Rng(0xba7c), 16, cols);
+        let mag = magnitudes(block, &data);
+        for &set in &sets {
+            let alone: Vec<Vec<f32>> = (0..16)
+                .map(|i| {
+                    let xi = &x[i * cols..(i + 1) * cols];
+                    let acts = Q8Activations::quantize(block, xi, cols).unwrap();
+                    run(set, &w, &acts, 1)
+                })
+                .collect();
+            for n in 1..=16 {
+                let acts = Q8Activations::quantize(block, &x[..n * cols], cols).unwrap();
+                let reference = run(KernelSet::Scalar, &w, &acts, 1);
+                for threads in [1, 3] {
+                    let y = run(set, &w, &acts, threads);
+                    for i in 0..n {
+                        assert_eq!(
+                            y[i * rows..(i + 1) * rows],
+                            alone[i][..],
+                            "{set} {block} N {n} row {i} threads {threads}"
+                        );
+                        let xq = acts.dequantize_row(i);
+                        for r in 0..rows {
+                            let m = &mag[r * cols..(r + 1) * cols];
+                            let s: f32 = m.iter().zip(&xq).map(|(a, b)| a * b.abs()).sum();
+                            let (got, want) = (y[i * rows + r], reference[i * rows + r]);
+                            assert!(
+                                (got - want).abs() <= 1e-5 * s,
+                                "{set} {block} N {n} (n {i}, row {r}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
@@ -582,4 +681,92 @@ fn timing_against_libtorch_f32() {
             }
         }
     }
+}
+
+/// The kernels' throughput on the decoding shapes of Gemma 3 270M (Q4_K_M) and SmolLM2
+/// 135M (Q4_1), in GB/s of weights read, for every set and 1 and 2 threads (issue 24).
+#[test]
+#[ignore = "timing, not a check: cargo test --release --test kernels -- --ignored \
+            --nocapture model_shapes_throughput"]
+fn model_shapes_throughput() {
+    use BlockType::*;
+    let shapes = [
+        ("gemma head", Q8_0, 262144, 640),
+        ("gemma q", Q5_0, 1024, 640),
+        ("gemma k", Q5_0, 256, 640),
+        ("gemma v", Q8_0, 256, 640),
+        ("gemma gate/up", Q5_0, 2048, 640),
+        ("gemma o", Q4_K, 640, 1024),
+        ("gemma down", Q4_K, 640, 2048),
+        ("gemma down", Q6_K, 640, 2048),
+        ("smollm2 head", Q8_0, 49152, 576),
+        ("smollm2 q/o", Q4_1, 576, 576),
+        ("smollm2 k/v", Q4_1, 192, 576),
+        ("smollm2 gate/up", Q4_1, 1536, 576),
+        ("smollm2 down", Q4_1, 576, 1536),
+    ];
+    // KERNEL_BENCH=head: only the shapes whose name contains "head".
+    let only = std::env::var("KERNEL_BENCH").unwrap_or_default();
+    for cols in [576, 640, 2048] {
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        for block in [Q8_0, Q4_K]
+            .into_iter()
+            .filter(|b| cols % b.block_len() == 0)
+        {
+            let ns = kernels::ns_per_call(|| {
+                std::hint::black_box(Q8Activations::quantize(block, &x, cols).unwrap());
+            });
+            println!(
+                "quantise {cols} activations for {block}: {:.2} µs",
+                ns / 1e3
+            );
+        }
+    }
+    println!("shape            type  rows x cols   threads  set            µs/call   GB/s");
+    for threads in [1, 2] {
+        for (name, block, rows, cols) in shapes {
+            if !name.contains(&only) {
+                continue;
+            }
+            let bytes = rows * cols / block.block_len() * block.block_bytes();
+            for set in KernelSet::available().into_iter().skip(1) {
+                let ns = kernels::bench_matvec(set, block, rows, cols, threads).unwrap();
+                println!(
+                    "{name:<16} {block:<5} {rows:>6} x {cols:<5} {threads:>3}     {:<12} {:>9.1} {:>6.1}",
+                    set.name(),
+                    ns / 1e3,
+                    bytes as f64 / ns
+                );
+            }
+        }
+    }
+    // The largest matrix from 4 KiB pages (a plain buffer) and from 2 MiB ones.
+    let (block, rows, cols) = (Q8_0, 262144, 640);
+    let data = random_blocks(block, rows * cols / 32, 0x5eed);
+    let huge = HugePageBytes::copy_of(&data);
+    let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut y = vec![0f32; rows];
+    for _ in 0..2 {
+        for (pages, bytes) in [("4 KiB pages", &data[..]), ("huge pages", &huge[..])] {
+            let w = QuantMatrix::new(block, rows, cols, bytes).unwrap();
+            let ns = kernels::ns_per_call(|| kernels::matvec(&w, &x, &mut y, 1).unwrap());
+            println!(
+                "gemma head from {pages}, one thread: {:.1} GB/s",
+                data.len() as f64 / ns
+            );
+        }
+    }
+}
+
+/// A huge-page copy holds the same bytes (and an empty one none).
+#[test]
+fn huge_page_copies_equal_their_source() {
+    let data = random_blocks(BlockType::Q8_0, 70_000, 9);
+    let copy = HugePageBytes::copy_of(&data);
+    assert_eq!(&copy[..], &data[..]);
+    assert_eq!(copy.as_ref().len(), data.len());
+    println!("{copy:?}");
+    assert!(HugePageBytes::copy_of(&[]).is_empty());
+    let small = HugePageBytes::copy_of(&[1, 2, 3]);
+    assert_eq!(&small[..], &[1, 2, 3]);
 }

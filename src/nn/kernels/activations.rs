@@ -146,10 +146,23 @@ impl Q8Activations {
     }
 }
 
+/// [`quantize_q8_0_ref`], by the AVX2 quantiser where the CPU has AVX2 and the block
+/// takes it (the same bits).
+fn quantize_q8_0(x: &[f32], qs: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just checked; the sizes are checked inside.
+        if let Some(d) = unsafe { super::x86_activations::quantize_q8_0(x, qs) } {
+            return d;
+        }
+    }
+    quantize_q8_0_ref(x, qs)
+}
+
 /// ggml's `quantize_row_q8_0_ref`: `d = amax / 127`, `q = round(x · (1/d))` (half away
 /// from zero; within ±127 by construction, clamped to keep the kernels' bound), `d`
 /// stored as a half. Returns the f32 of that half.
-fn quantize_q8_0(x: &[f32], qs: &mut [i8]) -> f32 {
+fn quantize_q8_0_ref(x: &[f32], qs: &mut [i8]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };

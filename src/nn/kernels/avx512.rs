@@ -3,10 +3,12 @@
 //! (`maddubs`, `madd`, and the ones it multiplies by). ggml's `mul_sum_us8_pairs_float`
 //! takes the same path when `__AVX512VNNI__ && __AVX512VL__`.
 //!
-//! Written as inline assembly rather than `_mm256_dpbusd_epi32`: the AVX-512 intrinsics
-//! and `#[target_feature(enable = "avx512...")]` are stable only from Rust 1.89, and the
-//! crate builds on 1.88. The instruction runs only where [`super::KernelSet::detect`]
-//! found the features at run time.
+//! Written as inline assembly rather than `_mm256_dpbusd_epi32`: the intrinsic needs
+//! `#[target_feature(enable = "avx512vnni,avx512vl")]`, and a function with more
+//! features than its caller is not inlined into it, while the kernels that call this
+//! are the AVX2 ones shared with [`Maddubs`](super::simd::Maddubs) (a call per block
+//! would cost more than the instruction saves). The instruction runs only where
+//! [`super::KernelSet::detect`] found the features at run time.
 
 use std::arch::asm;
 use std::arch::x86_64::*;

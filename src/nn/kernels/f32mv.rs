@@ -10,9 +10,9 @@
 //!
 //! Sets, chosen by [`KernelSet`] (by CPU feature, never by CPU name):
 //! - `scalar`: the reference below, plain Rust, on every CPU;
-//! - `avx2` and `avx512-vnni`: the AVX2 + FMA kernel (`x86_f32mv.rs`). No 512-bit path:
-//!   the product is bound by memory, which 256-bit FMAs outrun several times over (and
-//!   the AVX-512 intrinsics need Rust 1.89, above the crate's 1.88).
+//! - `avx2`, `avx512-vnni` and `avx512`: the AVX2 + FMA kernel (`x86_f32mv.rs`). No
+//!   512-bit path: the product is bound by memory, which 256-bit FMAs outrun several
+//!   times over.
 //!
 //! Summation order (the results differ from libtorch's and from transformers' in the
 //! last bits, within the float32 tolerances the parity tests use): the scalar reference
@@ -131,7 +131,7 @@ impl Kernel {
     fn of(set: KernelSet) -> Kernel {
         match set {
             #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 | KernelSet::Avx512Vnni => Kernel {
+            KernelSet::Avx2 | KernelSet::Avx512Vnni | KernelSet::Avx512 => Kernel {
                 four: super::x86_f32mv::dot_four,
                 one: super::x86_f32mv::dot_one,
             },

@@ -6,14 +6,19 @@
 //! activations are quantised per block to 8 bits ([`Q8Activations`]: Q8_0 blocks of 32
 //! for the legacy types, Q8_K blocks of 256 with 16-element sums for the k-quants);
 //! each block's codes multiply as integers, and one float multiply-add a block applies
-//! the scales. Three kernel sets, chosen at run time by CPU feature, never by CPU name
+//! the scales. Four kernel sets, chosen at run time by CPU feature, never by CPU name
 //! ([`KernelSet::detect`]):
 //!
 //! - `scalar`: plain Rust, the reference (`legacy.rs`, `kquants.rs`), on every CPU;
 //! - `avx2`: AVX2 + FMA + F16C, `maddubs` (`x86_legacy.rs`, `x86_kquants.rs`);
 //! - `avx512-vnni`: AVX-512 VNNI + VL, `vpdpbusd` on 256-bit registers for the legacy
-//!   types (`avx512.rs`), the AVX2 k-quant kernels.
+//!   types (`avx512.rs`), the AVX2 k-quant kernels;
+//! - `avx512`: AVX-512 F + BW + VL + VNNI, the legacy types two blocks a 512-bit
+//!   register (`x86_zmm.rs`), Q4_K and Q6_K 64 codes a register (`x86_zmm_k.rs`), the
+//!   AVX2 kernel for Q5_K.
 //!
+//! Each kernel takes a range of rows in one call (`rows.rs`: the loop over the rows
+//! inside the `#[target_feature]` function, no call through a pointer per row).
 //! Every set computes each block's integer sums exactly (a SIMD kernel may split the
 //! reference's `Σ (q − 8)·a` into `Σ q·a` and `8·Σ a`, both exact); the sets differ
 //! only in the order of the float accumulation, documented in each file.
@@ -33,19 +38,27 @@ mod block;
 mod dequant;
 mod f32mv;
 mod half;
+mod huge_pages;
 mod kquants;
 mod legacy;
 mod pool;
+mod rows;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod split;
 mod threads;
+#[cfg(target_arch = "x86_64")]
+mod x86_activations;
 #[cfg(target_arch = "x86_64")]
 mod x86_f32mv;
 #[cfg(target_arch = "x86_64")]
 mod x86_kquants;
 #[cfg(target_arch = "x86_64")]
 mod x86_legacy;
+#[cfg(target_arch = "x86_64")]
+mod x86_zmm;
+#[cfg(target_arch = "x86_64")]
+mod x86_zmm_k;
 
 pub use activations::Q8Activations;
 pub use bench::{bench_matvec, ns_per_call, random_blocks};
@@ -53,11 +66,13 @@ pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use f32mv::{matmul_f32, matmul_f32_with, MAX_F32_ROWS};
 pub use half::{f16_to_f32, f32_to_f16};
+pub use huge_pages::HugePageBytes;
 pub use split::{map_on_pool, useful_threads, MIN_BYTES_PER_THREAD};
 pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};
 
 use crate::error::{Error, Result};
 use activations::Q8Row;
+use rows::RowsDot;
 
 /// A family of kernels, one for each [`BlockType`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,18 +84,27 @@ pub enum KernelSet {
     /// x86 AVX-512 with VNNI and VL (256-bit `vpdpbusd`), plus what
     /// [`Avx2`](Self::Avx2) needs.
     Avx512Vnni,
+    /// x86 AVX-512 F, BW, VL and VNNI in 512-bit registers for the legacy types (two
+    /// blocks a register), plus what [`Avx512Vnni`](Self::Avx512Vnni) needs.
+    Avx512,
 }
 
 impl KernelSet {
     /// Every set, slowest first.
-    pub const ALL: [KernelSet; 3] = [KernelSet::Scalar, KernelSet::Avx2, KernelSet::Avx512Vnni];
+    pub const ALL: [KernelSet; 4] = [
+        KernelSet::Scalar,
+        KernelSet::Avx2,
+        KernelSet::Avx512Vnni,
+        KernelSet::Avx512,
+    ];
 
-    /// The name `attn doctor` prints: `"scalar"`, `"avx2"`, `"avx512-vnni"`.
+    /// The name `attn doctor` prints: `"scalar"`, `"avx2"`, `"avx512-vnni"`, `"avx512"`.
     pub fn name(self) -> &'static str {
         match self {
             KernelSet::Scalar => "scalar",
             KernelSet::Avx2 => "avx2",
             KernelSet::Avx512Vnni => "avx512-vnni",
+            KernelSet::Avx512 => "avx512",
         }
     }
 
@@ -96,6 +120,10 @@ impl KernelSet {
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => {
+                KernelSet::Avx512Vnni.is_available() && is_x86_feature_detected!("avx512bw")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -132,16 +160,26 @@ impl KernelSet {
             .unwrap_or(KernelSet::Scalar)
     }
 
-    /// The row dot product of this set for `block`.
-    fn row_dot(self, block: BlockType) -> RowDot {
+    /// The row-range kernel of this set for `block`.
+    fn rows_dot(self, block: BlockType) -> RowsDot {
         match self {
-            KernelSet::Scalar => scalar_dot(block),
+            KernelSet::Scalar => scalar_rows(block),
             #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx2 => x86_dot::<simd::Maddubs>(block),
+            KernelSet::Avx2 => x86_rows::<simd::Maddubs>(block),
             #[cfg(target_arch = "x86_64")]
-            KernelSet::Avx512Vnni => x86_dot::<avx512::Dpbusd>(block),
+            KernelSet::Avx512Vnni => x86_rows::<avx512::Dpbusd>(block),
+            #[cfg(target_arch = "x86_64")]
+            KernelSet::Avx512 => match block {
+                BlockType::Q8_0 => x86_zmm::Q8_0_ROWS,
+                BlockType::Q4_0 => x86_zmm::Q4_0_ROWS,
+                BlockType::Q4_1 => x86_zmm::Q4_1_ROWS,
+                BlockType::Q5_0 => x86_zmm::Q5_0_ROWS,
+                BlockType::Q4_K => x86_zmm_k::q4_k_rows,
+                BlockType::Q6_K => x86_zmm_k::q6_k_rows,
+                _ => x86_rows::<avx512::Dpbusd>(block),
+            },
             #[cfg(not(target_arch = "x86_64"))]
-            _ => scalar_dot(block),
+            _ => scalar_rows(block),
         }
     }
 }
@@ -157,32 +195,28 @@ pub fn describe() -> &'static str {
     KernelSet::detect().name()
 }
 
-/// One weight row (whole blocks) times one activation row. Unsafe: a SIMD kernel needs
-/// its set's CPU features, checked by [`KernelSet::is_available`].
-type RowDot = unsafe fn(&[u8], Q8Row) -> f32;
-
-fn scalar_dot(block: BlockType) -> RowDot {
+fn scalar_rows(block: BlockType) -> RowsDot {
     match block {
-        BlockType::Q8_0 => legacy::dot_q8_0,
-        BlockType::Q4_0 => legacy::dot_q4_0,
-        BlockType::Q4_1 => legacy::dot_q4_1,
-        BlockType::Q5_0 => legacy::dot_q5_0,
-        BlockType::Q4_K => kquants::dot_q4_k,
-        BlockType::Q5_K => kquants::dot_q5_k,
-        BlockType::Q6_K => kquants::dot_q6_k,
+        BlockType::Q8_0 => rows::scalar_q8_0,
+        BlockType::Q4_0 => rows::scalar_q4_0,
+        BlockType::Q4_1 => rows::scalar_q4_1,
+        BlockType::Q5_0 => rows::scalar_q5_0,
+        BlockType::Q4_K => rows::scalar_q4_k,
+        BlockType::Q5_K => rows::scalar_q5_k,
+        BlockType::Q6_K => rows::scalar_q6_k,
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn x86_dot<D: simd::DotU8I8>(block: BlockType) -> RowDot {
+fn x86_rows<D: simd::DotU8I8>(block: BlockType) -> RowsDot {
     match block {
-        BlockType::Q8_0 => x86_legacy::dot_q8_0::<D>,
-        BlockType::Q4_0 => x86_legacy::dot_q4_0::<D>,
-        BlockType::Q4_1 => x86_legacy::dot_q4_1::<D>,
-        BlockType::Q5_0 => x86_legacy::dot_q5_0::<D>,
-        BlockType::Q4_K => x86_kquants::dot_q4_k,
-        BlockType::Q5_K => x86_kquants::dot_q5_k,
-        BlockType::Q6_K => x86_kquants::dot_q6_k,
+        BlockType::Q8_0 => rows::x86_q8_0::<D>,
+        BlockType::Q4_0 => rows::x86_q4_0::<D>,
+        BlockType::Q4_1 => rows::x86_q4_1::<D>,
+        BlockType::Q5_0 => rows::x86_q5_0::<D>,
+        BlockType::Q4_K => rows::x86_q4_k,
+        BlockType::Q5_K => rows::x86_q5_k,
+        BlockType::Q6_K => rows::x86_q6_k,
     }
 }
 
@@ -262,11 +296,14 @@ pub fn matmul_quantized(
             ),
         ));
     }
-    let dot = set.row_dot(w.block());
+    let kernel = set.rows_dot(w.block());
     let act_rows: Vec<Q8Row> = (0..acts.n()).map(|i| acts.row(i)).collect();
-    // SAFETY: the set's features were checked above (the kernels check the sizes).
-    split::for_rows(w.rows(), y, threads, |r, i| unsafe {
-        dot(w.row(r), act_rows[i])
+    let row_bytes = w.row_bytes();
+    split::for_rows(w.rows(), y, threads, |start, parts| {
+        let len = parts.first().map_or(0, |p| p.len());
+        let rows = &w.data()[start * row_bytes..(start + len) * row_bytes];
+        // SAFETY: the set's features were checked above (the kernels check the sizes).
+        unsafe { kernel(rows, row_bytes, &act_rows, parts) }
     });
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Output rows split into ranges that the threads of the persistent pool (`pool.rs`)
-//! take in turn (one thread wakes nothing: the caller's takes them all). Each weight
-//! row is read once per call whatever `N`: a thread takes its rows one by one and
-//! multiplies each with every activation row.
+//! take in turn (one thread wakes nothing: the caller's takes them all), each range
+//! handed to a row-range kernel in one call. Each weight row is read once per call
+//! whatever `N`: the kernel takes its rows one by one and multiplies each with every
+//! activation row.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -29,13 +30,15 @@ pub fn useful_threads(weight_bytes: usize, n: usize, threads: usize) -> usize {
 /// thread that starts late (or is descheduled) leaves its share to the others.
 const PIECES_PER_THREAD: usize = 4;
 
-/// Fills `y` `(N, rows)` with `y[i, r] = f(r, i)`, on up to `threads` threads of the
+/// Fills `y` `(N, rows)` by `f(start, parts)`, on up to `threads` threads of the
 /// kernels' persistent pool ([`super::pool`]), each taking ranges of rows from a shared
-/// counter until none is left. Rows are independent, so which thread computes which
-/// range changes no bit.
+/// counter until none is left: `f` writes `parts[i][k] = y[i, start + k]` for every
+/// activation row `i` and every `k < parts[i].len()`, the whole range in one call (a
+/// row-range kernel: no call per row). Rows are independent, so which thread computes
+/// which range changes no bit.
 pub(crate) fn for_rows<F>(rows: usize, y: &mut [f32], threads: usize, f: F)
 where
-    F: Fn(usize, usize) -> f32 + Sync,
+    F: Fn(usize, &mut [&mut [f32]]) + Sync,
 {
     let threads = threads.clamp(1, rows.max(1));
     let pieces = if threads == 1 {
@@ -51,6 +54,10 @@ where
             parts[c].push(part);
         }
     }
+    if let [only] = &mut parts[..] {
+        f(0, only);
+        return;
+    }
     // Each range is locked once, by the one thread that took it from `next`.
     let parts: Vec<Mutex<Vec<&mut [f32]>>> = parts.into_iter().map(Mutex::new).collect();
     let next = AtomicUsize::new(0);
@@ -60,18 +67,8 @@ where
             return;
         };
         let mut p = part.lock().unwrap_or_else(|e| e.into_inner());
-        fill(c * chunk, &mut p, &f);
+        f(c * chunk, &mut p);
     });
-}
-
-/// `parts[i][k] = f(start + k, i)`, weight row by weight row.
-fn fill<F: Fn(usize, usize) -> f32>(start: usize, parts: &mut [&mut [f32]], f: &F) {
-    let len = parts.first().map_or(0, |p| p.len());
-    for k in 0..len {
-        for (i, part) in parts.iter_mut().enumerate() {
-            part[k] = f(start + k, i);
-        }
-    }
 }
 
 /// `[f(0), f(1), …, f(n - 1)]`, computed on up to `threads` threads of the pool

@@ -64,6 +64,7 @@ unsafe fn mins_term(blk: &[u8], m: &[u8; 8], a: &Q8Row, b: usize) -> f32 {
 
 /// Q4_K · Q8_K. Safety: the CPU has AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 pub(crate) unsafe fn dot_q4_k(w: &[u8], a: Q8Row) -> f32 {
     let nb = blocks(w, 144, &a);
     let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
@@ -89,6 +90,7 @@ pub(crate) unsafe fn dot_q4_k(w: &[u8], a: Q8Row) -> f32 {
 
 /// Q5_K · Q8_K: as Q4_K, with each sub-block's fifth bits moved from `qh` to bit 4.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 pub(crate) unsafe fn dot_q5_k(w: &[u8], a: Q8Row) -> f32 {
     let nb = blocks(w, 176, &a);
     let (mut acc, mut mins) = (_mm256_setzero_ps(), 0f32);
@@ -151,6 +153,7 @@ unsafe fn q6_half(ql: *const u8, qh: *const u8, scales: *const u8, qa: *const i8
 
 /// Q6_K · Q8_K. Safety: the CPU has AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 pub(crate) unsafe fn dot_q6_k(w: &[u8], a: Q8Row) -> f32 {
     let nb = blocks(w, 210, &a);
     let mut acc = _mm256_setzero_ps();

@@ -30,7 +30,7 @@ use super::simd::{
 };
 
 /// A type `w = d·q + m` with unsigned codes: how to read a block's codes and `(d, m)`.
-trait Affine {
+pub(crate) trait Affine {
     /// Bytes a block.
     const BYTES: usize;
 
@@ -41,11 +41,11 @@ trait Affine {
     unsafe fn dm(blk: *const u8) -> __m128;
 }
 
-struct Q4_0;
-struct Q4_1;
-struct Q5_0;
+pub(crate) struct Q4_0;
+pub(crate) struct Q4_1;
+pub(crate) struct Q5_0;
 /// Q8_0 as `d·(u − 128)` with `u = w + 128`: for byte products that do not saturate.
-struct Q8_0Offset;
+pub(crate) struct Q8_0Offset;
 
 /// `(d, d · offset, _, _)` from the block's one half `d` at `blk`: one conversion of the
 /// half twice, times `(1, offset)` (exact: the offsets are powers of two).
@@ -193,6 +193,7 @@ unsafe fn q8_0_into<D: DotU8I8>(acc: __m256, w: &[u8], a: &Q8Row, b: usize) -> _
 /// Q8_0 · Q8_0: with a byte product that does not saturate (VNNI), as the affine types
 /// with an offset of 128; otherwise the sign trick, two blocks a step. Safety: the CPU
 /// has AVX2, FMA, F16C and `D`'s features.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q8_0<D: DotU8I8>(w: &[u8], a: Q8Row) -> f32 {
     if !D::SATURATES {
@@ -213,18 +214,21 @@ pub(crate) unsafe fn dot_q8_0<D: DotU8I8>(w: &[u8], a: Q8Row) -> f32 {
 }
 
 /// Q4_0 · Q8_0 (same safety as [`dot_q8_0`]).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q4_0<D: DotU8I8>(w: &[u8], a: Q8Row) -> f32 {
     dot_affine::<Q4_0, D>(w, &a)
 }
 
 /// Q4_1 · Q8_0.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q4_1<D: DotU8I8>(w: &[u8], a: Q8Row) -> f32 {
     dot_affine::<Q4_1, D>(w, &a)
 }
 
 /// Q5_0 · Q8_0.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q5_0<D: DotU8I8>(w: &[u8], a: Q8Row) -> f32 {
     dot_affine::<Q5_0, D>(w, &a)
