@@ -48,7 +48,7 @@ pub struct Diagnosis {
     /// The CPU's SIMD extensions and libtorch's kernel class on it.
     pub cpu: crate::cpu::Capability,
     /// The crate's own GGUF block kernels this CPU gets (`scalar`, `avx2`,
-    /// `avx512-vnni`), chosen by feature at run time.
+    /// `avx512-vnni`, `avx512`), chosen by feature at run time.
     pub block_kernels: &'static str,
 }
 

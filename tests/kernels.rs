@@ -770,3 +770,20 @@ fn huge_page_copies_equal_their_source() {
     let small = HugePageBytes::copy_of(&[1, 2, 3]);
     assert_eq!(&small[..], &[1, 2, 3]);
 }
+
+/// A copy that releases its source as it goes calls back with consecutive ranges that
+/// cover the source exactly once, each after its bytes are in the copy.
+#[test]
+fn huge_page_copies_report_each_copied_range_once_in_order() {
+    let data = random_blocks(BlockType::Q8_0, 600_000, 11); // 20.4 MB: three chunks
+    let mut seen = Vec::new();
+    let copy = HugePageBytes::copy_of_releasing(&data, |r| seen.push(r));
+    assert_eq!(&copy[..], &data[..]);
+    assert_eq!(seen.first().map(|r| r.start), Some(0));
+    assert_eq!(seen.last().map(|r| r.end), Some(data.len()));
+    assert!(seen.windows(2).all(|w| w[0].end == w[1].start));
+    assert!(seen
+        .iter()
+        .all(|r| r.len() <= kernels::COPY_CHUNK && !r.is_empty()));
+    assert_eq!(seen.len(), data.len().div_ceil(kernels::COPY_CHUNK));
+}

@@ -66,7 +66,7 @@ pub use block::{BlockType, QuantMatrix};
 pub use dequant::dequantize;
 pub use f32mv::{matmul_f32, matmul_f32_with, MAX_F32_ROWS};
 pub use half::{f16_to_f32, f32_to_f16};
-pub use huge_pages::HugePageBytes;
+pub use huge_pages::{HugePageBytes, COPY_CHUNK};
 pub use split::{map_on_pool, useful_threads, MIN_BYTES_PER_THREAD};
 pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};
 
