@@ -118,8 +118,8 @@ pub struct AttendOptions {
 /// (`enable_gqa`); every row is visible (the caller passes the window's rows). Writes
 /// `out` `(H, D)`; `scores` is scratch. The scores of a head's `G` queries come from
 /// the crate's float32 matrix-vector kernel ([`kernels::matmul_f32`], its order), the
-/// softmax subtracts the maximum, and the values are summed in row order, then divided
-/// by the weights' sum.
+/// softmax subtracts the maximum, and the values are summed in row order (a value row
+/// read once for the G queries), then divided by the weights' sum.
 pub fn attend(
     q: &[f32],
     heads: &[KvHead<'_>],
@@ -159,14 +159,13 @@ pub fn attend(
             kernels::matmul_f32(head.keys, n, qi, si, 1)?;
         }
         let outs = &mut out[g * group * d..(g + 1) * group * d];
-        for (s, y) in scores.chunks_exact_mut(n).zip(outs.chunks_exact_mut(d)) {
+        for s in scores.chunks_exact_mut(n) {
             softmax_weights(s, options);
-            y.fill(0.0);
-            let mut total = 0f32;
-            for (&p, v) in s.iter().zip(head.values.chunks_exact(d)) {
-                axpy(p, v, y);
-                total += p;
-            }
+        }
+        outs.fill(0.0);
+        weighted_values(scores, head.values, d, outs);
+        for (s, y) in scores.chunks_exact(n).zip(outs.chunks_exact_mut(d)) {
+            let total = s.iter().fold(0f32, |t, &p| t + p);
             for v in y.iter_mut() {
                 *v /= total;
             }
@@ -191,26 +190,34 @@ fn softmax_weights(s: &mut [f32], options: AttendOptions) {
     }
 }
 
-/// `y += a · x`.
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+/// `y_j += Σ_s p_j[s] · v_s` for a head's G query rows `out` `(G, D)` with weights `p`
+/// `(G, n)` over the value rows `values` `(n, D)`: each value row read once for all G,
+/// each row's sum in row order (the same sums as one query row at a time).
+fn weighted_values(p: &[f32], values: &[f32], d: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was detected just now.
-        return unsafe { axpy_avx2(a, x, y) };
+        return unsafe { weighted_values_avx2(p, values, d, out) };
     }
-    axpy_plain(a, x, y);
+    weighted_values_plain(p, values, d, out);
 }
 
 #[inline(always)]
-fn axpy_plain(a: f32, x: &[f32], y: &mut [f32]) {
-    for (v, &u) in y.iter_mut().zip(x) {
-        *v += a * u;
+fn weighted_values_plain(p: &[f32], values: &[f32], d: usize, out: &mut [f32]) {
+    let n = values.len() / d;
+    for (s, v) in values.chunks_exact(d).enumerate() {
+        for (j, y) in out.chunks_exact_mut(d).enumerate() {
+            let a = p[j * n + s];
+            for (acc, &u) in y.iter_mut().zip(v) {
+                *acc += a * u;
+            }
+        }
     }
 }
 
-/// [`axpy_plain`] compiled for AVX2 (eight lanes; the same products and sums).
+/// [`weighted_values_plain`] compiled for AVX2 (eight lanes; the same products and sums).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_plain(a, x, y)
+unsafe fn weighted_values_avx2(p: &[f32], values: &[f32], d: usize, out: &mut [f32]) {
+    weighted_values_plain(p, values, d, out)
 }

@@ -24,7 +24,7 @@ use super::layer::LlamaDecoderLayer;
 use super::model::LlamaForCausalLM;
 use crate::attention::Window;
 use crate::error::{Error, Result};
-use crate::nn::kernels::MAX_F32_ROWS;
+use crate::nn::kernels::{self, MAX_F32_ROWS};
 use crate::nn::token_ops::{self, AttendOptions, KvHead};
 use crate::nn::{linear_slices, slices_apply, BatchPath, Projection, RmsNorm};
 
@@ -249,9 +249,36 @@ fn attention_step(
         })?;
         let heads = write_and_read(kv, k, &b.v[r * kr..(r + 1) * kr], d, a.window);
         let out = &mut b.attn[r * qr..(r + 1) * qr];
-        token_ops::attend(q, &heads, d, options, out, &mut b.scores)?;
+        attend_on_threads(q, &heads, d, options, out, &mut b.scores)?;
     }
     project(&a.o_proj, &b.attn, &mut b.out)
+}
+
+/// [`token_ops::attend`], its key/value heads shared out over the kernels' threads
+/// when there are several of both (each head's arithmetic the same wherever it runs).
+fn attend_on_threads(
+    q: &[f32],
+    heads: &[KvHead<'_>],
+    d: usize,
+    options: AttendOptions,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) -> Result<()> {
+    let threads = kernels::threads().min(heads.len());
+    if threads < 2 {
+        return token_ops::attend(q, heads, d, options, out, scores);
+    }
+    let per_head = q.len() / heads.len(); // G * D
+    let parts = kernels::map_on_pool(threads, heads.len(), |g| -> Result<Vec<f32>> {
+        let mut y = vec![0f32; per_head];
+        let qg = &q[g * per_head..(g + 1) * per_head];
+        token_ops::attend(qg, &heads[g..g + 1], d, options, &mut y, &mut Vec::new())?;
+        Ok(y)
+    });
+    for (y, part) in out.chunks_exact_mut(per_head).zip(parts) {
+        y.copy_from_slice(&part?);
+    }
+    Ok(())
 }
 
 /// Writes one position's key and value `(Hkv, D)` at `kv.slot` and returns each
