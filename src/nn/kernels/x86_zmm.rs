@@ -219,21 +219,21 @@ unsafe fn dot<B: Wide>(w: *const u8, nb: usize, a: &Q8Row) -> f32 {
     finish::<B>(acc)
 }
 
-/// The rows and blocks a row of `w`, after checking what the pointer reads rely on:
-/// whole rows of whole blocks, every activation row as many blocks long, one output
-/// slice per activation row, each with room for every row.
-fn checked(
-    w: &[u8],
-    row_bytes: usize,
-    bytes: usize,
+/// The rows and blocks a row of `w` (blocks of `bytes`), after checking what the pointer
+/// reads rely on: whole rows of whole blocks, every activation row long enough for `nb`
+/// blocks (`fits(row, nb)`, the activations' layout), one output slice per activation
+/// row, each with room for every row. Shared with `x86_zmm_k.rs`.
+pub(super) fn checked(
+    (w, row_bytes, bytes): (&[u8], usize, usize),
     acts: &[Q8Row],
     out: &[&mut [f32]],
+    fits: impl Fn(&Q8Row, usize) -> bool,
 ) -> (usize, usize) {
     assert!(row_bytes > 0 && row_bytes.is_multiple_of(bytes) && w.len().is_multiple_of(row_bytes));
     let (rows, nb) = (w.len() / row_bytes, row_bytes / bytes);
     assert_eq!(acts.len(), out.len());
     for (a, o) in acts.iter().zip(out) {
-        assert!(a.qs.len() >= 32 * nb && a.ds.len() >= 2 * nb && o.len() >= rows);
+        assert!(fits(a, nb) && o.len() >= rows);
     }
     (rows, nb)
 }
@@ -247,7 +247,9 @@ pub(crate) unsafe fn rows<B: Wide>(
     acts: &[Q8Row<'_>],
     out: &mut [&mut [f32]],
 ) {
-    let (n_rows, nb) = checked(w, row_bytes, B::BYTES, acts, out);
+    let (n_rows, nb) = checked((w, row_bytes, B::BYTES), acts, out, |a, nb| {
+        a.qs.len() >= 32 * nb && a.ds.len() >= 2 * nb
+    });
     for k in 0..n_rows {
         let row = w.as_ptr().add(k * row_bytes);
         for (a, o) in acts.iter().zip(out.iter_mut()) {

@@ -32,7 +32,7 @@ use std::arch::x86_64::*;
 
 use super::activations::Q8Row;
 use super::simd::half_at;
-use super::x86_zmm::hsum_ps16;
+use super::x86_zmm::{checked, hsum_ps16};
 
 /// The eight 6-bit scales and eight 6-bit minimums of the 12 bytes at `s`, as the bytes
 /// of two words (scale or minimum `j` byte `j`): `kquants::scales_mins` on 32-bit words,
@@ -167,23 +167,9 @@ unsafe fn dot_q6_k(w: *const u8, nb: usize, a: &Q8Row) -> f32 {
     hsum_ps16(acc)
 }
 
-/// The rows and super-blocks a row of `w` (blocks of `bytes`), after checking what the
-/// pointer reads rely on, as `x86_zmm.rs` does.
-fn checked(
-    w: &[u8],
-    row_bytes: usize,
-    bytes: usize,
-    acts: &[Q8Row],
-    out: &[&mut [f32]],
-) -> (usize, usize) {
-    assert!(row_bytes > 0 && row_bytes.is_multiple_of(bytes) && w.len().is_multiple_of(row_bytes));
-    let (rows, nb) = (w.len() / row_bytes, row_bytes / bytes);
-    assert_eq!(acts.len(), out.len());
-    for (a, o) in acts.iter().zip(out) {
-        assert!(a.qs.len() >= 256 * nb && a.d.len() >= nb && a.sums.len() >= 16 * nb);
-        assert!(o.len() >= rows);
-    }
-    (rows, nb)
+/// [`checked`] for Q8_K activations: 256 codes, one scale and 16 sums a super-block.
+fn fits_q8_k(a: &Q8Row, nb: usize) -> bool {
+    a.qs.len() >= 256 * nb && a.d.len() >= nb && a.sums.len() >= 16 * nb
 }
 
 /// The row-range kernel of Q4_K ([`super::rows::RowsDot`]). Safety: the CPU has
@@ -195,7 +181,7 @@ pub(crate) unsafe fn q4_k_rows(
     acts: &[Q8Row<'_>],
     out: &mut [&mut [f32]],
 ) {
-    let (n_rows, nb) = checked(w, row_bytes, 144, acts, out);
+    let (n_rows, nb) = checked((w, row_bytes, 144), acts, out, fits_q8_k);
     for k in 0..n_rows {
         let row = w.as_ptr().add(k * row_bytes);
         for (a, o) in acts.iter().zip(out.iter_mut()) {
@@ -212,7 +198,7 @@ pub(crate) unsafe fn q6_k_rows(
     acts: &[Q8Row<'_>],
     out: &mut [&mut [f32]],
 ) {
-    let (n_rows, nb) = checked(w, row_bytes, 210, acts, out);
+    let (n_rows, nb) = checked((w, row_bytes, 210), acts, out, fits_q8_k);
     for k in 0..n_rows {
         let row = w.as_ptr().add(k * row_bytes);
         for (a, o) in acts.iter().zip(out.iter_mut()) {
