@@ -264,19 +264,6 @@ impl BlockLinear {
         Ok(())
     }
 
-    /// Row `r` of the weight, dequantised into `out` `(K)` as gguf-py dequantises it (an
-    /// embedding lookup in the table's own blocks).
-    pub fn row_into(&self, r: usize, out: &mut [f32]) -> Result<()> {
-        if r >= self.rows {
-            return Err(Error::invalid(
-                "ids",
-                format!("ids must lie in 0..{}, got {r}", self.rows),
-            ));
-        }
-        let w = QuantMatrix::new(self.block, self.rows, self.cols, self.data())?;
-        kernels::dequantize(self.block, w.row(r), out)
-    }
-
     /// `(M, K) -> (M, N)` on the integer kernels, output rows split over the kernels'
     /// threads ([`kernels::threads`]).
     fn kernels(&self, x: &Tensor) -> Result<Tensor> {
