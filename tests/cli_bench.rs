@@ -189,8 +189,9 @@ fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
 }
 
 /// The generate suite on the tiny quantised Llama of the fixtures (its smoke sizes):
-/// every row runs, and each decode row carries the kernels' floor, the time of one
-/// token's projections and head alone, which the whole step cannot beat by much.
+/// every row runs in the dtype `attn generate` gives its `quant`, and each decode row
+/// carries the kernels' floor, the time of one token's projections and head alone,
+/// which the whole step cannot beat by much.
 #[test]
 fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
     let (rows, stdout) = tiny_suite_rows("generate");
@@ -204,6 +205,15 @@ fn generate_suite_reports_the_kernels_floor_of_each_decode_row() {
     let configs = suites["generate"]["configs"].as_array().unwrap().len();
     assert_eq!(rows.len(), configs, "{stdout}");
     for row in &rows {
+        // The floats as `attn generate --quant` loads them: bfloat16 beside libtorch's
+        // int4/int8 kernels, float32 beside the block kernels (whose decoding step
+        // needs them) and without --quant.
+        let floats = if matches!(row["quant"].as_str(), Some("int4" | "int8")) {
+            "bf16"
+        } else {
+            "f32"
+        };
+        assert_eq!(row["floats"], floats, "{row}");
         let kernels = row["projections_ms"].as_f64();
         if row["mode"] == "decode" {
             assert!(kernels.is_some_and(|v| v > 0.0), "{row}");

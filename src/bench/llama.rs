@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-use super::config::{BenchConfig, Mode, WholeModel};
+use super::config::{dtype_name, BenchConfig, Mode, WholeModel};
 use super::memory;
 use super::runner::{Measurement, Progress};
 use super::stats::percentile;
@@ -258,6 +258,7 @@ fn measure_on(
             Mode::Decode => Some(projections_ms_per_token(&model)?),
             _ => None,
         },
+        floats: model.model.embed_tokens.kind(),
         first_tokens,
     })
 }
@@ -274,11 +275,9 @@ pub(super) fn load(
         None => LlamaForCausalLM::from_gguf(&gguf, config.device)?,
         Some(q) => LlamaForCausalLM::from_gguf_quantized(&gguf, config.device, q)?,
     };
-    let kind = if bench.quant.is_some() {
-        Kind::BFloat16
-    } else {
-        config.kind
-    };
+    // As `attn generate --quant` runs it (bfloat16 beside int4/int8, float32 beside
+    // the block kernels).
+    let kind = bench.quant.map_or(config.kind, Quant::default_kind);
     if kind != Kind::Float {
         vs.set_kind(kind);
     }
@@ -424,6 +423,9 @@ pub struct LlamaMeasurement {
     pub read_gbs: f64,
     /// [`projections_ms_per_token`] of the model as loaded (decode rows).
     pub projections_ms: Option<f64>,
+    /// The dtype of the parameters left in floats (the embeddings, the norms) as
+    /// loaded: `attn generate`'s for the row's `quant` ([`Quant::default_kind`]).
+    pub floats: Kind,
     /// The first [`FIRST_TOKENS`] greedy tokens after the prompt (decode rows): what
     /// bench_compare.py compares with transformers' and llama.cpp's.
     pub first_tokens: Vec<i64>,
@@ -445,6 +447,7 @@ impl LlamaMeasurement {
         row["read_gbs"] = self.read_gbs.into();
         row["floor_ms"] = self.floor_ms().into();
         row["projections_ms"] = self.projections_ms.into();
+        row["floats"] = dtype_name(self.floats).into();
         if !self.first_tokens.is_empty() {
             row["first_tokens"] = self.first_tokens.clone().into();
         }

@@ -97,6 +97,15 @@ impl LoadArgs {
         Ok(())
     }
 
+    /// The library's quantisation for `--quant`.
+    fn quant(&self) -> Option<Quant> {
+        self.quant.map(|q| match q {
+            QuantArg::Int4 => Quant::Int4,
+            QuantArg::Int8 => Quant::Int8,
+            QuantArg::Gguf => Quant::Blocks,
+        })
+    }
+
     /// The model (quantised and in the dtype the flags ask for) and its tokenizer, from
     /// a GGUF or a Hugging Face folder; `check` sees the tokenizer and the source's name
     /// first, so that a request the model cannot meet fails before the weights load.
@@ -123,23 +132,16 @@ impl LoadArgs {
             if let Ok(tokenizer) = &tokenizer {
                 check(tokenizer, &gguf.source_name)?;
             }
-            let (vs, model) = match self.quant {
+            let (vs, model) = match self.quant() {
                 None => LlamaForCausalLM::from_gguf(&gguf, device),
-                Some(q) => {
-                    let quant = match q {
-                        QuantArg::Int4 => Quant::Int4,
-                        QuantArg::Int8 => Quant::Int8,
-                        QuantArg::Gguf => Quant::Blocks,
-                    };
-                    LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant)
-                }
+                Some(quant) => LlamaForCausalLM::from_gguf_quantized(&gguf, device, quant),
             }
             .map_err(|e| with_flag_names(e, FLAGS))?;
             (vs, model, tokenizer?, gguf.source_name.clone())
         };
-        let default_dtype = match self.quant {
-            None | Some(QuantArg::Gguf) => DtypeArg::F32,
-            Some(_) => DtypeArg::Bf16,
+        let default_dtype = match self.quant().map(Quant::default_kind) {
+            Some(Kind::BFloat16) => DtypeArg::Bf16,
+            _ => DtypeArg::F32,
         };
         if self.dtype.unwrap_or(default_dtype) == DtypeArg::Bf16 {
             vs.set_kind(Kind::BFloat16);

@@ -31,6 +31,20 @@ pub enum Quant {
     Blocks,
 }
 
+impl Quant {
+    /// The dtype `attn generate --quant` (and `attn bench`'s quantised rows) give the
+    /// parameters left in floats (embeddings, norms, an unquantised head): bfloat16
+    /// beside libtorch's int4/int8 kernels, which take bfloat16 activations; float32
+    /// beside the crate's block kernels, whose decoding step (`decode_step.rs`) runs on
+    /// float32 buffers, as llama.cpp keeps its activations.
+    pub fn default_kind(self) -> Kind {
+        match self {
+            Quant::Int4 | Quant::Int8 => Kind::BFloat16,
+            Quant::Blocks => Kind::Float,
+        }
+    }
+}
+
 /// The block size of Q4_0 and Q4_1: one group of the int4 kernel.
 const Q4_GROUP: i64 = 32;
 
