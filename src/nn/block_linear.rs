@@ -8,6 +8,7 @@
 //! A float32 bias (Qwen2's query, key and value projections) is added after the
 //! product, as `F.linear` adds it.
 
+use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -56,6 +57,27 @@ pub fn tiles_from_rows(block: BlockType) -> usize {
     } else {
         16
     }
+}
+
+/// Tiles a product on [`BatchPath::Tiles`] is cut into come in groups of this many, so
+/// that one, two or four threads get equal shares.
+const TILE_GROUP: usize = 4;
+
+/// Weight rows a tile of `[rows, cols]`: the fewest tiles, a multiple of [`TILE_GROUP`],
+/// of at most [`TILE_FLOATS`] weights each, rows rounded up to a multiple of 8. The same
+/// whatever the number of threads, so that each tile's product, and so the output, is
+/// too.
+fn tile_rows(rows: usize, cols: usize) -> usize {
+    let tiles = (rows * cols)
+        .div_ceil(TILE_FLOATS)
+        .next_multiple_of(TILE_GROUP);
+    rows.div_ceil(tiles).next_multiple_of(8).clamp(1, rows.max(1))
+}
+
+thread_local! {
+    /// Each thread's tile of dequantised weights, kept between products (at most
+    /// [`TILE_FLOATS`] floats: 1 MiB).
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How [`BlockLinear::f_forward`] multiplies `M` rows.
@@ -284,51 +306,58 @@ impl BlockLinear {
         Ok(y)
     }
 
-    /// `(M, K) -> (M, N)`: tiles of [`TILE_FLOATS`] weights dequantised in turn, each
-    /// through libtorch's float32 matmul; no whole float copy. The tiles share out over
-    /// the kernels' threads when they have threads of their own
-    /// ([`kernels::dedicate_threads`]: libtorch on one), else each matmul takes
-    /// libtorch's. Either way each tile's product is the same.
+    /// `(M, K) -> (M, N)`: tiles of at most [`TILE_FLOATS`] weights ([`tile_rows`])
+    /// dequantised in turn into a buffer each thread keeps, each through libtorch's
+    /// float32 matmul straight into its columns of the output; no whole float copy, no
+    /// allocation a tile. The tiles share out over the kernels' threads when they have
+    /// threads of their own ([`kernels::dedicate_threads`]: libtorch on one), else each
+    /// matmul takes libtorch's. Either way each tile's product is the same.
     fn tiles(&self, x: &Tensor) -> Result<Tensor> {
-        let tile_rows = (TILE_FLOATS / self.cols).clamp(1, self.rows);
+        let m = x.size()[0] as usize;
+        let y = Tensor::f_empty([m as i64, self.rows as i64], (Kind::Float, Device::Cpu))?;
+        let tile_rows = tile_rows(self.rows, self.cols);
         let starts: Vec<usize> = (0..self.rows).step_by(tile_rows).collect();
-        let threads = kernels::threads().min(starts.len());
-        let parts = if threads > 1 && tch::get_num_threads() == 1 {
-            let input = Vec::<f32>::try_from(&x.f_view([-1])?)?;
-            kernels::map_on_pool(threads, starts.len(), |i| {
-                // One copy of the activations a tile (their product costs 100x more).
-                let mut tile = vec![0f32; tile_rows * self.cols];
-                let x = Tensor::f_from_slice(&input)?.f_view([-1, self.cols as i64])?;
-                self.tile_product(&x, starts[i], tile_rows, &mut tile)
-            })
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?
-        } else {
-            let mut tile = vec![0f32; tile_rows * self.cols];
-            starts
-                .iter()
-                .map(|&r0| self.tile_product(x, r0, tile_rows, &mut tile))
-                .collect::<Result<Vec<_>>>()?
+        let threads = match tch::get_num_threads() {
+            1 => kernels::threads(),
+            _ => 1,
         };
-        Ok(Tensor::f_cat(&parts, 1)?)
+        // Addresses, not tensors, cross the threads (a `Tensor` is not `Sync`).
+        let (input, out) = (x.data_ptr() as usize, y.data_ptr() as usize);
+        kernels::map_on_pool(threads, starts.len(), |i| {
+            TILE.with_borrow_mut(|tile| {
+                let n = tile_rows.min(self.rows - starts[i]);
+                self.tile_product((input, m), (out, starts[i], n), tile)
+            })
+        })
+        .into_iter()
+        .collect::<Result<()>>()?;
+        Ok(y)
     }
 
-    /// `x` `(M, K)` times weight rows `r0..r0 + n` (`n` = `tile_rows` or what is left),
-    /// dequantised into `tile`: `(M, n)`.
+    /// Output columns `r0..r0 + n` of `y` `(M, N)` at `out`: `x` `(M, K)` at `input`
+    /// times weight rows `r0..r0 + n`, dequantised into `tile`.
     fn tile_product(
         &self,
-        x: &Tensor,
-        r0: usize,
-        tile_rows: usize,
-        tile: &mut [f32],
-    ) -> Result<Tensor> {
+        (input, m): (usize, usize),
+        (out, r0, n): (usize, usize, usize),
+        tile: &mut Vec<f32>,
+    ) -> Result<()> {
         let row_bytes = self.range.len() / self.rows.max(1);
-        let n = tile_rows.min(self.rows - r0);
         let bytes = &self.data()[r0 * row_bytes..(r0 + n) * row_bytes];
+        tile.resize(tile.len().max(n * self.cols), 0.0);
         kernels::dequantize(self.block, bytes, &mut tile[..n * self.cols])?;
-        let t =
-            Tensor::f_from_slice(&tile[..n * self.cols])?.f_view([n as i64, self.cols as i64])?; // (n, K)
-        Ok(x.f_linear::<Tensor>(&t, None)?) // (M, n)
+        let (k, rows) = (self.cols as i64, self.rows as i64);
+        let float = |ptr: usize, size: &[i64], strides: &[i64]| {
+            // SAFETY (each use below): `input` is `tiles`' contiguous `(M, K)` float32
+            // `x`, read only; `tile` holds `n * K` floats; `out + r0` starts `n` columns of
+            // `y` `(M, N)`, which no other tile writes. All outlive the product.
+            unsafe { Tensor::from_blob(ptr as *const u8, size, strides, Kind::Float, Device::Cpu) }
+        };
+        let x = float(input, &[m as i64, k], &[k, 1]);
+        let w_t = float(tile.as_ptr() as usize, &[k, n as i64], &[1, k]); // (K, n): wᵀ
+        let y = float(out + r0 * 4, &[m as i64, n as i64], &[rows, 1]); // (M, n) of (M, N)
+        let _ = x.f_mm_out(&y, &w_t)?;
+        Ok(())
     }
 
     /// Rows `ids` of the weight `(*) -> (*, K)`, dequantised to float32 as gguf-py
