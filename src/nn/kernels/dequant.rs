@@ -4,7 +4,7 @@
 
 use super::block::BlockType;
 use super::half::f16_at;
-use super::kquants::{q6_code, scales_mins};
+use super::kquants::scales_mins;
 use crate::error::{Error, Result};
 
 /// Dequantises `blocks` (whole blocks of type `block`) into `out`, one f32 an element:
@@ -105,11 +105,25 @@ fn q5_k(blk: &[u8], y: &mut [f32]) {
     }
 }
 
+/// Element `e = 128·h + 32·s + l` is [`super::kquants::q6_code`]'s code `(h, s, l)` times the scale of
+/// its group of 16; written half by half, four elements an `l` (ggml's
+/// `dequantize_row_q6_K` order), so that the loops vectorise. The same products as
+/// element by element, so the same bits (`tests/kernels.rs` holds it to gguf-py).
 fn q6_k(blk: &[u8], y: &mut [f32]) {
     let (ql, qh, scales) = (&blk[0..128], &blk[128..192], &blk[192..208]);
     let d = f16_at(blk, 208);
-    for (e, v) in y.iter_mut().enumerate() {
-        let dl = d * scales[e / 16] as i8 as f32;
-        *v = dl * (q6_code(ql, qh, e) as i32 - 32) as f32;
+    for h in 0..2 {
+        let (ql, qh) = (&ql[64 * h..64 * h + 64], &qh[32 * h..32 * h + 32]);
+        let dl: [f32; 8] = std::array::from_fn(|g| d * scales[8 * h + g] as i8 as f32);
+        let y = &mut y[128 * h..128 * h + 128];
+        for l in 0..32 {
+            // Sub-block s: the low nibble of ql[32 (s % 2) + l] for s < 2, the high one
+            // after; the bits 2s and 2s + 1 of qh[l].
+            for s in 0..4 {
+                let lo = (ql[32 * (s % 2) + l] >> (4 * (s / 2))) & 15;
+                let q = lo | (((qh[l] >> (2 * s)) & 3) << 4);
+                y[32 * s + l] = dl[2 * s + l / 16] * (q as i32 - 32) as f32;
+            }
+        }
     }
 }
