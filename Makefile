@@ -222,7 +222,9 @@ bench: release
 # generate suite at one thread (without gemma3_decode_4096, issue 23's minutes-long
 # memory row: `make bench BENCH_SUITES=generate` has it), the serve suite, then
 # generate's issue-24 rows at two threads, each into its own section of
-# bench/RESULTS.md. Needs a quiet machine (about half an hour on two cores).
+# bench/RESULTS.md, then the peak memory and start-up of `attn generate` on the same
+# files beside llama.cpp's (scripts/measure_generate_memory.py, section
+# generate-memory). Needs a quiet machine (about half an hour on two cores).
 BENCH_MODELS_1T := smollm2_prefill,smollm2_decode,smollm2_int4_prefill,smollm2_int4_decode,smollm2_int4_int8head_decode,smollm2_int4_int4head_decode,smollm2_prefill128,smollm2_gguf_prefill128,smollm2_gguf_decode,gemma3_prefill128,gemma3_decode,gemma3_gguf_prefill128,gemma3_gguf_decode
 # The rows issue 24 asks for at two threads: the quantised ones beside llama.cpp, and
 # float32 decoding beside transformers.
@@ -234,6 +236,10 @@ bench-models:
 	  BENCH_TITLE="CPU, suite serve, 1 thread"
 	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=2 BENCH_SECTION=cpu-models-2t \
 	  BENCH_TITLE="CPU, suite generate, 2 threads" BENCH_ONLY=$(BENCH_MODELS_2T)
+	@models=$$(for m in $(LLAMA_CPP_MODELS); do [ -f "$$m" ] && echo "$$m"; done); \
+	llama=$$([ -x "$(LLAMA_CPP_VENV)/bin/python" ] && echo "--llama-python $(LLAMA_CPP_VENV)/bin/python"); \
+	$(PYTHON) scripts/measure_generate_memory.py --attn target/release/attn $$llama \
+	  --results bench/RESULTS.md $$models
 
 # llama.cpp's side of the quantised-decoding comparison (issue 24): llama-cpp-python
 # built from source (about five minutes on two cores) into its own environment beside

@@ -149,9 +149,11 @@ def table(rows, attn):
     return "\n".join(lines) + "\n"
 
 
-def write_results(path, text):
-    begin = "<!-- bench:files:begin (written by scripts/measure_files.py; do not edit by hand) -->"
-    end = "<!-- bench:files:end -->"
+def write_results(path, text, section="files", writer="scripts/measure_files.py"):
+    """Replaces (or appends) the section between `section`'s markers of `path`, written
+    whole to a temporary file then renamed."""
+    begin = f"<!-- bench:{section}:begin (written by {writer}; do not edit by hand) -->"
+    end = f"<!-- bench:{section}:end -->"
     old = path.read_text()
     block = f"{begin}\n{text}{end}"
     if begin in old:
