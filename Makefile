@@ -189,12 +189,17 @@ BENCH_TITLE ?= CPU
 # Only these rows of the suites (comma-separated names; a run of one suite): all if empty.
 BENCH_ONLY ?=
 BENCH_ONLY_FLAG = $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+# The crate's block kernels held to this set (attn bench --kernels: avx2 times an
+# AVX2-only CPU's kernels on an AVX-512 one); the fastest this CPU has if empty.
+BENCH_KERNELS ?=
+BENCH_KERNELS_FLAG = $(if $(BENCH_KERNELS),--kernels $(BENCH_KERNELS))
 bench: release
 	@mkdir -p target/bench; rm -f target/bench/tch.jsonl target/bench/torch.jsonl target/bench/llama_cpp.jsonl \
 	  target/bench/llama_server.jsonl
 	@for s in $(BENCH_SUITES); do \
 	  echo "bench: suite $$s" >&2; \
-	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) >>target/bench/tch.jsonl; \
+	  env $(BENCH_ENV) target/release/attn bench --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) \
+	    $(BENCH_KERNELS_FLAG) >>target/bench/tch.jsonl; \
 	  env $(BENCH_ENV) $(PYTHON) scripts/bench_torch.py --suite $$s --threads $(BENCH_THREADS) --json $(BENCH_ONLY_FLAG) >>target/bench/torch.jsonl; \
 	done
 	@case " $(BENCH_SUITES) " in *" generate "*) ;; *) exit 0;; esac; \
@@ -229,6 +234,9 @@ BENCH_MODELS_1T := smollm2_prefill,smollm2_decode,smollm2_int4_prefill,smollm2_i
 # The rows issue 24 asks for at two threads: the quantised ones beside llama.cpp, and
 # float32 decoding beside transformers.
 BENCH_MODELS_2T := smollm2_decode,smollm2_gguf_prefill128,smollm2_gguf_decode,gemma3_decode,gemma3_gguf_prefill128,gemma3_gguf_decode
+# On an AVX-512 machine, the quantised rows again with the block kernels held to AVX2
+# (--kernels avx2): what an AVX2-only CPU's kernels do, beside llama.cpp's own build.
+BENCH_MODELS_AVX2 := smollm2_gguf_prefill128,smollm2_gguf_decode,gemma3_gguf_prefill128,gemma3_gguf_decode
 bench-models:
 	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=1 BENCH_SECTION=cpu-models-1t \
 	  BENCH_TITLE="CPU, suite generate, 1 thread" BENCH_ONLY=$(BENCH_MODELS_1T)
@@ -236,6 +244,9 @@ bench-models:
 	  BENCH_TITLE="CPU, suite serve, 1 thread"
 	$(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=2 BENCH_SECTION=cpu-models-2t \
 	  BENCH_TITLE="CPU, suite generate, 2 threads" BENCH_ONLY=$(BENCH_MODELS_2T)
+	if grep -qw avx512f /proc/cpuinfo; then $(MAKE) bench BENCH_SUITES=generate BENCH_THREADS=1 \
+	  BENCH_SECTION=cpu-models-avx2-1t BENCH_KERNELS=avx2 BENCH_ONLY=$(BENCH_MODELS_AVX2) \
+	  BENCH_TITLE="CPU, suite generate, 1 thread, the block kernels held to AVX2"; fi
 	@models=$$(for m in $(LLAMA_CPP_MODELS); do [ -f "$$m" ] && echo "$$m"; done); \
 	llama=$$([ -x "$(LLAMA_CPP_VENV)/bin/python" ] && echo "--llama-python $(LLAMA_CPP_VENV)/bin/python"); \
 	$(PYTHON) scripts/measure_generate_memory.py --attn target/release/attn $$llama \

@@ -257,14 +257,16 @@ def llama_cpp_lines(tch, llama_rows, torch_rows=None):
                 f"| {name} | {r['threads']} | {mode} | {r['prompt']} | {fmt(theirs, '.4g')} "
                 f"| {fmt(mine, '.4g')} | {fmt(ratio, '.3f')} | {target:g} | {verdict(ratio, target)} "
                 f"| {fmt(floor if mode == 'decode' else None, '.1f')} | {agree} "
-                f"| {r.get('cpu_flags', '?')} / {fmt(a and a.get('cpu_simd'), 's')} |")
+                f"| {r.get('cpu_flags', '?')} / {fmt(a and a.get('cpu_simd'), 's')}"
+                f"{', kernels ' + a['block_kernels'] if a and a.get('block_kernels') else ''} |")
     return [
         "",
         "llama.cpp on the same machine (scripts/bench_llama_cpp.py, llama-cpp-python; its "
         "per-token time includes the Python sampling loop) beside the crate's `--quant gguf` "
         "on the same file; floor: the file's bytes over the run's read bandwidth; first 16: "
         "of the crate's first 16 greedy tokens, how many precede the first that differs from "
-        "llama.cpp's / from transformers' (float32); flags: llama.cpp's row / the crate's row:",
+        "llama.cpp's / from transformers' (float32); flags: llama.cpp's row / the crate's row "
+        "and its block kernel set:",
         "",
         "| file | threads | mode | prompt | llama.cpp ms | tch ms | tch / llama.cpp | target "
         "| met | floor ms | first 16 = llama.cpp / transformers | CPU flags |",

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{assert_usage_error, attn};
+use tch_attention::nn::kernels::KernelSet;
 
 #[test]
 fn bench_rejects_bad_configurations_in_one_line() {
@@ -163,10 +164,11 @@ fn bench_prints_one_json_object_per_configuration() {
 }
 
 /// `attn bench --suite SUITE --smoke --json` on the tiny quantised Llama of the
-/// fixtures, which must succeed: its rows, and its stdout for messages.
-fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
+/// fixtures (and `extra` flags), which must succeed: its rows, and its stdout for
+/// messages.
+fn tiny_suite_rows_with(suite: &str, extra: &[&str]) -> (Vec<serde_json::Value>, String) {
     let model = common::fixtures().join("llama/tiny/model_q4_1.gguf");
-    let out = attn(&[
+    let mut args = vec![
         "bench",
         "--suite",
         suite,
@@ -174,7 +176,9 @@ fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
         "--json",
         "--model",
         model.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let out = attn(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -186,6 +190,30 @@ fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (rows, stdout)
+}
+
+fn tiny_suite_rows(suite: &str) -> (Vec<serde_json::Value>, String) {
+    tiny_suite_rows_with(suite, &[])
+}
+
+/// `--kernels` holds the block kernels to a slower set than this CPU's fastest (an
+/// AVX2-only CPU's, timed on an AVX-512 one), and every row says which set it ran on;
+/// a set this CPU lacks, or no set of that name, is refused with exit 2.
+#[test]
+fn kernels_flag_limits_the_block_kernels_and_rows_name_them() {
+    let only = ["--only", "smollm2_gguf_decode", "--kernels", "scalar"];
+    let (rows, stdout) = tiny_suite_rows_with("generate", &only);
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert_eq!(rows[0]["block_kernels"], "scalar", "{stdout}");
+    let out = attn(&["bench", "--suite", "generate", "--kernels", "avx1024"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--kernels") && err.contains("avx512-vnni"), "{err}");
+    let lacking = KernelSet::ALL.into_iter().find(|s| !s.is_available());
+    if let Some(set) = lacking {
+        let out = attn(&["bench", "--suite", "generate", "--kernels", set.name()]);
+        assert_eq!(out.status.code(), Some(2), "{set}");
+    }
 }
 
 /// The generate suite on the tiny quantised Llama of the fixtures (its smoke sizes):

@@ -12,6 +12,7 @@ use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama::{self, BenchDecoder};
 use tch_attention::bench::runner::device_name;
+use tch_attention::nn::kernels::{self, KernelSet};
 use tch_attention::bench::serve;
 use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
@@ -81,6 +82,18 @@ pub struct Args {
     /// Only the suite's rows of these names (comma-separated), in the suite's order.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// The crate's block kernels at most this set (scalar, avx2, avx512-vnni, avx512):
+    /// a smaller CPU's kernels timed on this one; default the fastest this CPU has.
+    #[arg(long, value_parser = parse_kernel_set)]
+    kernels: Option<KernelSet>,
+}
+
+/// A kernel set by its name (`attn doctor`'s).
+fn parse_kernel_set(name: &str) -> Result<KernelSet, String> {
+    KernelSet::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = KernelSet::ALL.iter().map(|s| s.name()).collect();
+        format!("expected one of {}, got {name:?}", names.join(", "))
+    })
 }
 
 /// The config fields a user sets with a flag of the same meaning.
@@ -111,6 +124,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The counts first: a step count reaches an allocation (the kept times).
     check_steps(args.warmup.unwrap_or(0), args.repeats.unwrap_or(1)).map_err(config_to_flag)?;
     check_threads(args.threads.into()).context("--threads")?;
+    if let Some(set) = args.kernels {
+        kernels::limit_kernel_set(set).context("--kernels")?;
+    }
     if matches!(args.suite.as_deref(), Some("train" | "generate" | "serve")) {
         // The whole models run as `attn train`, `sample` and `generate` run them, with
         // freed pages kept (memory::keep_freed_memory); the module suites run on glibc's

@@ -70,6 +70,8 @@ pub use huge_pages::{HugePageBytes, COPY_CHUNK};
 pub use split::{map_on_pool, useful_threads, MIN_BYTES_PER_THREAD};
 pub use threads::{dedicate_threads, set_threads, threads, ThreadSettings};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::error::{Error, Result};
 use activations::Q8Row;
 use rows::RowsDot;
@@ -151,13 +153,19 @@ impl KernelSet {
             .collect()
     }
 
-    /// The fastest set this CPU runs.
+    /// The fastest set this CPU runs, no faster than [`limit_kernel_set`]'s.
     pub fn detect() -> KernelSet {
+        let limit = LIMIT.load(Ordering::Relaxed);
         KernelSet::ALL
             .into_iter()
             .rev()
-            .find(|s| s.is_available())
+            .find(|s| *s as usize <= limit && s.is_available())
             .unwrap_or(KernelSet::Scalar)
+    }
+
+    /// The set of this [`KernelSet::name`], if any.
+    pub fn from_name(name: &str) -> Option<KernelSet> {
+        KernelSet::ALL.into_iter().find(|s| s.name() == name)
     }
 
     /// The row-range kernel of this set for `block`.
@@ -188,6 +196,20 @@ impl std::fmt::Display for KernelSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The fastest set [`KernelSet::detect`] may choose, as its place in [`KernelSet::ALL`]
+/// (the sets are declared in that order): the last, unless [`limit_kernel_set`] lowered it.
+static LIMIT: AtomicUsize = AtomicUsize::new(KernelSet::ALL.len() - 1);
+
+/// Makes [`KernelSet::detect`] (so every product that does not name its set) choose
+/// `set` or a slower one, process-wide: `attn bench --kernels avx2` times an AVX2-only
+/// CPU's kernels on an AVX-512 one. Still by feature: an error where this CPU lacks
+/// `set`'s.
+pub fn limit_kernel_set(set: KernelSet) -> Result<()> {
+    set.check_available()?;
+    LIMIT.store(set as usize, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The name of the kernel set this CPU gets, for `attn doctor`.
