@@ -33,24 +33,27 @@ pub const TILE_FLOATS: usize = 256 * 1024;
 /// below, measured on a loaded machine, had put the crossing at 8.
 ///
 /// The choice, measured by `tests/block_linear.rs`'s `prefill_timing_kernels_against_tiles`
-/// (one thread, the 2-core AVX-512 VNNI EPYC of this work, loaded by other builds, so
-/// indicative; ms a product, kernels / tiles):
+/// (one thread, the 2-core AVX-512 VNNI EPYC of this work, quiet, after the tiles'
+/// buffers and Q6_K's vectorised dequantisation; ms a product, kernels / tiles):
 ///
 /// | shape `[N, K]` | type | M = 1 | 8 | 16 | 32 | 64 | 128 |
 /// |---|---|---|---|---|---|---|---|
-/// | SmolLM2 gate/up `[1536, 576]` | Q4_1 | 0.15 / 0.52 | 1.16 / 0.66 | 2.31 / 1.51 | 4.79 / 2.00 | 12.6 / 1.71 | 19.6 / 2.97 |
-/// | SmolLM2 down `[576, 1536]` | Q4_1 | 0.15 / 0.48 | 1.13 / 0.66 | 2.27 / 0.81 | 4.54 / 1.12 | 9.13 / 1.73 | 18.4 / 2.98 |
-/// | Gemma 3 gate/up `[2048, 640]` | Q5_0 | 0.25 / 0.84 | 1.96 / 1.10 | 3.95 / 1.30 | 8.22 / 1.74 | 16.0 / 2.73 | 34.6 / 4.37 |
-/// | Gemma 3 down `[640, 2048]` | Q6_K | 0.10 / 4.49 | 0.76 / 5.16 | 1.52 / 5.62 | 3.02 / 4.47 | 6.10 / 6.81 | 16.4 / 8.66 |
+/// | SmolLM2 gate/up `[1536, 576]` | Q4_1 | 0.03 / 0.28 | 0.22 / 0.44 | 0.43 / 0.57 | 0.86 / 0.84 | 1.78 / 1.37 | 3.42 / 2.44 |
+/// | SmolLM2 down `[576, 1536]` | Q4_1 | 0.03 / 0.27 | 0.20 / 0.43 | 0.40 / 0.57 | 0.79 / 0.84 | 1.58 / 1.38 | 3.37 / 2.47 |
+/// | Gemma 3 gate/up `[2048, 640]` | Q5_0 | 0.05 / 0.50 | 0.41 / 0.73 | 0.82 / 0.93 | 1.64 / 1.34 | 3.29 / 2.14 | 6.62 / 3.77 |
+/// | Gemma 3 down `[640, 2048]` | Q6_K | 0.04 / 0.41 | 0.28 / 0.78 | 0.56 / 0.99 | 1.12 / 1.40 | 2.24 / 2.23 | 4.54 / 3.90 |
+///
+/// A product alone crosses at about 32 rows for the legacy types and 64 for Q6_K; the
+/// thresholds stay at 16 and 128 (the legacy one from the whole model above, not
+/// measured again).
 ///
 /// The kernels' small-batch path reads each weight row once but still does `M` integer
 /// dot products a row, where libtorch's float32 GEMM blocks for its registers: from a
-/// few rows the dequantised tiles win, 6x at a 128-token prompt. The tiles' arithmetic is
-/// the math path's (float activations), not llama.cpp's, so a prompt's logits differ
-/// from token-by-token decoding by the activations' 8-bit rounding. At two threads the
-/// tiles run on libtorch's OpenMP threads, whose barriers on the oversubscribed
-/// machine of the measurement took 100+ ms at times; quiet-machine numbers belong to
-/// the lead's bench.
+/// few dozen rows the dequantised tiles win. The tiles' arithmetic is the math path's
+/// (float activations), not llama.cpp's, so a prompt's logits differ from token-by-token
+/// decoding by the activations' 8-bit rounding. With `--quant gguf`'s threads
+/// ([`kernels::dedicate_threads`]) the tiles share out over the kernels' pool, one
+/// single-threaded libtorch matmul each.
 pub fn tiles_from_rows(block: BlockType) -> usize {
     if block.is_k_quant() {
         128
