@@ -208,7 +208,10 @@ fn kernels_flag_limits_the_block_kernels_and_rows_name_them() {
     let out = attn(&["bench", "--suite", "generate", "--kernels", "avx1024"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--kernels") && err.contains("avx512-vnni"), "{err}");
+    assert!(
+        err.contains("--kernels") && err.contains("avx512-vnni"),
+        "{err}"
+    );
     let lacking = KernelSet::ALL.into_iter().find(|s| !s.is_available());
     if let Some(set) = lacking {
         let out = attn(&["bench", "--suite", "generate", "--kernels", set.name()]);

@@ -74,7 +74,9 @@ fn tile_rows(rows: usize, cols: usize) -> usize {
     let tiles = (rows * cols)
         .div_ceil(TILE_FLOATS)
         .next_multiple_of(TILE_GROUP);
-    rows.div_ceil(tiles).next_multiple_of(8).clamp(1, rows.max(1))
+    rows.div_ceil(tiles)
+        .next_multiple_of(8)
+        .clamp(1, rows.max(1))
 }
 
 thread_local! {

@@ -12,13 +12,13 @@ use tch_attention::bench::config::{dtype_name, parse_dtype};
 use tch_attention::bench::limits::check_steps;
 use tch_attention::bench::llama::{self, BenchDecoder};
 use tch_attention::bench::runner::device_name;
-use tch_attention::nn::kernels::{self, KernelSet};
 use tch_attention::bench::serve;
 use tch_attention::bench::suites::suite;
 use tch_attention::bench::{
     check_threads, matmul_gflops, measure, BenchConfig, BenchModule, Measurement, Mode, SUITES,
 };
 use tch_attention::doctor::loaded_libtorch_version;
+use tch_attention::nn::kernels::{self, KernelSet};
 
 use crate::model_dir::{default_gemma_model, default_llama_model};
 use crate::DeviceArg;
