@@ -19,6 +19,12 @@
 //! activation loads) read the weights more slowly than the hardware prefetcher alone
 //! on one plain stream (about 17 against 13 GB/s; two interleaved rows 6 GB/s).
 //!
+//! A small batch (the server's sequences decoded together, a short prompt) takes its
+//! activation rows four at a time against each weight row: each pair of blocks is
+//! unpacked once for the four, each row's sums kept in its own registers in the order
+//! below, so each product is bit for bit the one its row gets alone. Eight rows of
+//! SmolLM2's `[1536, 576]` Q4_1 projection took 0.14 ms instead of 0.22.
+//!
 //! Safety of the pointer reads: [`rows`] checks once a call that every activation row
 //! holds as many blocks as a weight row and every output as many elements as rows.
 //!
@@ -141,17 +147,25 @@ struct Acc {
     offs: __m128,
 }
 
-/// Blocks `b` and `b + 1` of a row (at `blk`) against their activations `a` and
-/// `ds = (d_a₀, d_a₀·Σa₀, d_a₁, d_a₁·Σa₁)`.
+/// What blocks `b` and `b + 1` of a row (at `blk`) give every activation row alike: their
+/// 64 codes, and their leading halves as floats ([`halves`]).
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn pair_step<B: Wide>(acc: Acc, blk: *const u8, a: __m512i, ds: __m128) -> Acc {
-    let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), B::codes2(blk), a);
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
+unsafe fn pair_of<B: Wide>(blk: *const u8) -> (__m512i, __m128) {
     let words = _mm_insert_epi32::<1>(
         _mm_cvtsi32_si128(read_u32(blk) as i32),
         read_u32(blk.add(B::BYTES)) as i32,
     );
-    let prod = _mm_mul_ps(halves::<B>(words), ds);
+    (B::codes2(blk), halves::<B>(words))
+}
+
+/// A pair of blocks ([`pair_of`]) against their activations `a` and
+/// `ds = (d_a₀, d_a₀·Σa₀, d_a₁, d_a₁·Σa₁)`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn pair_step(acc: Acc, (codes, halves): (__m512i, __m128), a: __m512i, ds: __m128) -> Acc {
+    let sumi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes, a);
+    let prod = _mm_mul_ps(halves, ds);
     let lanes = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     let scale = _mm512_permutexvar_ps(lanes, _mm512_castps128_ps512(prod));
     Acc {
@@ -197,26 +211,33 @@ unsafe fn finish<B: Wide>(acc: Acc) -> f32 {
     hsum_ps16(acc.sum) + B::OFFSET * _mm_cvtss_f32(_mm_movehdup_ps(offs))
 }
 
-/// The dot product of the row of `nb` blocks at `w` with the activation row `a`.
+/// The dot products of the row of `nb` blocks at `w` with the `G` activation rows `a`:
+/// each pair of blocks unpacked once for all `G` (a small batch's rows, or one), each
+/// row's sums in its own registers, so each product is the one its row gets alone.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot<B: Wide>(w: *const u8, nb: usize, a: &Q8Row) -> f32 {
-    let mut acc = Acc {
+unsafe fn dots<B: Wide, const G: usize>(w: *const u8, nb: usize, a: [&Q8Row; G]) -> [f32; G] {
+    let mut acc = [Acc {
         sum: _mm512_setzero_ps(),
         offs: _mm_setzero_ps(),
-    };
-    let (qa, ds) = (a.qs.as_ptr(), a.ds.as_ptr());
+    }; G];
     let mut b = 0;
     while b + 2 <= nb {
-        let x = _mm512_loadu_si512(qa.add(32 * b) as *const _);
-        let d = _mm_loadu_ps(ds.add(2 * b));
-        acc = pair_step::<B>(acc, w.add(B::BYTES * b), x, d);
+        let pair = pair_of::<B>(w.add(B::BYTES * b));
+        for (acc, a) in acc.iter_mut().zip(a) {
+            let x = _mm512_loadu_si512(a.qs.as_ptr().add(32 * b) as *const _);
+            let d = _mm_loadu_ps(a.ds.as_ptr().add(2 * b));
+            *acc = pair_step(*acc, pair, x, d);
+        }
         b += 2;
     }
     if b < nb {
-        acc = last_step::<B>(acc, w.add(B::BYTES * b), qa.add(32 * b), ds.add(2 * b));
+        for (acc, a) in acc.iter_mut().zip(a) {
+            let (qa, ds) = (a.qs.as_ptr().add(32 * b), a.ds.as_ptr().add(2 * b));
+            *acc = last_step::<B>(*acc, w.add(B::BYTES * b), qa, ds);
+        }
     }
-    finish::<B>(acc)
+    acc.map(|acc| finish::<B>(acc))
 }
 
 /// The rows and blocks a row of `w` (blocks of `bytes`), after checking what the pointer
@@ -252,8 +273,21 @@ pub(crate) unsafe fn rows<B: Wide>(
     });
     for k in 0..n_rows {
         let row = w.as_ptr().add(k * row_bytes);
-        for (a, o) in acts.iter().zip(out.iter_mut()) {
-            *o.get_unchecked_mut(k) = dot::<B>(row, nb, a);
+        // Four activation rows at a time, then the rest one by one (`checked`: as many
+        // outputs as activation rows).
+        let fours = acts.len() / 4 * 4;
+        for i in (0..fours).step_by(4) {
+            let y = dots::<B, 4>(
+                row,
+                nb,
+                [&acts[i], &acts[i + 1], &acts[i + 2], &acts[i + 3]],
+            );
+            for (j, y) in y.into_iter().enumerate() {
+                *out.get_unchecked_mut(i + j).get_unchecked_mut(k) = y;
+            }
+        }
+        for (a, o) in acts[fours..].iter().zip(&mut out[fours..]) {
+            *o.get_unchecked_mut(k) = dots::<B, 1>(row, nb, [a])[0];
         }
     }
 }
