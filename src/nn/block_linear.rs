@@ -67,9 +67,9 @@ pub fn tiles_from_rows(block: BlockType) -> usize {
 const TILE_GROUP: usize = 4;
 
 /// Weight rows a tile of `[rows, cols]`: the fewest tiles, a multiple of [`TILE_GROUP`],
-/// of at most [`TILE_FLOATS`] weights each, rows rounded up to a multiple of 8. The same
-/// whatever the number of threads, so that each tile's product, and so the output, is
-/// too.
+/// of at most [`TILE_FLOATS`] weights each, then rows rounded up to a multiple of 8 (so
+/// a tile may hold up to seven rows more). The same whatever the number of threads, so
+/// that each tile's product, and so the output, is too.
 fn tile_rows(rows: usize, cols: usize) -> usize {
     let tiles = (rows * cols)
         .div_ceil(TILE_FLOATS)
@@ -80,7 +80,7 @@ fn tile_rows(rows: usize, cols: usize) -> usize {
 }
 
 thread_local! {
-    /// Each thread's tile of dequantised weights, kept between products (at most
+    /// Each thread's tile of dequantised weights, kept between products (about
     /// [`TILE_FLOATS`] floats: 1 MiB).
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -311,7 +311,7 @@ impl BlockLinear {
         Ok(y)
     }
 
-    /// `(M, K) -> (M, N)`: tiles of at most [`TILE_FLOATS`] weights ([`tile_rows`])
+    /// `(M, K) -> (M, N)`: tiles of about [`TILE_FLOATS`] weights ([`tile_rows`])
     /// dequantised in turn into a buffer each thread keeps, each through libtorch's
     /// float32 matmul straight into its columns of the output; no whole float copy, no
     /// allocation a tile. The tiles share out over the kernels' threads when they have
