@@ -59,7 +59,7 @@ impl LlamaForCausalLM {
             Err(_) => "token_embd.weight",
         };
         let head_blocks = block_linear(g, head, None, None)?
-            .map(on_huge_pages(g, head))
+            .map(|linear| on_huge_pages(g, head, linear))
             .transpose()?;
         // The embedding table from its blocks too, its float copy never made (a tied
         // head's own copy: one table for both).
@@ -165,25 +165,20 @@ const HUGE_PAGE_BYTES: usize = 8 << 20;
 /// copy costs no memory beyond them): the head, which every token reads whole, streams
 /// from huge pages with a TLB miss per 2 MiB instead of per 4 KiB (Gemma 3's Q8_0 head:
 /// 17-25 GB/s from the file's pages, 23-31 from the copy, `HugePageBytes`).
-fn on_huge_pages<'a>(
-    g: &'a Gguf,
-    name: &'a str,
-) -> impl FnOnce(BlockLinear) -> Result<BlockLinear> + 'a {
-    move |linear| {
-        if linear.nbytes() < HUGE_PAGE_BYTES {
-            return Ok(linear);
-        }
-        let range = g.raw_range(g.tensor_info(name)?);
-        let file = g.file_bytes();
-        let src = &(*file).as_ref()[range.clone()];
-        let copy = HugePageBytes::copy_of_releasing(src, |r| {
-            file.release(range.start + r.start..range.start + r.end)
-        });
-        let len = copy.len();
-        let rows = linear.out_features() as usize;
-        let cols = linear.in_features() as usize;
-        BlockLinear::in_place(linear.block(), rows, cols, Arc::new(copy), 0..len)
+fn on_huge_pages(g: &Gguf, name: &str, linear: BlockLinear) -> Result<BlockLinear> {
+    if linear.nbytes() < HUGE_PAGE_BYTES {
+        return Ok(linear);
     }
+    let range = g.raw_range(g.tensor_info(name)?);
+    let file = g.file_bytes();
+    let src = &(*file).as_ref()[range.clone()];
+    let copy = HugePageBytes::copy_of_releasing(src, |r| {
+        file.release(range.start + r.start..range.start + r.end)
+    });
+    let len = copy.len();
+    let rows = linear.out_features() as usize;
+    let cols = linear.in_features() as usize;
+    BlockLinear::in_place(linear.block(), rows, cols, Arc::new(copy), 0..len)
 }
 
 /// Row `i` of the Hugging Face weight is row `order[i]` of llama.cpp's (the inverse of
